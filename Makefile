@@ -1,0 +1,49 @@
+# The two commands of the README:
+#   make demo   -> installs the web side into .venv and opens the arena on the demo workspace
+#   make test   -> installs everything (torch CPU build first, chromium from Debian) and runs pytest
+# Override the interpreter with PYTHON=python3.11, the venv folder with VENV=...
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: demo test install install-test browser lint format bench clean
+
+demo: install
+	$(BIN)/python app.py
+
+test: install-test browser
+	$(BIN)/python -m pytest -q
+
+install: $(VENV)/.installed-web
+install-test: $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-web: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $@
+
+# torch first, pinned: the registry's newest torch would bring several GB of CUDA packages.
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test]'
+	touch $@ $(VENV)/.installed-web
+
+# Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium; no browser download).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+lint: install-test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install-test
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,21 @@
+"""`python app.py`: the arena on the default workspace, built from the demo when empty.
+
+Settings come from ARENA_* environment variables (see `arena settings`).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from arena.config import load_settings
+from arena.serve import serve
+
+
+def main() -> None:
+    serve(load_settings(), build_demo_if_empty=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Settings: one table of name, type, default and help.
+
+Resolution order for every setting: an explicit override (CLI flag or keyword
+argument) > the environment variable ``ARENA_<NAME>`` > the default below.
+``arena settings`` prints this table; a test checks every setting has help.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORKSPACE = "./arena-workspace"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def env_var(self) -> str:
+        return f"ARENA_{self.name.upper()}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "workspace",
+        str,
+        DEFAULT_WORKSPACE,
+        "Workspace folder holding arena.db and images/. `python app.py` and every "
+        "`arena` command use it unless --workspace is given.",
+    ),
+    Setting(
+        "db_url",
+        str,
+        "",
+        "SQLAlchemy database URL. Empty means sqlite:///<workspace>/arena.db. "
+        "Use postgresql+psycopg://user:pass@host/db for shared deployments.",
+    ),
+    Setting("host", str, "127.0.0.1", "Address the web app listens on."),
+    Setting("port", int, 7860, "Port the web app listens on."),
+    Setting("seed", int, 0, "Seed for every random choice the server makes (matchmaking, demo)."),
+    Setting(
+        "reveal_models",
+        bool,
+        True,
+        "Show the two model names after a vote is stored. Off keeps raters blind.",
+    ),
+    Setting(
+        "matchmaking_policy",
+        str,
+        "balanced",
+        "How the next pair is chosen: uniform, balanced or active.",
+    ),
+    Setting(
+        "active_min_votes",
+        int,
+        500,
+        "With matchmaking_policy=active, use uniform/balanced pairing until this many "
+        "votes exist (ratings are too uncertain before).",
+    ),
+    Setting(
+        "rate_limit_per_minute",
+        int,
+        30,
+        "Most votes one rater may cast in any 60 seconds; more get a polite refusal.",
+    ),
+    Setting("daily_vote_cap", int, 2000, "Most votes one rater may cast per UTC day."),
+    Setting(
+        "battle_ttl_seconds",
+        int,
+        3600,
+        "A served battle must be voted on within this many seconds, else the vote is refused.",
+    ),
+    Setting(
+        "min_decision_ms",
+        int,
+        700,
+        "Votes cast faster than this after the battle was served are stored but flagged.",
+    ),
+    Setting(
+        "max_flagged_fraction",
+        float,
+        0.5,
+        "A rater with more than this fraction of flagged votes (and at least 20 votes) is "
+        "excluded from the leaderboard by policy; an admin can reverse it.",
+    ),
+    Setting(
+        "min_votes_ranked",
+        int,
+        50,
+        "Models with fewer votes are listed as provisional, not ranked.",
+    ),
+    Setting(
+        "bootstrap_rounds", int, 1000, "Bootstrap rounds for leaderboard confidence intervals."
+    ),
+    Setting(
+        "gold_rate",
+        float,
+        0.0,
+        "Fraction of battles that are gold checks (an image against a degraded copy).",
+    ),
+    Setting(
+        "admin_secret",
+        str,
+        "",
+        "Password of the Admin tab (user 'admin'). Empty hides the Admin tab entirely.",
+    ),
+    Setting(
+        "weights_dir",
+        str,
+        "",
+        "Folder searched for metric and model weights before the Hugging Face cache.",
+    ),
+    Setting(
+        "allow_network",
+        bool,
+        False,
+        "Allow downloading weights from the Hugging Face hub when they are missing locally.",
+    ),
+    Setting("max_prompt_chars", int, 2000, "Longest prompt text accepted on import."),
+    Setting(
+        "max_image_pixels",
+        int,
+        64_000_000,
+        "Largest image (width x height) accepted on import: a decompression-bomb guard.",
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _coerce(setting: Setting, raw: Any, source: str) -> Any:
+    if not isinstance(raw, str):
+        return setting.type(raw)
+    if setting.type is bool:
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise SettingsError(
+            f"{source}={raw!r}: expected a boolean (1/0, true/false, yes/no, on/off)."
+        )
+    try:
+        return setting.type(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{source}={raw!r}: expected a {setting.type.__name__} for setting "
+            f"{setting.name!r} ({setting.help})"
+        ) from None
+
+
+class Settings:
+    """Resolved settings; attribute access by name (``settings.port``)."""
+
+    def __init__(self, values: dict[str, Any]):
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no setting {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+    def replace(self, **overrides: Any) -> Settings:
+        return load_settings(base=self, **overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    @property
+    def workspace_path(self) -> Path:
+        return Path(self.workspace).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.workspace_path / 'arena.db'}"
+
+
+def load_settings(
+    env: dict[str, str] | None = None, base: Settings | None = None, **overrides: Any
+) -> Settings:
+    """Resolve every setting: overrides (not None) > environment > base or default."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if overrides.get(setting.name) is not None:
+            values[setting.name] = _coerce(setting, overrides[setting.name], f"--{setting.name}")
+        elif base is None and setting.env_var in env:
+            values[setting.name] = _coerce(setting, env[setting.env_var], setting.env_var)
+        elif base is not None:
+            values[setting.name] = base._values[setting.name]
+        else:
+            values[setting.name] = setting.default
+    unknown = set(overrides) - set(_BY_NAME)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {sorted(unknown)}; known: {', '.join(_BY_NAME)}")
+    return Settings(values)
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(name, env var, default, help) for every setting, for docs and `arena settings`."""
+    return [(s.name, s.env_var, repr(s.default), s.help) for s in SETTINGS]

@@ -1,0 +1,206 @@
+"""SQLAlchemy 2.0 tables, the engine and session helpers.
+
+The schema is owned by Alembic migrations (``arena/migrations``); these models
+are the single source of truth they are checked against (tests/test_db.py).
+SQLite runs in WAL mode with a busy timeout and ``synchronous=FULL`` so that a
+vote acknowledged after commit survives a crash of the process or the machine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+OUTCOMES = ("left", "right", "tie", "both_bad")
+MODEL_KINDS = ("demo", "import", "diffusers", "reference")
+RATER_KINDS = ("human", "simulated")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Model(Base):
+    """A text-to-image model, or (kind='reference') a set of real reference images."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Prompt(Base):
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("prompt_set", "external_id", name="uq_prompt_set_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt_set: Mapped[str] = mapped_column(String(200), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    tags: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Image(Base):
+    """One stored image. Files live in the workspace as images/<sha[:2]>/<sha>.png."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("model_id", "sha256", name="uq_image_model_sha"),
+        UniqueConstraint(
+            "model_id", "prompt_id", "seed", "settings_hash", name="uq_image_generation"
+        ),
+        Index("ix_images_model_prompt", "model_id", "prompt_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id"), nullable=True)
+    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    settings_hash: Mapped[str] = mapped_column(String(64), default="")
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Why an image is kept out of matchmaking and metrics ("black", "nan", "uniform", ...).
+    broken: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    source_name: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Rater(Base):
+    __tablename__ = "raters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="human")
+    login: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    excluded_reason: Mapped[str] = mapped_column(Text, default="")
+    # Set when an admin decides by hand; the automatic policy never overrides it.
+    exclusion_manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Battle(Base):
+    __tablename__ = "battles"
+    __table_args__ = (
+        Index("ix_battles_rater_pair", "rater_id", "left_image_id", "right_image_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    left_image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    right_image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    policy: Mapped[str] = mapped_column(String(40))
+    # "normal", or "gold" (an image against a degraded copy; never enters the leaderboard).
+    kind: Mapped[str] = mapped_column(String(20), default="normal")
+    # For gold battles: which side holds the intact image ("left"/"right").
+    gold_answer: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    served_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    __table_args__ = (Index("ix_votes_rater_created", "rater_id", "created_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    battle_id: Mapped[int] = mapped_column(ForeignKey("battles.id"), unique=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    outcome: Mapped[str] = mapped_column(String(10))
+    decision_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Why the vote is suspicious ("fast", ...); stored, but may be excluded by policy.
+    flag: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class Score(Base):
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("image_id", "metric", "version", name="uq_score"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    metric: Mapped[str] = mapped_column(String(80), index=True)
+    version: Mapped[str] = mapped_column(String(80))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Metric-specific extras, e.g. per-tag hits for tag accuracy.
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Feature(Base):
+    """A cached feature vector (float32 bytes) of one image under one extractor version."""
+
+    __tablename__ = "features"
+    __table_args__ = (UniqueConstraint("image_id", "extractor", name="uq_feature"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    extractor: Mapped[str] = mapped_column(String(120))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ModelMetric(Base):
+    """A model-level number (KID, FID, CMMD, FD-DINO, diversity, AS) against a reference set."""
+
+    __tablename__ = "model_metrics"
+    __table_args__ = (UniqueConstraint("model_id", "metric", "reference", name="uq_model_metric"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    metric: Mapped[str] = mapped_column(String(80))
+    reference: Mapped[str] = mapped_column(String(200), default="")
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    std: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    computed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, FULL sync and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(bind=engine, expire_on_commit=False)

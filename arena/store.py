@@ -1,0 +1,395 @@
+"""The storage façade: one object owns the database and the image files.
+
+Everything outside this module speaks to storage through domain verbs
+(``add_model``, ``add_prompts``, ``add_image``, ``votes_frame`` ...). Domain
+modules with bigger transactions (battles, ingest, scoring) use
+``store.session()``, which commits on success and rolls back on any error,
+so a failed operation leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from arena import db
+from arena.config import Settings, load_settings
+from arena.images import ImageStore, StoredImage
+from arena.migrate import SchemaError, upgrade_to_head
+
+
+class StoreError(ValueError):
+    """A request the store refuses; the message says what was wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    text: str
+    external_id: str | None = None
+    tags: str = ""
+    category: str = ""
+
+
+class Store:
+    def __init__(self, settings: Settings | None = None, *, upgrade: bool = True):
+        self.settings = settings or load_settings()
+        self.workspace = self.settings.workspace_path
+        self.url = self.settings.database_url
+        self.engine = db.make_engine(self.url)
+        self._sessions = db.make_sessionmaker(self.engine)
+        self.images = ImageStore(self.workspace)
+        if upgrade:
+            self._upgrade()
+
+    @classmethod
+    def open(cls, workspace: str | Path | None = None, **overrides: Any) -> Store:
+        """Open (and create or upgrade) the workspace at ``workspace``."""
+        settings = load_settings(workspace=str(workspace) if workspace else None, **overrides)
+        return cls(settings)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _upgrade(self) -> None:
+        if self.url.startswith("sqlite"):
+            try:
+                self.workspace.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"workspace {self.workspace}: cannot create it ({exc.strerror}); choose a "
+                    "writable folder with --workspace or ARENA_WORKSPACE."
+                ) from None
+            if not os.access(self.workspace, os.W_OK):
+                raise StoreError(
+                    f"workspace {self.workspace} is read-only; the arena must write its "
+                    "database and images there. Fix the permissions or pick another folder "
+                    "with --workspace or ARENA_WORKSPACE."
+                )
+        try:
+            upgrade_to_head(self.engine)
+        except SchemaError:
+            raise
+        except OperationalError as exc:
+            raise StoreError(
+                f"database {self.url}: cannot open or upgrade it ({exc.orig}). Check that "
+                "the workspace is writable and the file is an arena database."
+            ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: commit on success, roll back on any exception."""
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # -- models ------------------------------------------------------------------
+    def add_model(
+        self,
+        name: str,
+        kind: str,
+        source: str = "",
+        params: dict | None = None,
+        description: str = "",
+    ) -> int:
+        """Register a model; re-registering the same (name, kind, source) returns its id."""
+        name = name.strip()
+        if not name:
+            raise StoreError("model name is empty; give a non-empty --model name.")
+        if kind not in db.MODEL_KINDS:
+            raise StoreError(f"model kind {kind!r} is not one of {db.MODEL_KINDS}.")
+        with self.session() as s:
+            existing = s.scalar(select(db.Model).where(db.Model.name == name))
+            if existing is not None:
+                if existing.kind != kind or (
+                    source and existing.source and existing.source != source
+                ):
+                    raise StoreError(
+                        f"model name {name!r} is already used by a {existing.kind} model from "
+                        f"{existing.source or '(no source)'}; pick another name with --model, "
+                        "or import into that model from the same source."
+                    )
+                return existing.id
+            model = db.Model(
+                name=name, kind=kind, source=source, params=params or {}, description=description
+            )
+            s.add(model)
+            s.flush()
+            return model.id
+
+    def model_id(self, name: str) -> int:
+        with self.session() as s:
+            model_id = s.scalar(select(db.Model.id).where(db.Model.name == name))
+        if model_id is None:
+            raise StoreError(
+                f"unknown model {name!r}; known models: {', '.join(self.model_names()) or 'none'}."
+            )
+        return model_id
+
+    def model_names(self, include_reference: bool = False) -> list[str]:
+        query = select(db.Model.name).order_by(db.Model.name)
+        if not include_reference:
+            query = query.where(db.Model.kind != "reference")
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    # -- prompts -----------------------------------------------------------------
+    def add_prompts(self, rows: Iterable[PromptRow], prompt_set: str) -> tuple[int, int]:
+        """Add prompts to a set in one transaction; returns (added, already present)."""
+        rows = list(rows)
+        with self.session() as s:
+            existing = set(
+                s.scalars(select(db.Prompt.external_id).where(db.Prompt.prompt_set == prompt_set))
+            )
+            count = len(existing)
+            added = 0
+            for row in rows:
+                ext = row.external_id or str(count + added + 1)
+                if ext in existing:
+                    continue
+                existing.add(ext)
+                s.add(
+                    db.Prompt(
+                        prompt_set=prompt_set,
+                        external_id=ext,
+                        text=row.text,
+                        tags=row.tags,
+                        category=row.category,
+                    )
+                )
+                added += 1
+        return added, len(rows) - added
+
+    def prompt_ids(self, prompt_set: str | None = None) -> dict[tuple[str, str], int]:
+        """(prompt_set, external_id) -> prompt id."""
+        query = select(db.Prompt.prompt_set, db.Prompt.external_id, db.Prompt.id)
+        if prompt_set is not None:
+            query = query.where(db.Prompt.prompt_set == prompt_set)
+        with self.session() as s:
+            return {(ps, ext): pid for ps, ext, pid in s.execute(query)}
+
+    # -- images ------------------------------------------------------------------
+    def add_image(
+        self,
+        model_id: int,
+        prompt_id: int | None,
+        stored: StoredImage,
+        seed: int | None = None,
+        params: dict | None = None,
+        settings_hash: str = "",
+        broken: str | None = None,
+        source_name: str = "",
+        session: Session | None = None,
+    ) -> int | None:
+        """Record a stored image; returns its id, or None when it is already recorded."""
+
+        def insert(s: Session) -> int | None:
+            dup = s.scalar(
+                select(db.Image.id).where(
+                    db.Image.model_id == model_id, db.Image.sha256 == stored.sha256
+                )
+            )
+            if dup is not None:
+                return None
+            image = db.Image(
+                sha256=stored.sha256,
+                model_id=model_id,
+                prompt_id=prompt_id,
+                seed=seed,
+                width=stored.width,
+                height=stored.height,
+                params=params or {},
+                settings_hash=settings_hash,
+                broken=broken,
+                source_name=source_name,
+            )
+            s.add(image)
+            s.flush()
+            return image.id
+
+        if session is not None:
+            return insert(session)
+        with self.session() as s:
+            return insert(s)
+
+    # -- raters ------------------------------------------------------------------
+    def rater_id(
+        self,
+        external_id: str,
+        kind: str = "human",
+        login: str | None = None,
+        session: Session | None = None,
+    ) -> int:
+        """The id of the rater with this external id, created on first sight."""
+        if kind not in db.RATER_KINDS:
+            raise StoreError(f"rater kind {kind!r} is not one of {db.RATER_KINDS}.")
+
+        def get(s: Session) -> int:
+            rid = s.scalar(select(db.Rater.id).where(db.Rater.external_id == external_id))
+            if rid is None:
+                rater = db.Rater(external_id=external_id, kind=kind, login=login)
+                s.add(rater)
+                s.flush()
+                rid = rater.id
+            return rid
+
+        if session is not None:
+            return get(session)
+        with self.session() as s:
+            return get(s)
+
+    # -- frames ------------------------------------------------------------------
+    def votes_frame(
+        self, include_excluded: bool = False, include_gold: bool = False
+    ) -> pd.DataFrame:
+        """One row per vote: models, images, prompt, outcome, rater and times.
+
+        Columns: vote_id, battle_id, created_at, outcome, decision_ms, flag, rater_id,
+        rater_kind, rater_excluded, policy, battle_kind, prompt_id, prompt_set, category,
+        left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256.
+        """
+        left = db.Image.__table__.alias("li")
+        right = db.Image.__table__.alias("ri")
+        lm = db.Model.__table__.alias("lm")
+        rm = db.Model.__table__.alias("rm")
+        v, b, r, p = (
+            db.Vote.__table__,
+            db.Battle.__table__,
+            db.Rater.__table__,
+            db.Prompt.__table__,
+        )
+        query = (
+            select(
+                v.c.id.label("vote_id"),
+                b.c.id.label("battle_id"),
+                v.c.created_at,
+                v.c.outcome,
+                v.c.decision_ms,
+                v.c.flag,
+                r.c.id.label("rater_id"),
+                r.c.kind.label("rater_kind"),
+                r.c.excluded.label("rater_excluded"),
+                b.c.policy,
+                b.c.kind.label("battle_kind"),
+                p.c.id.label("prompt_id"),
+                p.c.prompt_set,
+                p.c.category,
+                b.c.left_image_id,
+                b.c.right_image_id,
+                lm.c.name.label("left_model"),
+                rm.c.name.label("right_model"),
+                left.c.sha256.label("left_sha256"),
+                right.c.sha256.label("right_sha256"),
+            )
+            .select_from(v)
+            .join(b, b.c.id == v.c.battle_id)
+            .join(r, r.c.id == v.c.rater_id)
+            .join(p, p.c.id == b.c.prompt_id)
+            .join(left, left.c.id == b.c.left_image_id)
+            .join(right, right.c.id == b.c.right_image_id)
+            .join(lm, lm.c.id == left.c.model_id)
+            .join(rm, rm.c.id == right.c.model_id)
+            .order_by(v.c.created_at, v.c.id)
+        )
+        if not include_excluded:
+            query = query.where(r.c.excluded.is_(False))
+        if not include_gold:
+            query = query.where(b.c.kind == "normal")
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
+    def images_frame(self, include_broken: bool = False) -> pd.DataFrame:
+        """One row per image: image_id, sha256, model, model_kind, prompt_id, seed, size."""
+        i, m = db.Image.__table__, db.Model.__table__
+        query = (
+            select(
+                i.c.id.label("image_id"),
+                i.c.sha256,
+                m.c.name.label("model"),
+                m.c.kind.label("model_kind"),
+                i.c.prompt_id,
+                i.c.seed,
+                i.c.width,
+                i.c.height,
+                i.c.broken,
+            )
+            .join(m, m.c.id == i.c.model_id)
+            .order_by(i.c.id)
+        )
+        if not include_broken:
+            query = query.where(i.c.broken.is_(None))
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
+    def scores_frame(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per (image, metric): image_id, metric, version, value."""
+        sc = db.Score.__table__
+        query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value)
+        if metrics is not None:
+            query = query.where(sc.c.metric.in_(list(metrics)))
+        with self.engine.connect() as conn:
+            return pd.read_sql(query.order_by(sc.c.image_id, sc.c.metric), conn)
+
+    def prompts_frame(self) -> pd.DataFrame:
+        p = db.Prompt.__table__
+        query = select(
+            p.c.id.label("prompt_id"),
+            p.c.prompt_set,
+            p.c.external_id,
+            p.c.text,
+            p.c.tags,
+            p.c.category,
+        ).order_by(p.c.id)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
+    # -- status ------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Counts for `arena status`: per model images/votes, and totals."""
+        with self.session() as s:
+            counts = {
+                "models": s.scalar(
+                    select(func.count(db.Model.id)).where(db.Model.kind != "reference")
+                ),
+                "prompts": s.scalar(select(func.count(db.Prompt.id))),
+                "prompt_sets": s.scalar(select(func.count(func.distinct(db.Prompt.prompt_set)))),
+                "images": s.scalar(select(func.count(db.Image.id))),
+                "broken_images": s.scalar(
+                    select(func.count(db.Image.id)).where(db.Image.broken.is_not(None))
+                ),
+                "raters": s.scalar(select(func.count(db.Rater.id))),
+                "battles": s.scalar(select(func.count(db.Battle.id))),
+                "votes": s.scalar(select(func.count(db.Vote.id))),
+                "scores": s.scalar(select(func.count(db.Score.id))),
+            }
+            per_model = s.execute(
+                select(db.Model.name, db.Model.kind, func.count(db.Image.id))
+                .outerjoin(db.Image, db.Image.model_id == db.Model.id)
+                .group_by(db.Model.id)
+                .order_by(db.Model.name)
+            ).all()
+            metrics = s.execute(
+                select(db.Score.metric, db.Score.version, func.count(db.Score.id))
+                .group_by(db.Score.metric, db.Score.version)
+                .order_by(db.Score.metric)
+            ).all()
+        counts["per_model"] = [
+            {"model": name, "kind": kind, "images": n} for name, kind, n in per_model
+        ]
+        counts["metrics"] = [{"metric": m, "version": ver, "scores": n} for m, ver, n in metrics]
+        counts["workspace"] = str(self.workspace)
+        counts["database"] = self.engine.url.render_as_string(hide_password=True)
+        return counts
