@@ -24,3 +24,36 @@ def store(settings):
     s = Store(settings)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a PostgreSQL server for this test session (started from Debian's binaries).
+
+    Skips where PostgreSQL is not installed, except in CI (CI=true), where it fails:
+    CI must run the database tests on both back ends.
+    """
+    from tests.pg_server import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_store(request, tmp_path):
+    """A Store on a fresh database of each back end (SQLite file; PostgreSQL database)."""
+    if request.param == "sqlite":
+        settings = load_settings(env={}, workspace=str(tmp_path / "ws"))
+    else:
+        from tests.pg_server import fresh_database
+
+        url = fresh_database(request.getfixturevalue("postgres_url"))
+        settings = load_settings(env={}, workspace=str(tmp_path / "ws"), db_url=url)
+    s = Store(settings)
+    yield s
+    s.close()

@@ -1,0 +1,74 @@
+"""The storage façade on both back ends (SQLite and PostgreSQL)."""
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from arena import db
+from arena.migrate import current_revision, head_revision
+from arena.store import PromptRow, StoreError
+
+
+def _image(color):
+    return Image.new("RGB", (16, 12), color)
+
+
+def test_schema_is_at_head(db_store):
+    assert current_revision(db_store.engine) == head_revision()
+
+
+def test_models_register_once_and_names_do_not_collide(db_store):
+    a = db_store.add_model("alpha", "import", source="/out/alpha")
+    assert db_store.add_model("alpha", "import", source="/out/alpha") == a
+    with pytest.raises(StoreError, match=r"'alpha' is already used.*pick another name"):
+        db_store.add_model("alpha", "diffusers", source="/ckpt/alpha")
+    with pytest.raises(StoreError, match=r"unknown model 'beta'.*alpha"):
+        db_store.model_id("beta")
+
+
+def test_prompts_are_added_once_per_set(db_store):
+    rows = [PromptRow("1girl, red hair", "p1", tags="1girl,red_hair"), PromptRow("a cat", "p2")]
+    assert db_store.add_prompts(rows, "set-a") == (2, 0)
+    assert db_store.add_prompts(rows, "set-a") == (0, 2)
+    assert db_store.add_prompts(rows[:1], "set-b") == (1, 0)
+    assert set(db_store.prompt_ids()) == {("set-a", "p1"), ("set-a", "p2"), ("set-b", "p1")}
+
+
+def test_images_are_recorded_once_and_frames_join(db_store):
+    model = db_store.add_model("alpha", "import")
+    db_store.add_prompts([PromptRow("a cat", "p1")], "s")
+    pid = db_store.prompt_ids()[("s", "p1")]
+    stored = db_store.images.put_image(_image((255, 0, 0)))
+    first = db_store.add_image(model, pid, stored, seed=0, params={"steps": 2})
+    assert first is not None
+    assert db_store.add_image(model, pid, stored, seed=0) is None
+    frame = db_store.images_frame()
+    assert list(frame["model"]) == ["alpha"] and frame["sha256"][0] == stored.sha256
+    status = db_store.status()
+    assert status["images"] == 1 and status["per_model"][0]["images"] == 1
+
+
+def test_a_failed_transaction_writes_nothing(db_store):
+    with pytest.raises(RuntimeError), db_store.session() as s:
+        s.add(db.Model(name="ghost", kind="import"))
+        s.flush()
+        raise RuntimeError("boom")
+    with db_store.session() as s:
+        assert s.scalar(select(db.Model).where(db.Model.name == "ghost")) is None
+
+
+def test_rater_ids_are_stable(db_store):
+    a = db_store.rater_id("browser-123")
+    assert db_store.rater_id("browser-123") == a
+    assert db_store.rater_id("sim-1", kind="simulated") != a
+    with pytest.raises(StoreError, match="rater kind"):
+        db_store.rater_id("x", kind="robot")
+
+
+def test_migrations_match_the_models_on_this_back_end(db_store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with db_store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
+    assert diff == []
