@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: demo test install install-test browser lint format bench clean
+.PHONY: demo test install install-test system-deps lint format clean
 
 demo: install
 	$(BIN)/python app.py
 
-test: install-test browser
+test: install-test system-deps
 	$(BIN)/python -m pytest -q
 
 install: $(VENV)/.installed-web
@@ -33,11 +33,14 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e '.[test]'
 	touch $@ $(VENV)/.installed-web
 
-# Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium; no browser download).
-browser:
-	@test -x /usr/bin/chromium || { \
+# Debian packages the tests use: chromium (Playwright drives /usr/bin/chromium; no browser
+# download) and postgresql (the tests start a private server on 127.0.0.1 from its binaries).
+system-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium postgresql >/dev/null; \
+	fi
 
 lint: install-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
