@@ -258,7 +258,8 @@ class Store:
         """One row per vote: models, images, prompt, outcome, rater and times.
 
         Columns: vote_id, battle_id, created_at, outcome, decision_ms, flag, rater_id,
-        rater_kind, rater_excluded, policy, battle_kind, prompt_id, prompt_set, category,
+        rater_kind, rater_excluded, policy, battle_kind, gold_answer, prompt_id, prompt_set,
+        category,
         left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256.
         """
         left = db.Image.__table__.alias("li")

@@ -1,0 +1,106 @@
+"""The active pair-selection rule against brute force, and BT unbiasedness under it."""
+
+import numpy as np
+import pytest
+
+from arena import active
+
+
+def _random_state(n, rng, max_count=30):
+    theta = rng.normal(0, 1, n)
+    counts = np.triu(rng.integers(0, max_count, (n, n)), 1)
+    return theta, counts + counts.T
+
+
+def _brute_force_gain(counts, theta, a, b):
+    """Re-invert the information matrix with one more (a, b) vote; weighted variance drop."""
+    cov = active.fisher_covariance(counts, theta)
+    weights = active.order_uncertainty_weights(theta, cov)
+    more = counts.astype(float).copy()
+    more[a, b] += 1
+    more[b, a] += 1
+    cov_after = active.fisher_covariance(more, theta)
+    before = active.difference_variance(cov)
+    after = active.difference_variance(cov_after)
+    return 0.5 * np.sum(weights * (before - after))
+
+
+def test_expected_gain_equals_the_brute_force_update():
+    rng = np.random.default_rng(0)
+    theta, counts = _random_state(7, rng)
+    gain = active.expected_gain(counts, theta)
+    for a, b in [(0, 1), (2, 5), (3, 6), (1, 4)]:
+        # uᵀLu sums each unordered pair once, as the brute force does.
+        assert gain[a, b] == pytest.approx(_brute_force_gain(counts, theta, a, b), rel=1e-6)
+    assert np.allclose(gain, gain.T) and np.all(np.diag(gain) == 0)
+
+
+def test_close_uncertain_pairs_gain_more_than_settled_ones():
+    theta = np.array([0.0, 0.05, 3.0])
+    counts = np.full((3, 3), 200.0)
+    counts[0, 1] = counts[1, 0] = 20.0
+    np.fill_diagonal(counts, 0)
+    gain = active.expected_gain(counts, theta)
+    assert gain[0, 1] > 5 * gain[0, 2]
+
+
+def test_pair_probabilities_keep_a_floor_and_favour_new_pairs():
+    rng = np.random.default_rng(1)
+    theta, counts = _random_state(6, rng, max_count=100)
+    counts = counts + 50 * (1 - np.eye(6, dtype=int))
+    probs = active.pair_probabilities(counts, theta, floor=0.1)
+    assert probs.sum() == pytest.approx(1.0)
+    assert probs.min() >= 0.1 / 15 - 1e-12
+    counts[0, :] = counts[:, 0] = 0
+    probs = active.pair_probabilities(counts, theta, floor=0.1, min_count=10)
+    rows, cols = active.pair_index(6)
+    new = (rows == 0) | (cols == 0)
+    assert probs[new].sum() == pytest.approx(0.1 * new.mean() + 0.9)
+
+
+def test_unavailable_pairs_are_never_sampled():
+    theta = np.zeros(4)
+    counts = np.zeros((4, 4))
+    available = np.ones((4, 4), bool)
+    available[0, 3] = available[3, 0] = False
+    probs = active.pair_probabilities(counts, theta, available=available)
+    pairs = active.sample_pairs(probs, 4, 2000, np.random.default_rng(2))
+    assert not any((a, b) == (0, 3) for a, b in pairs)
+    with pytest.raises(ValueError, match="no pair"):
+        active.pair_probabilities(counts, theta, available=np.zeros((4, 4), bool))
+
+
+def _bt_fit(wins, iters=2000):
+    """Zermelo's MM iteration for BT (an independent fitter for the test)."""
+    n = len(wins)
+    p = np.ones(n)
+    games = wins + wins.T
+    for _ in range(iters):
+        denom = (games / (p[:, None] + p[None, :])).sum(axis=1)
+        p = (wins.sum(axis=1) + 1e-9) / denom
+        p /= np.exp(np.log(p).mean())
+    return np.log(p)
+
+
+def test_bt_stays_unbiased_under_active_sampling():
+    """Over repeated simulations the BT estimate under the active design centres on the truth."""
+    n, reps, votes, batch = 6, 30, 1500, 150
+    truth = np.linspace(-1.2, 1.2, n)
+    errors = []
+    for rep in range(reps):
+        rng = np.random.default_rng(100 + rep)
+        wins = np.zeros((n, n))
+        theta = np.zeros(n)
+        for _ in range(votes // batch):
+            counts = wins + wins.T
+            probs = active.pair_probabilities(counts, theta, floor=0.1)
+            for a, b in active.sample_pairs(probs, n, batch, rng):
+                if rng.random() < 1 / (1 + np.exp(truth[b] - truth[a])):
+                    wins[a, b] += 1
+                else:
+                    wins[b, a] += 1
+            theta = _bt_fit(wins, iters=200)
+        errors.append(_bt_fit(wins) - truth)
+    errors = np.array(errors)
+    mean, se = errors.mean(axis=0), errors.std(axis=0, ddof=1) / np.sqrt(reps)
+    assert np.all(np.abs(mean) < 4 * se + 0.02), (mean, se)
