@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-RIDGE = 1e-3
+from arena.ratings import RIDGE
 
 
 def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,21 +82,61 @@ def order_uncertainty_weights(theta: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return w
 
 
-def expected_gain(counts: np.ndarray, theta: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
-    """gain[a, b]: expected weighted reduction of ranking uncertainty from one vote on (a, b)."""
+def _gain_terms(
+    counts: np.ndarray, theta: np.ndarray, ridge: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: q = p(1-p), m = xᵀ(C L C)x (weighted variance numerator), v = xᵀCx."""
     cov = fisher_covariance(counts, theta, ridge)
     w = order_uncertainty_weights(theta, cov)
     laplacian = np.diag(w.sum(axis=1)) - w
     m = cov @ laplacian @ cov
-    dm = np.diag(m)
-    dc = np.diag(cov)
+    dm, dc = np.diag(m), np.diag(cov)
     p = win_probability(theta)
     q = p * (1.0 - p)
-    numerator = q * (dm[:, None] + dm[None, :] - 2.0 * m)
-    denominator = 1.0 + q * (dc[:, None] + dc[None, :] - 2.0 * cov)
-    gain = np.maximum(numerator / denominator, 0.0)
+    m_pair = np.maximum(dm[:, None] + dm[None, :] - 2.0 * m, 0.0)
+    v_pair = np.maximum(dc[:, None] + dc[None, :] - 2.0 * cov, 1e-12)
+    return q, m_pair, v_pair
+
+
+def expected_gain(counts: np.ndarray, theta: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
+    """gain[a, b]: expected weighted reduction of ranking uncertainty from one vote on (a, b)."""
+    q, m, v = _gain_terms(counts, theta, ridge)
+    gain = q * m / (1.0 + q * v)
     np.fill_diagonal(gain, 0.0)
     return gain
+
+
+def allocate(q: np.ndarray, m: np.ndarray, v: np.ndarray, horizon: float) -> np.ndarray:
+    """Split ``horizon`` votes over pairs so that the marginal gains are equal (water-filling).
+
+    ``k`` votes on one pair reduce the weighted variance by ``k q m / (1 + k q v)``
+    (Sherman–Morrison with ``k q x xᵀ``), whose marginal ``q m / (1 + k q v)²``
+    falls with ``k``. Equal marginals λ give ``k = (sqrt(q m / λ) - 1) / (q v)``,
+    clipped at 0; λ is found by bisection so that the allocations sum to ``horizon``.
+    With a horizon of one vote this is the single best pair; with a long horizon the
+    votes spread, as they should between two ratings refreshes. Cross-pair effects
+    within the horizon are ignored (they are refreshed at the next fit).
+    """
+    qm = q * m
+    qv = q * v
+    live = (qm > 0) & (qv > 0)
+    if not live.any():
+        return np.zeros_like(q)
+    qm_live, qv_live = qm[live], qv[live]
+
+    def votes_at(log_lambda: float) -> np.ndarray:
+        return np.maximum((np.sqrt(qm_live / np.exp(log_lambda)) - 1.0) / qv_live, 0.0)
+
+    lo, hi = np.log(qm_live.max()) - 60.0, np.log(qm_live.max())
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if votes_at(mid).sum() > horizon:
+            lo = mid
+        else:
+            hi = mid
+    k = np.zeros_like(q)
+    k[live] = votes_at(hi)
+    return k
 
 
 def pair_probabilities(
@@ -104,14 +144,17 @@ def pair_probabilities(
     theta: np.ndarray,
     available: np.ndarray | None = None,
     floor: float = 0.1,
-    min_count: int = 10,
+    min_count: int = 0,
+    horizon: float = 1000.0,
     ridge: float = RIDGE,
 ) -> np.ndarray:
     """Sampling probability of each unordered pair (upper triangle, sums to 1).
 
     ``floor`` of the mass is spread uniformly over available pairs (coverage);
-    pairs with fewer than ``min_count`` battles share the rest first, so a new
-    model is compared quickly; after that the mass follows ``expected_gain``.
+    pairs with fewer than ``min_count`` battles share the rest first (off by
+    default: a new model's wide interval already gives its pairs the largest
+    gains); after that the mass follows the water-filling allocation of the
+    ``horizon`` votes expected before the next ratings refresh.
     ``available[a, b]`` is False for pairs that cannot be served (no shared prompt).
     """
     n = len(theta)
@@ -124,8 +167,9 @@ def pair_probabilities(
     if young.any():
         focus = young / young.sum()
     else:
-        gain = expected_gain(counts, theta, ridge)[rows, cols] * ok
-        focus = gain / gain.sum() if gain.sum() > 0 else uniform
+        q, m, v = (x[rows, cols] for x in _gain_terms(counts, theta, ridge))
+        k = allocate(q * ok, m * ok, v, horizon * (1.0 - floor))
+        focus = k / k.sum() if k.sum() > 0 else uniform
     return floor * uniform + (1.0 - floor) * focus
 
 

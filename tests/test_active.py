@@ -104,3 +104,29 @@ def test_bt_stays_unbiased_under_active_sampling():
     errors = np.array(errors)
     mean, se = errors.mean(axis=0), errors.std(axis=0, ddof=1) / np.sqrt(reps)
     assert np.all(np.abs(mean) < 4 * se + 0.02), (mean, se)
+
+
+def test_allocation_spreads_a_horizon_with_diminishing_returns():
+    q = np.array([0.25, 0.25, 0.25, 0.0])
+    m = np.array([4.0, 1.0, 0.0, 9.0])
+    v = np.array([0.5, 0.5, 0.5, 0.5])
+    one = active.allocate(q, m, v, horizon=1.0)
+    assert one[0] > 0 and one[1:].sum() == pytest.approx(0.0, abs=1e-9)
+    many = active.allocate(q, m, v, horizon=400.0)
+    assert many.sum() == pytest.approx(400.0, rel=1e-6)
+    assert many[0] > many[1] > 0 and many[2] == 0 and many[3] == 0
+    # Equal marginal gains q m / (1 + k q v)^2 at the optimum for the pairs that get votes.
+    marginal = q[:2] * m[:2] / (1 + many[:2] * q[:2] * v[:2]) ** 2
+    assert marginal[0] == pytest.approx(marginal[1], rel=1e-6)
+
+
+def test_a_new_model_draws_votes_through_the_gain_alone():
+    rng = np.random.default_rng(3)
+    theta = np.sort(rng.normal(0, 0.5, 8))
+    counts = np.full((8, 8), 300.0)
+    counts[7, :] = counts[:, 7] = 0
+    np.fill_diagonal(counts, 0)
+    probs = active.pair_probabilities(counts, theta, floor=0.1, min_count=0)
+    rows, cols = active.pair_index(8)
+    new = (rows == 7) | (cols == 7)
+    assert probs[new].sum() > 0.8

@@ -1,0 +1,266 @@
+"""How many votes each matchmaking policy needs for a trustworthy leaderboard (simulation).
+
+    python benchmarks/sample_efficiency.py [--reps 20] [--sizes 20,50] [--quick]
+
+The simulated arena. ``n`` models with true Elo ratings evenly spread over a
+range like a real arena's top (300 Elo for 20 models, 400 for 50: adjacent
+gaps of ~16 and ~8 Elo). Each vote is a tie with probability 0.1, else a
+Bradley-Terry draw from the true ratings. Ratings are refreshed every
+``refresh`` votes (as the live app refreshes in the background), and the
+policy chooses the pairs of the next ``refresh`` votes from the refreshed fit:
+
+- ``uniform``: every pair equally likely;
+- ``balanced``: pairs with the fewest votes first (round-robin);
+- ``active``: ``arena.active.pair_probabilities`` (expected reduction of ranking
+  uncertainty, with a 10% uniform coverage floor).
+
+Targets, counted in votes until first reached (median and IQR over reps):
+- ``tau``: Kendall τ between fitted and true ratings ≥ 0.9;
+- ``adjacent``: at least 95% of adjacent (in truth) pairs ordered correctly.
+
+Then the rater-quality experiment: 100 raters, 10% adversarial (half always
+vote left, half always vote for the worse image), gold battles at 10%; τ of the
+clean run, of the run with adversaries, and of that run after excluding the
+raters ``arena.rater_quality.rater_report`` flags.
+
+Votes are simulated on aggregated counts (a multinomial over pairs, binomials
+over outcomes), which has exactly the law of drawing them one by one within a
+refresh interval; the fit is the project's own BT fitter (arena.ratings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from arena import active
+from arena.rater_quality import rater_report
+
+TIE_RATE = 0.1
+ELO = 400 / np.log(10)
+
+
+def _fit(wins: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Log-strengths from win and tie matrices through the project's BT fitter."""
+    from arena.ratings import bt_fit
+
+    return bt_fit(wins + ties / 2.0)
+
+
+def true_ratings(n: int) -> np.ndarray:
+    span = 300.0 if n <= 20 else 400.0
+    return np.linspace(span / 2, -span / 2, n) / ELO  # log-strength scale
+
+
+def _policy_probabilities(
+    policy: str, counts: np.ndarray, theta: np.ndarray, refresh: int
+) -> np.ndarray:
+    n = len(theta)
+    rows, cols = active.pair_index(n)
+    if policy == "uniform":
+        return np.full(len(rows), 1.0 / len(rows))
+    if policy == "balanced":
+        c = counts[rows, cols]
+        fewest = c == c.min()
+        return fewest / fewest.sum()
+    if policy == "active":
+        return active.pair_probabilities(counts, theta, floor=0.1, horizon=refresh)
+    raise ValueError(policy)
+
+
+def _draw_batch(policy, counts, theta, truth, size, rng):
+    """Aggregated outcomes of ``size`` votes: (wins, ties) increments."""
+    n = len(truth)
+    rows, cols = active.pair_index(n)
+    if policy == "balanced":
+        # Round-robin: spread the batch evenly over the least-voted pairs.
+        order = np.lexsort((rng.random(len(rows)), counts[rows, cols]))
+        per_pair = np.zeros(len(rows), int)
+        full, rest = divmod(size, len(rows))
+        per_pair += full
+        per_pair[order[:rest]] += 1
+    else:
+        per_pair = rng.multinomial(size, _policy_probabilities(policy, counts, theta, size))
+    tie_n = rng.binomial(per_pair, TIE_RATE)
+    p_row_wins = 1.0 / (1.0 + np.exp(truth[cols] - truth[rows]))
+    row_wins = rng.binomial(per_pair - tie_n, p_row_wins)
+    wins = np.zeros((n, n))
+    ties = np.zeros((n, n))
+    wins[rows, cols] = row_wins
+    wins[cols, rows] = per_pair - tie_n - row_wins
+    ties[rows, cols] = ties[cols, rows] = tie_n
+    return wins, ties
+
+
+def adjacent_correct(theta: np.ndarray, truth: np.ndarray) -> float:
+    order = np.argsort(-truth)
+    return float(np.mean(theta[order[:-1]] > theta[order[1:]]))
+
+
+def run_policy(policy, n, rng, refresh, max_votes):
+    """Votes needed for τ ≥ 0.9 and for ≥ 95% adjacent pairs right (np.inf if not reached)."""
+    truth = true_ratings(n)
+    wins = np.zeros((n, n))
+    ties = np.zeros((n, n))
+    theta = np.zeros(n)
+    reached = {"tau": np.inf, "adjacent": np.inf}
+    votes = 0
+    while votes < max_votes and np.isinf(list(reached.values())).any():
+        counts = wins + wins.T + ties
+        w, t = _draw_batch(policy, counts, theta, truth, refresh, rng)
+        wins += w
+        ties += t
+        votes += refresh
+        theta = _fit(wins, ties)
+        if np.isinf(reached["tau"]) and kendalltau(theta, truth).statistic >= 0.9:
+            reached["tau"] = votes
+        if np.isinf(reached["adjacent"]) and adjacent_correct(theta, truth) >= 0.95:
+            reached["adjacent"] = votes
+    return reached
+
+
+def sample_efficiency(sizes, reps, seed=0):
+    settings = {20: (200, 400_000), 50: (1000, 2_000_000)}
+    rows = []
+    for n in sizes:
+        refresh, max_votes = settings.get(n, (20 * n, 40_000 * n))
+        for policy in ("uniform", "balanced", "active"):
+            for rep in range(reps):
+                rng = np.random.default_rng([seed, n, rep])  # same seeds for every policy
+                reached = run_policy(policy, n, rng, refresh, max_votes)
+                rows.append({"models": n, "policy": policy, "rep": rep, **reached})
+    return pd.DataFrame(rows)
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    def q(series, p):
+        return float(np.percentile(series, p))
+
+    out = []
+    for (n, policy), group in frame.groupby(["models", "policy"], sort=False):
+        for target in ("tau", "adjacent"):
+            values = group[target].to_numpy()
+            out.append(
+                {
+                    "models": n,
+                    "policy": policy,
+                    "target": target,
+                    "median": q(values, 50),
+                    "q25": q(values, 25),
+                    "q75": q(values, 75),
+                    "not_reached": int(np.isinf(values).sum()),
+                }
+            )
+    table = pd.DataFrame(out)
+    uniform = table[table.policy == "uniform"].set_index(["models", "target"])["median"]
+    table["saving_vs_uniform"] = [
+        1 - row.median / uniform.loc[(row.models, row.target)] for row in table.itertuples()
+    ]
+    return table
+
+
+# -- rater quality --------------------------------------------------------------------
+def simulate_rater_votes(n_models, n_votes, rng, adversarial=0.1, gold_rate=0.1, raters=100):
+    """Per-vote frame of a uniform arena with honest and adversarial raters."""
+    truth = true_ratings(n_models)
+    bad = rng.random(raters) < adversarial
+    style = np.where(bad, np.where(rng.random(raters) < 0.5, "left", "worse"), "honest")
+    rater = rng.integers(0, raters, n_votes)
+    gold = rng.random(n_votes) < gold_rate
+    a = rng.integers(0, n_models, n_votes)
+    b = (a + rng.integers(1, n_models, n_votes)) % n_models
+    # Images: each model has 200 images; an image pair is (model, index) on each side.
+    img_a = a * 1000 + rng.integers(0, 200, n_votes)
+    img_b = b * 1000 + rng.integers(0, 200, n_votes)
+    p_a = 1 / (1 + np.exp(truth[b] - truth[a]))
+    honest_a = rng.random(n_votes) < p_a
+    tie = rng.random(n_votes) < TIE_RATE
+    gold_answer = np.where(rng.random(n_votes) < 0.5, "left", "right")
+    outcome = np.where(honest_a, "left", "right").astype(object)
+    outcome[tie] = "tie"
+    outcome[gold] = gold_answer[gold]
+    kinds = style[rater]
+    outcome[kinds == "left"] = "left"
+    worse_left = np.where(gold, gold_answer == "right", ~(truth[a] > truth[b]))
+    outcome[kinds == "worse"] = np.where(worse_left, "left", "right")[kinds == "worse"]
+    return pd.DataFrame(
+        {
+            "rater_id": rater,
+            "left_image_id": img_a,
+            "right_image_id": img_b,
+            "left": a,
+            "right": b,
+            "outcome": outcome,
+            "battle_kind": np.where(gold, "gold", "normal"),
+            "gold_answer": np.where(gold, gold_answer, None),
+            "decision_ms": rng.integers(1500, 6000, n_votes),
+            "style": kinds,
+        }
+    )
+
+
+def tau_of(votes: pd.DataFrame, n_models: int) -> float:
+    normal = votes[votes["battle_kind"] == "normal"]
+    wins = np.zeros((n_models, n_models))
+    ties = np.zeros((n_models, n_models))
+    left, right, outcome = normal["left"].to_numpy(), normal["right"].to_numpy(), normal["outcome"]
+    np.add.at(wins, (left[outcome == "left"], right[outcome == "left"]), 1)
+    np.add.at(wins, (right[outcome == "right"], left[outcome == "right"]), 1)
+    tied = outcome.isin(["tie", "both_bad"]).to_numpy()
+    np.add.at(ties, (left[tied], right[tied]), 1)
+    ties = ties + ties.T
+    return float(kendalltau(_fit(wins, ties), true_ratings(n_models)).statistic)
+
+
+def rater_quality_experiment(reps, n_models=20, n_votes=20_000, seed=1):
+    rows = []
+    for rep in range(reps):
+        rng = np.random.default_rng([seed, rep])
+        clean = simulate_rater_votes(n_models, n_votes, rng, adversarial=0.0)
+        rng = np.random.default_rng([seed, rep])
+        dirty = simulate_rater_votes(n_models, n_votes, rng, adversarial=0.1)
+        report = rater_report(dirty, min_decision_ms=700)
+        flagged = set(report.loc[report["flag_reasons"] != "", "rater_id"])
+        truly_bad = set(dirty.loc[dirty["style"] != "honest", "rater_id"])
+        filtered = dirty[~dirty["rater_id"].isin(flagged)]
+        rows.append(
+            {
+                "rep": rep,
+                "tau_clean": tau_of(clean, n_models),
+                "tau_adversarial": tau_of(dirty, n_models),
+                "tau_filtered": tau_of(filtered, n_models),
+                "adversaries": len(truly_bad),
+                "caught": len(flagged & truly_bad),
+                "honest_flagged": len(flagged - truly_bad),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--sizes", default="20,50")
+    parser.add_argument("--quick", action="store_true", help="3 reps, 20 models only")
+    args = parser.parse_args()
+    sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",")]
+    reps = 3 if args.quick else args.reps
+    start = time.perf_counter()
+    table = summarise(sample_efficiency(sizes, reps))
+    pd.set_option("display.width", 140)
+    print(f"Votes needed (median, IQR over {reps} reps; inf = not reached within the cap)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    quality = rater_quality_experiment(reps)
+    print(f"\nRater quality, 10% adversarial raters, {reps} reps (mean):")
+    print(quality.mean(numeric_only=True).drop("rep").to_string(float_format=lambda v: f"{v:.3f}"))
+    gap = (quality["tau_clean"] - quality["tau_filtered"]).abs()
+    print(f"|tau_clean - tau_filtered|: mean {gap.mean():.4f}, max {gap.max():.4f}")
+    print(f"\ntotal {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
