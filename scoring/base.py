@@ -79,7 +79,9 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
 # Modules whose import registers their metrics; imported lazily so that the
 # registry can be listed without loading every model library.
 # Add a line here when a metric module is written.
-METRIC_MODULES: list[str] = []
+METRIC_MODULES: list[str] = [
+    "scoring.hpsv2",
+]
 
 
 def _load_all() -> None:
