@@ -251,6 +251,33 @@ class Store:
         with self.session() as s:
             return get(s)
 
+    def set_rater_exclusion(self, rater_id: int, excluded: bool, reason: str = "") -> None:
+        """An admin's decision: (re-)include or exclude a rater; the policy won't undo it."""
+        with self.session() as s:
+            rater = s.get(db.Rater, rater_id)
+            if rater is None:
+                raise StoreError(f"unknown rater id {rater_id}; see the Raters table on Admin.")
+            rater.excluded = excluded
+            rater.excluded_reason = (
+                f"admin: {reason}" if excluded and reason else ("admin" if excluded else "")
+            )
+            rater.exclusion_manual = True
+
+    def raters_frame(self) -> pd.DataFrame:
+        """rater_id, external_id, kind, login, excluded, excluded_reason, exclusion_manual."""
+        r = db.Rater.__table__
+        query = select(
+            r.c.id.label("rater_id"),
+            r.c.external_id,
+            r.c.kind,
+            r.c.login,
+            r.c.excluded,
+            r.c.excluded_reason,
+            r.c.exclusion_manual,
+        ).order_by(r.c.id)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
     # -- frames ------------------------------------------------------------------
     def votes_frame(
         self, include_excluded: bool = False, include_gold: bool = False
@@ -285,6 +312,7 @@ class Store:
                 r.c.excluded.label("rater_excluded"),
                 b.c.policy,
                 b.c.kind.label("battle_kind"),
+                b.c.gold_answer,
                 p.c.id.label("prompt_id"),
                 p.c.prompt_set,
                 p.c.category,

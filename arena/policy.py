@@ -1,0 +1,52 @@
+"""The rater-exclusion policy: flagged raters leave the leaderboard, reversibly.
+
+``refresh_exclusions`` recomputes ``arena.rater_quality.rater_report`` over every
+vote (gold battles included) and marks each flagged rater ``excluded`` with the
+reasons; a rater whose exclusion an admin set or lifted by hand
+(``exclusion_manual``) is never changed by the automatic policy. Excluded
+raters' votes stay in the database (nothing is deleted); ``Store.votes_frame``
+leaves them out of the leaderboard unless asked.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select
+
+from arena import db
+from arena.config import Settings
+from arena.rater_quality import QualityThresholds, rater_report
+from arena.store import Store
+
+
+def thresholds_from(settings: Settings) -> QualityThresholds:
+    return QualityThresholds(max_fast_fraction=settings.max_flagged_fraction)
+
+
+def quality_report(store: Store) -> pd.DataFrame:
+    """rater_report over all votes, joined with each rater's external id, kind and status."""
+    votes = store.votes_frame(include_excluded=True, include_gold=True)
+    settings = store.settings
+    if votes.empty:
+        report = pd.DataFrame(columns=["rater_id", "votes", "flag_reasons"])
+    else:
+        report = rater_report(votes, settings.min_decision_ms, thresholds_from(settings))
+    raters = store.raters_frame()
+    return raters.merge(report, on="rater_id", how="left").fillna({"votes": 0, "flag_reasons": ""})
+
+
+def refresh_exclusions(store: Store) -> dict[str, int]:
+    """Apply the policy; returns how many raters were newly excluded and re-included."""
+    report = quality_report(store)
+    flagged = dict(zip(report["rater_id"], report["flag_reasons"], strict=True))
+    changed = {"excluded": 0, "included": 0}
+    with store.session() as s:
+        for rater in s.scalars(select(db.Rater).where(db.Rater.exclusion_manual.is_(False))):
+            reasons = flagged.get(rater.id, "")
+            if reasons and not rater.excluded:
+                rater.excluded, rater.excluded_reason = True, f"policy: {reasons}"
+                changed["excluded"] += 1
+            elif not reasons and rater.excluded:
+                rater.excluded, rater.excluded_reason = False, ""
+                changed["included"] += 1
+    return changed
