@@ -139,6 +139,17 @@ class Store:
             )
         return model_id
 
+    def set_model_active(self, name: str, active: bool) -> None:
+        """Stop (or resume) serving a model's images in battles; its votes stay."""
+        with self.session() as s:
+            model = s.scalar(select(db.Model).where(db.Model.name == name))
+            if model is None:
+                raise StoreError(
+                    f"unknown model {name!r}; known models: "
+                    f"{', '.join(self.model_names()) or 'none'}."
+                )
+            model.active = active
+
     def model_names(self, include_reference: bool = False) -> list[str]:
         query = select(db.Model.name).order_by(db.Model.name)
         if not include_reference:

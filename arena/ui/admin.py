@@ -1,0 +1,182 @@
+"""The Admin app: rater quality and exclusions, models, prompt sets, exports.
+
+It is a separate Gradio app mounted at ``/admin`` behind a login (user
+``admin``, password the ``admin_secret`` setting), so nothing of it is in the
+raters' page or in the public API; with no secret set it is not mounted at all.
+Every handler is a short call into plain Python (arena.policy, the store).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import gradio as gr
+import pandas as pd
+from sqlalchemy import func, select
+
+from arena import db
+from arena.config import Settings
+from arena.policy import quality_report, refresh_exclusions
+from arena.store import Store, StoreError
+
+ADMIN_USER = "admin"
+RATER_COLUMNS = [
+    "rater_id",
+    "external_id",
+    "kind",
+    "votes",
+    "gold_votes",
+    "gold_accuracy",
+    "shared",
+    "agreement",
+    "left_rate",
+    "median_decision_ms",
+    "fast_fraction",
+    "flag_reasons",
+    "excluded",
+    "excluded_reason",
+]
+
+
+def admin_auth(settings: Settings):
+    """A constant-time check of the admin login against the admin_secret setting."""
+    secret = settings.admin_secret
+
+    def check(username: str, password: str) -> bool:
+        return hmac.compare_digest(username, ADMIN_USER) and hmac.compare_digest(
+            password.encode(), secret.encode()
+        )
+
+    return check
+
+
+def raters_table(store: Store) -> pd.DataFrame:
+    report = quality_report(store)
+    for column in RATER_COLUMNS:
+        if column not in report:
+            report[column] = None
+    return report[RATER_COLUMNS].round(3)
+
+
+def models_table(store: Store) -> pd.DataFrame:
+    with store.session() as s:
+        rows = s.execute(
+            select(db.Model.name, db.Model.kind, db.Model.active, func.count(db.Image.id))
+            .outerjoin(db.Image, db.Image.model_id == db.Model.id)
+            .group_by(db.Model.id)
+            .order_by(db.Model.name)
+        ).all()
+    return pd.DataFrame(rows, columns=["model", "kind", "active", "images"])
+
+
+def prompt_sets_table(store: Store) -> pd.DataFrame:
+    prompts = store.prompts_frame()
+    if prompts.empty:
+        return pd.DataFrame(columns=["prompt_set", "prompts", "categories"])
+    grouped = prompts.groupby("prompt_set")
+    return pd.DataFrame(
+        {"prompts": grouped.size(), "categories": grouped["category"].nunique()}
+    ).reset_index()
+
+
+def set_exclusion(store: Store, rater_id: float | None, excluded: bool, reason: str) -> str:
+    if rater_id is None:
+        return "Enter a rater id from the table."
+    try:
+        store.set_rater_exclusion(int(rater_id), excluded, reason.strip())
+    except StoreError as exc:
+        return str(exc)
+    verb = "excluded" if excluded else "included again"
+    return f"Rater {int(rater_id)} {verb}; the automatic policy will not change this rater."
+
+
+def set_model_active(store: Store, name: str, active: bool) -> str:
+    try:
+        store.set_model_active(name.strip(), active)
+    except StoreError as exc:
+        return str(exc)
+    return f"Model {name.strip()!r} {'is served again' if active else 'is no longer served'}."
+
+
+def apply_policy(store: Store) -> str:
+    changed = refresh_exclusions(store)
+    return (
+        f"Policy applied: {changed['excluded']} rater(s) excluded, "
+        f"{changed['included']} included again."
+    )
+
+
+def build_admin_app(store: Store, settings: Settings | None = None) -> gr.Blocks:
+    settings = settings or store.settings
+    with gr.Blocks(title="Arena admin") as app:
+        gr.Markdown("# Arena admin")
+        with gr.Tab("Raters"):
+            gr.Markdown(
+                "Quality signals per rater: gold accuracy, agreement with the majority of the "
+                "others on shared pairs, position bias, decision times. Flagged raters are "
+                "excluded from the leaderboard by policy; an admin decision overrides it."
+            )
+            raters = gr.Dataframe(lambda: raters_table(store), interactive=False)
+            with gr.Row():
+                rater_id = gr.Number(label="Rater id", precision=0)
+                reason = gr.Textbox(label="Reason (for exclusions)")
+            with gr.Row():
+                exclude = gr.Button("Exclude rater")
+                include = gr.Button("Include rater")
+                policy = gr.Button("Apply the policy now", variant="primary")
+            message = gr.Markdown()
+            exclude.click(
+                lambda r, why: set_exclusion(store, r, True, why),
+                [rater_id, reason],
+                message,
+                api_visibility="private",
+            ).then(lambda: raters_table(store), None, raters, api_visibility="private")
+            include.click(
+                lambda r: set_exclusion(store, r, False, ""),
+                rater_id,
+                message,
+                api_visibility="private",
+            ).then(lambda: raters_table(store), None, raters, api_visibility="private")
+            policy.click(lambda: apply_policy(store), None, message, api_visibility="private").then(
+                lambda: raters_table(store), None, raters, api_visibility="private"
+            )
+        with gr.Tab("Models and prompts"):
+            models = gr.Dataframe(lambda: models_table(store), interactive=False, label="Models")
+            with gr.Row():
+                model_name = gr.Textbox(label="Model name")
+                stop = gr.Button("Stop serving")
+                resume = gr.Button("Serve again")
+            model_message = gr.Markdown()
+            stop.click(
+                lambda n: set_model_active(store, n, False),
+                model_name,
+                model_message,
+                api_visibility="private",
+            ).then(lambda: models_table(store), None, models, api_visibility="private")
+            resume.click(
+                lambda n: set_model_active(store, n, True),
+                model_name,
+                model_message,
+                api_visibility="private",
+            ).then(lambda: models_table(store), None, models, api_visibility="private")
+            gr.Dataframe(lambda: prompt_sets_table(store), interactive=False, label="Prompt sets")
+            gr.Markdown(
+                "Import prompts and images with `arena import-prompts` and "
+                "`arena import-images` (see the README)."
+            )
+    return app
+
+
+def mount_admin(fastapi_app, store: Store, settings: Settings | None = None, path: str = "/admin"):
+    """Mount the Admin app on ``fastapi_app`` behind its login; no secret, no Admin app."""
+    settings = settings or store.settings
+    if not settings.admin_secret:
+        return fastapi_app
+    return gr.mount_gradio_app(
+        fastapi_app,
+        build_admin_app(store, settings),
+        path=path,
+        auth=admin_auth(settings),
+        auth_message="Arena admin: log in as 'admin' with the admin secret (ARENA_ADMIN_SECRET).",
+        footer_links=[],
+    )
