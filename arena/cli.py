@@ -16,7 +16,10 @@ from arena.config import SettingsError, load_settings
 from arena.images import ImageError
 from arena.migrate import SchemaError
 
-COMMAND_MODULES = ("arena.commands.workspace",)
+COMMAND_MODULES = (
+    "arena.commands.workspace",
+    "arena.commands.generate",
+)
 
 
 class CommandError(RuntimeError):
