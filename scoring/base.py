@@ -153,6 +153,8 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
 # registry can be listed without loading every model library.
 # Add a line here when a metric module is written.
 METRIC_MODULES: list[str] = [
+    "scoring.hpsv2",
+    "scoring.pickscore",
 ]
 
 

@@ -26,7 +26,7 @@ became ``True`` in torchvision 0.17 (HPSv2.1's release era); here it is explicit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -172,18 +172,17 @@ class HPSv2(Metric):
         model = model.to(device=device, dtype=dtype).eval()
         return cls(model, open_clip.get_tokenizer(ARCH), device=device, dtype=dtype)
 
-    def _pixels(self, images: Sequence[PILImage.Image]) -> torch.Tensor:
+    def preprocessor(self) -> Callable[[PILImage.Image], torch.Tensor]:
+        """Runs in the job's DataLoader workers: image -> padded, normalised (3, 224, 224)."""
+        return preprocess
+
+    def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
+        """(n, d) float32 image embeddings (unnormalised) of a preprocessed batch."""
         import torch
 
-        batch = torch.stack([preprocess(image) for image in images])
-        return batch.to(device=self.device, dtype=self.dtype or torch.float32)
-
-    def embed_images(self, images: Sequence[PILImage.Image]) -> np.ndarray:
-        """(n, d) float32 image embeddings (unnormalised) of the padded images."""
-        import torch
-
+        pixels = pixels.to(device=self.device, dtype=self.dtype or torch.float32)
         with torch.inference_mode():
-            features = self.model.encode_image(self._pixels(images))
+            features = self.model.encode_image(pixels)
         return features.float().cpu().numpy()
 
     def embed_prompts(self, prompts: Sequence[str]) -> np.ndarray:
@@ -195,13 +194,22 @@ class HPSv2(Metric):
             features = self.model.encode_text(tokens)
         return features.float().cpu().numpy()
 
+    def score_inputs(
+        self, inputs: torch.Tensor, prompts: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Scores of a preprocessed (n, 3, 224, 224) batch (see ``preprocessor``)."""
+        self.check_prompts(inputs, prompts)
+        if len(inputs) == 0:
+            return np.zeros(0, dtype=np.float64)
+        row_of = {p: i for i, p in enumerate(dict.fromkeys(prompts))}  # each prompt encoded once
+        text = self.embed_prompts(list(row_of))
+        rows = [row_of[p] for p in prompts]
+        return hps_scores(self.embed_images(inputs), text[rows])
+
     def score(
         self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
     ) -> np.ndarray:
         self.check_prompts(images, prompts)
         if len(images) == 0:
             return np.zeros(0, dtype=np.float64)
-        row_of = {p: i for i, p in enumerate(dict.fromkeys(prompts))}  # each prompt encoded once
-        text = self.embed_prompts(list(row_of))
-        rows = [row_of[p] for p in prompts]
-        return hps_scores(self.embed_images(images), text[rows])
+        return self.score_inputs(self.prepare(images), prompts)

@@ -225,3 +225,16 @@ def test_module_prefix_from_ddp_is_stripped(tiny, tmp_path):
     image = _images()[:1]
     reference = HPSv2.from_pretrained(tiny[1], model_overrides=TINY)
     np.testing.assert_allclose(loaded.score(image, ["x"]), reference.score(image, ["x"]), atol=1e-6)
+
+
+def test_preprocessor_is_picklable_for_worker_processes(metric):
+    import pickle
+
+    fn = pickle.loads(pickle.dumps(metric.preprocessor()))
+    image = _images()[0]
+    assert torch.equal(fn(image), preprocess(image))
+    batch = metric.prepare(_images())
+    assert tuple(batch.shape) == (4, 3, 224, 224)
+    np.testing.assert_allclose(
+        metric.score_inputs(batch, ["a"] * 4), metric.score(_images(), ["a"] * 4), atol=1e-6
+    )

@@ -1,0 +1,249 @@
+"""PickScore: a tiny random transformers CLIPModel (save_pretrained) and a LAION-format processor.
+
+The processor folder is written as the LAION repo ships it: the legacy
+``preprocessor_config.json`` and a CLIP BPE tokenizer built offline from
+open_clip's bundled vocabulary (the same 49408-token vocabulary). Reference
+values: ``model(**inputs).logits_per_image`` of the in-memory model, whose
+diagonal is ``logit_scale.exp() · cos`` by construction.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scoring.base import get_metric
+from scoring.pickscore import PickScore, load_image_processor, pickscore_scores
+from scoring.weights import MissingWeightsError
+
+OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
+MODEL_REPO = "yuvalkirstain/PickScore_v1"
+PROC_REPO = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+
+# The file laion/CLIP-ViT-H-14-laion2B-s32B-b79K ships (legacy feature-extractor format).
+LAION_PREPROCESSOR_CONFIG = {
+    "crop_size": 224,
+    "do_center_crop": True,
+    "do_normalize": True,
+    "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor",
+    "image_mean": OPENAI_MEAN,
+    "image_std": OPENAI_STD,
+    "resample": 3,
+    "size": 224,
+}
+
+
+def write_clip_tokenizer(folder):
+    """vocab.json + merges.txt of CLIP's BPE (open_clip's bundled file), then save_pretrained."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    with gzip.open(default_bpe()) as f:
+        merges = f.read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    base = list(bytes_to_unicode().values())
+    tokens = [*base, *(b + "</w>" for b in base), *("".join(m.split()) for m in merges)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="!", model_max_length=77
+    )
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def tiny_clip():
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    shared = {"hidden_act": "gelu", "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config={
+            **shared,
+            "vocab_size": 49408,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "max_position_embeddings": 77,
+            "bos_token_id": 49406,
+            "eos_token_id": 49407,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            **shared,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "image_size": 224,
+            "patch_size": 14,
+        },
+        projection_dim=16,
+    )
+    model = CLIPModel(config).eval()
+    with torch.no_grad():  # a non-default temperature, so the test sees it used
+        model.logit_scale.fill_(3.9)
+    return model
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pickscore")
+    model = tiny_clip()
+    model.save_pretrained(root / MODEL_REPO)
+    proc = root / PROC_REPO
+    write_clip_tokenizer(proc)
+    (proc / "preprocessor_config.json").write_text(json.dumps(LAION_PREPROCESSOR_CONFIG))
+    return model, root
+
+
+@pytest.fixture(scope="module")
+def metric(weights):
+    return PickScore.from_pretrained(weights[1])
+
+
+def _images():
+    rng = np.random.default_rng(1)
+    return [
+        Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)),
+        Image.fromarray(rng.integers(0, 256, (240, 180, 3), dtype=np.uint8)),
+        Image.fromarray(rng.integers(0, 256, (64, 64, 4), dtype=np.uint8), "RGBA"),
+        Image.fromarray(rng.integers(0, 256, (224, 224), dtype=np.uint8), "L"),
+    ]
+
+
+PROMPTS = [
+    "1girl, solo, long hair, looking at viewer, smile",
+    "a red bicycle",
+    "1girl, solo, long hair, looking at viewer, smile",
+    " ".join(["very"] * 120) + " long prompt that must be truncated",
+]
+
+
+def test_scores_match_logits_per_image(weights, metric):
+    from transformers import AutoTokenizer, CLIPProcessor
+
+    model, root = weights
+    got = metric.score(_images(), PROMPTS)
+
+    proc_dir = root / PROC_REPO
+    processor = CLIPProcessor(
+        image_processor=load_image_processor(proc_dir),
+        tokenizer=AutoTokenizer.from_pretrained(proc_dir),
+    )
+    inputs = processor(
+        text=PROMPTS,
+        images=_images(),
+        padding=True,
+        truncation=True,
+        max_length=77,
+        return_tensors="pt",
+    )
+    assert inputs["input_ids"].shape[1] == 77  # the long prompt was truncated
+    with torch.no_grad():
+        logits = model(**inputs).logits_per_image
+    want = torch.diagonal(logits).numpy()
+
+    assert got.dtype == np.float64 and got.shape == (4,)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    # The documented identity: logits / logit_scale.exp() is the cosine.
+    cosines = want / float(model.logit_scale.detach().exp())
+    assert np.all(np.abs(cosines) <= 1.0)
+    assert not np.allclose(got, cosines)  # the temperature (exp 3.9 ≈ 49) is applied
+    single = np.array(
+        [metric.score([im], [p])[0] for im, p in zip(_images(), PROMPTS, strict=True)]
+    )
+    np.testing.assert_allclose(got, single, atol=1e-5, rtol=0)
+
+
+def test_preprocessing_is_shortest_side_and_centre_crop(metric):
+    # 448 x 224: the short side is already 224, so the crop keeps columns 112..335.
+    rng = np.random.default_rng(2)
+    arr = rng.integers(0, 256, (224, 448, 3), dtype=np.uint8)
+    pixels = metric.prepare([Image.fromarray(arr)])[0].numpy()
+    crop = arr[:, 112:336].transpose(2, 0, 1) / 255.0
+    want = (crop - np.array(OPENAI_MEAN)[:, None, None]) / np.array(OPENAI_STD)[:, None, None]
+    assert pixels.shape == (3, 224, 224)
+    np.testing.assert_allclose(pixels, want, atol=1e-5)
+
+
+def test_preprocessing_resizes_shortest_side_bicubic(metric):
+    # 112 x 336 (W x H): bicubic to 224 x 672, then the central 224 rows.
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 256, (336, 112, 3), dtype=np.uint8))
+    resized = np.asarray(image.resize((224, 672), Image.BICUBIC), dtype=np.float64)
+    crop = resized[224:448].transpose(2, 0, 1) / 255.0
+    want = (crop - np.array(OPENAI_MEAN)[:, None, None]) / np.array(OPENAI_STD)[:, None, None]
+    np.testing.assert_allclose(metric.prepare([image])[0].numpy(), want, atol=1e-5)
+
+
+def test_pickscore_scores_math():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    cos = np.array([a[i] @ b[i] / np.linalg.norm(a[i]) / np.linalg.norm(b[i]) for i in range(6)])
+    np.testing.assert_allclose(pickscore_scores(a, b, np.log(100.0)), 100.0 * cos, rtol=1e-12)
+    np.testing.assert_allclose(pickscore_scores(2 * a, b, 0.0), cos, rtol=1e-12)
+    with pytest.raises(ValueError, match="paired"):
+        pickscore_scores(a, b.T, 0.0)
+
+
+def test_registered_and_needs_prompts(metric):
+    assert get_metric("pickscore") is PickScore
+    with pytest.raises(ValueError, match="one prompt per image"):
+        metric.score(_images(), None)
+    assert metric.score([], []).shape == (0,)
+
+
+def test_folders_passed_separately_and_bin_weights(weights, metric, tmp_path):
+    model, root = weights
+    model_dir = tmp_path / "pick"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text((root / MODEL_REPO / "config.json").read_text())
+    torch.save(model.state_dict(), model_dir / "pytorch_model.bin")
+    loaded = PickScore.from_pretrained(model_dir, processor=root / PROC_REPO)
+    image, prompt = _images()[:1], PROMPTS[:1]
+    np.testing.assert_allclose(loaded.score(image, prompt), metric.score(image, prompt), atol=1e-5)
+
+
+def test_missing_weights_name_the_files(weights, tmp_path, monkeypatch):
+    _, root = weights
+    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("ARENA_ALLOW_NETWORK", raising=False)
+    with pytest.raises(MissingWeightsError) as err:
+        PickScore.from_pretrained()
+    assert "config.json" in str(err.value) and MODEL_REPO in str(err.value)
+
+    # The model is there but the LAION processor is not: the error names the processor.
+    only_model = tmp_path / "only_model"
+    (only_model / MODEL_REPO).mkdir(parents=True)
+    for f in (root / MODEL_REPO).iterdir():
+        (only_model / MODEL_REPO / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(MissingWeightsError) as err:
+        PickScore.from_pretrained(only_model)
+    assert "preprocessor_config.json" in str(err.value) and PROC_REPO in str(err.value)
+
+    # config.json without the weights file.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    with pytest.raises(MissingWeightsError, match=r"model\.safetensors or pytorch_model\.bin"):
+        PickScore.from_pretrained(bare, processor=root / PROC_REPO)
+
+
+def test_preprocessor_is_picklable_for_worker_processes(metric):
+    import pickle
+
+    fn = pickle.loads(pickle.dumps(metric.preprocessor()))
+    image = _images()[0]
+    assert torch.equal(fn(image), metric.preprocessor()(image))
+    batch = metric.prepare(_images())
+    assert tuple(batch.shape) == (4, 3, 224, 224)
+    values, details = metric.score_with_details(batch, PROMPTS)
+    assert details is None
+    np.testing.assert_allclose(values, metric.score(_images(), PROMPTS), atol=1e-6)
