@@ -180,3 +180,34 @@ def sample_pairs(
     rows, cols = pair_index(n_models)
     picks = rng.choice(len(rows), size=size, p=probabilities)
     return np.stack([rows[picks], cols[picks]], axis=1)
+
+
+def votes_to_separate(
+    counts: np.ndarray,
+    theta: np.ndarray,
+    a: int,
+    b: int,
+    level: float = 0.95,
+    ridge: float = RIDGE,
+) -> float:
+    """Further direct votes on (a, b) until their rating interval excludes a tie at ``level``.
+
+    Assumes the current estimated difference Δ holds. After ``k`` more votes the
+    variance of θ_a - θ_b is ``v / (1 + k q v)`` (Sherman–Morrison with ``k q x xᵀ``,
+    ``v`` its current value), so the interval ``Δ ± z sqrt(V_k)`` excludes 0 once
+    ``k ≥ (v z²/Δ² - 1) / (q v)``. Returns 0 when already separated and ``inf``
+    when the estimated difference is exactly zero.
+    """
+    from scipy.stats import norm
+
+    if a == b:
+        raise ValueError("a model cannot be separated from itself")
+    z = float(norm.ppf(0.5 + level / 2))
+    cov = fisher_covariance(counts, theta, ridge)
+    v = cov[a, a] + cov[b, b] - 2.0 * cov[a, b]
+    delta = abs(theta[a] - theta[b])
+    if delta == 0:
+        return float("inf")
+    p = 1.0 / (1.0 + np.exp(-(theta[a] - theta[b])))
+    q = p * (1.0 - p)
+    return float(max(0.0, np.ceil((v * z * z / (delta * delta) - 1.0) / (q * v))))

@@ -130,3 +130,32 @@ def test_a_new_model_draws_votes_through_the_gain_alone():
     rows, cols = active.pair_index(8)
     new = (rows == 7) | (cols == 7)
     assert probs[new].sum() > 0.8
+
+
+def test_votes_to_separate_matches_re_inverting_the_information():
+    rng = np.random.default_rng(4)
+    theta, counts = _random_state(5, rng, max_count=20)
+    a, b = 1, 3
+    theta[a], theta[b] = 0.3, 0.1
+    k = active.votes_to_separate(counts, theta, a, b)
+    assert 0 < k < np.inf
+
+    def separated_after(extra):
+        more = counts.astype(float).copy()
+        more[a, b] += extra
+        more[b, a] += extra
+        cov = active.fisher_covariance(more, theta)
+        sd = np.sqrt(cov[a, a] + cov[b, b] - 2 * cov[a, b])
+        return abs(theta[a] - theta[b]) >= 1.959963984540054 * sd
+
+    assert separated_after(k) and not separated_after(k - 1)
+
+
+def test_votes_to_separate_edge_cases():
+    theta = np.array([0.0, 0.0, 2.0])
+    counts = np.full((3, 3), 1000.0)
+    np.fill_diagonal(counts, 0)
+    assert active.votes_to_separate(counts, theta, 0, 1) == np.inf
+    assert active.votes_to_separate(counts, theta, 0, 2) == 0
+    with pytest.raises(ValueError, match="itself"):
+        active.votes_to_separate(counts, theta, 1, 1)
