@@ -46,6 +46,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import gammaln as _gammaln
+from threadpoolctl import threadpool_limits
 
 OUTCOMES = ("left", "right", "tie", "both_bad")
 LEFT, RIGHT, TIE, BOTH_BAD = range(4)
@@ -310,37 +312,69 @@ def bt_fit_batch(
     wins = np.array(wins, dtype=np.float64)
     if wins.ndim != 3 or wins.shape[1] != wins.shape[2]:
         raise ValueError(f"wins must have shape (B, n, n), got {wins.shape}.")
-    rounds, n, _ = wins.shape
+    n = wins.shape[1]
     idx = np.arange(n)
     wins[:, idx, idx] = 0.0
+    mean = wins.mean(axis=0)
     if initial is None:
-        initial = bt_fit(wins.mean(axis=0), ridge=ridge)
+        initial = bt_fit(mean, ridge=ridge)
     initial = np.asarray(initial, dtype=np.float64)
     if hessian is None:
-        mean = wins.mean(axis=0)
         hessian = _information(initial, mean + mean.T, ridge)
-    inverse = np.linalg.inv(hessian)
-    battles = wins + wins.transpose(0, 2, 1)
-    won = wins.sum(axis=2)
-    theta = np.repeat(initial[None, :], rounds, axis=0)
-    buf = np.empty_like(battles)
-    active = np.arange(rounds)
-    for _ in range(max_iter):
-        if active.size == 0:
-            break
-        th = theta[active]
-        pi = np.exp(th - th.max(axis=1, keepdims=True))
-        b = buf[: active.size]
-        np.add(pi[:, :, None], pi[:, None, :], out=b)
-        np.divide(battles[active], b, out=b)
-        expected = b.sum(axis=2) * pi  # Σ_j N_ij σ(θ_i - θ_j)
-        grad = expected - won[active] + 2.0 * ridge * th
-        step = grad @ inverse
-        theta[active] = th - step
-        active = active[np.max(np.abs(step), axis=1) >= tol]
-    for r in active:
-        theta[r] = bt_fit(wins[r], ridge=ridge, initial=theta[r] if _finite(theta[r]) else None)
+    theta, todo = _chord_fit(
+        wins + wins.transpose(0, 2, 1),
+        wins.sum(axis=2),
+        initial,
+        np.linalg.inv(hessian),
+        ridge,
+        tol,
+        max_iter,
+    )
+    for r in todo:
+        theta[r] = bt_fit(wins[r], ridge=ridge)
     return theta - theta.mean(axis=1, keepdims=True)
+
+
+def _chord_fit(
+    battles: np.ndarray,
+    won: np.ndarray,
+    initial: np.ndarray,
+    inverse: np.ndarray,
+    ridge: float,
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chord Newton on (B, n, n) battle counts and (B, n) wins per model.
+
+    The gradient needs Σ_j N_ij σ(θ_i - θ_j) = π_i Σ_j N_ij / (π_i + π_j) with
+    π = exp(θ): three passes over the tensor per step, no exp on it. Returns θ
+    and the rounds that did not converge (to be refitted by :func:`bt_fit`).
+    """
+    rounds, n, _ = battles.shape
+    theta = np.repeat(initial[None, :], rounds, axis=0)
+    step_size = np.full(rounds, np.inf)
+    rows = max(1, _BLOCK_ELEMENTS // (n * n))  # a block's tensors stay in cache
+    buf = np.empty((min(rows, rounds), n, n))
+    for start in range(0, rounds, rows):
+        block = slice(start, min(start + rows, rounds))
+        th, nb, wb = theta[block], battles[block], won[block]
+        bb = buf[: nb.shape[0]]
+        for _ in range(max_iter):
+            pi = np.exp(th - th.max(axis=1, keepdims=True))
+            np.add(pi[:, :, None], pi[:, None, :], out=bb)
+            np.divide(nb, bb, out=bb)
+            grad = bb.sum(axis=2)
+            grad *= pi
+            grad -= wb
+            grad += 2.0 * ridge * th
+            step = grad @ inverse
+            th -= step
+            size = np.max(np.abs(step), axis=1)
+            if size.max() < tol:
+                break
+        step_size[block] = size
+    bad = ~(step_size < tol) | ~np.all(np.isfinite(theta), axis=1)
+    return theta, np.flatnonzero(bad)
 
 
 def _finite(x: np.ndarray) -> bool:
@@ -357,59 +391,263 @@ def to_elo(theta: np.ndarray, anchor: tuple[int, float] | None = None) -> np.nda
 
 
 # -- bootstrap -------------------------------------------------------------------------------
-def _cells(counts: PairCounts, ties: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The non-empty pair-outcome cells: (flat index into W, flat index of its mirror
-    or -1 for a decisive cell, count). Ties and both-bad share one cell per pair:
-    the fit cannot tell them apart."""
-    n = counts.n_items
-    flat_wins = counts.wins.ravel()
-    dec = np.flatnonzero(flat_wins)
-    i, j = np.triu_indices(n, 1)
-    tied = (counts.ties + counts.both_bad)[i, j]
-    keep = tied > 0
-    i, j, tied = i[keep], j[keep], tied[keep]
-    index = np.concatenate([dec, i * n + j])
-    mirror = np.concatenate([np.full(dec.size, -1), j * n + i])
-    values = np.concatenate([flat_wins[dec], tied]).astype(np.int64)
-    if ties == "drop":  # still drawn (they are battles), but weigh nothing in the fit
-        mirror[dec.size :] = -2
-    return index, mirror, values
+@dataclass(frozen=True)
+class _Cells:
+    """The pair-outcome cells, three per pair that has battles, in upper-triangle order:
+    ``counts[:, 0]`` i beat j, ``[:, 1]`` j beat i, ``[:, 2]`` tie or both-bad (the fit
+    cannot tell those two apart, so they share a cell). Pairs (i < j) are sorted by
+    i, then j."""
+
+    first: np.ndarray  # i of each pair
+    second: np.ndarray  # j of each pair
+    counts: np.ndarray  # (P, 3) int64
+
+    @classmethod
+    def of(cls, counts: PairCounts) -> _Cells:
+        i, j = np.triu_indices(counts.n_items, 1)
+        keep = counts.battles[i, j] > 0
+        i, j = i[keep], j[keep]
+        tied = (counts.ties + counts.both_bad)[i, j]
+        cells = np.stack([counts.wins[i, j], counts.wins[j, i], tied], axis=1)
+        return cls(i, j, cells.astype(np.int64))
+
+
+_TABLE_BUDGET = 4_000_000  # most CDF entries tabulated (32 MB); larger means go to numpy
+_BLOCK_ELEMENTS = 1 << 17  # a block of rows shares ~1 MB buffers, which stay in cache
+
+
+@dataclass(frozen=True)
+class _PoissonTables:
+    """Inversion tables for the integer means that occur (cell counts repeat a lot).
+
+    For each distinct mean λ: the CDF over k in [λ - 13√λ - 10, λ + 13√λ + 25]
+    (the mass outside is below 1e-30, far under the 2^-53 resolution of a
+    uniform double; the last entry is set to exactly 1) and a guide table
+    ``guide[j] = min{k : cdf[k] >= j/G}`` so that inversion starts next to the
+    answer. All tables are concatenated; per cell we keep offsets into them.
+    """
+
+    cdf: np.ndarray  # all CDFs, concatenated
+    guide: np.ndarray  # absolute indices into ``cdf``, concatenated
+    guide_start: np.ndarray  # per tabulated cell: where its guide table starts
+    guide_size: np.ndarray  # per tabulated cell: G
+    base: np.ndarray  # per tabulated cell: cdf offset - k_min (index -> variate)
+    cells: np.ndarray  # which cells are tabulated
+
+    @classmethod
+    def build(cls, lam: np.ndarray) -> _PoissonTables:
+        values, inverse = np.unique(lam, return_inverse=True)
+        spread = 13.0 * np.sqrt(values)
+        lo = np.maximum(0, np.floor(values - spread - 10)).astype(np.int64)
+        hi = np.ceil(values + spread + 25).astype(np.int64)
+        length = hi - lo + 1
+        fits = np.cumsum(length) <= _TABLE_BUDGET
+        cdfs, guides, guide_start, base = [], [], [], []
+        cdf_offset = guide_offset = 0
+        for value, k0, size in zip(values[fits], lo[fits], length[fits], strict=True):
+            k = np.arange(k0, k0 + size, dtype=np.float64)
+            if value > 0:
+                cdf = np.cumsum(np.exp(k * math.log(value) - value - _gammaln(k + 1.0)))
+            else:  # Poisson(0) is always 0
+                cdf = np.ones(size)
+            cdf[-1] = 1.0
+            guide = np.searchsorted(cdf, np.arange(size) / size, side="left") + cdf_offset
+            cdfs.append(cdf)
+            guides.append(guide)
+            guide_start.append(guide_offset)
+            base.append(cdf_offset - k0)
+            cdf_offset += size
+            guide_offset += size
+        tabulated = np.flatnonzero(fits[inverse])
+        which = np.cumsum(fits) - 1  # index among tabulated values
+        per_cell = which[inverse[tabulated]]
+        return cls(
+            cdf=np.concatenate(cdfs) if cdfs else np.zeros(0),
+            guide=np.concatenate(guides) if guides else np.zeros(0, np.int64),
+            guide_start=np.asarray(guide_start, np.int64)[per_cell],
+            guide_size=length[fits][per_cell].astype(np.float64),
+            base=np.asarray(base, np.int64)[per_cell],
+            cells=tabulated,
+        )
+
+    def draw_all(self, rng: np.random.Generator, lam: np.ndarray, size: int) -> np.ndarray:
+        """Poisson variates (as float64) for every cell of ``lam``, the means the tables
+        were built on."""
+        if self.cells.size == lam.size:  # the usual case: everything tabulated, in order
+            return self.draw(rng, size)
+        out = np.empty((size, lam.size))
+        out[:, self.cells] = self.draw(rng, size)
+        rest = np.setdiff1d(np.arange(lam.size), self.cells)
+        out[:, rest] = rng.poisson(lam[rest].astype(np.float64), size=(size, rest.size))
+        return out
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Inversion: X = min{k : U < cdf(k)}, started from the guide table."""
+        width = self.cells.size
+        out = np.empty((size, width))  # float64: what the fit consumes, exact below 2^53
+        rows_per_block = max(1, _BLOCK_ELEMENTS // max(width, 1))
+        shape = (min(rows_per_block, size), width)
+        u_buf, k_buf = np.empty(shape), np.empty(shape, dtype=np.int64)
+        for start in range(0, size, rows_per_block):
+            m = min(rows_per_block, size - start)
+            u, k = u_buf[:m], k_buf[:m]
+            rng.random(out=u)
+            np.multiply(u, self.guide_size, out=k, casting="unsafe")  # floor(U·G)
+            k += self.guide_start
+            np.take(self.guide, k, out=k)
+            flat_u, flat_k = u.ravel(), k.ravel()
+            todo = np.flatnonzero(np.take(self.cdf, flat_k) <= flat_u)
+            while todo.size:  # step up to the first cdf entry above U
+                flat_k[todo] += 1
+                todo = todo[self.cdf[flat_k[todo]] <= flat_u[todo]]
+            np.subtract(k, self.base, out=out[start : start + m])
+        return out
+
+
+def poisson_draws(rng: np.random.Generator, lam: np.ndarray, size: int) -> np.ndarray:
+    """Independent Poisson(lam_k) variates for integer means: (size, K) int64.
+
+    Vectorised inversion on tabulated CDFs (see :class:`_PoissonTables`);
+    means beyond the table budget are drawn by ``rng.poisson``.
+    """
+    lam = np.asarray(lam)
+    if lam.size and (np.any(lam < 0) or np.any(lam != np.round(lam))):
+        raise ValueError("poisson_draws takes non-negative integer means (cell counts).")
+    lam = lam.astype(np.int64)
+    return _PoissonTables.build(lam).draw_all(rng, lam, size).astype(np.int64)
 
 
 def multinomial_draws(rng: np.random.Generator, counts: np.ndarray, size: int) -> np.ndarray:
-    """``size`` draws of Multinomial(counts.sum(), counts / counts.sum()): (size, K) int64.
+    """``size`` draws of Multinomial(N, counts / N) with N = counts.sum(): (size, K) int64.
 
-    This is the law of the cell counts after resampling the underlying items
-    with replacement.
+    This is the law of the cell counts after resampling the N underlying items
+    with replacement. Drawn exactly, and fast, by Poissonisation: X_k ~
+    Poisson(counts_k) independently has, given its total S, the law
+    Multinomial(S, counts / N). If S < N, adding a Multinomial(N - S) draw (N - S
+    items resampled) gives Multinomial(N); if S > N, deleting S - N of the S
+    items uniformly at random without replacement leaves N items that are still
+    i.i.d. over the cells, i.e. Multinomial(N). |S - N| is about sqrt(N), so the
+    correction is cheap; the Poisson variates are drawn vectorised.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
-    if total == 0:
+    if np.any(counts < 0):
+        raise ValueError("cell counts must be non-negative.")
+    if counts.sum() == 0:
         return np.zeros((size, counts.size), dtype=np.int64)
-    return rng.multinomial(total, counts / total, size=size)
+    return _multinomial(rng, counts, _PoissonTables.build(counts), size).astype(np.int64)
 
 
-def _round_chunk(
-    rng: np.random.Generator,
-    size: int,
-    n: int,
-    cells: tuple[np.ndarray, np.ndarray, np.ndarray],
-    theta: np.ndarray,
-    hessian: np.ndarray,
-    ridge: float,
+def _multinomial(
+    rng: np.random.Generator, counts: np.ndarray, tables: _PoissonTables, size: int
 ) -> np.ndarray:
-    index, mirror, values = cells
-    draws = multinomial_draws(rng, values, size).astype(np.float64)
-    wins = np.zeros((size, n * n))
-    dec = mirror == -1
-    tie = mirror >= 0
-    wins[:, index[dec]] = draws[:, dec]
-    half = 0.5 * draws[:, tie]
-    wins[:, index[tie]] += half
-    wins[:, mirror[tie]] += half
-    return bt_fit_batch(
-        wins.reshape(size, n, n), ridge=ridge, initial=theta, hessian=hessian, max_iter=40
-    )
+    total = int(counts.sum())
+    draws = tables.draw_all(rng, counts, size)
+    cdf = np.cumsum(counts)
+    short = total - draws.sum(axis=1)
+    for r in np.flatnonzero(short):
+        diff = int(short[r])
+        row = draws[r]
+        if diff > 0:  # resample `diff` more items
+            extra = np.searchsorted(cdf, rng.integers(0, total, diff), side="right")
+            np.add.at(row, extra, 1)
+        else:  # delete -diff of the drawn items, uniformly without replacement
+            drop = rng.choice(total - diff, size=-diff, replace=False)
+            np.subtract.at(row, np.searchsorted(np.cumsum(row), drop, side="right"), 1)
+    return draws
+
+
+@dataclass(frozen=True)
+class _BootstrapPlan:
+    """What every bootstrap chunk shares: the cells, their sampler, where each pair
+    sits in the n×n tensor, and the full-data fit the rounds start from."""
+
+    n: int
+    cells: _Cells
+    values: np.ndarray  # cell counts, flattened (P·3)
+    tables: _PoissonTables
+    upper: np.ndarray  # flat index of (i, j) for each pair
+    lower: np.ndarray  # flat index of (j, i)
+    position: np.ndarray  # for each flat (i, j): its pair, or P where i and j never met
+    first_starts: np.ndarray  # reduceat segments of pairs by i
+    first_models: np.ndarray
+    by_second: np.ndarray  # pair order sorted by j, and its segments
+    second_starts: np.ndarray
+    second_models: np.ndarray
+    theta: np.ndarray
+    inverse: np.ndarray
+    ridge: float
+    split: bool
+
+    @classmethod
+    def build(cls, counts: PairCounts, ties: str, theta: np.ndarray, ridge: float):
+        n = counts.n_items
+        cells = _Cells.of(counts)
+        first_models, first_starts = np.unique(cells.first, return_index=True)
+        by_second = np.argsort(cells.second, kind="stable")
+        second_models, second_starts = np.unique(cells.second[by_second], return_index=True)
+        wins = counts.win_matrix(ties)
+        values = cells.counts.T.ravel()  # outcome-major: (3, P) blocks
+        upper = cells.first * n + cells.second
+        lower = cells.second * n + cells.first
+        position = np.full(n * n, cells.first.size)
+        position[upper] = position[lower] = np.arange(cells.first.size)
+        return cls(
+            n=n,
+            cells=cells,
+            values=values,
+            tables=_PoissonTables.build(values),
+            upper=upper,
+            lower=lower,
+            position=position,
+            first_starts=first_starts,
+            first_models=first_models,
+            by_second=by_second,
+            second_starts=second_starts,
+            second_models=second_models,
+            theta=theta,
+            inverse=np.linalg.inv(_information(theta, wins + wins.T, ridge)),
+            ridge=ridge,
+            split=ties == "split",
+        )
+
+    def fit_inputs(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Battle tensor (B, n, n), wins per model (B, n) and per-pair credit (B, 2, P)
+        of drawn cell counts (B, 3P)."""
+        size, n = draws.shape[0], self.n
+        x = draws.reshape(size, 3, -1)
+        credit = x[:, :2]
+        if self.split:
+            credit = credit + 0.5 * x[:, 2:3]
+        played = np.zeros((size, credit.shape[2] + 1))  # last column: pairs never met
+        np.add(credit[:, 0], credit[:, 1], out=played[:, :-1])
+        battles = np.take(played, self.position, axis=1)
+        won = np.zeros((size, n))
+        if self.first_models.size:
+            won[:, self.first_models] += np.add.reduceat(credit[:, 0], self.first_starts, axis=1)
+            won[:, self.second_models] += np.add.reduceat(
+                credit[:, 1][:, self.by_second], self.second_starts, axis=1
+            )
+        return battles.reshape(size, n, n), won, credit
+
+    def wins_of(self, credit: np.ndarray) -> np.ndarray:
+        """The (n, n) win matrix of one round from its per-pair credit (2, P)."""
+        w = np.zeros(self.n * self.n)
+        w[self.upper] = credit[0]
+        w[self.lower] = credit[1]
+        return w.reshape(self.n, self.n)
+
+
+#: Bootstrap rounds are fitted to this step size in θ (0.0002 Elo points).
+BOOTSTRAP_TOL = 1e-6
+
+
+def _round_chunk(plan: _BootstrapPlan, rng: np.random.Generator, size: int) -> np.ndarray:
+    draws = _multinomial(rng, plan.values, plan.tables, size)
+    battles, won, credit = plan.fit_inputs(draws)
+    theta, todo = _chord_fit(battles, won, plan.theta, plan.inverse, plan.ridge, BOOTSTRAP_TOL, 40)
+    for r in todo:
+        theta[r] = bt_fit(plan.wins_of(credit[r]), ridge=plan.ridge)
+    return theta - theta.mean(axis=1, keepdims=True)
 
 
 def bootstrap_bt(
@@ -434,11 +672,8 @@ def bootstrap_bt(
     if rounds < 1:
         raise ValueError(f"rounds={rounds}: need at least 1 bootstrap round.")
     n = counts.n_items
-    wins = counts.win_matrix(ties)
     if theta is None:
-        theta = bt_fit(wins, ridge=ridge)
-    hessian = _information(theta, wins + wins.T, ridge)
-    cells = _cells(counts, ties)
+        theta = bt_fit(counts.win_matrix(ties), ridge=ridge)
     if chunk is None:  # ~16 MB of float64 per (chunk, n, n) tensor
         chunk = int(max(1, min(rounds, 64, 2_000_000 // max(n * n, 1))))
     sizes = [min(chunk, rounds - start) for start in range(0, rounds, chunk)]
@@ -447,13 +682,16 @@ def bootstrap_bt(
         workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
     def run(k: int) -> np.ndarray:
-        return _round_chunk(children[k], sizes[k], n, cells, theta, hessian, ridge)
+        return _round_chunk(plan, children[k], sizes[k])
 
-    if workers <= 1 or len(sizes) == 1:
-        parts = [run(k) for k in range(len(sizes))]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(run, range(len(sizes))))
+    # Our threads already use the cores; BLAS threads on n×n matrices only fight them.
+    with threadpool_limits(1, user_api="blas"):
+        plan = _BootstrapPlan.build(counts, ties, np.asarray(theta, dtype=np.float64), ridge)
+        if workers <= 1 or len(sizes) == 1:
+            parts = [run(k) for k in range(len(sizes))]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                parts = list(pool.map(run, range(len(sizes))))
     return np.concatenate(parts, axis=0)
 
 

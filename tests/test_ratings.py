@@ -231,6 +231,59 @@ def test_aggregated_bootstrap_matches_naive_battle_resampling():
     assert np.allclose(fast.mean(axis=0), naive.mean(axis=0), atol=3 * sd_naive.max() / 10)
 
 
+@pytest.mark.parametrize("lam", [0, 1, 4, 10, 37, 1000, 250_000])
+def test_poisson_sampler_matches_scipy(lam):
+    x = R.poisson_draws(np.random.default_rng(lam), np.full(40, lam), 1000).ravel()
+    if lam == 0:
+        assert np.all(x == 0)
+        return
+    lo, hi = stats.poisson.ppf([0.001, 0.999], lam).astype(int)
+    ks = np.arange(lo, hi + 1)
+    observed = np.array([np.sum(x < lo), *[np.sum(x == k) for k in ks], np.sum(x > hi)])
+    expected = (
+        x.size
+        * np.r_[
+            stats.poisson.cdf(lo - 1, lam), stats.poisson.pmf(ks, lam), stats.poisson.sf(hi, lam)
+        ]
+    )
+    keep = expected > 5
+    observed = np.r_[observed[keep], observed[~keep].sum()]
+    expected = np.r_[expected[keep], expected[~keep].sum()]
+    keep = expected > 0
+    assert stats.chisquare(observed[keep], expected[keep]).pvalue > 1e-4
+
+
+def test_multinomial_sampler_has_the_multinomial_law():
+    counts = np.array([0, 3, 12, 40, 200, 1000, 5])
+    draws = R.multinomial_draws(np.random.default_rng(9), counts, 40_000)
+    total, p = counts.sum(), counts / counts.sum()
+    assert np.all(draws.sum(axis=1) == total) and np.all(draws[:, 0] == 0)
+    se_mean = np.sqrt(total * p * (1 - p) / len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - total * p) <= 4.5 * se_mean + 1e-12)
+    var = draws.var(axis=0)
+    assert np.allclose(var[1:], (total * p * (1 - p))[1:], rtol=0.05)
+    cov = np.cov(draws[:, 4], draws[:, 5])[0, 1]
+    assert cov == pytest.approx(-total * p[4] * p[5], rel=0.06)
+    ref = np.random.default_rng(10).multinomial(total, p, size=40_000)
+    for k in (2, 3, 6):  # two-sample test against numpy's own multinomial, per cell
+        assert stats.ks_2samp(draws[:, k], ref[:, k]).pvalue > 1e-4
+
+
+def test_bootstrap_with_dropped_ties_matches_naive_resampling():
+    rng = np.random.default_rng(12)
+    n, n_votes, rounds = 5, 2000, 500
+    left, right, outcome = simulate_votes(rng, rng.normal(0, 0.8, n), n_votes, tie_scale=1.2)
+    counts = R.aggregate(n, left, right, outcome)
+    fast = R.bootstrap_bt(counts, np.random.default_rng(1), rounds, ties="drop")
+    naive_rng = np.random.default_rng(2)
+    naive = []
+    for _ in range(rounds):
+        pick = naive_rng.integers(0, n_votes, n_votes)
+        naive.append(fit_votes(n, left[pick], right[pick], outcome[pick], ties="drop"))
+    ratio = fast.std(axis=0, ddof=1) / np.array(naive).std(axis=0, ddof=1)
+    assert np.max(np.abs(ratio - 1.0)) * math.sqrt(rounds - 1) < 4.0
+
+
 def test_bootstrap_is_seeded_and_independent_of_workers():
     rng = np.random.default_rng(0)
     left, right, outcome = simulate_votes(rng, rng.normal(0, 1, 6), 2000)
