@@ -18,7 +18,10 @@ from arena.migrate import SchemaError
 
 COMMAND_MODULES = (
     "arena.commands.workspace",
+    "arena.commands.ingest",
+    "arena.commands.demo",
     "arena.commands.generate",
+    "arena.commands.score",
 )
 
 

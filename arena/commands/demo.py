@@ -1,0 +1,55 @@
+"""`arena demo`: the offline demo workspace and simulated votes."""
+
+from __future__ import annotations
+
+import time
+
+from arena.commands.workspace import open_store
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="build the offline demo into an empty workspace; add simulated votes",
+        description=(
+            "Build the offline demo (42 project-written prompts rendered by 4 procedural models "
+            "of different quality, 3 seeds each, plus the 'demo-real' reference set) into the "
+            "workspace when it has no images, then add N votes from simulated raters "
+            "(kind 'simulated') with a hidden strength per model (arena.demo.DEMO_TRUE_STRENGTH)."
+        ),
+    )
+    p.add_argument(
+        "--simulate-votes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N simulated votes (default 0)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="random seed (default: the seed setting, 0)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from arena.cli import CommandError
+    from arena.demo import build_demo, simulate_votes
+
+    if args.simulate_votes < 0:
+        raise CommandError(f"--simulate-votes {args.simulate_votes}: expected 0 or more.")
+    store = open_store(args)
+    seed = store.settings.seed if args.seed is None else args.seed
+    if store.status()["images"] == 0:
+        t0 = time.perf_counter()
+        counts = build_demo(store, seed=seed)
+        print(
+            f"built the demo into {store.workspace}: {counts['prompts']} prompts, "
+            f"{counts['images']} images in {time.perf_counter() - t0:.1f}s"
+        )
+    else:
+        print(f"workspace {store.workspace} already has images; the demo was not rebuilt.")
+    if args.simulate_votes:
+        t0 = time.perf_counter()
+        n = simulate_votes(store, args.simulate_votes, seed=seed)
+        print(f"added {n} simulated votes in {time.perf_counter() - t0:.1f}s")
+    return 0
