@@ -21,7 +21,6 @@ COMMAND_MODULES = (
     "arena.commands.ingest",
     "arena.commands.demo",
     "arena.commands.generate",
-    "arena.commands.score",
 )
 
 
