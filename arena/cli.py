@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "arena.commands.ingest",
     "arena.commands.demo",
     "arena.commands.generate",
+    "arena.commands.score",
 )
 
 

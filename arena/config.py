@@ -123,6 +123,19 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Allow downloading weights from the Hugging Face hub when they are missing locally.",
     ),
+    Setting(
+        "score_batch_size",
+        int,
+        32,
+        "Images per batch of `arena score` (raise it on a GPU, e.g. 64-256).",
+    ),
+    Setting(
+        "score_num_workers",
+        int,
+        2,
+        "DataLoader worker processes that decode and preprocess images for `arena score` "
+        "(0 decodes in the main process).",
+    ),
     Setting("max_prompt_chars", int, 2000, "Longest prompt text accepted on import."),
     Setting(
         "max_image_pixels",

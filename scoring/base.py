@@ -155,6 +155,10 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
 METRIC_MODULES: list[str] = [
     "scoring.hpsv2",
     "scoring.pickscore",
+    "scoring.tags",
+    "scoring.classical",
+    "scoring.clip_score",
+    "scoring.aesthetic",
 ]
 
 

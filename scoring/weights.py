@@ -91,6 +91,14 @@ def _download(spec: WeightFile) -> Path:
     return Path(hf_hub_download(spec.repo_id, spec.filename, subfolder=spec.subfolder or None))
 
 
+def locate(spec: WeightFile) -> Path | None:
+    """Where ``spec`` is found without an explicit path and without downloading, or None."""
+    for path in candidates(spec, None):
+        if _exists(path, spec):
+            return path
+    return _from_hf_cache(spec)
+
+
 def resolve(metric: str, spec: WeightFile, explicit: str | Path | None = None) -> Path:
     """The local path of ``spec`` (a file, or a folder when ``spec.is_folder``)."""
     searched = candidates(spec, explicit)

@@ -1,0 +1,186 @@
+"""`arena score` (the batched scoring job) and `arena metrics` (what can be scored).
+
+torch and the ``scoring`` package are imported inside the command functions only,
+so `arena --help` and the web side never load them.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score every image of the workspace with automatic metrics (resumable)",
+        description=(
+            "Compute automatic metrics for every image that lacks a score for the metric's "
+            "current version; commits per batch, so an interrupted run resumes. "
+            "Example: arena score --metrics clip,aesthetic --device cuda --batch-size 64"
+        ),
+    )
+    p.add_argument(
+        "--metrics",
+        default="classical",
+        help="comma-separated metric names or groups: clip, aesthetic, hpsv2, pickscore, "
+        "tags, sharpness, colorfulness, contrast, classical (= the last three); "
+        "default classical. `arena metrics` lists them.",
+    )
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per batch (default: setting score_batch_size)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="compute precision: auto = fp16 autocast on CUDA, fp32 on CPU",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="DataLoader worker processes decoding images (default: setting "
+        "score_num_workers; 0 decodes in the main process)",
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="explicit weight file or folder for metric NAME (repeatable); aesthetic also "
+        "uses the path given for clip as its ViT-L/14 encoder",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "metrics", help="list metrics, their versions, weight files and where they are looked for"
+    )
+    p.set_defaults(func=cmd_metrics)
+
+
+def parse_weights(pairs: list[str]) -> dict[str, str]:
+    from arena.cli import CommandError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise CommandError(
+                f"--weights {pair!r}: expected NAME=PATH, e.g. --weights clip=/models/vit.bin"
+            )
+        out[name.strip()] = path.strip()
+    return out
+
+
+def export_weight_settings(settings) -> None:
+    """scoring.weights reads the environment; pass the workspace's settings on to it."""
+    if settings.weights_dir:
+        os.environ["ARENA_WEIGHTS_DIR"] = settings.weights_dir
+    if settings.allow_network:
+        os.environ["ARENA_ALLOW_NETWORK"] = "1"
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    from arena.cli import CommandError
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError(
+            f"--device {requested}: CUDA is not available on this machine (torch "
+            f"{torch.__version__}); use --device cpu."
+        )
+    if requested != "cpu" and not requested.startswith("cuda"):
+        raise CommandError(f"--device {requested!r}: expected cpu, cuda, cuda:N or auto.")
+    return requested
+
+
+def cmd_score(args) -> int:
+    from arena.cli import CommandError
+    from arena.commands.workspace import open_store
+
+    store = open_store(args)
+    settings = store.settings
+    batch_size = args.batch_size if args.batch_size is not None else settings.score_batch_size
+    workers = args.num_workers if args.num_workers is not None else settings.score_num_workers
+    if batch_size < 1:
+        raise CommandError(f"--batch-size {batch_size}: must be 1 or more.")
+    if workers < 0:
+        raise CommandError(f"--num-workers {workers}: must be 0 or more.")
+    names = [n for n in args.metrics.split(",") if n.strip()]
+    if not names:
+        raise CommandError("--metrics is empty; name at least one metric (see `arena metrics`).")
+    weights = parse_weights(args.weights)
+    export_weight_settings(settings)
+
+    import scoring  # noqa: F401  (torchvision shim before open_clip/transformers)
+    from scoring.runner import build_metrics, run
+
+    device = _device(args.device)
+    dtype = None if args.dtype == "auto" else args.dtype
+    try:
+        metrics = build_metrics(names, device=device, dtype=dtype, weights=weights)
+    except KeyError as exc:
+        raise CommandError(exc.args[0]) from None
+    except ValueError as exc:  # unreadable weights, dtype/device mismatch
+        raise CommandError(str(exc)) from None
+    print(
+        f"scoring with {', '.join(f'{m.name} ({m.version})' for m in metrics)} on {device}, "
+        f"batch {batch_size}, {workers} worker(s)"
+    )
+    summary = run(
+        store,
+        metrics,
+        batch_size=batch_size,
+        num_workers=workers,
+        device=device,
+        dtype=dtype,
+        progress=not args.no_progress,
+    )
+    if summary.images_selected == 0:
+        print("nothing to do: every image already has these scores.")
+    else:
+        print(summary.format())
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from arena.cli import settings_from_args
+
+    export_weight_settings(settings_from_args(args))
+    import scoring  # noqa: F401
+    from scoring.base import METRIC_GROUPS, get_metric, list_metrics
+    from scoring.weights import candidates, locate
+
+    for name in list_metrics():
+        cls = get_metric(name)
+        prompt = "needs the prompt" if cls.needs_prompt else "image only"
+        better = "higher is better" if cls.higher_is_better else "lower is better"
+        print(f"{name}  (version {cls.version}; {prompt}; {better})")
+        if cls.description:
+            print(f"    {cls.description}")
+        if not cls.weight_files:
+            print("    weights: none")
+        for spec in cls.weight_files:
+            found = locate(spec)
+            status = f"found: {found}" if found else "MISSING"
+            print(f"    weights: {spec.repo_id} / {spec.filename}  [{status}]")
+            places = [str(p) for p in candidates(spec, None)]
+            places.append(f"Hugging Face cache (repo {spec.repo_id})")
+            print(f"      looked for in: {'; '.join(places)}")
+    for group, members in METRIC_GROUPS.items():
+        print(f"group {group}: {', '.join(members)}")
+    print(
+        "Give a path with `arena score --weights NAME=PATH`, a folder with ARENA_WEIGHTS_DIR, "
+        "or allow downloads with ARENA_ALLOW_NETWORK=1."
+    )
+    return 0
