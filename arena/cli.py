@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "arena.commands.demo",
     "arena.commands.generate",
     "arena.commands.score",
+    "arena.commands.leaderboard",
 )
 
 

@@ -66,17 +66,17 @@ RIDGE = 1e-3
 # -- inputs ----------------------------------------------------------------------------------
 def encode_outcomes(outcomes: Iterable[str]) -> np.ndarray:
     """Outcome strings ("left", "right", "tie", "both_bad") -> int8 codes 0..3."""
-    values = np.asarray(list(outcomes) if not isinstance(outcomes, np.ndarray) else outcomes)
-    codes = np.full(values.shape, -1, dtype=np.int8)
-    for code, name in enumerate(OUTCOMES):
-        codes[values == name] = code
-    bad = values[codes < 0]
-    if bad.size:
+    import pandas as pd
+
+    values = outcomes if isinstance(outcomes, np.ndarray) else np.asarray(list(outcomes))
+    codes = pd.Index(OUTCOMES).get_indexer(values.astype(object))
+    if np.any(codes < 0):
+        bad = values[codes < 0]
         raise ValueError(
             f"outcome {str(bad[0])!r} is not one of {OUTCOMES} ({bad.size} such vote(s)); "
             "fix or delete those votes."
         )
-    return codes
+    return codes.astype(np.int8)
 
 
 def index_items(
@@ -87,22 +87,21 @@ def index_items(
     ``names`` fixes the order (and may include models without votes); by
     default it is the sorted set of names that appear.
     """
-    left_names = np.asarray(left_names, dtype=object)
-    right_names = np.asarray(right_names, dtype=object)
-    if names is None:
-        names = sorted(set(np.unique(left_names)) | set(np.unique(right_names)))
-    names = list(names)
-    lookup = {name: i for i, name in enumerate(names)}
-    if len(lookup) != len(names):
+    import pandas as pd
+
+    both = np.concatenate(
+        [np.asarray(left_names, dtype=object), np.asarray(right_names, dtype=object)]
+    )
+    codes, uniques = pd.factorize(both)
+    names = sorted(uniques) if names is None else list(names)
+    if len(set(names)) != len(names):
         raise ValueError("model names must be unique.")
-    try:
-        left = np.fromiter((lookup[x] for x in left_names), dtype=np.int64, count=len(left_names))
-        right = np.fromiter(
-            (lookup[x] for x in right_names), dtype=np.int64, count=len(right_names)
-        )
-    except KeyError as exc:
-        raise ValueError(f"vote names model {exc.args[0]!r}, which is not in names.") from None
-    return names, left, right
+    where = pd.Index(names).get_indexer(uniques)
+    if np.any(where < 0):
+        raise ValueError(f"vote names model {uniques[where < 0][0]!r}, which is not in names.")
+    index = where[codes].astype(np.int64)
+    half = len(both) // 2
+    return names, index[:half], index[half:]
 
 
 def _check_votes(n_items: int, left, right, outcome) -> tuple[np.ndarray, ...]:

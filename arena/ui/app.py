@@ -18,7 +18,10 @@ import gradio as gr
 from arena.config import Settings
 from arena.store import Store
 
-TABS = ("arena.ui.status_tab",)
+TABS = (
+    "arena.ui.status_tab",
+    "arena.ui.leaderboard_tab",
+)
 
 
 def build_app(store: Store, settings: Settings | None = None) -> gr.Blocks:

@@ -1,0 +1,193 @@
+"""The Leaderboard tab: ratings with intervals, win rates, metric means, and filters.
+
+Numbers come from :class:`arena.leaderboard.LeaderboardService` (cached until
+votes, rater exclusions or scores change); this module only formats them and
+draws two matplotlib figures (no pyplot, so no GUI backend and thread-safe).
+"""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from arena.leaderboard import RATER_KINDS, Filters, LeaderboardError, LeaderboardService
+
+TITLE = "Leaderboard"
+ALL = "(all)"
+HEATMAP_MAX_MODELS = 40  # beyond this the heatmap shows the top models only
+ANNOTATE_MAX_MODELS = 14
+
+
+def _num(value, digits: int = 0) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The board as strings for reading: rank, model, rating ± interval, Elo, votes, rates."""
+    if frame.empty:
+        return pd.DataFrame(columns=["Rank", "Model", "Rating", "95% CI", "Elo", "Votes"])
+    metric_cols = list(frame.columns[10:])
+    out = pd.DataFrame(
+        {
+            "Rank": [
+                "provisional" if p else _num(r)
+                for p, r in zip(frame["provisional"], frame["rank"], strict=True)
+            ],
+            "Model": frame["model"],
+            "Rating": [_num(x) for x in frame["rating"]],
+            "95% CI": [
+                f"+{_num(hi - r)} / -{_num(r - lo)}"
+                for r, lo, hi in zip(
+                    frame["rating"], frame["ci_lower"], frame["ci_upper"], strict=True
+                )
+            ],
+            "Elo": [_num(x) for x in frame["elo"]],
+            "Votes": frame["votes"].astype(int),
+            "Win rate": [f"{_num(100 * x, 1)}%" for x in frame["win_rate"]],
+            "Both bad": [f"{_num(100 * x, 1)}%" for x in frame["both_bad_rate"]],
+        }
+    )
+    for m in metric_cols:
+        out[m] = [_num(x, 3) for x in frame[m]]
+    return out
+
+
+def ratings_figure(frame: pd.DataFrame) -> Figure:
+    """Horizontal interval plot, best model on top; provisional models in grey."""
+    n = len(frame)
+    fig = Figure(figsize=(7.0, min(0.32 * n + 1.4, 14.0)), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(n)[::-1]
+    prov = frame["provisional"].to_numpy(bool)
+    rating = frame["rating"].to_numpy(float)
+    err = np.vstack(
+        [rating - frame["ci_lower"].to_numpy(float), frame["ci_upper"].to_numpy(float) - rating]
+    )
+    for mask, color, label in ((~prov, "tab:blue", "ranked"), (prov, "0.6", "provisional")):
+        if mask.any():
+            ax.errorbar(
+                rating[mask],
+                y[mask],
+                xerr=err[:, mask],
+                fmt="o",
+                color=color,
+                ecolor=color,
+                capsize=3,
+                label=label,
+            )
+    ax.set_yticks(y, frame["model"].tolist())
+    ax.set_xlabel("Bradley-Terry rating (Elo scale) with 95% bootstrap interval")
+    ax.grid(axis="x", alpha=0.3)
+    if prov.any():
+        ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def heatmap_figure(frame: pd.DataFrame, ratings) -> Figure:
+    """Observed win rate of the row model against the column model (ties as half)."""
+    order = [ratings.names.index(m) for m in frame["model"]][:HEATMAP_MAX_MODELS]
+    matrix = ratings.observed[np.ix_(order, order)]
+    names = [ratings.names[i] for i in order]
+    n = len(names)
+    side = min(max(4.0, 0.38 * n + 2.0), 14.0)
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(n), names, rotation=60, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_title("Observed win rate: row model vs column model")
+    if n <= ANNOTATE_MAX_MODELS:
+        battles = ratings.counts.battles[np.ix_(order, order)]
+        for i in range(n):
+            for j in range(n):
+                if battles[i, j] > 0:
+                    ax.text(
+                        j,
+                        i,
+                        f"{matrix[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="black",
+                    )
+    fig.colorbar(image, ax=ax, shrink=0.8, label="win rate")
+    return fig
+
+
+def board_outputs(
+    service: LeaderboardService,
+    category: str | None = None,
+    prompt_set: str | None = None,
+    rater_kind: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+):
+    """(summary markdown, table, ratings figure, heatmap figure) for these filters."""
+
+    def pick(value):
+        return None if value in (None, "", ALL) else value
+
+    try:
+        filters = Filters(pick(category), pick(prompt_set), pick(rater_kind), since, until)
+        filters.key()
+        result = service.get(filters)
+    except LeaderboardError as exc:
+        return f"**Cannot show the leaderboard:** {exc}", display_table(pd.DataFrame()), None, None
+    frame = result.frame
+    if frame.empty:
+        return (
+            f"No votes yet for {filters.describe()}.",
+            display_table(frame),
+            None,
+            None,
+        )
+    ranked = int((~frame["provisional"]).sum())
+    summary = (
+        f"**{result.votes_used}** votes ({filters.describe()}) · **{ranked}** ranked models · "
+        f"{int(frame['provisional'].sum())} provisional (fewer than "
+        f"{service.settings.min_votes_ranked} votes). Ratings: Bradley-Terry on the Elo scale "
+        f"(ties and both-bad count half a win each way) with 95% bootstrap intervals "
+        f"({service.settings.bootstrap_rounds} rounds); rank = upper bound (1 + models "
+        f"whose interval lies wholly above). Elo is the online rating in vote order."
+    )
+    return (
+        summary,
+        display_table(frame),
+        ratings_figure(frame),
+        heatmap_figure(frame, result.ratings),
+    )
+
+
+def render(store, settings) -> None:
+    service = LeaderboardService(store, settings)
+    options = service.options()
+    with gr.Row():
+        category = gr.Dropdown(
+            [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
+        )
+        prompt_set = gr.Dropdown(
+            [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
+        )
+        rater_kind = gr.Dropdown([ALL, *RATER_KINDS], value=ALL, label="Raters")
+        since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
+        until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
+    refresh = gr.Button("Refresh", size="sm")
+    summary = gr.Markdown()
+    table = gr.Dataframe(interactive=False, label="Leaderboard", wrap=True)
+    with gr.Row():
+        ratings_plot = gr.Plot(label="Ratings with 95% intervals")
+        heatmap = gr.Plot(label="Win-rate matrix")
+    inputs = [category, prompt_set, rater_kind, since, until]
+    outputs = [summary, table, ratings_plot, heatmap]
+
+    def update(*values):
+        return board_outputs(service, *values)
+
+    gr.on(triggers=None, fn=update, inputs=inputs, outputs=outputs, api_visibility="private")
+    refresh.click(update, inputs=inputs, outputs=outputs, api_visibility="private")

@@ -1,0 +1,283 @@
+"""The leaderboard on a real SQLite workspace: filters, provisional models, metric
+columns, caching, the CLI and the tab's data."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arena import cli, db
+from arena import ratings as R
+from arena.leaderboard import (
+    Filters,
+    LeaderboardError,
+    LeaderboardService,
+    leaderboard_frame,
+    metric_means,
+    parse_anchor,
+)
+from arena.store import PromptRow
+
+T0 = datetime(2025, 3, 1, 12, 0, 0)
+STRENGTH = {"alpha": 1.2, "beta": 0.4, "gamma": -0.3, "delta": -1.0}
+
+
+def _add_votes(store, plan, seed=0):
+    """plan: list of (left, right, outcome, rater_kind, category, day offset)."""
+    with store.session() as s:
+        prompts = {p.category: p for p in s.query(db.Prompt)}
+        images = {(i.model_id, i.prompt_id): i.id for i in s.query(db.Image)}
+        models = {m.name: m.id for m in s.query(db.Model)}
+        raters = {}
+        for left, right, outcome, kind, category, day in plan:
+            if kind not in raters:
+                raters[kind] = store.rater_id(f"{kind}-rater", kind=kind, session=s)
+            prompt = prompts[category]
+            battle = db.Battle(
+                token=uuid.uuid4().hex,
+                prompt_id=prompt.id,
+                left_image_id=images[(models[left], prompt.id)],
+                right_image_id=images[(models[right], prompt.id)],
+                rater_id=raters[kind],
+                policy="uniform",
+                served_at=T0 + timedelta(days=day),
+            )
+            s.add(battle)
+            s.flush()
+            s.add(
+                db.Vote(
+                    battle_id=battle.id,
+                    rater_id=raters[kind],
+                    outcome=outcome,
+                    created_at=T0 + timedelta(days=day, seconds=1),
+                )
+            )
+
+
+def simulated_plan(rng, n_votes, models=tuple(STRENGTH), kind="simulated", category="animals"):
+    plan = []
+    for k in range(n_votes):
+        a, b = rng.choice(len(models), 2, replace=False)
+        left, right = models[a], models[b]
+        p = 1 / (1 + np.exp(-(STRENGTH[left] - STRENGTH[right])))
+        u = rng.random()
+        outcome = "tie" if u < 0.05 else "both_bad" if u < 0.08 else "left"
+        if outcome == "left" and rng.random() > p:
+            outcome = "right"
+        plan.append((left, right, outcome, kind, category, k % 10))
+    return plan
+
+
+@pytest.fixture
+def arena_store(store):
+    """Four models + one with few votes, two prompt categories, one image per (model, prompt)."""
+    store.add_prompts(
+        [
+            PromptRow("a cat", "p1", "cat", "animals"),
+            PromptRow("a city", "p2", "city", "places"),
+        ],
+        prompt_set="demo-set",
+    )
+    store.add_prompts([PromptRow("a dog", "q1", "dog", "dogs")], prompt_set="other-set")
+    with store.session() as s:
+        prompt_ids = [p.id for p in s.query(db.Prompt)]
+    for name in [*STRENGTH, "newbie"]:
+        mid = store.add_model(name, "import")
+        with store.session() as s:
+            for pid in prompt_ids:
+                s.add(
+                    db.Image(
+                        sha256=f"{name}-{pid}".ljust(64, "0"),
+                        model_id=mid,
+                        prompt_id=pid,
+                        width=8,
+                        height=8,
+                    )
+                )
+    rng = np.random.default_rng(0)
+    plan = simulated_plan(rng, 600)
+    plan += simulated_plan(rng, 200, kind="human", category="places")
+    plan += [("newbie", "delta", "left", "human", "places", 3)] * 5
+    plan += [("newbie", "gamma", "right", "human", "dogs", 4)] * 3
+    _add_votes(store, plan)
+    return store
+
+
+def test_leaderboard_frame_columns_order_and_provisional(arena_store, settings):
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=200))
+    frame = service.get().frame
+    assert list(frame.columns[:10]) == [
+        "rank",
+        "model",
+        "rating",
+        "ci_lower",
+        "ci_upper",
+        "elo",
+        "votes",
+        "win_rate",
+        "both_bad_rate",
+        "provisional",
+    ]
+    assert frame["model"].tolist()[:4] == ["alpha", "beta", "gamma", "delta"]
+    newbie = frame.set_index("model").loc["newbie"]
+    assert bool(newbie["provisional"]) and pd.isna(newbie["rank"]) and newbie["votes"] == 8
+    assert frame["model"].iloc[-1] == "newbie"  # provisional models come last
+    ranked = frame[~frame["provisional"]]
+    assert ranked["rank"].iloc[0] == 1 and ranked["rank"].notna().all()
+    assert (ranked["ci_lower"] <= ranked["rating"]).all()
+    assert (ranked["rating"] <= ranked["ci_upper"]).all()
+    assert frame["votes"].sum() == 2 * (600 + 200 + 8)
+    assert frame["rating"].mean() == pytest.approx(1000.0)
+
+
+def test_frame_numbers_equal_the_ratings_module(arena_store, settings):
+    votes = arena_store.votes_frame()
+    frame, _ = leaderboard_frame(votes, np.random.default_rng(0), rounds=50, min_votes=50)
+    names, left, right = R.index_items(votes["left_model"], votes["right_model"])
+    outcome = R.encode_outcomes(votes["outcome"])
+    counts = R.aggregate(len(names), left, right, outcome)
+    theta = R.bt_fit(counts.win_matrix())
+    by_model = frame.set_index("model")
+    assert np.allclose(by_model.loc[names, "rating"], R.to_elo(theta))
+    assert np.allclose(by_model.loc[names, "elo"], R.online_elo(len(names), left, right, outcome))
+    assert np.allclose(by_model.loc[names, "both_bad_rate"], R.both_bad_rate(counts))
+
+
+def test_filters_select_votes(arena_store, settings):
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    total = service.get().votes_used
+    assert total == 808
+    assert service.get(Filters(rater_kind="human")).votes_used == 208
+    assert service.get(Filters(rater_kind="simulated")).votes_used == 600
+    assert service.get(Filters(category="places")).votes_used == 205
+    assert service.get(Filters(prompt_set="other-set")).votes_used == 3
+    assert service.get(Filters(prompt_set="demo-set")).votes_used == 805
+    day3 = service.get(Filters(since="2025-03-04", until="2025-03-04")).votes_used
+    expected = sum(1 for k in range(600) if k % 10 == 3) + sum(1 for k in range(200) if k % 10 == 3)
+    assert day3 == expected + 5
+    humans = service.get(Filters(rater_kind="human")).frame
+    assert set(humans["model"]) == {*STRENGTH, "newbie"}
+    empty = service.get(Filters(category="nothing-here"))
+    assert empty.frame.empty and empty.votes_used == 0
+
+
+def test_bad_filters_are_explained():
+    with pytest.raises(LeaderboardError, match="rater kind 'robot'"):
+        Filters(rater_kind="robot")
+    with pytest.raises(LeaderboardError, match="expected an ISO date"):
+        Filters(since="yesterday").key()
+    with pytest.raises(LeaderboardError, match="date range is empty"):
+        Filters(since="2025-03-05", until="2025-03-01")
+    with pytest.raises(LeaderboardError, match="MODEL=RATING"):
+        parse_anchor("alpha")
+    assert parse_anchor("my=model=1100") == ("my=model", 1100.0)
+
+
+def test_anchor_puts_model_at_rating(arena_store, settings):
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=100))
+    frame = service.get(anchor=("delta", 800.0)).frame.set_index("model")
+    assert frame.loc["delta", "rating"] == pytest.approx(800.0)
+    assert frame.loc["delta", "ci_lower"] == pytest.approx(800.0)
+    with pytest.raises(LeaderboardError, match="anchor model 'zeta'"):
+        service.get(anchor=("zeta", 1000.0))
+
+
+def test_metric_columns_appear_once_scores_exist(arena_store, settings):
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    assert "sharpness" not in service.get().frame.columns
+    images = arena_store.images_frame()
+    expected = {}
+    with arena_store.session() as s:
+        for row in images.itertuples():
+            value = len(row.model) + row.prompt_id / 10
+            s.add(db.Score(image_id=row.image_id, metric="sharpness", version="1", value=value))
+            # an older version with fewer scores is ignored
+            if row.prompt_id == 1:
+                s.add(db.Score(image_id=row.image_id, metric="sharpness", version="0", value=99))
+            expected.setdefault(row.model, []).append(value)
+    frame = service.get().frame.set_index("model")
+    for model, values in expected.items():
+        assert frame.loc[model, "sharpness"] == pytest.approx(np.mean(values))
+    # prompt filters restrict the images the metric mean is taken over
+    places = service.get(Filters(category="places")).frame.set_index("model")
+    prompts = arena_store.prompts_frame().set_index("category")
+    pid = int(prompts.loc["places", "prompt_id"])
+    assert places.loc["alpha", "sharpness"] == pytest.approx(len("alpha") + pid / 10)
+
+
+def test_metric_means_empty_inputs():
+    assert metric_means(pd.DataFrame(), pd.DataFrame()).empty
+
+
+def test_cache_recomputes_only_when_votes_change(arena_store, settings):
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=50))
+    first = service.get()
+    assert service.get() is first and service.computations == 1
+    service.get(Filters(rater_kind="human"))
+    assert service.computations == 2
+    _add_votes(arena_store, [("delta", "alpha", "left", "human", "animals", 2)])
+    second = service.get()
+    assert second is not first and service.computations == 3
+    assert second.votes_used == first.votes_used + 1
+    # excluding a rater changes the board without changing the votes table
+    with arena_store.session() as s:
+        s.query(db.Rater).filter(db.Rater.kind == "human").update({"excluded": True})
+    third = service.get()
+    assert service.computations == 4 and third.votes_used == 600
+
+
+def test_cli_leaderboard_formats(arena_store, settings, capsys):
+    ws = str(settings.workspace_path)
+    assert cli.main(["-w", ws, "leaderboard", "--bootstrap", "50", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["model"] == "alpha" and rows[0]["rank"] == 1
+    assert {"rating", "ci_lower", "ci_upper", "elo", "votes"} <= set(rows[0])
+    assert (
+        cli.main(
+            [
+                "-w",
+                ws,
+                "leaderboard",
+                "--bootstrap",
+                "20",
+                "--format",
+                "csv",
+                "--rater-kind",
+                "human",
+                "--anchor",
+                "beta=1100",
+            ]
+        )
+        == 0
+    )
+    csv = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
+    assert csv.set_index("model").loc["beta", "rating"] == pytest.approx(1100.0)
+    assert cli.main(["-w", ws, "leaderboard", "--bootstrap", "20"]) == 0
+    table = capsys.readouterr().out
+    assert "alpha" in table and "provisional" in table and "95% CI" in table
+    assert cli.main(["-w", ws, "leaderboard", "--anchor", "nobody=1"]) == 2
+    assert "anchor model 'nobody'" in capsys.readouterr().err
+    assert cli.main(["-w", ws, "leaderboard", "--since", "soon"]) == 2
+
+
+def test_cli_leaderboard_on_empty_workspace(settings, capsys):
+    ws = str(settings.workspace_path)
+    assert cli.main(["-w", ws, "leaderboard"]) == 0
+    assert "no votes" in capsys.readouterr().out
+
+
+def test_tab_renders_table_and_plots(arena_store, settings):
+    from arena.ui import leaderboard_tab
+
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=50))
+    summary, table, ratings_fig, heatmap_fig = leaderboard_tab.board_outputs(service)
+    assert "808" in summary
+    assert table["Model"].iloc[0] == "alpha" and "95% CI" in table.columns
+    assert ratings_fig is not None and heatmap_fig is not None
+    summary, table, *_ = leaderboard_tab.board_outputs(service, category="nothing")
+    assert "No votes" in summary and table.empty
