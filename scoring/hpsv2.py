@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring.base import Metric, WeightFile, register_metric
+from scoring.openai_clip import autocast, parse_dtype
 from scoring.weights import resolve
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class HPSv2(Metric):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
-        self.dtype = dtype
+        self.dtype = parse_dtype(device, dtype)  # the compute dtype under autocast
 
     @classmethod
     def from_pretrained(
@@ -169,8 +170,9 @@ class HPSv2(Metric):
                 f"(strict load failed: {str(exc).splitlines()[0]} ...). Expected "
                 "HPS_v2.1_compressed.pt from the hub repo xswu/HPSv2."
             ) from None
-        model = model.to(device=device, dtype=dtype).eval()
-        return cls(model, open_clip.get_tokenizer(ARCH), device=device, dtype=dtype)
+        # Weights stay fp32; fp16/bf16 on CUDA runs under autocast (the reference's "amp").
+        model = model.to(device).eval()
+        return cls(model, open_clip.get_tokenizer(ARCH), device, dtype)
 
     def preprocessor(self) -> Callable[[PILImage.Image], torch.Tensor]:
         """Runs in the job's DataLoader workers: image -> padded, normalised (3, 224, 224)."""
@@ -180,8 +182,8 @@ class HPSv2(Metric):
         """(n, d) float32 image embeddings (unnormalised) of a preprocessed batch."""
         import torch
 
-        pixels = pixels.to(device=self.device, dtype=self.dtype or torch.float32)
-        with torch.inference_mode():
+        pixels = pixels.to(device=self.device, dtype=torch.float32)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             features = self.model.encode_image(pixels)
         return features.float().cpu().numpy()
 
@@ -190,7 +192,7 @@ class HPSv2(Metric):
         import torch
 
         tokens = self.tokenizer(list(prompts)).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             features = self.model.encode_text(tokens)
         return features.float().cpu().numpy()
 

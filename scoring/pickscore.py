@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring.base import Metric, WeightFile, register_metric
+from scoring.openai_clip import autocast, parse_dtype
 from scoring.weights import MissingWeightsError, resolve
 
 MAX_TOKENS = 77
@@ -99,8 +100,8 @@ class PickScore(Metric):
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.device = device
-        self.dtype = dtype
-        # The learned temperature (a log); kept in float32 whatever the model's dtype.
+        self.dtype = parse_dtype(device, dtype)  # the compute dtype under autocast
+        # The learned temperature (a log), read once in float32.
         self.logit_scale = float(model.logit_scale.detach().float().cpu())
 
     @classmethod
@@ -152,11 +153,9 @@ class PickScore(Metric):
                 f"metric 'pickscore': could not load the model from {model_dir} or the "
                 f"processor from {proc_dir}: {str(exc).splitlines()[0]}"
             ) from None
-        logit_scale = float(model.logit_scale.detach().float())  # read before any fp16 cast
-        model = model.to(device=device, dtype=dtype).eval()
-        metric = cls(model, image_processor, tokenizer, device=device, dtype=dtype)
-        metric.logit_scale = logit_scale
-        return metric
+        # Weights stay fp32; fp16/bf16 on CUDA runs under autocast.
+        model = model.to(device).eval()
+        return cls(model, image_processor, tokenizer, device, dtype)
 
     def preprocessor(self) -> Callable[[PILImage.Image], Any]:
         """Runs in the job's DataLoader workers: image -> (3, 224, 224) pixel tensor."""
@@ -166,8 +165,8 @@ class PickScore(Metric):
         """(n, d) float32 projected image embeddings (unnormalised) of a preprocessed batch."""
         import torch
 
-        pixels = pixels.to(device=self.device, dtype=self.dtype or torch.float32)
-        with torch.inference_mode():
+        pixels = pixels.to(device=self.device, dtype=torch.float32)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             out = self.model.get_image_features(pixel_values=pixels)
         return _features(out).float().cpu().numpy()
 
@@ -182,7 +181,7 @@ class PickScore(Metric):
             max_length=MAX_TOKENS,
             return_tensors="pt",
         ).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             out = self.model.get_text_features(**tokens)
         return _features(out).float().cpu().numpy()
 

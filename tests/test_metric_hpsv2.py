@@ -238,3 +238,8 @@ def test_preprocessor_is_picklable_for_worker_processes(metric):
     np.testing.assert_allclose(
         metric.score_inputs(batch, ["a"] * 4), metric.score(_images(), ["a"] * 4), atol=1e-6
     )
+
+
+def test_half_precision_needs_cuda(tiny):
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        HPSv2.from_pretrained(tiny[1], dtype="fp16", model_overrides=TINY)
