@@ -343,3 +343,42 @@ def test_missing_weights_name_the_files(tmp_path, monkeypatch, folder):
     for name in ("model.onnx", "selected_tags.csv"):
         (repo / name).write_bytes((folder / name).read_bytes())
     assert TagAccuracy.from_pretrained().size == 32
+
+
+def test_the_scoring_job_stores_values_and_per_tag_details(store, folder):
+    """Through the real runner: worker-process preprocessing, NaN as NULL, details stored."""
+    from sqlalchemy import select
+
+    from arena import db
+    from arena.store import PromptRow
+    from scoring.runner import build_metrics, run
+
+    prompts = ["1girl, solo, (smile:1.2)", "masterpiece, hatsune miku", "long hair, ^_^"]
+    model = store.add_model("alpha", "import")
+    store.add_prompts([PromptRow(p, str(k)) for k, p in enumerate(prompts)], "set")
+    pids = store.prompt_ids("set")
+    rng = np.random.default_rng(8)
+    images = []
+    for k in range(len(prompts)):
+        image = Image.fromarray(rng.integers(0, 256, (20 + 6 * k, 32, 3), dtype=np.uint8))
+        images.append(image)
+        store.add_image(model, pids[("set", str(k))], store.images.put_image(image), seed=k)
+
+    metrics = build_metrics(["tags"], weights={"tags": str(folder)})
+    summary = run(store, metrics, batch_size=2, num_workers=2, progress=False)
+    assert summary.rows_written == {"tags": 3}
+
+    with store.session() as s:
+        rows = s.execute(
+            select(db.Score.value, db.Score.details, db.Score.version).order_by(db.Score.image_id)
+        ).all()
+    want, want_details = TagAccuracy.from_pretrained(folder).score_with_details(
+        [prepare_tagger_image(im, 32) for im in images], prompts
+    )
+    assert [r.version for r in rows] == [TagAccuracy.version] * 3
+    assert rows[1].value is None and "skipped" in rows[1].details
+    for row, value, detail in zip(rows, want, want_details, strict=True):
+        if row.value is not None:
+            assert row.value == pytest.approx(value, abs=1e-12)
+        assert [t["tag"] for t in row.details["tags"]] == [t["tag"] for t in detail["tags"]]
+        assert [t["hit"] for t in row.details["tags"]] == [t["hit"] for t in detail["tags"]]
