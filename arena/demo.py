@@ -75,11 +75,12 @@ COLOURS = {
     "brown": (120, 72, 36),
     "blonde": (240, 214, 120),
     "silver": (192, 192, 205),
+    "grey": (128, 128, 128),
 }
 DEFAULT_COLOUR = {
     "hair": "brown",
-    "dress": "white",
-    "shirt": "white",
+    "dress": "grey",  # untagged clothes are plain grey, so a dropped colour always shows
+    "shirt": "grey",
     "hat": "black",
     "house": "yellow",
     "balloon": "red",

@@ -134,7 +134,9 @@ def _first_key(keys, candidates) -> str | None:
 
 
 def _read_delimited(path: Path, text: str, delimiter: str) -> list[PromptRecord]:
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.DictReader(
+        io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True
+    )
     header = reader.fieldnames or []
     text_key = _first_key(header, TEXT_KEYS)
     if text_key is None:
