@@ -96,7 +96,7 @@ def test_metric_classes_score_pil_images_and_group_expands():
 
 
 def test_unknown_metric_lists_known_ones_and_classical_rejects_weights():
-    with pytest.raises(KeyError, match="available metrics: .*sharpness"):
+    with pytest.raises(KeyError, match=r"available metrics: .*sharpness"):
         expand_metric_names(["sharpnes"])
     with pytest.raises(ValueError, match="has no weights"):
         get_metric("sharpness").from_pretrained("/some/file")

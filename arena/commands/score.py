@@ -123,11 +123,13 @@ def cmd_score(args) -> int:
     export_weight_settings(settings)
 
     import scoring  # noqa: F401  (torchvision shim before open_clip/transformers)
+    from scoring.openai_clip import parse_dtype
     from scoring.runner import build_metrics, run
 
     device = _device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
     try:
+        parse_dtype(device, dtype)
         metrics = build_metrics(names, device=device, dtype=dtype, weights=weights)
     except KeyError as exc:
         raise CommandError(exc.args[0]) from None
