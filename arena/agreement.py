@@ -56,6 +56,7 @@ canonical image order of the pair) on pairs with several votes.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -121,9 +122,11 @@ def _percentiles(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndar
 # -- cluster bootstrap -------------------------------------------------------------------------
 def cluster_weights(rng: np.random.Generator, n_clusters: int, rounds: int) -> np.ndarray:
     """(rounds, n_clusters) multiplicities of drawing n_clusters clusters with replacement."""
-    idx = rng.integers(0, n_clusters, size=(rounds, n_clusters))
-    idx += (np.arange(rounds, dtype=idx.dtype) * n_clusters)[:, None]
-    return np.bincount(idx.ravel(), minlength=rounds * n_clusters).reshape(rounds, n_clusters)
+    idx = rng.integers(0, n_clusters, size=(rounds, n_clusters), dtype=np.int32)
+    out = np.empty((rounds, n_clusters), dtype=np.float32)
+    for r in range(rounds):  # one small bincount per row stays in cache (a flat one does not)
+        out[r] = np.bincount(idx[r], minlength=n_clusters)
+    return out
 
 
 def cluster_bootstrap(
@@ -150,37 +153,56 @@ def cluster_bootstrap(
         chunk = int(max(1, min(rounds, 4_000_000 // n_clusters)))
     for start in range(0, rounds, chunk):
         size = min(chunk, rounds - start)
-        w = cluster_weights(rng, n_clusters, size).astype(np.float32)
-        out[start : start + size] = w @ s32
+        out[start : start + size] = cluster_weights(rng, n_clusters, size) @ s32
     return out
 
 
 class _SumTable:
-    """Collects per-cluster sums of many statistics, to be resampled together."""
+    """Collects per-cluster sums of many statistics, to be resampled together.
+
+    Columns that are all zero, or identical to an earlier column (the same
+    counts for several metrics), are resampled once: the matrix product is
+    the cost of the whole bootstrap.
+    """
 
     def __init__(self, n_clusters: int):
         self.n_clusters = n_clusters
-        self.columns: list[np.ndarray] = []
-        self.totals: list[np.ndarray] = []
+        self.columns: list[np.ndarray] = []  # distinct non-zero columns (float32)
+        self.where: list[int] = []  # logical column -> distinct column, -1 for zeros
+        self.totals: list[float] = []
+        self._seen: dict[bytes, int] = {}  # digest of a column -> its distinct column
 
     def add(self, cluster: np.ndarray, weights: np.ndarray | None = None, groups=None, n_groups=1):
         """Sum ``weights`` (default 1) per cluster, or per (cluster, group): a slice of columns."""
         key = cluster if groups is None else cluster * n_groups + groups
         size = self.n_clusters * n_groups
         m = np.bincount(key, weights=weights, minlength=size).reshape(self.n_clusters, n_groups)
-        start = len(self.columns)
+        start = len(self.where)
         for g in range(n_groups):
-            self.columns.append(m[:, g].astype(np.float32))
-            self.totals.append(m[:, g].sum())
+            column = np.ascontiguousarray(m[:, g], dtype=np.float32)
+            self.totals.append(float(m[:, g].sum()))
+            if not column.any():
+                self.where.append(-1)
+                continue
+            digest = hashlib.blake2b(column, digest_size=16).digest()
+            known = self._seen.get(digest)
+            if known is None or not np.array_equal(self.columns[known], column):
+                known = len(self.columns)
+                self._seen.setdefault(digest, known)
+                self.columns.append(column)
+            self.where.append(known)
         return slice(start, start + n_groups)
 
     def resample(self, rng: np.random.Generator, rounds: int) -> tuple[np.ndarray, np.ndarray]:
         """(totals (K,), resampled totals (rounds, K))."""
         totals = np.asarray(self.totals, dtype=np.float64)
-        if not self.columns:
-            return totals, np.zeros((rounds, 0))
-        sums = np.stack(self.columns, axis=1)
-        return totals, cluster_bootstrap(sums, rng, rounds)
+        distinct = (
+            cluster_bootstrap(np.stack(self.columns, axis=1), rng, rounds)
+            if self.columns
+            else np.zeros((rounds, 0))
+        )
+        padded = np.concatenate([distinct, np.zeros((rounds, 1))], axis=1)
+        return totals, padded[:, np.asarray(self.where, dtype=np.int64)]
 
 
 # -- protocols ---------------------------------------------------------------------------------
@@ -221,26 +243,31 @@ def fit_tie_threshold(delta: np.ndarray, outcome: np.ndarray) -> float:
     them plus the decisive votes beyond them whose sign matches. Among equally
     good thresholds the smallest is returned.
     """
+    return _fit_sorted(*_sorted_for_fit(delta, outcome))
+
+
+def _sorted_for_fit(delta, outcome) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scored votes by increasing |Δ|: (|Δ|, human tie?, metric right if it decides?)."""
     delta = np.asarray(delta, dtype=np.float64)
     outcome = np.asarray(outcome)
-    keep = np.isfinite(delta)
-    delta, outcome = delta[keep], outcome[keep]
-    if delta.size == 0:
-        return 0.0
     a = np.abs(delta)
     order = np.argsort(a, kind="stable")
-    a = a[order]
-    human = np.where(outcome == LEFT, 1, np.where(outcome == RIGHT, -1, 0))[order]
-    sign = np.sign(delta[order])
-    is_tie = (human == 0).astype(np.int64)
-    right_if_decided = ((human != 0) & (sign == human)).astype(np.int64)
-    tie_cum = np.concatenate([[0], np.cumsum(is_tie)])  # ties among the first k
-    dec_cum = np.concatenate([[0], np.cumsum(right_if_decided)])
-    # Candidate cuts: after every run of equal |Δ| (k = run end), plus the zero-run (t = 0).
+    order = order[np.isfinite(a[order])]  # NaN sorts last
+    d, o = delta[order], outcome[order]
+    is_tie = o > RIGHT
+    right = ((o == LEFT) & (d > 0)) | ((o == RIGHT) & (d < 0))
+    return a[order], is_tie, right
+
+
+def _fit_sorted(a: np.ndarray, is_tie: np.ndarray, right: np.ndarray) -> float:
+    if a.size == 0:
+        return 0.0
+    tie_cum = np.r_[0, np.cumsum(is_tie)]  # human ties among the k smallest |Δ|
+    right_cum = np.r_[0, np.cumsum(right)]
+    # Candidate cuts: after every run of equal |Δ| (k = run end); k = 0 unless zeros exist.
     ends = np.flatnonzero(np.r_[a[1:] != a[:-1], True]) + 1
-    zeros = int(np.searchsorted(a, 0.0, side="right"))
-    cuts = np.unique(np.r_[zeros, ends])
-    score = tie_cum[cuts] + (dec_cum[-1] - dec_cum[cuts])
+    cuts = ends if a[0] == 0 else np.r_[0, ends]
+    score = tie_cum[cuts] + (right_cum[-1] - right_cum[cuts])
     best = cuts[int(np.argmax(score))]
     return float(a[best - 1]) if best > 0 else 0.0
 
@@ -251,14 +278,21 @@ def cross_fitted_thresholds(
     """Per-vote tie threshold fitted on the votes of the other folds, and each fold's threshold.
 
     With one fold the threshold is fitted on all votes (in-sample, optimistic).
+    The votes are sorted once; each fit takes the other folds' subsequence.
     """
+    delta = np.asarray(delta, dtype=np.float64)
+    fold = np.asarray(fold)
+    a = np.abs(delta)
+    order = np.argsort(a, kind="stable")
+    order = order[np.isfinite(a[order])]
+    a_sorted, is_tie, right = _sorted_for_fit(delta[order], np.asarray(outcome)[order])
+    fold_sorted = fold[order]
     per_vote = np.zeros(len(delta))
     fitted = []
     for f in range(n_folds):
-        here = fold == f
-        fit_on = ~here if n_folds > 1 else np.ones(len(delta), dtype=bool)
-        t = fit_tie_threshold(delta[fit_on], outcome[fit_on])
-        per_vote[here] = t
+        use = fold_sorted != f if n_folds > 1 else np.ones(a_sorted.size, dtype=bool)
+        t = _fit_sorted(a_sorted[use], is_tie[use], right[use])
+        per_vote[fold == f] = t
         fitted.append(t)
     return per_vote, fitted
 
@@ -359,17 +393,16 @@ def metric_matrix(
         raise ValueError(f"scores frame lacks columns {sorted(missing)}; use store.scores_frame().")
     if scores.empty:
         return [], np.zeros(0, np.int64), np.zeros((0, 0))
-    versions = scores.groupby("metric")["version"].nunique()
-    label = np.where(
-        scores["metric"].map(versions).to_numpy() > 1,
-        scores["metric"].astype(str) + "@" + scores["version"].astype(str),
-        scores["metric"].astype(str),
+    pair_codes, pairs = pd.factorize(
+        pd.MultiIndex.from_arrays([scores["metric"].astype(str), scores["version"].astype(str)])
     )
-    labels = sorted(set(label))
-    image_ids = np.unique(scores["image_id"].to_numpy(np.int64))
+    metric_of_pair = [m for m, _ in pairs]
+    n_versions = pd.Series(metric_of_pair).value_counts()
+    pair_label = [m if n_versions[m] == 1 else f"{m}@{v}" for m, v in pairs]
+    labels = sorted(pair_label)
+    col = pd.Index(labels).get_indexer(pair_label)[pair_codes]
+    image_ids, row = np.unique(scores["image_id"].to_numpy(np.int64), return_inverse=True)
     values = np.full((image_ids.size, len(labels)), np.nan)
-    col = pd.Index(labels).get_indexer(label)
-    row = np.searchsorted(image_ids, scores["image_id"].to_numpy(np.int64))
     values[row, col] = scores["value"].to_numpy(np.float64)
     flip = {str(m) for m in lower_is_better}
     for c, name in enumerate(labels):
@@ -432,10 +465,14 @@ def _prepare(
     if missing:
         raise ValueError(f"votes frame lacks columns {sorted(missing)}; use store.votes_frame().")
     outcome = rt.encode_outcomes(votes["outcome"].to_numpy())
-    models = sorted(set(votes["left_model"]) | set(votes["right_model"]))
-    _, lm, rm = rt.index_items(
-        votes["left_model"].to_numpy(), votes["right_model"].to_numpy(), models
+    codes, names = pd.factorize(
+        pd.concat([votes["left_model"], votes["right_model"]], ignore_index=True).astype(str),
+        sort=True,
     )
+    models = [str(m) for m in names]
+    lm, rm = codes[: len(votes)].astype(np.int64), codes[len(votes) :].astype(np.int64)
+    if np.any(lm == rm):
+        raise ValueError("a vote compares a model with itself; drop those votes.")
     labels, score_ids, values = metric_matrix(scores, lower_is_better)
     li = votes["left_image_id"].to_numpy(np.int64)
     ri = votes["right_image_id"].to_numpy(np.int64)

@@ -1,0 +1,474 @@
+"""Agreement statistics against independent references (literature values, scipy,
+hand-worked tables, analytic expectations on simulated data)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from arena import agreement as ag
+from arena import ratings as rt
+from tests.agreement_data import synthetic_arena
+
+
+# -- Wilson ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("x", "n", "low", "high"),
+    # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I,
+    # method 3 (score interval without continuity correction).
+    [
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+    ],
+)
+def test_wilson_matches_newcombe_table(x, n, low, high):
+    lo, hi = ag.wilson_interval(x, n)
+    assert float(lo) == pytest.approx(low, abs=6e-5)
+    assert float(hi) == pytest.approx(high, abs=6e-5)
+
+
+@pytest.mark.parametrize(("x", "n"), [(7, 10), (2.5, 9), (180, 200), (33, 1000)])
+def test_wilson_inverts_the_score_test(x, n):
+    """The Wilson bounds are the p where |x/n - p| = z·sqrt(p(1-p)/n): found by root search."""
+    z = stats.norm.ppf(0.975)
+    phat = x / n
+
+    def f(p):
+        return abs(phat - p) - z * math.sqrt(p * (1 - p) / n)
+
+    low = optimize.brentq(f, 1e-12, phat) if phat > 0 else 0.0
+    high = optimize.brentq(f, phat, 1 - 1e-12) if phat < 1 else 1.0
+    lo, hi = ag.wilson_interval(x, n)
+    assert float(lo) == pytest.approx(low, abs=1e-9)
+    assert float(hi) == pytest.approx(high, abs=1e-9)
+
+
+def test_wilson_empty_is_nan():
+    lo, hi = ag.wilson_interval(0, 0)
+    assert np.isnan(lo) and np.isnan(hi)
+
+
+# -- Krippendorff's alpha ----------------------------------------------------------------------
+def _long(matrix):
+    units, values = [], []
+    for row in matrix:
+        for u, v in enumerate(row):
+            if v is not None:
+                units.append(u)
+                values.append(v)
+    return units, values
+
+
+def test_alpha_krippendorff_2011_example():
+    """Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C:
+    4 observers x 12 units with missing values, nominal alpha = 0.743."""
+    n = None
+    data = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, n, n, n],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, n, 3],
+        [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n],
+    ]
+    assert ag.krippendorff_alpha_nominal(*_long(data)) == pytest.approx(0.743, abs=5e-4)
+
+
+def test_alpha_wikipedia_example():
+    """The computational example of the Wikipedia article (3 coders, 15 units): 0.691."""
+    n = None
+    data = [
+        [n, n, n, n, n, 3, 4, 1, 2, 1, 1, 3, 3, n, 3],
+        [1, n, 2, 1, 3, 3, 4, 3, n, n, n, n, n, n, n],
+        [n, n, 2, 1, 3, 4, 4, n, 2, 1, 1, 3, 3, n, 4],
+    ]
+    assert ag.krippendorff_alpha_nominal(*_long(data)) == pytest.approx(0.691, abs=5e-4)
+
+
+def test_alpha_perfect_agreement_and_labels():
+    units = [0, 0, 1, 1, 2, 2, 2]
+    assert ag.krippendorff_alpha_nominal(units, ["a", "a", "b", "b", "a", "a", "a"]) == 1.0
+    # Only one value anywhere: no variation, alpha undefined.
+    assert np.isnan(ag.krippendorff_alpha_nominal([0, 0, 1, 1], [1, 1, 1, 1]))
+
+
+# -- rank correlations -------------------------------------------------------------------------
+def test_rank_correlations_match_scipy_with_ties():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, size=(40, 9)).astype(float)  # many ties
+    y = x + rng.normal(0, 2, size=x.shape)
+    y[:, :3] = np.round(y[:, :3])
+    rho = ag.spearman_rows(x, y)
+    tau = ag.kendall_rows(x, y)
+    for r in range(40):
+        assert rho[r] == pytest.approx(stats.spearmanr(x[r], y[r]).statistic, abs=1e-12)
+        assert tau[r] == pytest.approx(stats.kendalltau(x[r], y[r]).statistic, abs=1e-12)
+
+
+# -- protocols on a hand-made table ------------------------------------------------------------
+# Votes: left, left, right, right, tie, both_bad, left (metric score missing).
+OUTCOME = rt.encode_outcomes(["left", "left", "right", "right", "tie", "both_bad", "left"])
+DELTA = np.array([1.0, 0.0, -2.0, 0.5, 0.1, -0.05, np.nan])
+
+
+def _accuracy(protocol, threshold=0.0):
+    credit, counted = ag.protocol_credit(DELTA, OUTCOME, protocol, threshold)
+    return credit.sum() / counted.sum(), int(counted.sum())
+
+
+def test_protocol_a_metric_ties_wrong():
+    # Decisive and scored: +1 left ✓, 0 left ✗ (tie), -2 right ✓, +0.5 right ✗ -> 2/4.
+    assert _accuracy("decisive") == (0.5, 4)
+
+
+def test_protocol_b_metric_ties_half():
+    # As (a) but the metric tie earns 1/2 -> 2.5/4.
+    assert _accuracy("ties_half") == (0.625, 4)
+
+
+def test_protocol_c_with_human_ties():
+    # t = 0.2: left ✓, tie-vs-left ✗, right ✓, left-vs-right ✗, tie ✓, tie-vs-both-bad ✓ -> 4/6.
+    assert _accuracy("with_ties", 0.2) == (4 / 6, 6)
+    # t = 0: only the exact tie is predicted a tie -> left ✓, ✗, right ✓, ✗, ✗, ✗ -> 2/6.
+    assert _accuracy("with_ties", 0.0) == (2 / 6, 6)
+
+
+def test_tie_threshold_fit_by_hand():
+    # Sorted |Δ|: 0 (left), .05 (both bad), .1 (tie), .5 (right, metric says left),
+    # 1 (left ✓), 2 (right ✓). Ties predicted up to t earn: t=0 -> 0+2, t=.05 -> 1+2,
+    # t=.1 -> 2+2, t=.5 -> 2+2, t=1 -> 2+1, t=2 -> 2. Best 4, smallest t = 0.1.
+    assert ag.fit_tie_threshold(DELTA, OUTCOME) == 0.1
+
+
+def test_tie_threshold_is_exhaustively_optimal():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        delta = np.round(rng.normal(0, 1, 60), 1)
+        outcome = rng.integers(0, 4, 60)
+        t = ag.fit_tie_threshold(delta, outcome)
+        candidates = np.unique(np.r_[0.0, np.abs(delta)])
+        accs = [ag.protocol_credit(delta, outcome, "with_ties", c)[0].mean() for c in candidates]
+        best = max(accs)
+        mine = ag.protocol_credit(delta, outcome, "with_ties", t)[0].mean()
+        assert mine == pytest.approx(best)
+        assert t == candidates[int(np.argmax(np.isclose(accs, best)))]
+
+
+def test_cross_fitting_uses_only_the_other_folds():
+    rng = np.random.default_rng(6)
+    delta = rng.normal(0, 1, 300)
+    outcome = rng.integers(0, 4, 300)
+    fold = rng.integers(0, 3, 300)
+    per_vote, fitted = ag.cross_fitted_thresholds(delta, outcome, fold, 3)
+    for f in range(3):
+        expect = ag.fit_tie_threshold(delta[fold != f], outcome[fold != f])
+        assert fitted[f] == expect
+        assert np.all(per_vote[fold == f] == expect)
+
+
+def test_unknown_protocol_is_refused():
+    with pytest.raises(ValueError, match="protocol 'nope'"):
+        ag.protocol_credit(DELTA, OUTCOME, "nope")
+
+
+# -- the human ceiling -------------------------------------------------------------------------
+def test_ceiling_credit_by_hand():
+    # Unit 0: A, A, B -> each A sees {A, B}: split, 1/2; B sees {A, A}: 0.
+    # Unit 1: A, A -> each agrees: 1. Unit 2: one vote: not counted. Unit 3: a tie (ignored).
+    unit = np.array([0, 0, 0, 1, 1, 2, 3, 3])
+    value = np.array([0, 0, 1, 1, 1, 0, 2, 0])
+    credit, counted = ag.ceiling_credit(unit, value)
+    assert counted.tolist() == [True, True, True, True, True, False, False, False]
+    assert credit[counted].tolist() == [0.5, 0.5, 0.0, 1.0, 1.0]
+
+
+def _frame(rows):
+    """Votes frame from (rater, prompt, left image, right image, outcome); model = image % 10."""
+    df = pd.DataFrame(
+        rows, columns=["rater_id", "prompt_id", "left_image_id", "right_image_id", "outcome"]
+    )
+    df["left_model"] = "m" + (df["left_image_id"] % 10).astype(str)
+    df["right_model"] = "m" + (df["right_image_id"] % 10).astype(str)
+    df["category"] = "c"
+    return df
+
+
+def test_ceiling_and_alpha_through_the_report():
+    # Pair (11, 12) shown both ways: rater 1 prefers 11, rater 2 prefers 11 (shown swapped),
+    # rater 3 prefers 12; rater 1 votes again on the pair, flipping to 12 (latest kept).
+    # Pair (21, 22): two raters both prefer 21. Pair (31, 32): a single vote.
+    votes = _frame(
+        [
+            (1, 1, 11, 12, "left"),
+            (2, 1, 12, 11, "right"),
+            (3, 1, 11, 12, "right"),
+            (1, 1, 12, 11, "left"),  # rater 1 again: now prefers 12 -> replaces the first
+            (4, 2, 21, 22, "left"),
+            (5, 2, 22, 21, "right"),
+            (6, 3, 31, 32, "left"),
+        ]
+    )
+    scores = pd.DataFrame(
+        {
+            "image_id": [11, 12, 21, 22, 31, 32],
+            "metric": "s",
+            "version": "1",
+            "value": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        }
+    )
+    report = ag.agreement_report(votes, scores, np.random.default_rng(0), rounds=50)
+    ceiling = report.accuracy[report.accuracy.metric == ag.CEILING].iloc[0]
+    # Pair 1 (kept): rater1 -> 12, rater2 -> 11, rater3 -> 12: credits 1/2, 0, 1/2.
+    # Pair 2: 1, 1. Total 3 / 5.
+    assert ceiling.n == 5
+    assert ceiling.accuracy == pytest.approx(0.6)
+    # Alpha on the same 5 votes: values (canonical orientation) 1, 0, 1 | 0, 0.
+    expect = ag.krippendorff_alpha_nominal([0, 0, 0, 1, 1], [1, 0, 1, 0, 0])
+    assert report.reliability.alpha.iloc[0] == pytest.approx(expect)
+    assert report.reliability.units.iloc[0] == 2
+    # Metric accuracy (a) over all 7 decisive votes: the metric prefers the lower id.
+    acc = report.accuracy.set_index(["metric", "protocol"]).loc[("s", "decisive")]
+    human_lower = [True, True, False, False, True, True, True]
+    assert acc.accuracy == pytest.approx(np.mean(human_lower))
+
+
+# -- the whole report on simulated data --------------------------------------------------------
+def test_accuracy_recovers_the_noise_level():
+    """Human = sign of the hidden quality difference; metric = quality + N(0, σ²).
+    Δq ~ N(0, 2), Δmetric = Δq + N(0, 2σ²): corr r = 1/sqrt(1 + σ²) and
+    P(same sign) = 1/2 + arcsin(r)/π."""
+    noise = {"sharp": 0.3, "loose": 1.0, "vague": 2.5}
+    data = synthetic_arena(
+        np.random.default_rng(11),
+        n_models=4,
+        n_prompts=3000,
+        n_votes=20000,
+        strength_sd=0.0,
+        image_sd=1.0,
+        metric_noise=noise,
+    )
+    report = ag.agreement_report(data.votes, data.scores, np.random.default_rng(1), rounds=300)
+    acc = report.accuracy.set_index(["metric", "protocol"])
+    for name, sigma in noise.items():
+        expect = 0.5 + math.asin(1 / math.sqrt(1 + sigma**2)) / math.pi
+        row = acc.loc[(name, "decisive")]
+        assert row.accuracy == pytest.approx(expect, abs=0.015), name
+        assert row.ci_low < expect < row.ci_high, name
+
+
+def test_random_metric_sits_at_half_and_its_interval_covers_it():
+    covered, accuracies = 0, []
+    for seed in range(20):
+        data = synthetic_arena(
+            np.random.default_rng(100 + seed),
+            n_models=4,
+            n_prompts=150,
+            n_votes=1500,
+            metric_noise={},
+        )
+        rng = np.random.default_rng(seed)
+        scores = pd.DataFrame(
+            {
+                "image_id": data.images.image_id,
+                "metric": "random",
+                "version": "1",
+                "value": rng.normal(size=len(data.images)),
+            }
+        )
+        report = ag.agreement_report(data.votes, scores, rng, rounds=200)
+        row = report.accuracy.set_index(["metric", "protocol"]).loc[("random", "ties_half")]
+        accuracies.append(row.accuracy)
+        covered += row.ci_low <= 0.5 <= row.ci_high
+    # Each image's random score is reused by many votes, so one run varies by ~0.03;
+    # the mean of 20 runs by ~0.007.
+    assert np.mean(accuracies) == pytest.approx(0.5, abs=0.02)
+    assert covered >= 16  # 95% intervals: 19 expected out of 20
+
+
+def test_model_level_correlation_recovers_the_noise_level():
+    """Metric per-model mean = strength + N(0, 1) model bias (+ averaged image noise).
+    With human ratings ≈ strength, E[Kendall τ] = (2/π)·arcsin(1/√2) = 1/2 and
+    E[Spearman ρ] = 6/(π(n+1))·(arcsin r + (n-2)·arcsin(r/2)), r = 1/√2."""
+    n_models, taus, rhos = 24, [], []
+    for seed in range(8):
+        data = synthetic_arena(
+            np.random.default_rng(seed),
+            n_models=n_models,
+            n_prompts=120,
+            n_votes=12000,
+            strength_sd=1.0,
+            image_sd=0.3,
+            metric_noise={"m": 0.3},
+            metric_model_bias={"m": 1.0},
+        )
+        report = ag.agreement_report(
+            data.votes, data.scores, np.random.default_rng(seed), images=data.images, rounds=40
+        )
+        corr = report.correlations.iloc[0]
+        taus.append(corr.kendall)
+        rhos.append(corr.spearman)
+        # The point estimate agrees with scipy on the frame the report shows.
+        models = report.models
+        h, m = models.human_rating.to_numpy(), models.m_mean.to_numpy()
+        assert corr.kendall == pytest.approx(stats.kendalltau(h, m).statistic)
+        assert corr.spearman == pytest.approx(stats.spearmanr(h, m).statistic)
+    r = 1 / math.sqrt(2)
+    e_rho = 6 / (math.pi * (n_models + 1)) * (math.asin(r) + (n_models - 2) * math.asin(r / 2))
+    # Sample SDs at n=24 are about 0.1 (τ) and 0.13 (ρ); the mean of 8 is within 3 SE.
+    assert np.mean(taus) == pytest.approx(0.5, abs=0.11)
+    assert np.mean(rhos) == pytest.approx(e_rho, abs=0.14)
+
+
+def test_a_perfect_metric_ranks_models_like_the_humans():
+    data = synthetic_arena(
+        np.random.default_rng(2),
+        n_models=6,
+        n_prompts=300,
+        n_votes=20000,
+        strength_sd=1.0,
+        image_sd=0.2,
+        metric_noise={"exact": 0.0},
+    )
+    report = ag.agreement_report(
+        data.votes, data.scores, np.random.default_rng(0), images=data.images, rounds=100
+    )
+    corr = report.correlations.iloc[0]
+    assert corr.spearman == 1.0 and corr.kendall == 1.0 and corr.spearman_bt == 1.0
+    acc = report.accuracy.set_index(["metric", "protocol"]).loc[("exact", "decisive")]
+    assert acc.accuracy == 1.0
+
+
+def test_leaderboards_use_the_same_bt_fit_as_the_ratings():
+    data = synthetic_arena(
+        np.random.default_rng(4),
+        n_models=5,
+        n_prompts=80,
+        n_votes=3000,
+        rater_sd=0.7,
+        tie_band=0.3,
+        metric_noise={"m": 0.8},
+    )
+    report = ag.agreement_report(data.votes, data.scores, np.random.default_rng(0), rounds=20)
+    boards = report.leaderboards.set_index(["decider", "model"])
+    votes = data.votes
+    human = rt.compute_ratings(
+        votes.left_model, votes.right_model, votes.outcome, np.random.default_rng(0), rounds=0
+    )
+    for name, rating in zip(human.names, human.rating, strict=True):
+        assert boards.loc[("human", name), "rating"] == pytest.approx(rating, abs=1e-6)
+    # The metric's battles: same pairs, decided by the higher score.
+    value = data.scores.set_index("image_id")["value"]
+    delta = value.loc[votes.left_image_id].to_numpy() - value.loc[votes.right_image_id].to_numpy()
+    decided = np.where(delta > 0, "left", np.where(delta < 0, "right", "tie"))
+    metric = rt.compute_ratings(
+        votes.left_model, votes.right_model, decided, np.random.default_rng(0), rounds=0
+    )
+    for name, rating in zip(metric.names, metric.rating, strict=True):
+        assert boards.loc[("m", name), "rating"] == pytest.approx(rating, abs=1e-6)
+
+
+def test_slices_partition_the_votes():
+    data = synthetic_arena(
+        np.random.default_rng(7), n_models=4, n_prompts=90, n_votes=2500, metric_noise={"m": 0.5}
+    )
+    report = ag.agreement_report(
+        data.votes, data.scores, np.random.default_rng(0), prompts=data.prompts, rounds=50
+    )
+    overall = report.accuracy.set_index(["metric", "protocol"]).loc[("m", "ties_half")]
+    for kind in ("category", "tags", "model pair"):
+        part = report.slices[report.slices.slice_kind == kind]
+        assert part.n.sum() == overall.n, kind
+        pooled = (part.accuracy * part.n).sum() / part.n.sum()
+        assert pooled == pytest.approx(overall.accuracy), kind
+    cats = report.slices[report.slices.slice_kind == "category"]
+    assert set(cats.slice) == {"anime", "photo", "scene"}
+    tags = report.slices[report.slices.slice_kind == "tags"]
+    assert set(tags.slice) <= set(ag.tag_bin_labels())
+    # Tag counts from the prompts frame: bins by hand for one prompt.
+    assert ag.count_tags(["a, b ,c", "", None, "solo"]).tolist() == [3, 0, 0, 1]
+
+
+def test_prompt_bootstrap_is_wider_than_wilson_on_clustered_data():
+    """A metric that is right on half the prompts and wrong on the rest: votes within a
+    prompt are perfectly correlated, so the prompt bootstrap must be much wider."""
+    data = synthetic_arena(
+        np.random.default_rng(8),
+        n_models=4,
+        n_prompts=40,
+        n_votes=4000,
+        strength_sd=0.0,
+        metric_noise={},
+    )
+    prompt_of_image = data.images.set_index("image_id")["prompt_id"]
+    flip = np.where(prompt_of_image.to_numpy() % 2 == 0, 1.0, -1.0)
+    scores = pd.DataFrame(
+        {
+            "image_id": data.images.image_id,
+            "metric": "half",
+            "version": "1",
+            "value": data.quality * flip,
+        }
+    )
+    report = ag.agreement_report(data.votes, scores, np.random.default_rng(0), rounds=400)
+    row = report.accuracy.set_index(["metric", "protocol"]).loc[("half", "decisive")]
+    assert (row.ci_high - row.ci_low) > 3 * (row.wilson_high - row.wilson_low)
+
+
+def test_cluster_bootstrap_equals_a_naive_loop():
+    rng_data = np.random.default_rng(9)
+    sums = rng_data.integers(0, 5, size=(30, 4)).astype(float)
+    fast = ag.cluster_bootstrap(sums, np.random.default_rng(1), rounds=25, chunk=7)
+    rng = np.random.default_rng(1)
+    naive = []
+    for size in (7, 7, 7, 4):
+        idx = rng.integers(0, 30, size=(size, 30))
+        naive.extend(sums[row].sum(axis=0) for row in idx)
+    np.testing.assert_allclose(fast, np.array(naive))
+
+
+def test_position_bias():
+    data = synthetic_arena(
+        np.random.default_rng(10),
+        n_models=4,
+        n_prompts=200,
+        n_votes=6000,
+        left_bias=0.4,
+        metric_noise={},
+    )
+    pos = ag.position_bias(rt.encode_outcomes(data.votes.outcome)).iloc[0]
+    n_left = int((data.votes.outcome == "left").sum())
+    assert pos.left_wins == n_left and pos.decisive_votes == len(data.votes)
+    assert pos.left_win_rate > 0.55 and pos.p_value < 1e-6
+    assert pos.ci_low < pos.left_win_rate < pos.ci_high
+    fair = ag.position_bias(rt.encode_outcomes(["left", "right"] * 50 + ["tie"] * 7)).iloc[0]
+    assert fair.decisive_votes == 100 and fair.p_value == pytest.approx(1.0)
+
+
+def test_report_is_deterministic_and_handles_empty_input():
+    data = synthetic_arena(np.random.default_rng(12), n_models=3, n_prompts=30, n_votes=400)
+    a = ag.agreement_report(data.votes, data.scores, np.random.default_rng(5), rounds=30)
+    b = ag.agreement_report(data.votes, data.scores, np.random.default_rng(5), rounds=30)
+    for name, frame in a.tables().items():
+        pd.testing.assert_frame_equal(frame, b.tables()[name])
+    empty = ag.agreement_report(
+        data.votes.iloc[:0], data.scores.iloc[:0], np.random.default_rng(0), rounds=10
+    )
+    assert all(len(f) == 0 for f in empty.tables().values() if f is not empty.models)
+
+
+def test_bad_frames_are_refused_with_the_column_named():
+    data = synthetic_arena(np.random.default_rng(13), n_models=3, n_prompts=10, n_votes=50)
+    with pytest.raises(ValueError, match="left_image_id"):
+        ag.agreement_report(
+            data.votes.drop(columns="left_image_id"), data.scores, np.random.default_rng(0)
+        )
+    with pytest.raises(ValueError, match="value"):
+        ag.agreement_report(data.votes, data.scores.drop(columns="value"), np.random.default_rng(0))
+    bad = data.votes.copy()
+    bad.loc[0, "outcome"] = "maybe"
+    with pytest.raises(ValueError, match="maybe"):
+        ag.agreement_report(bad, data.scores, np.random.default_rng(0))
