@@ -108,7 +108,8 @@ def load_state_dict(path: Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
         raise ValueError(
-            f"metric 'hpsv2': {path} is not a readable torch checkpoint ({exc}). "
+            f"metric 'hpsv2': {path} is not a readable torch checkpoint of tensors "
+            f"({str(exc).strip().splitlines()[0]}). "
             "Expected HPS_v2.1_compressed.pt from the hub repo xswu/HPSv2."
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -243,3 +243,16 @@ def test_preprocessor_is_picklable_for_worker_processes(metric):
 def test_half_precision_needs_cuda(tiny):
     with pytest.raises(ValueError, match="needs a CUDA device"):
         HPSv2.from_pretrained(tiny[1], dtype="fp16", model_overrides=TINY)
+
+
+def test_half_precision_checkpoint_loads_into_fp32(tiny, tmp_path, metric):
+    # The published file stores fp16 tensors; strict loading casts them to the fp32 model.
+    model, _ = tiny
+    path = tmp_path / "HPS_v2.1_compressed.pt"
+    torch.save({"state_dict": {k: v.half() for k, v in model.state_dict().items()}}, path)
+    loaded = HPSv2.from_pretrained(path, model_overrides=TINY)
+    assert next(loaded.model.parameters()).dtype == torch.float32
+    images, prompts = _images(), ["a", "b", "c", "d"]
+    np.testing.assert_allclose(
+        loaded.score(images, prompts), metric.score(images, prompts), atol=2e-3
+    )
