@@ -61,6 +61,8 @@ ELO_BASE = 10.0
 THETA_TO_ELO = ELO_SCALE / math.log(ELO_BASE)
 #: L2 penalty on θ (choix's ``alpha``): keeps undefeated and disconnected models finite.
 RIDGE = 1e-3
+#: Votes are turned into indices and counts this many at a time (bounded memory).
+VOTE_CHUNK = 1 << 18
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -129,16 +131,18 @@ def online_elo(
     k: float = ELO_K,
     scale: float = ELO_SCALE,
     base: float = ELO_BASE,
-    initial: float = ELO_INITIAL,
+    initial: float | np.ndarray = ELO_INITIAL,
 ) -> np.ndarray:
     """Online Elo over votes in the given (time) order; tie and both-bad score 0.5.
 
     The expected score of the left model is ``1 / (1 + base^((R_right - R_left)/scale))``
     and both ratings move by ``k · (score - expected)`` in opposite directions.
+    ``initial`` is the start rating of every model, or an array of ratings to
+    continue from (so a long vote stream can be processed in pieces).
     """
     left, right, outcome = _check_votes(n_items, left, right, outcome)
     score = np.where(outcome == LEFT, 1.0, np.where(outcome == RIGHT, 0.0, 0.5))
-    ratings = [float(initial)] * n_items
+    ratings = np.broadcast_to(np.asarray(initial, dtype=np.float64), (n_items,)).tolist()
     factor = math.log(base) / scale
     exp = math.exp
     step = 1 << 16  # convert in chunks: the Python lists stay small
@@ -188,6 +192,11 @@ class PairCounts:
             w = w + 0.5 * (self.ties + self.both_bad)
         return w
 
+    def __add__(self, other: PairCounts) -> PairCounts:
+        return PairCounts(
+            self.wins + other.wins, self.ties + other.ties, self.both_bad + other.both_bad
+        )
+
     def subset(self, keep: np.ndarray) -> PairCounts:
         keep = np.asarray(keep)
         return PairCounts(
@@ -203,21 +212,17 @@ def _check_ties(ties: str) -> None:
 
 
 def aggregate(n_items: int, left, right, outcome) -> PairCounts:
-    """Count votes per (pair, outcome) cell; O(votes) time, O(n²) memory."""
+    """Count votes per (pair, outcome) cell: one bincount, O(votes) time, O(n²) memory."""
     left, right, outcome = _check_votes(n_items, left, right, outcome)
-    size = n_items * n_items
-    winner = np.where(outcome == RIGHT, right, left)
-    loser = np.where(outcome == RIGHT, left, right)
-    decisive = outcome <= RIGHT
-    wins = np.bincount((winner * n_items + loser)[decisive], minlength=size)
-    lo, hi = np.minimum(left, right), np.maximum(left, right)
-    pair = lo * n_items + hi
-
-    def symmetric(code: int) -> np.ndarray:
-        m = np.bincount(pair[outcome == code], minlength=size).reshape(n_items, n_items)
-        return m + m.T
-
-    return PairCounts(wins.reshape(n_items, n_items), symmetric(TIE), symmetric(BOTH_BAD))
+    code = left * n_items
+    code += right
+    code *= 4
+    code += outcome
+    cells = np.bincount(code, minlength=n_items * n_items * 4).reshape(n_items, n_items, 4)
+    wins = cells[:, :, LEFT] + cells[:, :, RIGHT].T
+    ties = cells[:, :, TIE] + cells[:, :, TIE].T
+    both_bad = cells[:, :, BOTH_BAD] + cells[:, :, BOTH_BAD].T
+    return PairCounts(wins, ties, both_bad)
 
 
 # -- Bradley-Terry ---------------------------------------------------------------------------
@@ -792,11 +797,24 @@ def compute_ratings(
     level: float = 0.95,
     ridge: float = RIDGE,
     workers: int | None = None,
+    vote_chunk: int = VOTE_CHUNK,
 ) -> Ratings:
-    """Every leaderboard number from votes given by model name, in time order."""
+    """Every leaderboard number from votes given by model name, in time order.
+
+    The votes are read in pieces of ``vote_chunk``: names -> indices, outcome
+    codes, pair counts and online Elo are built piece by piece, so the memory
+    used beyond the vote table does not grow with the number of votes.
+    """
+    import pandas as pd
+
     _check_ties(ties)
-    names, left, right = index_items(left_names, right_names, names)
-    outcome = outcomes if np.asarray(outcomes).dtype.kind in "iu" else encode_outcomes(outcomes)
+    left_names, right_names = np.asarray(left_names, object), np.asarray(right_names, object)
+    raw = np.asarray(outcomes)
+    if names is None:
+        names = sorted(set(pd.unique(left_names)) | set(pd.unique(right_names)))
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise ValueError("model names must be unique.")
     anchor_index = None
     if anchor is not None:
         if anchor[0] not in names:
@@ -805,8 +823,19 @@ def compute_ratings(
             )
         anchor_index = (names.index(anchor[0]), float(anchor[1]))
     n = len(names)
-    counts = aggregate(n, left, right, outcome)
-    elo = online_elo(n, left, right, outcome)
+    lookup = pd.Index(names)
+    counts = PairCounts(*(np.zeros((n, n), dtype=np.int64) for _ in range(3)))
+    elo = np.full(n, ELO_INITIAL)
+    for start in range(0, len(left_names), vote_chunk):
+        piece = slice(start, start + vote_chunk)
+        left = lookup.get_indexer(left_names[piece])
+        right = lookup.get_indexer(right_names[piece])
+        if np.any(left < 0) or np.any(right < 0):
+            bad = left_names[piece][left < 0] if np.any(left < 0) else right_names[piece][right < 0]
+            raise ValueError(f"vote names model {bad[0]!r}, which is not in names.")
+        outcome = raw[piece] if raw.dtype.kind in "iu" else encode_outcomes(raw[piece])
+        counts = counts + aggregate(n, left, right, outcome)
+        elo = online_elo(n, left, right, outcome, initial=elo)
     theta = bt_fit(counts.win_matrix(ties), ridge=ridge)
     samples = (
         bootstrap_bt(counts, rng, rounds, ties=ties, ridge=ridge, theta=theta, workers=workers)
