@@ -3,7 +3,9 @@
 Each tab is a module of ``arena.ui`` with a ``TITLE`` and a
 ``render(store, settings)`` function that lays out its components inside the
 current ``gr.Tab`` and wires its events to plain Python. Tabs stay independent:
-adding one is one line in ``TABS``.
+adding one is one line in ``TABS``. A tab module may also define ``CSS`` (a
+string) and ``routes(store)`` (Starlette routes); ``launch_kwargs`` gathers
+them for ``Blocks.launch`` (Gradio 6 takes css and routes at launch).
 """
 
 from __future__ import annotations
@@ -18,19 +20,46 @@ import gradio as gr
 from arena.config import Settings
 from arena.store import Store
 
+# The only events that programmatic clients may call (see arena.ui.vote_tab).
+PUBLIC_API = ("battle", "vote")
+
 TABS = (
+    "arena.ui.vote_tab",
     "arena.ui.status_tab",
     "arena.ui.leaderboard_tab",
 )
 
 
-def build_app(store: Store, settings: Settings | None = None) -> gr.Blocks:
+def build_app(
+    store: Store, settings: Settings | None = None, tabs: tuple[str, ...] | None = None
+) -> gr.Blocks:
+    """The app with every tab of ``TABS`` (or only ``tabs``, e.g. a vote-only kiosk)."""
     settings = settings or store.settings
     with gr.Blocks(title="Text-to-image arena") as app:
         gr.Markdown("# Text-to-image arena")
-        for name in TABS:
+        for name in TABS if tabs is None else tabs:
             module = importlib.import_module(name)
             if getattr(module, "enabled", lambda _s: True)(settings):
                 with gr.Tab(module.TITLE):
                     module.render(store, settings)
+    hide_internal_events(app)
     return app
+
+
+def hide_internal_events(app: gr.Blocks) -> None:
+    """Make every event private except PUBLIC_API (callable values add public load events)."""
+    for fn in app.fns.values():
+        if fn.api_name not in PUBLIC_API:
+            fn.api_visibility = "private"
+
+
+def launch_kwargs(store: Store) -> dict:
+    """``css`` and ``app_kwargs`` (extra routes, e.g. the /img/<sha>.png image route)."""
+    from arena.ui.images import image_routes
+
+    css, routes = [], list(image_routes(store))
+    for name in TABS:
+        module = importlib.import_module(name)
+        css.append(getattr(module, "CSS", ""))
+        routes += list(getattr(module, "routes", lambda _store: [])(store))
+    return {"css": "\n".join(c for c in css if c), "app_kwargs": {"routes": routes}}

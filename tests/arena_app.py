@@ -1,0 +1,28 @@
+"""Start the real arena app in this process on a free port (tests and benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(store, settings, tabs=None, auth=None):
+    """Yield the base URL of the app, launched exactly as `arena serve` launches it."""
+    from arena.serve import launch_app
+
+    settings = settings.replace(host="127.0.0.1", port=free_port())
+    app = launch_app(store, settings, block=False, auth=auth, tabs=tabs)
+    try:
+        yield f"http://127.0.0.1:{settings.port}/"
+    finally:
+        app.close()
