@@ -31,12 +31,12 @@ def counts(store) -> tuple[int, int]:
 
 
 def test_serve_stores_a_battle_and_shows_no_model(arena):
-    store, fx, mm = arena
+    store, _fx, mm = arena
     view = serve_battle(store, ALICE, mm)
     assert view.prompt.startswith("a watercolour lighthouse")
     assert view.left_url == f"img/{view.left_sha256}.png"
     text = repr(view) + repr(view.public())
-    for name in [*MODEL_NAMES, *fx.sources.values()]:
+    for name in [*MODEL_NAMES, *_fx.sources.values()]:
         assert name not in text
     with store.session() as s:
         battle = s.scalar(select(db.Battle).where(db.Battle.token == view.token))
@@ -47,7 +47,7 @@ def test_serve_stores_a_battle_and_shows_no_model(arena):
 
 
 def test_vote_is_stored_with_reveal_and_flags(arena):
-    store, fx, mm = arena
+    store, _fx, mm = arena
     view = serve_battle(store, ALICE, mm)
     now = view.served_at + timedelta(seconds=5)
     receipt = record_vote(store, view.token, ALICE, "left", 2500, matchmaker=mm, now=now)
@@ -92,7 +92,7 @@ def test_vote_is_stored_with_reveal_and_flags(arena):
     ],
 )
 def test_refusals_change_nothing(arena, case, reason):
-    store, fx, mm = arena
+    store, _fx, mm = arena
     view = serve_battle(store, ALICE, mm)
     serve_battle(store, BOB, mm)
     record_vote(store, view.token, ALICE, "left", 1500)
@@ -153,7 +153,7 @@ def test_rate_limit_and_daily_cap(store):
 
 
 def test_concurrent_double_vote_stores_one(arena):
-    store, fx, mm = arena
+    store, _fx, mm = arena
     view = serve_battle(store, ALICE, mm)
     results: list[str] = []
     barrier = threading.Barrier(6)
@@ -177,7 +177,7 @@ def test_concurrent_double_vote_stores_one(arena):
 
 
 def test_login_identity_is_separate_rater(arena):
-    store, fx, mm = arena
+    store, _fx, mm = arena
     anon = serve_battle(store, ALICE, mm)
     logged = serve_battle(store, RaterIdentity(ALICE, login="carol"), mm)
     with pytest.raises(BattleError) as err:
