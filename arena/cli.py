@@ -84,4 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m arena.cli` this file runs as __main__, a second copy of the module:
+    # run the importable arena.cli's main so that the CommandError commands raise is caught.
+    from arena.cli import main as _main
+
+    sys.exit(_main())
