@@ -18,6 +18,7 @@ from arena import db
 from arena.config import Settings
 from arena.policy import quality_report, refresh_exclusions
 from arena.store import Store, StoreError
+from arena.ui import export_panel
 
 ADMIN_USER = "admin"
 RATER_COLUMNS = [
@@ -164,6 +165,8 @@ def build_admin_app(store: Store, settings: Settings | None = None) -> gr.Blocks
                 "Import prompts and images with `arena import-prompts` and "
                 "`arena import-images` (see the README)."
             )
+        with gr.Tab(export_panel.TITLE):
+            export_panel.render(store, settings)
     return app
 
 

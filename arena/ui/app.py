@@ -27,6 +27,7 @@ TABS = (
     "arena.ui.vote_tab",
     "arena.ui.status_tab",
     "arena.ui.leaderboard_tab",
+    "arena.ui.agreement_tab",
 )
 
 

@@ -1,0 +1,56 @@
+"""`arena export`: votes, scores, leaderboard and agreement tables, and report.html."""
+
+from __future__ import annotations
+
+import time
+
+from arena.commands.workspace import open_store
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write votes, scores, the leaderboard, the agreement tables and report.html",
+        description=(
+            "Write one file per table into --out (votes joined with prompts, models and image "
+            "hashes; scores; the leaderboard; the agreement tables) plus manifest.json and a "
+            "self-contained report.html. The same data gives the same bytes. Columns are "
+            "documented in README.md, section 'Agreement and exports'."
+        ),
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")
+    p.add_argument("--format", choices=("csv", "parquet", "json"), default="csv")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bootstrap rounds for every interval (default: setting bootstrap_rounds)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the seed setting)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from arena.cli import CommandError
+    from arena.export import ExportError, export_workspace
+
+    store = open_store(args)
+    start = time.perf_counter()
+    try:
+        result = export_workspace(
+            store,
+            args.out,
+            fmt=args.format,
+            rounds=args.bootstrap,
+            seed=args.seed,
+            report=not args.no_report,
+        )
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    for path in result.files:
+        rows = result.rows.get(path.stem)
+        print(f"{path}" + (f"  ({rows} rows)" if rows is not None else ""))
+    print(f"exported to {result.folder} in {time.perf_counter() - start:.1f}s")
+    return 0
