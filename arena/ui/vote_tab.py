@@ -83,7 +83,7 @@ def battle_html(
             f'<img src="{preload.left_url}" alt=""><img src="{preload.right_url}" alt=""></div>'
         )
     state = "revealed" if reveal is not None or outcome is not None else "open"
-    verdict = ""
+    verdict = '<div class="arena-verdict"></div>'  # reserves the line: no layout shift
     if outcome is not None:
         verdict = (
             f'<div class="arena-verdict">Vote saved: <b>{OUTCOME_LABELS[outcome]}</b>'
