@@ -78,7 +78,7 @@ def build_sd15_random(device: str, dtype):
         )
     )
     scheduler = DPMSolverMultistepScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
     )
     pipe = StableDiffusionPipeline(
         unet=unet,
@@ -110,7 +110,8 @@ def measure(pipe, settings, batch_size: int, n_images: int, seeds: int) -> tuple
 
     with tempfile.TemporaryDirectory() as tmp, quiet_libraries():
         store = Store.open(Path(tmp) / "ws")
-        n_prompts = n_images // seeds
+        seeds = min(seeds, n_images)
+        n_prompts = max(1, n_images // seeds)
         store.add_prompts(
             [
                 PromptRow(f"a photo of object number {i}, detailed", f"p{i}")
