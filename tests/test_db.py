@@ -1,7 +1,5 @@
 """Migrations, SQLite pragmas and the refusal of newer or read-only workspaces."""
 
-import os
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -9,7 +7,7 @@ from sqlalchemy import text
 
 from arena import db
 from arena.migrate import SchemaError, current_revision, head_revision, upgrade_to_head
-from arena.store import Store, StoreError
+from arena.store import Store
 
 
 def test_empty_database_migrates_to_head_and_matches_the_models(tmp_path):
@@ -44,13 +42,30 @@ def test_a_workspace_from_a_newer_schema_is_refused(store, settings):
         Store(settings)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_a_read_only_workspace_is_refused(tmp_path):
-    ws = tmp_path / "ro"
-    ws.mkdir()
-    ws.chmod(0o555)
+def test_a_read_only_workspace_is_refused():
+    """Run as an unprivileged user (via setpriv when the tests run as root: root ignores
+    permissions), so that the refusal is really exercised in CI."""
+    import shutil
+    import sys
+
+    from tests.unprivileged import make_read_only, run_unprivileged, shared_tmpdir
+
+    root = shared_tmpdir()
+    ws = root / "ro"
+    Store.open(ws).close()
+    make_read_only(ws)
+    code = (
+        "import sys\nfrom arena.store import Store, StoreError\n"
+        "try:\n    Store.open(sys.argv[1])\nexcept StoreError as exc:\n    print(exc)\n"
+        "else:\n    sys.exit('opened a read-only workspace')\n"
+    )
     try:
-        with pytest.raises(StoreError, match="read-only"):
-            Store.open(ws)
+        done = run_unprivileged(
+            [sys.executable, "-c", code, str(ws)], env={"PYTHONDONTWRITEBYTECODE": "1"}
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"workspace {ws} is read-only" in done.stdout
     finally:
-        ws.chmod(0o755)
+        for p in [root, *root.rglob("*")]:
+            p.chmod(0o755)
+        shutil.rmtree(root)
