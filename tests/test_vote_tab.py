@@ -1,0 +1,73 @@
+"""Vote tab handlers without a browser: reveal setting, rate-limit note, light imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from arena.matchmaking import Matchmaker, UniformPolicy
+from tests.arena_fixtures import MODEL_NAMES, build_fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def handlers_for(store, **overrides):
+    from arena.ui.vote_tab import VoteHandlers
+
+    settings = store.settings.replace(**overrides)
+    mm = Matchmaker(store, UniformPolicy(), np.random.default_rng(0))
+    return VoteHandlers(store, settings, mm)
+
+
+def test_reveal_off_keeps_names_hidden_after_the_vote(store):
+    build_fixture(store, n_prompts=3, seeds=2)
+    h = handlers_for(store, reveal_models=False)
+    browser_id, session, page, status = h.start("", None)
+    assert len(browser_id) == 32 and "arena-open" in page
+    session, page, status = h.vote("tie", 1500, session)
+    assert "Vote saved" in page and not any(n in page for n in MODEL_NAMES)
+    assert "Votes this session: <b>1</b>" in status
+    assert len(store.votes_frame()) == 1
+    # A second click while the reveal is showing is ignored (no double vote).
+    h.vote("left", 1500, session)
+    assert len(store.votes_frame()) == 1
+    session, page, status = h.advance(session)
+    assert "arena-open" in page
+
+
+def test_reveal_on_names_the_models(store):
+    build_fixture(store, n_prompts=3, seeds=2)
+    h = handlers_for(store, reveal_models=True)
+    _, session, _, _ = h.start("tampered id with spaces", None)
+    _, page, _ = h.vote("left", 1500, session)
+    assert sum(n in page for n in MODEL_NAMES) == 2 and "your pick" in page
+
+
+def test_rate_limit_keeps_the_battle_and_says_why(store):
+    build_fixture(store, n_prompts=3, seeds=2)
+    h = handlers_for(store, rate_limit_per_minute=1)
+    _, session, _, _ = h.start("rater-rate-0001", None)
+    session, _, _ = h.vote("left", 1500, session)
+    session, _, _ = h.advance(session)
+    current = session["current"]
+    session2, _, status = h.vote("left", 1500, session)
+    assert session2["current"] == current and "short break" in status
+    assert len(store.votes_frame()) == 1
+
+
+def test_importing_the_ui_does_not_import_torch():
+    code = (
+        "import sys; import arena.ui, arena.ui.vote_tab, arena.battles, arena.serve; "
+        "import importlib; from arena.ui.app import TABS; "
+        "[importlib.import_module(t) for t in TABS]; "
+        "bad = [m for m in ('torch', 'diffusers', 'open_clip', 'transformers') "
+        "if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
