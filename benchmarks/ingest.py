@@ -195,11 +195,11 @@ def main() -> None:
         stored = next((tmp / "ws" / "images").rglob("*.png")).read_bytes()
         assert b"bench-secret-model" not in stored
         early_main, early_child, _ = marks.get("early", (0, 0, 0.0))
+        rate = report.added / elapsed
+        print(f"imported {report.added} images in {elapsed:.1f}s: {rate:.0f} images/s")
         print(
-            f"imported {report.added} images in {elapsed:.1f}s: {report.added / elapsed:.0f} images/s"
-        )
-        print(
-            f"workers {args.workers}, cpus {os.cpu_count()}, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+            f"workers {args.workers}, cpus {os.cpu_count()}, load average "
+            f"{load_before:.1f} -> {os.getloadavg()[0]:.1f} (other processes share the cpus)"
         )
         print(
             f"peak RSS main process: {early_main / 1024:.0f} MiB at {early} images, "
