@@ -261,3 +261,21 @@ def test_cli_missing_weights_message_without_traceback(settings, tmp_path):
     assert "camenduru/improved-aesthetic-predictor" in err
     assert str(tmp_path / "wdir") in err and "Hugging Face cache" in err
     assert "--weights aesthetic=" in err and "ARENA_ALLOW_NETWORK=1" in err
+
+
+def test_job_and_conflict_handling_on_both_back_ends(db_store):
+    """SQLite and PostgreSQL: insert-or-ignore and resume behave the same."""
+    ids = fill(db_store, n=5)
+    metrics = build_metrics(["contrast"])
+
+    def stop(report):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(db_store, metrics, batch_size=2, progress=False, on_batch=stop)
+    assert len(score_rows(db_store)) == 2
+    run(db_store, metrics, batch_size=2, progress=False)
+    rows = score_rows(db_store)
+    assert sorted(r[0] for r in rows) == sorted(ids)
+    assert write_rows(db_store, [Row(ids[0], "contrast", "1", 0.0, {"a": 1})]) == 1
+    assert len(score_rows(db_store)) == 5  # the existing row wins; nothing duplicated
