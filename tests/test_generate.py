@@ -97,6 +97,18 @@ def test_broken_reason_on_raw_float_outputs():
 
 
 # -- the tiny pipelines --------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny models gain nothing from threads; on a busy 2-core machine extra OpenMP
+    threads spin-wait for cores other processes hold (10x slower). Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
     from scoring.tiny_diffusers import save_tiny_sd
@@ -337,3 +349,16 @@ def test_a_moved_checkpoint_is_reported_before_anything_loads(tmp_path, tiny_sd,
     assert cli(tmp_path, *args) == 2
     err = capsys.readouterr().err
     assert "model 'tiny'" in err and str(moved) in err and "model_index.json" in err
+
+
+def test_the_commands_module_stays_light():
+    """`arena add-model` and `arena --help` must not load torch or diffusers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, arena.cli, arena.commands.generate, arena.checkpoints; "
+        "arena.cli.build_parser(); "
+        "assert not {'torch', 'diffusers'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
