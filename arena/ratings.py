@@ -24,8 +24,10 @@ others, gets a finite rating. Because the log-likelihood gradient sums to zero,
 the penalised optimum has ``Σθ = 0``: a disconnected group is centred on 0.
 
 Ratings are reported on the Elo scale ``1000 + 400/ln(10) · θ`` (a
-400-point gap means 10:1 odds), centred on a mean of 1000 or anchored so that
-a named model sits at a given rating (:func:`to_elo`).
+400-point gap means 10:1 odds), centred so that the ranked models (those with
+at least ``min_votes`` votes; all models if none is) average 1000, or anchored
+so that a named model sits at a given rating (:func:`to_elo`). Every bootstrap
+round is centred or anchored the same way before the percentiles are taken.
 
 The bootstrap resamples battles. Resampling ``N`` battles with replacement
 has exactly the law of a multinomial draw of ``N`` over the distinct
@@ -385,13 +387,19 @@ def _finite(x: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(x)) and np.max(np.abs(x)) < 1e3)
 
 
-def to_elo(theta: np.ndarray, anchor: tuple[int, float] | None = None) -> np.ndarray:
-    """θ (..., n) on the Elo scale: mean 1000, or model ``anchor[0]`` at ``anchor[1]``."""
+def to_elo(
+    theta: np.ndarray,
+    anchor: tuple[int, float] | None = None,
+    reference: np.ndarray | None = None,
+) -> np.ndarray:
+    """θ (..., n) on the Elo scale: model ``anchor[0]`` at ``anchor[1]``, or else the
+    models in ``reference`` (a boolean mask; default all) averaging 1000."""
     theta = np.asarray(theta, dtype=np.float64)
-    if anchor is None:
-        return ELO_INITIAL + THETA_TO_ELO * (theta - theta.mean(axis=-1, keepdims=True))
-    index, rating = anchor
-    return rating + THETA_TO_ELO * (theta - theta[..., index : index + 1])
+    if anchor is not None:
+        index, rating = anchor
+        return rating + THETA_TO_ELO * (theta - theta[..., index : index + 1])
+    centre = theta if reference is None else theta[..., np.asarray(reference, bool)]
+    return ELO_INITIAL + THETA_TO_ELO * (theta - centre.mean(axis=-1, keepdims=True))
 
 
 # -- bootstrap -------------------------------------------------------------------------------
@@ -842,14 +850,17 @@ def compute_ratings(
         if rounds > 0
         else theta[None, :]
     )
-    lower, upper = percentile_interval(to_elo(samples, anchor_index), level)
     votes = votes_per_model(counts)
     provisional = votes < min_votes
+    # Centre on the ranked models: a provisional model's wide swings would otherwise
+    # move the mean, and with it every other model's interval.
+    reference = ~provisional if np.any(~provisional) else None
+    lower, upper = percentile_interval(to_elo(samples, anchor_index, reference), level)
     return Ratings(
         names=names,
         counts=counts,
         theta=theta,
-        rating=to_elo(theta, anchor_index),
+        rating=to_elo(theta, anchor_index, reference),
         lower=lower,
         upper=upper,
         samples=samples,

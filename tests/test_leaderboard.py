@@ -132,7 +132,9 @@ def test_leaderboard_frame_columns_order_and_provisional(arena_store, settings):
     assert (ranked["ci_lower"] <= ranked["rating"]).all()
     assert (ranked["rating"] <= ranked["ci_upper"]).all()
     assert frame["votes"].sum() == 2 * (600 + 200 + 8)
-    assert frame["rating"].mean() == pytest.approx(1000.0)
+    # centred on the ranked models, so the provisional one cannot move everyone's interval
+    assert ranked["rating"].mean() == pytest.approx(1000.0)
+    assert (ranked["ci_upper"] - ranked["ci_lower"]).max() < 150
 
 
 def test_frame_numbers_equal_the_ratings_module(arena_store, settings):
@@ -143,7 +145,8 @@ def test_frame_numbers_equal_the_ratings_module(arena_store, settings):
     counts = R.aggregate(len(names), left, right, outcome)
     theta = R.bt_fit(counts.win_matrix())
     by_model = frame.set_index("model")
-    assert np.allclose(by_model.loc[names, "rating"], R.to_elo(theta))
+    ranked = R.votes_per_model(counts) >= 50
+    assert np.allclose(by_model.loc[names, "rating"], R.to_elo(theta, reference=ranked))
     assert np.allclose(by_model.loc[names, "elo"], R.online_elo(len(names), left, right, outcome))
     assert np.allclose(by_model.loc[names, "both_bad_rate"], R.both_bad_rate(counts))
 
@@ -281,3 +284,53 @@ def test_tab_renders_table_and_plots(arena_store, settings):
     assert ratings_fig is not None and heatmap_fig is not None
     summary, table, *_ = leaderboard_tab.board_outputs(service, category="nothing")
     assert "No votes" in summary and table.empty
+
+
+def test_leaderboard_tab_in_a_browser(arena_store, settings, tmp_path):
+    """The real page in headless Debian chromium at laptop size: table, both plots, a filter."""
+    import socket
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from arena.ui.app import build_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = build_app(arena_store, settings.replace(bootstrap_rounds=100))
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-sync",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("tab", name="Leaderboard").click()
+            summary = page.get_by_text("votes (all votes)")
+            expect(summary).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("808", exact=True)).to_be_visible()
+            for text in ("alpha", "delta", "newbie", "provisional", "95% CI"):
+                expect(page.locator(f'text="{text}" >> visible=true').first).to_be_visible()
+            for plot in ("#lb-ratings-plot", "#lb-heatmap"):
+                image = page.locator(f"{plot} img").first
+                expect(image).to_be_visible()
+                assert image.evaluate("i => i.naturalWidth") > 300
+            page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
+            # filter to human raters: the summary and the vote count follow
+            page.get_by_label("Raters").click()
+            page.get_by_role("option", name="human").click()
+            expect(page.get_by_text("votes (human raters)")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("208", exact=True)).to_be_visible()
+            browser.close()
+    finally:
+        app.close()

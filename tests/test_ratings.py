@@ -157,6 +157,8 @@ def test_elo_scale_centre_and_anchor():
     anchored = R.to_elo(theta, anchor=(2, 1200.0))
     assert anchored[2] == pytest.approx(1200.0)
     assert anchored[1] - anchored[0] == pytest.approx(400.0)
+    ref = R.to_elo(theta, reference=np.array([True, True, False]))
+    assert ref[:2].mean() == pytest.approx(1000.0) and ref[1] - ref[0] == pytest.approx(400.0)
     p = R.predicted_win_rate(theta)
     assert p[1, 0] == pytest.approx(10 / 11)
 

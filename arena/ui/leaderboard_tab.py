@@ -82,7 +82,9 @@ def ratings_figure(frame: pd.DataFrame) -> Figure:
                 label=label,
             )
     ax.set_yticks(y, frame["model"].tolist())
-    ax.set_xlabel("Bradley-Terry rating (Elo scale) with 95% bootstrap interval")
+    ax.set_title("Bradley-Terry ratings (Elo scale), 95% bootstrap intervals")
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel("rating (400 points = 10:1 odds)")
     ax.grid(axis="x", alpha=0.3)
     if prov.any():
         ax.legend(loc="lower right", fontsize="small")
@@ -101,7 +103,7 @@ def heatmap_figure(frame: pd.DataFrame, ratings) -> Figure:
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(n), names, rotation=60, ha="right")
     ax.set_yticks(range(n), names)
-    ax.set_title("Observed win rate: row model vs column model")
+    ax.set_title("Observed win rate of row model vs column model")
     if n <= ANNOTATE_MAX_MODELS:
         battles = ratings.counts.battles[np.ix_(order, order)]
         for i in range(n):
@@ -179,10 +181,12 @@ def render(store, settings) -> None:
         until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
     refresh = gr.Button("Refresh", size="sm")
     summary = gr.Markdown()
-    table = gr.Dataframe(interactive=False, label="Leaderboard", wrap=True)
+    table = gr.Dataframe(interactive=False, label="Leaderboard", wrap=True, elem_id="lb-table")
     with gr.Row():
-        ratings_plot = gr.Plot(label="Ratings with 95% intervals")
-        heatmap = gr.Plot(label="Win-rate matrix")
+        ratings_plot = gr.Plot(
+            label="Ratings with 95% intervals", show_label=False, elem_id="lb-ratings-plot"
+        )
+        heatmap = gr.Plot(label="Win-rate matrix", show_label=False, elem_id="lb-heatmap")
     inputs = [category, prompt_set, rater_kind, since, until]
     outputs = [summary, table, ratings_plot, heatmap]
 
