@@ -116,7 +116,7 @@ def heatmap_figure(frame: pd.DataFrame, ratings) -> Figure:
                         ha="center",
                         va="center",
                         fontsize=8,
-                        color="black",
+                        color="white" if abs(matrix[i, j] - 0.5) > 0.3 else "black",
                     )
     fig.colorbar(image, ax=ax, shrink=0.8, label="win rate")
     return fig
