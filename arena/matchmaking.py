@@ -112,7 +112,7 @@ def register_policy(name: str, factory: PolicyFactory) -> None:
 
 # Modules that call ``register_policy`` when imported (imported on first use, so that a
 # policy with heavier needs costs nothing until it is chosen). Add one line per module.
-POLICY_MODULES: tuple[str, ...] = ()
+POLICY_MODULES: tuple[str, ...] = ("arena.active_policy",)
 
 
 def make_policy(name: str, store=None, settings=None) -> Policy:
@@ -237,7 +237,10 @@ def load_index(store) -> CandidateIndex:
     )
     with store.engine.connect() as conn:
         models = conn.execute(model_query).all()
-        rows = np.array(conn.execute(image_query).all(), dtype=np.int64).reshape(-1, 3)
+        # plain tuples: numpy over SQLAlchemy Row objects is ~50x slower
+        rows = np.array(
+            [tuple(r) for r in conn.execute(image_query).tuples()], dtype=np.int64
+        ).reshape(-1, 3)
     return CandidateIndex(
         np.array([r[0] for r in models], dtype=np.int64),
         [r[1] for r in models],
