@@ -28,6 +28,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import resource
 import time
 import tracemalloc
 from functools import partial
@@ -125,7 +126,7 @@ def run_baseline(df: pd.DataFrame, rounds: int, timed_rounds: int, processes: in
     matchups, outcomes, weights, models = cba_preprocess(df)
     point = cba_fit(matchups, outcomes, weights, len(models), alpha)
     fixed = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    c1, k1, t1 = time.process_time(), _children_cpu(), time.perf_counter()
     rng = np.random.default_rng(seed=0)
     idxs = rng.multinomial(n=len(df), pvals=weights / weights.sum(), size=timed_rounds)
     boot_weights = idxs.astype(np.float64) / len(df)
@@ -133,19 +134,27 @@ def run_baseline(df: pd.DataFrame, rounds: int, timed_rounds: int, processes: in
     with mp.get_context("fork").Pool(processes) as pool:
         samples = np.array(list(pool.imap_unordered(fit, boot_weights)))
     per_round = (time.perf_counter() - t1) / timed_rounds
+    cpu_per_round = (time.process_time() - c1 + _children_cpu() - k1) / timed_rounds
     elo = pd.Series(cba_to_elo(point), index=models)
     spread = pd.Series((samples * 400.0).std(axis=0, ddof=1), index=models)
-    return fixed + per_round * rounds, fixed, per_round, elo, spread
+    return fixed + per_round * rounds, fixed, per_round, cpu_per_round, elo, spread
 
 
 # -- ours ------------------------------------------------------------------------------------
 def run_ours(df: pd.DataFrame, rounds: int, repeats: int):
-    times, frame, result = [], None, None
+    """Wall times of each repeat, CPU seconds (all threads) of the fastest, frame, ratings."""
+    times, cpus, frame, result = [], [], None, None
     for k in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         frame, result = leaderboard_frame(df, np.random.default_rng(k), rounds=rounds)
         times.append(time.perf_counter() - t0)
-    return times, frame, result
+        cpus.append(time.process_time() - c0)
+    return times, cpus[int(np.argmin(times))], frame, result
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_memory(n_models: int, vote_counts: list[int], rounds: int):
@@ -181,8 +190,8 @@ def main() -> None:
     print(f"votes {args.votes:,}, bootstrap rounds {args.rounds}, ~10% ties\n")
     for n_models in args.models:
         df = synthetic_votes(n_models, args.votes)
-        times, frame, result = run_ours(df, args.rounds, args.repeats)
-        total, fixed, per_round, base_elo, base_sd = run_baseline(
+        times, cpu, frame, result = run_ours(df, args.rounds, args.repeats)
+        total, fixed, per_round, cpu_round, base_elo, base_sd = run_baseline(
             df, args.rounds, args.baseline_rounds, cores
         )
         ours = min(times)
@@ -195,14 +204,19 @@ def main() -> None:
         print(
             f"ours: {ours:.2f} s (best of {args.repeats}; all: "
             + ", ".join(f"{t:.2f}" for t in times)
-            + ") for BT + bootstrap + matrices + Elo -> leaderboard frame"
+            + f") for BT + bootstrap + matrices + Elo -> leaderboard frame; CPU {cpu:.2f} s"
         )
         print(
             f"baseline (Chatbot Arena method, {cores} processes): preprocess + point fit "
             f"{fixed:.2f} s, {per_round * 1000:.1f} ms per round (timed {args.baseline_rounds} "
-            f"rounds) -> {total:.1f} s for {args.rounds} rounds (extrapolated)"
+            f"rounds) -> {total:.1f} s for {args.rounds} rounds (extrapolated); CPU "
+            f"{cpu_round * 1000:.1f} ms per round"
         )
-        print(f"speed-up: {total / ours:.0f}x")
+        base_cpu = fixed + cpu_round * args.rounds
+        print(
+            f"speed-up: {total / ours:.0f}x wall-clock, {base_cpu / cpu:.0f}x CPU time "
+            f"({base_cpu:.1f} s vs {cpu:.2f} s)"
+        )
         print(
             f"agreement: point ratings differ by at most {diff.abs().max():.2f} Elo; bootstrap "
             f"s.d. ratio ours/baseline median {np.median(ours_sd / base_sd[ours_sd.index]):.2f} "
