@@ -21,6 +21,7 @@ Definitions (all on 8-bit RGB values as float64):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,10 +89,21 @@ class _Classical(Metric):
             raise ValueError(f"metric {cls.name!r} has no weights; do not pass --weights for it.")
         return cls()
 
+    def preprocessor(self) -> Callable[[PILImage.Image | np.ndarray], float]:
+        """The whole statistic, per image: the job computes it in its worker processes."""
+        return partial(_apply, type(self).func)
+
+    def score_inputs(self, inputs: Sequence[float], prompts: Sequence[str] | None = None):
+        return np.asarray(inputs, dtype=np.float64).reshape(-1)
+
     def score(
         self, images: Sequence[PILImage.Image | np.ndarray], prompts: Sequence[str] | None = None
     ) -> np.ndarray:
-        return np.array([type(self).func(as_rgb_array(img)) for img in images], dtype=np.float64)
+        return self.score_inputs(self.prepare(images))
+
+
+def _apply(func: Callable[[np.ndarray], float], image: PILImage.Image | np.ndarray) -> float:
+    return func(as_rgb_array(image))
 
 
 @register_metric
