@@ -199,14 +199,6 @@ class PairCounts:
             self.wins + other.wins, self.ties + other.ties, self.both_bad + other.both_bad
         )
 
-    def subset(self, keep: np.ndarray) -> PairCounts:
-        keep = np.asarray(keep)
-        return PairCounts(
-            self.wins[np.ix_(keep, keep)],
-            self.ties[np.ix_(keep, keep)],
-            self.both_bad[np.ix_(keep, keep)],
-        )
-
 
 def _check_ties(ties: str) -> None:
     if ties not in TIE_MODES:
@@ -381,10 +373,6 @@ def _chord_fit(
         step_size[block] = size
     bad = ~(step_size < tol) | ~np.all(np.isfinite(theta), axis=1)
     return theta, np.flatnonzero(bad)
-
-
-def _finite(x: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(x)) and np.max(np.abs(x)) < 1e3)
 
 
 def to_elo(
