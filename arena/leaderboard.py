@@ -187,9 +187,9 @@ def leaderboard_frame(
         return pd.DataFrame(columns=[*COLUMNS, *metric_cols]), None
     try:
         result = R.compute_ratings(
-            votes["left_model"].to_numpy(),
-            votes["right_model"].to_numpy(),
-            votes["outcome"].to_numpy(),
+            votes["left_model"],
+            votes["right_model"],
+            votes["outcome"],
             rng=rng,
             rounds=rounds,
             ties=ties,

@@ -549,10 +549,11 @@ def _multinomial(
         row = draws[r]
         if diff > 0:  # resample `diff` more items
             extra = np.searchsorted(cdf, rng.integers(0, total, diff), side="right")
-            np.add.at(row, extra, 1)
+            row += np.bincount(extra, minlength=row.size)
         else:  # delete -diff of the drawn items, uniformly without replacement
             drop = rng.choice(total - diff, size=-diff, replace=False)
-            np.subtract.at(row, np.searchsorted(np.cumsum(row), drop, side="right"), 1)
+            gone = np.searchsorted(np.cumsum(row), drop, side="right")
+            row -= np.bincount(gone, minlength=row.size)
     return draws
 
 
@@ -804,8 +805,10 @@ def compute_ratings(
     import pandas as pd
 
     _check_ties(ties)
-    left_names, right_names = np.asarray(left_names, object), np.asarray(right_names, object)
-    raw = np.asarray(outcomes)
+    left_names, right_names, outcomes = (
+        x if isinstance(x, pd.Series) else pd.Series(np.asarray(x, dtype=object), copy=False)
+        for x in (left_names, right_names, outcomes)
+    )
     if names is None:
         names = sorted(set(pd.unique(left_names)) | set(pd.unique(right_names)))
     names = list(names)
@@ -819,25 +822,38 @@ def compute_ratings(
             )
         anchor_index = (names.index(anchor[0]), float(anchor[1]))
     n = len(names)
-    lookup = pd.Index(names)
+    lookup = pd.Index(names, dtype=object)
+    outcome_lookup = pd.Index(OUTCOMES, dtype=object)
+    integer_outcomes = outcomes.dtype.kind in "iu"
+
+    def codes(piece: pd.Series, table: pd.Index, what: str) -> np.ndarray:
+        # factorize the piece (fast for Arrow strings), then map its few distinct values
+        local, uniques = pd.factorize(piece)
+        where = table.get_indexer(pd.Index(np.asarray(uniques, dtype=object), dtype=object))
+        if np.any(where < 0) or np.any(local < 0):
+            bad = uniques[where < 0][0] if np.any(where < 0) else None
+            raise ValueError(f"{what} {bad!r} is unknown; expected one of {list(table)}.")
+        return where[local]
+
     counts = PairCounts(*(np.zeros((n, n), dtype=np.int64) for _ in range(3)))
     elo = np.full(n, ELO_INITIAL)
     for start in range(0, len(left_names), vote_chunk):
         piece = slice(start, start + vote_chunk)
-        left = lookup.get_indexer(left_names[piece])
-        right = lookup.get_indexer(right_names[piece])
-        if np.any(left < 0) or np.any(right < 0):
-            bad = left_names[piece][left < 0] if np.any(left < 0) else right_names[piece][right < 0]
-            raise ValueError(f"vote names model {bad[0]!r}, which is not in names.")
-        outcome = raw[piece] if raw.dtype.kind in "iu" else encode_outcomes(raw[piece])
+        left = codes(left_names.iloc[piece], lookup, "model")
+        right = codes(right_names.iloc[piece], lookup, "model")
+        if integer_outcomes:
+            outcome = outcomes.iloc[piece].to_numpy()
+        else:
+            outcome = codes(outcomes.iloc[piece], outcome_lookup, "outcome")
         counts = counts + aggregate(n, left, right, outcome)
         elo = online_elo(n, left, right, outcome, initial=elo)
-    theta = bt_fit(counts.win_matrix(ties), ridge=ridge)
-    samples = (
-        bootstrap_bt(counts, rng, rounds, ties=ties, ridge=ridge, theta=theta, workers=workers)
-        if rounds > 0
-        else theta[None, :]
-    )
+    with threadpool_limits(1, user_api="blas"):  # n×n solves: BLAS threads only contend
+        theta = bt_fit(counts.win_matrix(ties), ridge=ridge)
+        samples = (
+            bootstrap_bt(counts, rng, rounds, ties=ties, ridge=ridge, theta=theta, workers=workers)
+            if rounds > 0
+            else theta[None, :]
+        )
     votes = votes_per_model(counts)
     provisional = votes < min_votes
     # Centre on the ranked models: a provisional model's wide swings would otherwise
