@@ -805,10 +805,14 @@ def compute_ratings(
     import pandas as pd
 
     _check_ties(ties)
-    left_names, right_names, outcomes = (
-        x if isinstance(x, pd.Series) else pd.Series(np.asarray(x, dtype=object), copy=False)
-        for x in (left_names, right_names, outcomes)
-    )
+
+    def series(x) -> pd.Series:
+        if isinstance(x, pd.Series):
+            return x
+        x = np.asarray(x)
+        return pd.Series(x if x.dtype.kind in "iu" else x.astype(object), copy=False)
+
+    left_names, right_names, outcomes = series(left_names), series(right_names), series(outcomes)
     if names is None:
         names = sorted(set(pd.unique(left_names)) | set(pd.unique(right_names)))
     names = list(names)
