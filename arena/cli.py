@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "arena.commands.score",
     "arena.commands.leaderboard",
     "arena.commands.export",
+    "arena.commands.reference",
+    "arena.commands.distribution",
 )
 
 

@@ -374,6 +374,64 @@ class Store:
         with self.engine.connect() as conn:
             return pd.read_sql(query, conn)
 
+    # -- model-level metrics (KID, FID, CMMD, FD-DINO, diversity, AS) --------------------
+    def put_model_metric(
+        self,
+        model_id: int,
+        metric: str,
+        reference: str,
+        value: float | None,
+        std: float | None = None,
+        n: int = 0,
+        details: dict | None = None,
+    ) -> None:
+        """Store (or replace) one model-level number against a reference set ("" for none)."""
+        with self.session() as s:
+            row = s.scalar(
+                select(db.ModelMetric).where(
+                    db.ModelMetric.model_id == model_id,
+                    db.ModelMetric.metric == metric,
+                    db.ModelMetric.reference == reference,
+                )
+            )
+            if row is None:
+                row = db.ModelMetric(model_id=model_id, metric=metric, reference=reference)
+                s.add(row)
+            row.value, row.std, row.n, row.details = value, std, n, details
+            row.computed_at = db.utcnow()
+
+    def model_metrics_frame(self, reference: str | None = None) -> pd.DataFrame:
+        """One row per (model, metric, reference): model, model_kind, metric, reference,
+        value, std, n, warning (the sample-size warning, "" if none), computed_at, details.
+
+        ``reference`` keeps only numbers computed against that reference set (and the
+        reference-free ones such as diversity, whose reference is "").
+        """
+        mm, m = db.ModelMetric.__table__, db.Model.__table__
+        query = (
+            select(
+                m.c.name.label("model"),
+                m.c.kind.label("model_kind"),
+                mm.c.metric,
+                mm.c.reference,
+                mm.c.value,
+                mm.c.std,
+                mm.c.n,
+                mm.c.details,
+                mm.c.computed_at,
+            )
+            .join(m, m.c.id == mm.c.model_id)
+            .order_by(m.c.name, mm.c.metric, mm.c.reference)
+        )
+        if reference is not None:
+            query = query.where(mm.c.reference.in_([reference, ""]))
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        frame["details"] = [d if isinstance(d, dict) else {} for d in frame["details"]]
+        frame["warning"] = [str(d.get("warning", "")) for d in frame["details"]]
+        columns = ["model", "model_kind", "metric", "reference", "value", "std", "n", "warning"]
+        return frame[[*columns, "computed_at", "details"]]
+
     def scores_frame(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
         """One row per (image, metric): image_id, metric, version, value."""
         sc = db.Score.__table__

@@ -159,6 +159,7 @@ METRIC_MODULES: list[str] = [
     "scoring.classical",
     "scoring.clip_score",
     "scoring.aesthetic",
+    "scoring.anomaly",
 ]
 
 

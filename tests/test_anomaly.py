@@ -1,0 +1,107 @@
+"""The Anomaly Score: complexity and vulnerability against closed forms, AS_i on a
+controlled network, and the metric through the real DINOv2 loading code (tiny weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scoring.anomaly import (
+    PGD_EPS,
+    AnomalyScore,
+    anomaly_scores,
+    complexity,
+    complexity_vulnerability,
+    vulnerability,
+)
+from scoring.base import get_metric
+from scoring.tiny_extractors import write_tiny_dinov2
+
+
+def test_vulnerability_of_a_linear_feature_is_the_linf_optimum():
+    """For f(x) = w·x the largest change in an L∞ ball of radius ε is ε·||w||₁; PGD that
+    ascends the feature distance reaches it (a descending attack would stay near 0)."""
+    w = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def fn(x):
+        return (x * w).flatten(1).sum(dim=1, keepdim=True)
+
+    x = torch.full((2, 3, 8, 8), 0.5)
+    v = vulnerability(fn, x)
+    expected = PGD_EPS * w.abs().sum()
+    assert torch.allclose(v, expected.expand(2), rtol=1e-4)
+
+
+def test_complexity_on_a_circle_is_the_turning_angle():
+    """f(x) = (cos a·s, sin a·s) with s = u·x: along the line each chord turns by a·ε·(u·n)."""
+    gen = torch.Generator().manual_seed(1)
+    u = torch.randn(3, 6, 6, generator=gen)
+    a = 40.0
+
+    def fn(x):
+        s = (x * u).flatten(1).sum(dim=1)
+        return torch.stack([torch.cos(a * s), torch.sin(a * s)], dim=1)
+
+    x = torch.full((3, 3, 6, 6), 0.5, dtype=torch.float64)
+    directions = torch.randn(3, 3, 6, 6, generator=gen, dtype=torch.float64)
+    unit = directions / directions.flatten(1).norm(dim=1)[:, None, None, None]
+    expected = (a * 0.01 * (unit * u.double()).flatten(1).sum(dim=1)).abs()
+    got = complexity(lambda p: fn(p.double()), x, directions=directions)
+    assert torch.allclose(got.double(), expected, rtol=1e-4)
+    # A linear representation does not turn at all.
+    flat = complexity(lambda p: p.flatten(1)[:, :5] * 3.0, x, directions=directions)
+    assert float(flat.max()) < 1e-3  # float32 arccos near 1: ~1e-5 round-off
+
+
+def _smooth_image(size: int = 32) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    return torch.stack([0.3 + 0.4 * xx, 0.5 + 0.2 * torch.sin(6 * yy), 0.2 + 0.5 * xx * yy])
+
+
+def test_as_i_ranks_an_image_above_its_noise_corrupted_copy():
+    """A network built to encode the paper's hypothesis: natural (smooth) images sit where
+    the representation is flat but curved (cubic of a high-pass response near 0), noise
+    pushes into its steep, nearly linear part. AS_i must then rank the clean image as more
+    natural at every noise level; and the order comes from both C and V."""
+    lap = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).repeat(3, 1, 1, 1)
+
+    def fn(x):
+        return torch.nn.functional.conv2d(x, lap, groups=3).pow(3).flatten(1) * 100
+
+    clean = _smooth_image()[None]
+    gen = torch.Generator().manual_seed(2)
+    for sigma in (0.02, 0.1):
+        noisy = (clean + sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
+        c, v = complexity_vulnerability(fn, torch.cat([clean, noisy]))
+        scores = anomaly_scores(c, v)
+        assert c[0] > c[1] and v[0] < v[1]
+        assert scores[0] < scores[1] / 5
+
+
+def test_anomaly_scores_undefined_where_complexity_is_zero():
+    out = anomaly_scores(np.array([0.5, 0.0]), np.array([1.0, 2.0]))
+    assert out[0] == 2.0 and np.isnan(out[1])
+
+
+@pytest.fixture(scope="module")
+def dino_folder(tmp_path_factory):
+    return write_tiny_dinov2(tmp_path_factory.mktemp("dino") / "facebook" / "dinov2-large")
+
+
+def test_metric_loads_tiny_dinov2_and_is_order_independent(dino_folder):
+    assert get_metric("anomaly") is AnomalyScore
+    metric = AnomalyScore.from_pretrained(dino_folder)
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)) for _ in range(2)]
+    inputs = metric.prepare(images)
+    # As the runner calls it: inside inference mode.
+    with torch.inference_mode():
+        values, details = metric.score_with_details(inputs)
+    reordered = metric.score(images[::-1])
+    assert values.shape == (2,) and np.all(np.isfinite(values)) and np.all(values > 0)
+    assert np.allclose(reordered, values[::-1], rtol=1e-5)
+    for value, d in zip(values, details, strict=True):
+        assert d["vulnerability"] / d["complexity"] == pytest.approx(value)
+        assert d["features"].startswith("dinov2-l14@")
