@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "arena.commands.generate",
     "arena.commands.score",
     "arena.commands.leaderboard",
+    "arena.commands.serve",
     "arena.commands.export",
     "arena.commands.reference",
     "arena.commands.distribution",

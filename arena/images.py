@@ -127,6 +127,13 @@ def decode_rgb(data: bytes, name: str, max_pixels: int = 64_000_000) -> PILImage
             f"{name}: not an image file (expected PNG, JPEG or WebP). Remove it from the "
             "folder or convert it."
         ) from None
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        # Pillow's own guard (a header claiming billions of pixels); the warning only
+        # arrives as an exception when warnings are turned into errors.
+        raise ImageError(
+            f"{name}: the header claims an image too large to decode safely ({exc}); "
+            f"the limit is {max_pixels:,} pixels (setting max_image_pixels). Downscale it."
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(
             f"{name}: cannot read the image header ({exc}); the file is corrupt."
@@ -150,6 +157,8 @@ def decode_rgb(data: bytes, name: str, max_pixels: int = 64_000_000) -> PILImage
     try:
         img = PILImage.open(io.BytesIO(data))
         img.load()
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: the image is too large to decode safely ({exc}).") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(
             f"{name}: the image data is corrupt or truncated ({exc}); re-export the file."

@@ -1,13 +1,31 @@
-"""Start the web app on a workspace (used by `python app.py` and `arena serve`)."""
+"""Start the web app on a workspace (used by `python app.py` and `arena serve`).
+
+The server is built here rather than by ``Blocks.launch`` so that one process
+serves three things on one port: the raters' app at ``/`` (with the
+``/img/<sha>.png`` route), the Admin app at ``/admin`` behind its own login
+(only when ``admin_secret`` is set), and nothing else.
+
+Shutdown: the server is uvicorn's. On SIGTERM or SIGINT (``block=True``, main
+thread) it stops accepting connections, lets every request already in flight
+-- a vote waiting on the database included -- run to its response for up to
+``SHUTDOWN_GRACE_S`` seconds, then runs the apps' shutdown and exits 0. A vote
+is acknowledged only in its response, which is sent after ``record_vote`` has
+committed, so a vote the server could not finish was never acknowledged.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
+import time
 
 from arena.config import Settings
 from arena.store import Store
 
 QUEUE_CONCURRENCY = 32  # events run at once; SQLite serialises the writes themselves
+SHUTDOWN_GRACE_S = 30  # longest wait for in-flight requests after SIGTERM
 
 
 def serve(
@@ -19,8 +37,8 @@ def serve(
 ):
     """Open the workspace, build the demo into it when empty (if asked), launch the app.
 
-    With ``block=False`` the server runs in a background thread and the Gradio
-    ``Blocks`` is returned (``app.close()`` stops it); tests and benchmarks use this.
+    With ``block=False`` the server runs in a background thread and a handle is
+    returned (``handle.close()`` stops it); tests and benchmarks use this.
     ``auth`` (a list of (user, password)) turns on Gradio's login; the login name
     then becomes part of the rater identity.
     """
@@ -31,24 +49,87 @@ def serve(
 
         print(f"workspace {store.workspace} is empty: building the offline demo ...")
         build_demo(store, seed=settings.seed)
-    print(f"arena on http://{settings.host}:{settings.port} (workspace {store.workspace})")
+    admin = " (admin at /admin)" if settings.admin_secret else ""
+    print(f"arena on http://{settings.host}:{settings.port} (workspace {store.workspace}){admin}")
+    sys.stdout.flush()
     return launch_app(store, settings, block=block, auth=auth)
 
 
-def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs=None):
-    """Build the app and launch it with its routes (``/img/<sha>.png``) and css."""
+def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
+    """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the arena at /."""
+    from fastapi import FastAPI
+    from gradio import mount_gradio_app
+
     from arena.ui import build_app
+    from arena.ui.admin import mount_admin
     from arena.ui.app import launch_kwargs
 
-    app = build_app(store, settings, tabs=tabs)
-    app.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
-    app.launch(
+    blocks = build_app(store, settings, tabs=tabs)
+    blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
+    extra = launch_kwargs(store)
+    app = FastAPI(
+        routes=extra["app_kwargs"]["routes"], docs_url=None, redoc_url=None, openapi_url=None
+    )
+    mount_admin(app, store, settings)  # before "/": Starlette tries mounts in order
+    mount_gradio_app(
+        app,
+        blocks,
+        path="/",
         server_name=settings.host,
         server_port=settings.port,
-        prevent_thread_lock=not block,
-        quiet=True,
         auth=auth,
+        css=extra["css"],
         footer_links=["api"],
-        **launch_kwargs(store),
     )
-    return app
+    return app, blocks
+
+
+class RunningServer:
+    """A server running in a background thread (``block=False``); ``close()`` stops it."""
+
+    def __init__(self, server, thread: threading.Thread, blocks):
+        self.server, self.thread, self.blocks = server, thread, blocks
+
+    def close(self, timeout: float = SHUTDOWN_GRACE_S + 5) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs=None):
+    """Build the server app and run it (blocking, or in a thread with ``block=False``)."""
+    import uvicorn
+
+    app, blocks = build_server_app(store, settings, auth=auth, tabs=tabs)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    if block:
+        _exit_zero_on_sigterm()
+        server.run()  # uvicorn handles SIGTERM/SIGINT: graceful shutdown, see module doc
+        print("arena: stopped (in-flight requests finished)", flush=True)
+        return blocks
+    thread = threading.Thread(target=server.run, name="arena-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the arena server did not start on {settings.host}:{settings.port}")
+        time.sleep(0.02)
+    return RunningServer(server, thread, blocks)
+
+
+def _exit_zero_on_sigterm() -> None:
+    """SIGTERM outside ``server.run`` (uvicorn re-raises it after its graceful stop): exit 0."""
+
+    def stop(signum, frame):
+        print("arena: stopped on SIGTERM", flush=True)
+        raise SystemExit(0)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
