@@ -32,11 +32,16 @@ round is centred or anchored the same way before the percentiles are taken.
 The bootstrap resamples battles. Resampling ``N`` battles with replacement
 has exactly the law of a multinomial draw of ``N`` over the distinct
 pair-outcome cells with probabilities ``count/N``, so rounds are drawn on the
-aggregated counts (memory and time independent of ``N``) and fitted together:
-every round starts from the full-data fit and takes Newton steps with the
-full-data Hessian (a chord method), vectorised over a ``(rounds, n, n)``
-tensor; a round that has not converged after ``max_iter`` steps is refitted
-by the damped Newton method of :func:`bt_fit`.
+aggregated counts (memory and time independent of ``N``). The multinomial is
+drawn exactly but vectorised (:func:`multinomial_draws`: independent Poisson
+cell counts by inversion on tabulated CDFs, then the total corrected to ``N``).
+All rounds are fitted together: each starts from the full-data fit and takes
+Newton steps with the full-data Hessian (a chord method) until its step is
+below ``BOOTSTRAP_TOL`` (1e-6 in θ, 0.0002 Elo), vectorised over a
+``(rounds, n, n)`` tensor; a round that has not converged after 40 steps is
+refitted by the damped Newton method of :func:`bt_fit`. Chunks of rounds run
+on threads; each chunk has its own child generator, so results depend on the
+seed only.
 """
 
 from __future__ import annotations
@@ -664,7 +669,8 @@ def bootstrap_bt(
     """θ of ``rounds`` bootstrap resamples of the battles: (rounds, n).
 
     Each round is a multinomial draw over the pair-outcome cells (the law of
-    resampling battles with replacement) fitted by :func:`bt_fit_batch`.
+    resampling battles with replacement), fitted by the chord method of
+    :func:`bt_fit_batch` from ``theta`` (default: the full-data fit).
     Rounds are drawn in chunks, each from its own child of ``rng`` (so the
     result depends on ``rng`` and ``chunk`` only, not on ``workers``); chunks
     run on ``workers`` threads (default: the CPUs available, at most 8).
