@@ -325,12 +325,21 @@ def test_leaderboard_tab_in_a_browser(arena_store, settings, tmp_path):
                 image = page.locator(f"{plot} img").first
                 expect(image).to_be_visible()
                 assert image.evaluate("i => i.naturalWidth") > 300
+            expect(page.get_by_text("processing")).to_have_count(0, timeout=60_000)
             page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
             # filter to human raters: the summary and the vote count follow
             page.get_by_label("Raters").click()
             page.get_by_role("option", name="human").click()
             expect(page.get_by_text("votes (human raters)")).to_be_visible(timeout=60_000)
             expect(page.get_by_text("208", exact=True)).to_be_visible()
+            # a date range applies on Enter; a bad date is explained on the page
+            page.get_by_label("From (UTC date)").fill("2025-03-04")
+            page.get_by_label("Until (inclusive)").fill("2025-03-04")
+            page.get_by_label("Until (inclusive)").press("Enter")
+            expect(page.get_by_text("until 2025-03-04 23:59")).to_be_visible(timeout=60_000)
+            page.get_by_label("From (UTC date)").fill("someday")
+            page.get_by_label("From (UTC date)").press("Enter")
+            expect(page.get_by_text("expected an ISO date")).to_be_visible(timeout=60_000)
             browser.close()
     finally:
         app.close()

@@ -122,15 +122,15 @@ def heatmap_figure(frame: pd.DataFrame, ratings) -> Figure:
     return fig
 
 
-def board_outputs(
+def _board(
     service: LeaderboardService,
-    category: str | None = None,
-    prompt_set: str | None = None,
-    rater_kind: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    category=None,
+    prompt_set=None,
+    rater_kind=None,
+    since=None,
+    until=None,
 ):
-    """(summary markdown, table, ratings figure, heatmap figure) for these filters."""
+    """(summary markdown, leaderboard result or None) for these filters."""
 
     def pick(value):
         return None if value in (None, "", ALL) else value
@@ -140,15 +140,10 @@ def board_outputs(
         filters.key()
         result = service.get(filters)
     except LeaderboardError as exc:
-        return f"**Cannot show the leaderboard:** {exc}", display_table(pd.DataFrame()), None, None
+        return f"**Cannot show the leaderboard:** {exc}", None
     frame = result.frame
     if frame.empty:
-        return (
-            f"No votes yet for {filters.describe()}.",
-            display_table(frame),
-            None,
-            None,
-        )
+        return f"No votes yet for {filters.describe()}.", None
     ranked = int((~frame["provisional"]).sum())
     summary = (
         f"**{result.votes_used}** votes ({filters.describe()}) · **{ranked}** ranked models · "
@@ -158,12 +153,45 @@ def board_outputs(
         f"({service.settings.bootstrap_rounds} rounds); rank = upper bound (1 + models "
         f"whose interval lies wholly above). Elo is the online rating in vote order."
     )
+    return summary, result
+
+
+def board_outputs(
+    service: LeaderboardService,
+    category: str | None = None,
+    prompt_set: str | None = None,
+    rater_kind: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+):
+    """(summary markdown, table, ratings figure, heatmap figure) for these filters."""
+    summary, result = _board(service, category, prompt_set, rater_kind, since, until)
+    if result is None:
+        return summary, display_table(pd.DataFrame()), None, None
     return (
         summary,
-        display_table(frame),
-        ratings_figure(frame),
-        heatmap_figure(frame, result.ratings),
+        display_table(result.frame),
+        ratings_figure(result.frame),
+        heatmap_figure(result.frame, result.ratings),
     )
+
+
+def _initial(service: LeaderboardService, part: int):
+    """One output of the unfiltered board, for a component's value on page load."""
+
+    def value():
+        summary, result = _board(service)
+        if part == 0:
+            return summary
+        if result is None:
+            return display_table(pd.DataFrame()) if part == 1 else None
+        if part == 1:
+            return display_table(result.frame)
+        if part == 2:
+            return ratings_figure(result.frame)
+        return heatmap_figure(result.frame, result.ratings)
+
+    return value
 
 
 def render(store, settings) -> None:
@@ -180,18 +208,46 @@ def render(store, settings) -> None:
         since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
         until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
     refresh = gr.Button("Refresh", size="sm")
-    summary = gr.Markdown()
-    table = gr.Dataframe(interactive=False, label="Leaderboard", wrap=True, elem_id="lb-table")
+
+    # Callable values are evaluated on every page load (with no filter); the service
+    # cache makes the four calls one computation, and each draws only its own part.
+    def initial(k: int):
+        return _initial(service, k)
+
+    summary = gr.Markdown(initial(0))
+    table = gr.Dataframe(
+        initial(1), interactive=False, label="Leaderboard", wrap=True, elem_id="lb-table"
+    )
     with gr.Row():
         ratings_plot = gr.Plot(
-            label="Ratings with 95% intervals", show_label=False, elem_id="lb-ratings-plot"
+            initial(2),
+            label="Ratings with 95% intervals",
+            show_label=False,
+            elem_id="lb-ratings-plot",
         )
-        heatmap = gr.Plot(label="Win-rate matrix", show_label=False, elem_id="lb-heatmap")
+        heatmap = gr.Plot(
+            initial(3), label="Win-rate matrix", show_label=False, elem_id="lb-heatmap"
+        )
     inputs = [category, prompt_set, rater_kind, since, until]
     outputs = [summary, table, ratings_plot, heatmap]
 
     def update(*values):
         return board_outputs(service, *values)
 
-    gr.on(triggers=None, fn=update, inputs=inputs, outputs=outputs, api_visibility="private")
-    refresh.click(update, inputs=inputs, outputs=outputs, api_visibility="private")
+    # Dates apply on Enter or when the box loses focus, not on every keystroke.
+    gr.on(
+        triggers=[
+            category.change,
+            prompt_set.change,
+            rater_kind.change,
+            since.submit,
+            until.submit,
+            since.blur,
+            until.blur,
+            refresh.click,
+        ],
+        fn=update,
+        inputs=inputs,
+        outputs=outputs,
+        api_visibility="private",
+    )
