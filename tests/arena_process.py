@@ -1,0 +1,168 @@
+"""The arena server as a separate process (`python -m arena.cli serve`), and rater clients.
+
+Used by the load, crash and tampering tests and by benchmarks/load.py: the server
+runs exactly as deployed (its own interpreter, uvicorn, signal handling), so that
+``kill -9`` and SIGTERM hit a real server and nothing is shared with the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Raters in these tests vote as fast as the server lets them.
+FAST_RATERS = {
+    "ARENA_RATE_LIMIT_PER_MINUTE": "1000000",
+    "ARENA_DAILY_VOTE_CAP": "1000000",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``arena serve`` on a workspace (and optionally a database URL) on a free port."""
+
+    def __init__(self, workspace: Path, db_url: str = "", env: dict | None = None, log=None):
+        self.workspace, self.db_url = Path(workspace), db_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.extra_env = dict(env or {})
+        self.log_path = Path(log or self.workspace.parent / f"server-{self.port}.log")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180) -> ServerProcess:
+        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+        env.update(ARENA_WORKSPACE=str(self.workspace), ARENA_DB_URL=self.db_url, **FAST_RATERS)
+        env.update(self.extra_env)
+        cmd = [sys.executable, "-m", "arena.cli", "serve", "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port)]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in __exit__)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "config", timeout=5) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"server did not start in {timeout} s: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown code runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait for the graceful exit; returns the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+        self._log.close()
+
+
+@dataclass
+class RaterLog:
+    """What one client saw: acknowledged votes (token -> (vote_id, outcome)), latencies."""
+
+    acked: dict[str, tuple[int, str]] = field(default_factory=dict)
+    vote_latency_s: list[float] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def rater_id(k: int) -> str:
+    return f"load-rater-{k:06d}"
+
+
+def connect(url: str, timeout: float = 120):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, httpx_kwargs={"timeout": timeout})
+
+
+def run_rater(client, k: int, battles: int, stop: threading.Event, log: RaterLog) -> None:
+    """Battle, then vote, ``battles`` times through gradio_client; stops on ``stop``."""
+    from gradio_client.exceptions import AppError
+
+    outcomes = ("left", "right", "tie", "both_bad")
+    rid = rater_id(k)
+    for i in range(battles):
+        if stop.is_set():
+            return
+        try:
+            battle = client.predict(rid, api_name="/battle")
+            outcome = outcomes[(k + i) % 4]
+            t0 = time.perf_counter()
+            receipt = client.predict(battle["token"], rid, outcome, 5000, api_name="/vote")
+            log.vote_latency_s.append(time.perf_counter() - t0)
+        except AppError as exc:
+            log.refusals.append(str(exc))
+            continue
+        except Exception as exc:  # connection lost: this vote is not acknowledged
+            log.errors.append(repr(exc))
+            return
+        assert receipt["stored"] is True
+        log.acked[battle["token"]] = (receipt["vote_id"], outcome)
+
+
+def run_raters(url: str, n: int, battles: int, stop: threading.Event | None = None, clients=None):
+    """``n`` concurrent raters (one gradio_client each); returns (logs, wall seconds).
+
+    Clients connect one after the other before the clock starts (50 simultaneous
+    config downloads only measure the connection storm, not voting).
+    """
+    stop = stop or threading.Event()
+    clients = clients or [connect(url) for _ in range(n)]
+    logs = [RaterLog() for _ in range(n)]
+    threads = [
+        threading.Thread(
+            target=run_rater, args=(clients[k], k, battles, stop, logs[k]), daemon=True
+        )
+        for k in range(n)
+    ]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return logs, time.perf_counter() - t0
+
+
+def build_workspace(workspace: Path, db_url: str = "", n_prompts: int = 25) -> None:
+    """A small real workspace (4 models x n_prompts x 2 seeds) for load and crash runs."""
+    from arena.config import load_settings
+    from arena.store import Store
+    from tests.arena_fixtures import build_fixture
+
+    extra = {"db_url": db_url} if db_url else {}
+    settings = load_settings(env={}, workspace=str(workspace), **extra)
+    store = Store(settings)
+    names = ("zephyrquokka-v3", "marmalade-basilisk-xl", "tundrafinch-turbo", "ochre-lynx-2")
+    build_fixture(store, model_names=names, n_prompts=n_prompts, seeds=2, size=32)
+    store.close()
