@@ -154,14 +154,17 @@ def serve_battle(
     identity = as_identity(rater)
     from arena.matchmaking import NoPairAvailable
 
-    with store.session() as s:
+    with store.session() as s:  # committed at once: created on first sight only
         rater_id = _rater_row_id(s, identity)
-        try:
-            pairing = matchmaker.choose(rater_id)
-        except NoPairAvailable as exc:
-            raise BattleError("no_battle", str(exc)) from None
-        token = secrets.token_urlsafe(24)
-        served_at = now or db.utcnow()
+    # No transaction is held while choosing: the matchmaker is shared (locked) and may
+    # read the database itself; holding a connection here could starve the pool.
+    try:
+        pairing = matchmaker.choose(rater_id)
+    except NoPairAvailable as exc:
+        raise BattleError("no_battle", str(exc)) from None
+    token = secrets.token_urlsafe(24)
+    served_at = now or db.utcnow()
+    with store.session() as s:
         s.add(
             db.Battle(
                 token=token,

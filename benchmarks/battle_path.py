@@ -8,8 +8,9 @@ files: this measures the database and matchmaking path, not PNG serving.
     .venv/bin/python benchmarks/battle_path.py --votes 100000 --duration 10   # quicker
 
 Prints: build time, matchmaker index build, server-side p50/p99 of serve_battle and
-record_vote, and end to end through the running app with N concurrent gradio_client
-raters (battle -> vote -> battle ...): votes/s, p95 vote-to-next-battle, and whether the
+record_vote, and end to end through the app running as `arena serve` in its own process, with N
+concurrent gradio_client raters (threads in a few client processes; battle -> vote ->
+battle ...): votes/s, p95 vote-to-next-battle, and whether the
 votes in the database equal the votes acknowledged.
 """
 
@@ -158,26 +159,22 @@ def server_side(store: Store, settings, n: int) -> dict:
     }
 
 
-def end_to_end(store: Store, settings, raters: int, duration: float) -> dict:
+def _client_process(
+    url: str, ids: list[int], duration: float, start_at: float, out, prefix: str
+) -> None:
+    """One process of raters (threads): battle -> vote -> battle ... until the deadline."""
     from gradio_client import Client
 
-    from arena.serve import serve
-
-    handle = serve(settings, block=False, store=store)
-    url = f"http://{settings.host}:{settings.port}/"
-    acked = [0] * raters
-    gaps: list[float] = []
-    errors: list[str] = []
+    acked, gaps, errors = 0, [], []
     lock = threading.Lock()
-    start_barrier = threading.Barrier(raters + 1)
-    stop = threading.Event()
 
     def rater(k: int) -> None:
+        nonlocal acked
         client = Client(url, verbose=False)
-        rid = f"bench-e2e-rater-{k:04d}"
-        start_barrier.wait()
+        rid = f"{prefix}{k:04d}"
         battle = client.predict(rid, api_name="/battle")
-        while not stop.is_set():
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < start_at + duration:
             t0 = time.perf_counter()
             try:
                 client.predict(battle["token"], rid, "left", 1500, api_name="/vote")
@@ -185,33 +182,99 @@ def end_to_end(store: Store, settings, raters: int, duration: float) -> dict:
                 with lock:
                     errors.append(str(exc)[:200])
             else:
-                acked[k] += 1
+                with lock:
+                    acked += 1
             battle = client.predict(rid, api_name="/battle")
             with lock:
                 gaps.append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=rater, args=(k,), daemon=True) for k in range(raters)]
+    threads = [threading.Thread(target=rater, args=(k,)) for k in ids]
     for t in threads:
         t.start()
-    start_barrier.wait()
-    t_start = time.perf_counter()
-    time.sleep(duration)
-    stop.set()
     for t in threads:
-        t.join(timeout=60)
-    elapsed = time.perf_counter() - t_start
-    handle.close()
+        t.join()
+    out.put((acked, gaps, errors))
+
+
+def start_server(workspace: Path, settings) -> tuple:
+    """`arena serve` in its own process (its own GIL, as in production)."""
+    import subprocess
+    import urllib.request
+
+    env = dict(
+        os.environ,
+        ARENA_RATE_LIMIT_PER_MINUTE=str(settings.rate_limit_per_minute),
+        ARENA_DAILY_VOTE_CAP=str(settings.daily_vote_cap),
+        ARENA_MATCHMAKING_POLICY=settings.matchmaking_policy,
+        GRADIO_ANALYTICS_ENABLED="False",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "arena.cli",
+        "-w",
+        str(workspace),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.port),
+    ]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{settings.port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "config", timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the server did not start within 180 s")
+
+
+def end_to_end(store: Store, settings, raters: int, duration: float, procs: int) -> dict:
+    import multiprocessing as mp
+
+    from gradio_client import Client
+
+    proc, url = start_server(store.workspace, settings)
+    try:
+        warm = Client(url, verbose=False)  # builds the matchmaker index before timing
+        warm.predict("bench-e2e-warmup", api_name="/battle")
+        prefix = f"bench-e2e-{int(time.time())}-"  # this run's raters only
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        start_at = time.time() + 15  # every client connected and holding a battle
+        groups = [list(range(raters))[k::procs] for k in range(procs)]
+        workers = [
+            ctx.Process(target=_client_process, args=(url, g, duration, start_at, out, prefix))
+            for g in groups
+        ]
+        for w in workers:
+            w.start()
+        results = [out.get(timeout=duration + 300) for _ in workers]
+        for w in workers:
+            w.join()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    acked = sum(r[0] for r in results)
+    gaps = [g for r in results for g in r[1]]
+    errors = [e for r in results for e in r[2]]
     with sqlite3.connect(store.url.removeprefix("sqlite:///")) as con:
         in_db = con.execute(
             "SELECT count(*) FROM votes v JOIN raters r ON r.id = v.rater_id "
-            "WHERE r.external_id LIKE 'bench-e2e-rater-%'"
+            "WHERE r.external_id LIKE ?",
+            (prefix + "%",),
         ).fetchone()[0]
     return {
         "raters": raters,
-        "seconds": elapsed,
-        "acknowledged": sum(acked),
+        "seconds": duration,
+        "acknowledged": acked,
         "in_db": in_db,
-        "votes_per_s": sum(acked) / elapsed,
+        "votes_per_s": acked / duration,
         "p50_vote_to_next_ms": pct(gaps, 50),
         "p95_vote_to_next_ms": pct(gaps, 95),
         "errors": len(errors),
@@ -228,6 +291,7 @@ def main(argv=None) -> int:
     ap.add_argument("--server-battles", type=int, default=2000)
     ap.add_argument("--raters", type=int, default=20)
     ap.add_argument("--duration", type=float, default=30.0, help="end-to-end seconds")
+    ap.add_argument("--client-procs", type=int, default=4, help="processes the raters run in")
     ap.add_argument("--workspace", default=None, help="reuse/keep this workspace folder")
     ap.add_argument("--policy", default="balanced")
     args = ap.parse_args(argv)
@@ -264,7 +328,7 @@ def main(argv=None) -> int:
         f"p99 {s['vote_p99_ms']:.2f} ms"
     )
     if args.duration > 0:
-        e = end_to_end(store, settings, args.raters, args.duration)
+        e = end_to_end(store, settings, args.raters, args.duration, args.client_procs)
         print(
             f"end to end ({e['raters']} gradio_client raters, {e['seconds']:.0f} s): "
             f"{e['votes_per_s']:.1f} votes/s; vote-to-next-battle p50 "
