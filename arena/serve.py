@@ -16,6 +16,7 @@ committed, so a vote the server could not finish was never acknowledged.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -55,6 +56,38 @@ def serve(
     return launch_app(store, settings, block=block, auth=auth)
 
 
+# Gradio routes that call an event by its api_name (the page itself calls events by index
+# through the queue; gradio_client too). Only PUBLIC_API names may be called this way.
+NAMED_CALL = re.compile(r"^/(?:gradio_api/)?(?:call|run|api)/([^/]+)")
+
+
+class PublicApiOnly:
+    """ASGI wrapper refusing (404) named calls of every event but the public API.
+
+    Gradio's ``api_visibility="private"`` only hides an event from the API page and
+    the client libraries; ``POST /gradio_api/call/<name>`` still runs it. Events must
+    stay callable through the queue (that is how the page works) -- they act only on
+    server-side session state, so a direct call cannot cast or forge a vote
+    (tests/test_tampering.py) -- but no name-addressed route reaches them.
+    """
+
+    def __init__(self, app, public: tuple[str, ...]):
+        self.app, self.public = app, set(public)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            match = NAMED_CALL.match(scope.get("path", ""))
+            if match and match.group(1) not in self.public:
+                from starlette.responses import PlainTextResponse
+
+                response = PlainTextResponse(
+                    "not a public endpoint; the API is /battle and /vote", status_code=404
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the arena at /."""
     from fastapi import FastAPI
@@ -62,7 +95,7 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
 
     from arena.ui import build_app
     from arena.ui.admin import mount_admin
-    from arena.ui.app import launch_kwargs
+    from arena.ui.app import PUBLIC_API, launch_kwargs
 
     blocks = build_app(store, settings, tabs=tabs)
     blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
@@ -81,7 +114,7 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
         css=extra["css"],
         footer_links=["api"],
     )
-    return app, blocks
+    return PublicApiOnly(app, PUBLIC_API), blocks
 
 
 class RunningServer:
@@ -90,9 +123,11 @@ class RunningServer:
     def __init__(self, server, thread: threading.Thread, blocks):
         self.server, self.thread, self.blocks = server, thread, blocks
 
-    def close(self, timeout: float = SHUTDOWN_GRACE_S + 5) -> None:
+    def close(self, grace_s: float = 3) -> None:
+        """Stop; open streams (a client's heartbeat) are cut after ``grace_s`` seconds."""
+        self.server.config.timeout_graceful_shutdown = grace_s
         self.server.should_exit = True
-        self.thread.join(timeout)
+        self.thread.join(grace_s + 30)
 
 
 def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs=None):
