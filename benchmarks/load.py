@@ -1,0 +1,161 @@
+"""Votes/s and vote latency of the running app under concurrent raters, SQLite and PostgreSQL.
+
+The server runs as deployed (`python -m arena.cli serve`, its own process) on a small
+real workspace (4 models x 25 prompts x 2 seeds, 600 image pairs per rater). Raters
+are gradio_client clients, one per rater, in several client processes (threads in one
+process would measure the client's GIL): each does battle -> vote -> battle ...
+Afterwards the votes in the database are compared with the acknowledged ones.
+
+    .venv/bin/python benchmarks/load.py                          # 1, 20, 50 raters x 200
+    .venv/bin/python benchmarks/load.py --battles 10 --backends sqlite
+
+Prints per back end and concurrency: votes acknowledged, votes/s (a vote and the next
+battle are one rater step), vote latency p50/p95/p99, and stored == acknowledged.
+PostgreSQL is a private server started from Debian's binaries (tests/pg_server.py) or
+$ARENA_TEST_POSTGRES_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.arena_process import (
+    RaterLog,
+    ServerProcess,
+    build_workspace,
+    connect,
+    run_rater,
+)
+
+
+def client_process(url: str, ks: list[int], battles: int, out) -> None:
+    """One client process: a gradio_client and a thread per rater in ``ks``."""
+    clients = [connect(url) for _ in ks]
+    logs = [RaterLog() for _ in ks]
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=run_rater, args=(c, k, battles, stop, log))
+        for c, k, log in zip(clients, ks, logs, strict=True)
+    ]
+    out.put("ready")
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    merged = RaterLog()
+    for log in logs:
+        merged.acked.update(log.acked)
+        merged.vote_latency_s += log.vote_latency_s
+        merged.refusals += log.refusals
+        merged.errors += log.errors
+    out.put(merged)
+
+
+def run_level(url: str, raters: int, battles: int, first_k: int, procs: int):
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    groups = [list(range(first_k + p, first_k + raters, procs)) for p in range(procs)]
+    groups = [g for g in groups if g]
+    workers = [ctx.Process(target=client_process, args=(url, g, battles, out)) for g in groups]
+    for w in workers:
+        w.start()
+    for _ in workers:  # all clients connected before the clock starts
+        assert out.get(timeout=600) == "ready"
+    t0 = time.perf_counter()
+    logs = [out.get(timeout=3600) for _ in workers]
+    wall = time.perf_counter() - t0
+    for w in workers:
+        w.join()
+    merged = RaterLog()
+    for log in logs:
+        merged.acked.update(log.acked)
+        merged.vote_latency_s += log.vote_latency_s
+        merged.refusals += log.refusals
+        merged.errors += log.errors
+    return merged, wall
+
+
+def stored_votes(settings) -> dict[str, tuple[int, str]]:
+    from sqlalchemy import select
+
+    from arena import db
+    from arena.store import Store
+
+    store = Store(settings)
+    try:
+        with store.session() as s:
+            rows = s.execute(
+                select(db.Battle.token, db.Vote.id, db.Vote.outcome).join(
+                    db.Vote, db.Vote.battle_id == db.Battle.id
+                )
+            ).all()
+    finally:
+        store.close()
+    return {t: (v, o) for t, v, o in rows}
+
+
+def bench_backend(name: str, db_url: str, levels: list[int], battles: int, procs: int) -> None:
+    from arena.config import load_settings
+
+    root = Path(tempfile.mkdtemp(prefix=f"arena-load-{name}-"))
+    build_workspace(root / "ws", db_url=db_url)
+    extra = {"db_url": db_url} if db_url else {}
+    settings = load_settings(env={}, workspace=str(root / "ws"), **extra)
+    acked_all: dict = {}
+    with ServerProcess(root / "ws", db_url=db_url) as server:
+        for i, raters in enumerate(levels):
+            log, wall = run_level(server.url, raters, battles, 10_000 * (i + 1), procs)
+            acked_all.update(log.acked)
+            lat = np.array(log.vote_latency_s) * 1000
+            p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if len(lat) else (np.nan,) * 3
+            print(
+                f"{name:<10} {raters:>4} raters x {battles}: {len(log.acked):>6} votes in "
+                f"{wall:6.1f} s = {len(log.acked) / wall:6.1f} votes/s; vote latency p50 "
+                f"{p50:6.0f} ms  p95 {p95:6.0f} ms  p99 {p99:6.0f} ms; refusals "
+                f"{len(log.refusals)}, errors {len(log.errors)}",
+                flush=True,
+            )
+    stored = stored_votes(settings)
+    same = stored == acked_all
+    print(f"{name:<10} stored votes {len(stored)} == acknowledged {len(acked_all)}: {same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--raters", default="1,20,50", help="concurrency levels")
+    parser.add_argument("--battles", type=int, default=200, help="battles per rater")
+    parser.add_argument("--client-procs", type=int, default=4)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.raters.split(",")]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    with ExitStack() as stack:
+        for backend in args.backends.split(","):
+            if backend == "sqlite":
+                bench_backend("sqlite", "", levels, args.battles, args.client_procs)
+            elif backend == "postgres":
+                from tests.pg_server import fresh_database, postgres_server
+
+                server_url = stack.enter_context(postgres_server())
+                url = fresh_database(server_url)
+                bench_backend("postgres", url, levels, args.battles, args.client_procs)
+            else:
+                parser.error(f"unknown back end {backend!r} (sqlite, postgres)")
+
+
+if __name__ == "__main__":
+    main()
