@@ -10,7 +10,8 @@ Afterwards the votes in the database are compared with the acknowledged ones.
     .venv/bin/python benchmarks/load.py --battles 10 --backends sqlite
 
 Prints per back end and concurrency: votes acknowledged, votes/s (a vote and the next
-battle are one rater step), vote latency p50/p95/p99, and stored == acknowledged.
+battle are one rater step), vote latency p50/p95/p99, the server's CPU time per
+battle+vote (its capacity per core is 1000 / that), and stored == acknowledged.
 PostgreSQL is a private server started from Debian's binaries (tests/pg_server.py) or
 $ARENA_TEST_POSTGRES_URL.
 """
@@ -89,6 +90,12 @@ def run_level(url: str, raters: int, battles: int, first_k: int, procs: int):
     return merged, wall
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), for CPU cost per vote."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stored_votes(settings) -> dict[str, tuple[int, str]]:
     from sqlalchemy import select
 
@@ -118,7 +125,9 @@ def bench_backend(name: str, db_url: str, levels: list[int], battles: int, procs
     acked_all: dict = {}
     with ServerProcess(root / "ws", db_url=db_url) as server:
         for i, raters in enumerate(levels):
+            cpu0 = cpu_seconds(server.proc.pid)
             log, wall = run_level(server.url, raters, battles, 10_000 * (i + 1), procs)
+            cpu_ms = (cpu_seconds(server.proc.pid) - cpu0) * 1000 / max(1, len(log.acked))
             acked_all.update(log.acked)
             lat = np.array(log.vote_latency_s) * 1000
             p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if len(lat) else (np.nan,) * 3
@@ -126,7 +135,8 @@ def bench_backend(name: str, db_url: str, levels: list[int], battles: int, procs
                 f"{name:<10} {raters:>4} raters x {battles}: {len(log.acked):>6} votes in "
                 f"{wall:6.1f} s = {len(log.acked) / wall:6.1f} votes/s; vote latency p50 "
                 f"{p50:6.0f} ms  p95 {p95:6.0f} ms  p99 {p99:6.0f} ms; refusals "
-                f"{len(log.refusals)}, errors {len(log.errors)}",
+                f"{len(log.refusals)}, errors {len(log.errors)}; server CPU {cpu_ms:.0f} ms "
+                "per battle+vote",
                 flush=True,
             )
     stored = stored_votes(settings)
