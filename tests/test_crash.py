@@ -112,6 +112,8 @@ def test_sigterm_finishes_votes_in_flight(tmp_path):
         lock.close()
         for t in threads:
             t.join(60)
+        for c in clients:  # the clients' heartbeat streams would hold the exit for the grace
+            c.close()
         status = server.proc.wait(60)
     finally:
         server.kill()
