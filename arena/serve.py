@@ -117,6 +117,34 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     return PublicApiOnly(app, PUBLIC_API), blocks
 
 
+def _gradio_apps(app) -> list:
+    """The Gradio sub-apps mounted on the server app (the arena, the Admin app)."""
+    inner = app.app if isinstance(app, PublicApiOnly) else app
+    return [r.app for r in inner.routes if hasattr(getattr(r, "app", None), "stop_event")]
+
+
+def _server_class(uvicorn):
+    class ArenaServer(uvicorn.Server):
+        """uvicorn's server that, on SIGTERM/SIGINT, also ends Gradio's heartbeat streams.
+
+        A page or API client keeps a heartbeat stream open for as long as it is
+        connected; uvicorn would wait for it (the whole grace) like for a request in
+        flight. Ending the heartbeats (Gradio's own ``stop_event``) leaves only the
+        requests that are really in flight -- votes among them -- to be waited for.
+        """
+
+        def __init__(self, config, gradio_apps):
+            super().__init__(config)
+            self.gradio_apps = gradio_apps
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            for gradio_app in self.gradio_apps:
+                gradio_app.stop_event.set()
+
+    return ArenaServer
+
+
 class RunningServer:
     """A server running in a background thread (``block=False``); ``close()`` stops it."""
 
@@ -126,6 +154,8 @@ class RunningServer:
     def close(self, grace_s: float = 3) -> None:
         """Stop; open streams (a client's heartbeat) are cut after ``grace_s`` seconds."""
         self.server.config.timeout_graceful_shutdown = grace_s
+        for gradio_app in self.server.gradio_apps:  # end heartbeats at once
+            gradio_app.stop_event.set()
         self.server.should_exit = True
         self.thread.join(grace_s + 30)
 
@@ -143,7 +173,7 @@ def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         ws="none",
     )
-    server = uvicorn.Server(config)
+    server = _server_class(uvicorn)(config, _gradio_apps(app))
     if block:
         _exit_zero_on_sigterm()
         server.run()  # uvicorn handles SIGTERM/SIGINT: graceful shutdown, see module doc
