@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from arena import db
+from arena.gold import GoldPlan, degraded_copy, plan_gold
 from arena.matchmaking import Matchmaker
 
 OUTCOMES = db.OUTCOMES
@@ -164,6 +165,11 @@ def serve_battle(
         raise BattleError("no_battle", str(exc)) from None
     token = secrets.token_urlsafe(24)
     served_at = now or db.utcnow()
+    gold = matchmaker.draw(lambda rng: plan_gold(rng, store.settings.gold_rate))
+    kind, gold_answer = "normal", None
+    if gold is not None:
+        pairing = _gold_pairing(store, pairing, gold)
+        kind, gold_answer = "gold", gold.intact_side
     with store.session() as s:
         s.add(
             db.Battle(
@@ -173,7 +179,8 @@ def serve_battle(
                 right_image_id=pairing.right_image_id,
                 rater_id=rater_id,
                 policy=pairing.policy,
-                kind="normal",
+                kind=kind,
+                gold_answer=gold_answer,
                 served_at=served_at,
             )
         )
@@ -189,6 +196,16 @@ def serve_battle(
     return BattleView(
         token, prompt, shas[pairing.left_image_id], shas[pairing.right_image_id], served_at
     )
+
+
+def _gold_pairing(store, pairing, gold: GoldPlan):
+    """The chosen pair's left image against a degraded copy of itself (sides per the plan)."""
+    from arena.matchmaking import Pairing
+
+    intact = pairing.left_image_id
+    copy = degraded_copy(store, intact, gold.degradation)
+    left, right = (intact, copy) if gold.intact_side == "left" else (copy, intact)
+    return Pairing(pairing.prompt_id, left, right, "gold")
 
 
 def _decision_ms(decision_ms, elapsed_ms: int) -> int:

@@ -54,15 +54,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "matchmaking_policy",
         str,
-        "balanced",
-        "How the next pair is chosen: uniform, balanced or active.",
+        "active",
+        "How the next pair is chosen: uniform, balanced or active (the default: balanced "
+        "until active_min_votes votes exist, then the pair whose vote shrinks the ranking's "
+        "uncertainty most).",
     ),
     Setting(
         "active_min_votes",
         int,
         500,
-        "With matchmaking_policy=active, use uniform/balanced pairing until this many "
-        "votes exist (ratings are too uncertain before).",
+        "With matchmaking_policy=active, pair like balanced until this many votes exist "
+        "(the ratings are too uncertain before).",
     ),
     Setting(
         "rate_limit_per_minute",

@@ -10,8 +10,13 @@ Degradations are strong on purpose (a check, not a test of perception).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image, ImageFilter
+from sqlalchemy import select
+
+from arena import db
 
 DEGRADATIONS = ("blur", "noise", "colour_shift")
 
@@ -50,3 +55,61 @@ def degrade(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Imag
     out = function(img.convert("RGB"), rng)
     assert out.size == img.size
     return out
+
+
+@dataclass(frozen=True)
+class GoldPlan:
+    """A gold battle to serve: which degradation, and on which side the intact image goes."""
+
+    degradation: str
+    intact_side: str
+
+
+def plan_gold(rng: np.random.Generator, rate: float) -> GoldPlan | None:
+    """With probability ``rate``, a gold battle (random degradation and side); else None."""
+    if rate <= 0 or rng.random() >= rate:
+        return None
+    return GoldPlan(
+        DEGRADATIONS[int(rng.integers(len(DEGRADATIONS)))],
+        "left" if rng.random() < 0.5 else "right",
+    )
+
+
+def degraded_copy(store, image_id: int, degradation: str) -> int:
+    """The id of the stored degraded copy of an image, made (deterministically) on first use.
+
+    The copy belongs to the same model and prompt, with ``broken="gold"`` (so it is never
+    served as an ordinary image nor scored) and ``source_name="gold:<image id>:<kind>"``.
+    """
+    source_name = f"gold:{image_id}:{degradation}"
+    with store.session() as s:
+        original = s.get(db.Image, image_id)
+        if original is None:
+            raise ValueError(f"no image with id {image_id}")
+        existing = s.scalar(
+            select(db.Image.id).where(
+                db.Image.model_id == original.model_id, db.Image.source_name == source_name
+            )
+        )
+        if existing is not None:
+            return existing
+        model_id, prompt_id, sha = original.model_id, original.prompt_id, original.sha256
+    rng = np.random.default_rng([image_id, DEGRADATIONS.index(degradation)])
+    stored = store.images.put_image(degrade(store.images.open(sha), degradation, rng))
+    with store.session() as s:
+        same = s.scalar(
+            select(db.Image.id).where(
+                db.Image.model_id == model_id, db.Image.sha256 == stored.sha256
+            )
+        )
+        if same is not None:  # a concurrent request stored it first
+            return same
+        return store.add_image(
+            model_id,
+            prompt_id,
+            stored,
+            params={"gold_of": image_id, "degradation": degradation},
+            broken="gold",
+            source_name=source_name,
+            session=s,
+        )

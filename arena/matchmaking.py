@@ -469,6 +469,11 @@ class Matchmaker:
         return int(prompts[k]), int(left[k]), int(right[k])
 
     # -- bookkeeping after the database commits
+    def draw(self, function):
+        """Call ``function(rng)`` with the matchmaker's seeded generator, under its lock."""
+        with self._lock:
+            return function(self.rng)
+
     def note_served(self, rater_id: int, token: str, pairing: Pairing) -> None:
         with self._lock:
             x, y = pairing.left_image_id, pairing.right_image_id
