@@ -164,6 +164,33 @@ def metric_means(
     return table
 
 
+def model_level_columns(model_metrics: pd.DataFrame) -> pd.DataFrame | None:
+    """Model-level numbers (KID, FID, CMMD, FD-DINO, diversity, AS) as columns per model.
+
+    ``model_metrics`` is ``Store.model_metrics_frame()``. Columns are named by metric
+    (``kid``, ``fid`` ...), with ``@<reference>`` appended when numbers against several
+    reference sets exist; KID also gets ``kid_std``. Returns None when there are none.
+    """
+    if model_metrics is None or model_metrics.empty:
+        return None
+    frame = model_metrics[model_metrics["model_kind"] != "reference"]
+    if frame.empty:
+        return None
+    several = frame.loc[frame["reference"] != "", "reference"].nunique() > 1
+    names = [
+        f"{metric}@{ref}" if several and ref else metric
+        for metric, ref in zip(frame["metric"], frame["reference"], strict=True)
+    ]
+    frame = frame.assign(column=names)
+    table = frame.pivot_table(index="model", columns="column", values="value", aggfunc="first")
+    kid = frame[frame["metric"] == "kid"]
+    if not kid.empty:
+        stds = kid.pivot_table(index="model", columns="column", values="std", aggfunc="first")
+        table = table.join(stds.add_suffix("_std"))
+    table.columns.name = None
+    return table[sorted(table.columns)]
+
+
 def leaderboard_frame(
     votes: pd.DataFrame,
     rng: np.random.Generator,
@@ -253,7 +280,11 @@ class LeaderboardService:
                 )
             ).one()
             scores = conn.execute(select(func.count(sc.c.id), func.max(sc.c.id))).one()
-        return (tuple(votes), tuple(excluded), tuple(scores))
+            mm = db.ModelMetric.__table__
+            model_level = conn.execute(
+                select(func.count(mm.c.id), func.max(mm.c.computed_at))
+            ).one()
+        return (tuple(votes), tuple(excluded), tuple(scores), tuple(model_level))
 
     def options(self) -> dict[str, list[str]]:
         """Values the filters can take (categories, prompt sets) from the prompts table."""
@@ -303,6 +334,9 @@ class LeaderboardService:
                     keep &= (prompts["prompt_set"] == filters.prompt_set).to_numpy()
                 prompt_ids = set(prompts.loc[keep, "prompt_id"].tolist())
             metrics = metric_means(scores, self.store.images_frame(), prompt_ids)
+        model_level = model_level_columns(self.store.model_metrics_frame())
+        if model_level is not None:
+            metrics = model_level if metrics is None else metrics.join(model_level, how="outer")
         frame, ratings = leaderboard_frame(
             votes,
             np.random.default_rng(self.settings.seed),

@@ -343,3 +343,40 @@ def test_leaderboard_tab_in_a_browser(arena_store, settings, tmp_path):
             browser.close()
     finally:
         app.close()
+
+
+def test_model_level_numbers_join_the_board():
+    import pandas as pd
+
+    from arena.leaderboard import model_level_columns
+
+    rows = [
+        ("alpha", "import", "kid", "real", 0.01, 0.002, 100, ""),
+        ("beta", "import", "kid", "real", 0.05, 0.004, 100, ""),
+        ("alpha", "import", "fid", "real", 12.0, None, 100, "n < 10000"),
+        ("alpha", "import", "diversity", "", 0.3, None, 100, ""),
+        ("demo-real", "reference", "as", "real", 0.1, None, 100, ""),
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["model", "model_kind", "metric", "reference", "value", "std", "n", "warning"]
+    )
+    table = model_level_columns(frame)
+    assert list(table.columns) == ["diversity", "fid", "kid", "kid_std"]
+    assert table.loc["beta", "kid"] == 0.05 and table.loc["alpha", "kid_std"] == 0.002
+    assert "demo-real" not in table.index
+    two_refs = pd.concat([frame, frame.assign(reference="other", value=frame["value"] * 2)])
+    assert "kid@other" in model_level_columns(two_refs).columns
+    assert model_level_columns(frame.iloc[0:0]) is None
+
+
+def test_stored_model_level_numbers_appear_and_refresh_the_cache(arena_store, settings):
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    first = service.get()
+    assert "kid" not in first.frame.columns
+    alpha = arena_store.model_id("alpha")
+    arena_store.put_model_metric(alpha, "kid", "real", 0.02, std=0.001, n=500)
+    frame = service.get().frame.set_index("model")
+    assert service.computations == 2
+    assert frame.loc["alpha", "kid"] == pytest.approx(0.02)
+    assert frame.loc["alpha", "kid_std"] == pytest.approx(0.001)
+    assert np.isnan(frame.loc["beta", "kid"])
