@@ -123,3 +123,101 @@ def synthetic_arena(
         }
     )
     return SyntheticArena(votes, scores, images, prompts, quality, strength)
+
+
+def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
+    """Insert a synthetic arena into a real, empty SQLite workspace with bulk inserts.
+
+    Rows go in through the DB-API ``executemany`` (tuples, SQLite's own text
+    format for times and JSON), which is what makes a million-vote workspace
+    take seconds instead of minutes. Ids are kept: image, prompt, rater and
+    vote ids equal the frames' ids.
+    """
+    if not store.url.startswith("sqlite"):
+        raise ValueError("populate_store writes SQLite's storage formats; use a SQLite workspace.")
+    now = "2025-01-01 00:00:00.000000"
+    votes, images, prompts = arena.votes, arena.images, arena.prompts
+    models = sorted(set(images["model"]))
+    model_id = {m: k + 1 for k, m in enumerate(models)}
+    raters = np.unique(votes["rater_id"].to_numpy())
+    created = pd.to_datetime(votes["created_at"]).dt.strftime("%Y-%m-%d %H:%M:%S.%f").tolist()
+    kind = str(votes["rater_kind"].iloc[0]) if len(votes) else "human"
+    vote_ids = votes["vote_id"].to_numpy(np.int64).tolist()
+    inserts = {
+        "INSERT INTO models (id, name, kind, source, params, description, active, created_at) "
+        "VALUES (?, ?, 'import', '', '{}', '', 1, ?)": [(model_id[m], m, now) for m in models],
+        "INSERT INTO prompts (id, prompt_set, external_id, text, tags, category, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)": list(
+            zip(
+                prompts["prompt_id"].tolist(),
+                prompts["prompt_set"].tolist(),
+                prompts["external_id"].tolist(),
+                prompts["text"].tolist(),
+                prompts["tags"].tolist(),
+                prompts["category"].tolist(),
+                [now] * len(prompts),
+                strict=True,
+            )
+        ),
+        "INSERT INTO images (id, sha256, model_id, prompt_id, seed, width, height, "
+        "settings_hash, params, broken, source_name, created_at) "
+        "VALUES (?, ?, ?, ?, 0, 64, 64, '', '{}', NULL, '', ?)": list(
+            zip(
+                images["image_id"].tolist(),
+                images["sha256"].tolist(),
+                images["model"].map(model_id).tolist(),
+                images["prompt_id"].tolist(),
+                [now] * len(images),
+                strict=True,
+            )
+        ),
+        "INSERT INTO raters (id, external_id, kind, login, excluded, excluded_reason, "
+        "exclusion_manual, created_at) VALUES (?, ?, ?, NULL, 0, '', 0, ?)": [
+            (int(r), f"rater-{r}", kind, now) for r in raters
+        ],
+        "INSERT INTO battles (id, token, prompt_id, left_image_id, right_image_id, rater_id, "
+        "policy, kind, gold_answer, served_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'uniform', 'normal', NULL, ?)": list(
+            zip(
+                vote_ids,
+                [f"t{v}" for v in vote_ids],
+                votes["prompt_id"].tolist(),
+                votes["left_image_id"].tolist(),
+                votes["right_image_id"].tolist(),
+                votes["rater_id"].tolist(),
+                created,
+                strict=True,
+            )
+        ),
+        "INSERT INTO votes (id, battle_id, rater_id, outcome, decision_ms, flag, created_at) "
+        "VALUES (?, ?, ?, ?, 1500, NULL, ?)": list(
+            zip(
+                vote_ids,
+                vote_ids,
+                votes["rater_id"].tolist(),
+                votes["outcome"].tolist(),
+                created,
+                strict=True,
+            )
+        ),
+        "INSERT INTO scores (image_id, metric, version, value, details, created_at) "
+        "VALUES (?, ?, ?, ?, NULL, ?)": list(
+            zip(
+                arena.scores["image_id"].tolist(),
+                arena.scores["metric"].tolist(),
+                arena.scores["version"].tolist(),
+                arena.scores["value"].tolist(),
+                [now] * len(arena.scores),
+                strict=True,
+            )
+        ),
+    }
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for sql, rows in inserts.items():
+            for start in range(0, len(rows), chunk):
+                cursor.executemany(sql, rows[start : start + chunk])
+        raw.commit()
+    finally:
+        raw.close()
