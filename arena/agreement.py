@@ -243,20 +243,24 @@ def fit_tie_threshold(delta: np.ndarray, outcome: np.ndarray) -> float:
     them plus the decisive votes beyond them whose sign matches. Among equally
     good thresholds the smallest is returned.
     """
-    return _fit_sorted(*_sorted_for_fit(delta, outcome))
+    return _fit_sorted(*_sorted_for_fit(delta, outcome)[:3])
 
 
-def _sorted_for_fit(delta, outcome) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scored votes by increasing |Δ|: (|Δ|, human tie?, metric right if it decides?)."""
+def _sorted_for_fit(delta, outcome) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scored votes by increasing |Δ|: (|Δ|, human tie?, metric right if it decides?, order).
+
+    The order among equal |Δ| does not matter: thresholds are only tried at the
+    ends of runs of equal values.
+    """
     delta = np.asarray(delta, dtype=np.float64)
     outcome = np.asarray(outcome)
     a = np.abs(delta)
-    order = np.argsort(a, kind="stable")
-    order = order[np.isfinite(a[order])]  # NaN sorts last
+    order = np.argsort(a)
+    order = order[: int(np.isfinite(a).sum())]  # NaN sorts last
     d, o = delta[order], outcome[order]
     is_tie = o > RIGHT
     right = ((o == LEFT) & (d > 0)) | ((o == RIGHT) & (d < 0))
-    return a[order], is_tie, right
+    return a[order], is_tie, right, order
 
 
 def _fit_sorted(a: np.ndarray, is_tie: np.ndarray, right: np.ndarray) -> float:
@@ -280,12 +284,8 @@ def cross_fitted_thresholds(
     With one fold the threshold is fitted on all votes (in-sample, optimistic).
     The votes are sorted once; each fit takes the other folds' subsequence.
     """
-    delta = np.asarray(delta, dtype=np.float64)
     fold = np.asarray(fold)
-    a = np.abs(delta)
-    order = np.argsort(a, kind="stable")
-    order = order[np.isfinite(a[order])]
-    a_sorted, is_tie, right = _sorted_for_fit(delta[order], np.asarray(outcome)[order])
+    a_sorted, is_tie, right, order = _sorted_for_fit(delta, outcome)
     fold_sorted = fold[order]
     per_vote = np.zeros(len(delta))
     fitted = []
@@ -393,14 +393,16 @@ def metric_matrix(
         raise ValueError(f"scores frame lacks columns {sorted(missing)}; use store.scores_frame().")
     if scores.empty:
         return [], np.zeros(0, np.int64), np.zeros((0, 0))
-    pair_codes, pairs = pd.factorize(
-        pd.MultiIndex.from_arrays([scores["metric"].astype(str), scores["version"].astype(str)])
+    m_codes, m_names = pd.factorize(scores["metric"].astype(str))
+    v_codes, v_names = pd.factorize(scores["version"].astype(str))
+    pair_keys, pair_codes = np.unique(
+        m_codes.astype(np.int64) * len(v_names) + v_codes, return_inverse=True
     )
-    metric_of_pair = [m for m, _ in pairs]
-    n_versions = pd.Series(metric_of_pair).value_counts()
+    pairs = [(str(m_names[k // len(v_names)]), str(v_names[k % len(v_names)])) for k in pair_keys]
+    n_versions = pd.Series([m for m, _ in pairs]).value_counts()
     pair_label = [m if n_versions[m] == 1 else f"{m}@{v}" for m, v in pairs]
     labels = sorted(pair_label)
-    col = pd.Index(labels).get_indexer(pair_label)[pair_codes]
+    col = pd.Index(labels).get_indexer(pair_label)[pair_codes.ravel()]
     image_ids, row = np.unique(scores["image_id"].to_numpy(np.int64), return_inverse=True)
     values = np.full((image_ids.size, len(labels)), np.nan)
     values[row, col] = scores["value"].to_numpy(np.float64)
@@ -415,6 +417,12 @@ def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Row of each id in sorted_ids, -1 where absent."""
     if sorted_ids.size == 0:
         return np.full(len(ids), -1, dtype=np.int64)
+    ids = np.asarray(ids, dtype=np.int64)
+    top = int(sorted_ids[-1])
+    if sorted_ids[0] >= 0 and top < 8 * sorted_ids.size + 1_000_000:  # dense ids: a table
+        table = np.full(top + 2, -1, dtype=np.int64)
+        table[sorted_ids] = np.arange(sorted_ids.size)
+        return table[np.clip(ids, -1, top + 1)]
     pos = np.searchsorted(sorted_ids, ids)
     pos = np.minimum(pos, sorted_ids.size - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1)
@@ -465,12 +473,12 @@ def _prepare(
     if missing:
         raise ValueError(f"votes frame lacks columns {sorted(missing)}; use store.votes_frame().")
     outcome = rt.encode_outcomes(votes["outcome"].to_numpy())
-    codes, names = pd.factorize(
-        pd.concat([votes["left_model"], votes["right_model"]], ignore_index=True).astype(str),
-        sort=True,
-    )
-    models = [str(m) for m in names]
-    lm, rm = codes[: len(votes)].astype(np.int64), codes[len(votes) :].astype(np.int64)
+    l_codes, l_names = pd.factorize(votes["left_model"])
+    r_codes, r_names = pd.factorize(votes["right_model"])
+    models = sorted({str(m) for m in l_names} | {str(m) for m in r_names})
+    index = pd.Index(models)
+    lm = index.get_indexer([str(m) for m in l_names])[l_codes].astype(np.int64)
+    rm = index.get_indexer([str(m) for m in r_names])[r_codes].astype(np.int64)
     if np.any(lm == rm):
         raise ValueError("a vote compares a model with itself; drop those votes.")
     labels, score_ids, values = metric_matrix(scores, lower_is_better)
