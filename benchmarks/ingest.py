@@ -128,20 +128,32 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class MemorySampler(threading.Thread):
-    """Peak RSS of this process, and of its largest child, sampled every 50 ms."""
+    """Peak RSS of this process and of its largest child, and the children's CPU time,
+    sampled every 50 ms from /proc."""
 
     def __init__(self):
         super().__init__(daemon=True)
         self.main_peak = self.child_peak = 0
+        self.child_cpu: dict[int, float] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
         me = os.getpid()
         while not self.stop.wait(0.05):
             self.main_peak = max(self.main_peak, _rss_kib(me))
-            kids = [_rss_kib(k) for k in _children(me)]
-            self.child_peak = max([self.child_peak, *kids])
+            for kid in _children(me):
+                self.child_peak = max(self.child_peak, _rss_kib(kid))
+                self.child_cpu[kid] = max(self.child_cpu.get(kid, 0.0), _cpu_seconds(kid))
 
 
 def main() -> None:
@@ -184,11 +196,13 @@ def main() -> None:
 
         load_before = os.getloadavg()[0]
         sampler.start()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         report = import_images(
             store, folder, "bench-model", workers=args.workers, progress=progress
         )
         elapsed = time.perf_counter() - t0
+        main_cpu = time.process_time() - cpu0
         sampler.stop.set()
         sampler.join()
         assert report.added == args.n, report.summary()
@@ -200,6 +214,13 @@ def main() -> None:
         print(
             f"workers {args.workers}, cpus {os.cpu_count()}, load average "
             f"{load_before:.1f} -> {os.getloadavg()[0]:.1f} (other processes share the cpus)"
+        )
+        worker_cpu = sum(sampler.child_cpu.values())
+        print(
+            f"cpu time: main process {main_cpu:.1f}s ({1000 * main_cpu / args.n:.1f} ms/image), "
+            f"workers {worker_cpu:.1f}s ({1000 * worker_cpu / args.n:.1f} ms/image); on "
+            f"{args.workers} otherwise idle cores that is at most "
+            f"{args.n / max(worker_cpu / args.workers, main_cpu, 1e-9):.0f} images/s"
         )
         print(
             f"peak RSS main process: {early_main / 1024:.0f} MiB at {early} images, "
