@@ -355,3 +355,38 @@ class LeaderboardService:
             seconds=time.perf_counter() - start,
             signature=signature,
         )
+
+
+def separation(ratings: R.Ratings, a: str, b: str) -> dict:
+    """How far apart two models are, and how many more direct votes would separate them.
+
+    Returns the rating difference (Elo points, a - b) with its bootstrap interval at
+    ``ratings.level`` and ``more_votes``: further votes on this pair until the 95%
+    interval of the difference excludes 0, if the current difference holds
+    (``arena.active.votes_to_separate``; 0 when already separated, inf for a dead heat).
+    """
+    from arena.active import votes_to_separate
+
+    for name in (a, b):
+        if name not in ratings.names:
+            raise LeaderboardError(
+                f"model {name!r} has no votes under these filters; pick one of "
+                f"{', '.join(ratings.names)}."
+            )
+    if a == b:
+        raise LeaderboardError("pick two different models to compare.")
+    i, j = ratings.names.index(a), ratings.names.index(b)
+    difference = float(ratings.rating[i] - ratings.rating[j])
+    lower = upper = float("nan")
+    if len(ratings.samples):
+        diffs = (ratings.samples[:, i] - ratings.samples[:, j]) * R.THETA_TO_ELO
+        tail = (1 - ratings.level) / 2 * 100
+        lower, upper = (float(x) for x in np.percentile(diffs, [tail, 100 - tail]))
+    more = votes_to_separate(ratings.counts.battles.astype(float), ratings.theta, i, j)
+    return {
+        "difference": difference,
+        "lower": lower,
+        "upper": upper,
+        "votes_between": int(ratings.counts.battles[i, j]),
+        "more_votes": more,
+    }

@@ -380,3 +380,25 @@ def test_stored_model_level_numbers_appear_and_refresh_the_cache(arena_store, se
     assert frame.loc["alpha", "kid"] == pytest.approx(0.02)
     assert frame.loc["alpha", "kid_std"] == pytest.approx(0.001)
     assert np.isnan(frame.loc["beta", "kid"])
+
+
+def test_separation_of_two_models(arena_store, settings):
+    from arena.leaderboard import separation
+    from arena.ui.leaderboard_tab import compare_text
+
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=200))
+    ratings = service.get().ratings
+    names = ratings.names
+    a, b = names[0], names[1]
+    sep = separation(ratings, a, b)
+    i, j = names.index(a), names.index(b)
+    assert sep["difference"] == pytest.approx(ratings.rating[i] - ratings.rating[j])
+    assert sep["lower"] <= sep["difference"] <= sep["upper"]
+    assert sep["votes_between"] == ratings.counts.battles[i, j]
+    separated = sep["lower"] > 0 or sep["upper"] < 0
+    assert (sep["more_votes"] == 0) == separated or not np.isfinite(sep["more_votes"])
+    with pytest.raises(LeaderboardError, match="no votes"):
+        separation(ratings, a, "no-such-model")
+    text = compare_text(service, a, b)
+    assert a in text and "Elo" in text
+    assert compare_text(service, a, "") == "Pick two models."

@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from arena.leaderboard import RATER_KINDS, Filters, LeaderboardError, LeaderboardService
+from arena.leaderboard import (
+    RATER_KINDS,
+    Filters,
+    LeaderboardError,
+    LeaderboardService,
+    separation,
+)
 
 TITLE = "Leaderboard"
 ALL = "(all)"
@@ -194,6 +200,36 @@ def _initial(service: LeaderboardService, part: int):
     return value
 
 
+def compare_text(service, a, b, *filter_values) -> str:
+    """The comparison of two models under the current filters, for the page."""
+    if not a or not b:
+        return "Pick two models."
+    summary, result = _board(service, *filter_values)
+    if result is None or result.ratings is None:
+        return summary
+    try:
+        sep = separation(result.ratings, a, b)
+    except (LeaderboardError, ValueError) as exc:
+        return str(exc)
+    interval = (
+        f" (95% interval {sep['lower']:+.0f} to {sep['upper']:+.0f})"
+        if np.isfinite(sep["lower"])
+        else ""
+    )
+    more = sep["more_votes"]
+    verdict = (
+        "their interval already excludes a tie"
+        if more == 0
+        else "they are tied: no number of votes separates a dead heat"
+        if not np.isfinite(more)
+        else f"about **{int(more):,}** more votes between them would separate them at 95%"
+    )
+    return (
+        f"**{a}** − **{b}**: {sep['difference']:+.0f} Elo{interval}, "
+        f"{sep['votes_between']:,} votes between them; {verdict}."
+    )
+
+
 def render(store, settings) -> None:
     service = LeaderboardService(store, settings)
     options = service.options()
@@ -230,6 +266,19 @@ def render(store, settings) -> None:
         )
     inputs = [category, prompt_set, rater_kind, since, until]
     outputs = [summary, table, ratings_plot, heatmap]
+
+    with gr.Row():
+        names = store.model_names()
+        model_a = gr.Dropdown(names, label="Compare model", allow_custom_value=True)
+        model_b = gr.Dropdown(names, label="with model", allow_custom_value=True)
+        compare = gr.Button("Compare", size="sm")
+    comparison = gr.Markdown()
+    compare.click(
+        lambda a, b, *f: compare_text(service, a, b, *f),
+        [model_a, model_b, *inputs],
+        comparison,
+        api_visibility="private",
+    )
 
     def update(*values):
         return board_outputs(service, *values)
