@@ -21,10 +21,10 @@ import pandas as pd
 
 from arena import agreement_plots as plots
 from arena.agreement import CEILING, PROTOCOLS, AgreementReport, agreement_report
-from arena.leaderboard import RATER_KINDS, Filters, LeaderboardError, LeaderboardService
+from arena.leaderboard import Filters, LeaderboardError, LeaderboardService
+from arena.ui.leaderboard_tab import ALL, filter_row
 
 TITLE = "Agreement"
-ALL = "(all)"
 SLICE_KINDS = ("category", "tags", "model pair")
 
 
@@ -248,17 +248,7 @@ def render(store, settings) -> None:
         "Read it against the **human ceiling**: how often one rater agrees with the majority "
         f"of the other raters on the same pair.\n\n{PROTOCOL_HELP}"
     )
-    with gr.Row():
-        category = gr.Dropdown(
-            [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
-        )
-        prompt_set = gr.Dropdown(
-            [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
-        )
-        rater_kind = gr.Dropdown([ALL, *RATER_KINDS], value=ALL, label="Raters")
-        since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
-        until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
-    refresh = gr.Button("Refresh", size="sm")
+    category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
     summary = gr.Markdown()
     accuracy = gr.Dataframe(interactive=False, label="Pairwise accuracy", wrap=True)
     accuracy_plot = gr.Plot(label="Accuracy by metric and protocol")

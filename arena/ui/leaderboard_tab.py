@@ -200,6 +200,22 @@ def _initial(service: LeaderboardService, part: int):
     return value
 
 
+def filter_row(options: dict[str, list[str]]):
+    """The filter widgets the Leaderboard and Agreement tabs share, and a refresh button."""
+    with gr.Row():
+        category = gr.Dropdown(
+            [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
+        )
+        prompt_set = gr.Dropdown(
+            [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
+        )
+        rater_kind = gr.Dropdown([ALL, *RATER_KINDS], value=ALL, label="Raters")
+        since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
+        until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
+    refresh = gr.Button("Refresh", size="sm")
+    return category, prompt_set, rater_kind, since, until, refresh
+
+
 def compare_text(service, a, b, *filter_values) -> str:
     """The comparison of two models under the current filters, for the page."""
     if not a or not b:
@@ -233,17 +249,7 @@ def compare_text(service, a, b, *filter_values) -> str:
 def render(store, settings) -> None:
     service = LeaderboardService(store, settings)
     options = service.options()
-    with gr.Row():
-        category = gr.Dropdown(
-            [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
-        )
-        prompt_set = gr.Dropdown(
-            [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
-        )
-        rater_kind = gr.Dropdown([ALL, *RATER_KINDS], value=ALL, label="Raters")
-        since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
-        until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
-    refresh = gr.Button("Refresh", size="sm")
+    category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
 
     # Callable values are evaluated on every page load (with no filter); the service
     # cache makes the four calls one computation, and each draws only its own part.
