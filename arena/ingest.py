@@ -175,8 +175,8 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> list[PromptRecord]
     return records
 
 
-def _read_jsonl(path: Path, text: str) -> list[PromptRecord]:
-    records = []
+def _jsonl_objects(path: Path, text: str, example: str):
+    """(line number, object) for each non-blank line; an IngestError names the bad line."""
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -185,13 +185,20 @@ def _read_jsonl(path: Path, text: str) -> list[PromptRecord]:
         except json.JSONDecodeError as exc:
             raise IngestError(
                 f"{path}, line {line_no}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                "expected one JSON object per line."
+                f"expected one JSON object per line such as {example}."
             ) from None
         if not isinstance(obj, dict):
             raise IngestError(
                 f"{path}, line {line_no}: a JSON {type(obj).__name__}, expected an object such "
-                'as {"text": "1girl, red hair", "id": "p1", "tags": [...], "category": "..."}.'
+                f"as {example}."
             )
+        yield line_no, obj
+
+
+def _read_jsonl(path: Path, text: str) -> list[PromptRecord]:
+    records = []
+    example = '{"text": "1girl, red hair", "id": "p1", "tags": [...], "category": "..."}'
+    for line_no, obj in _jsonl_objects(path, text, example):
         text_key = _first_key(obj.keys(), TEXT_KEYS)
         if text_key is None or not isinstance(obj[text_key], str):
             raise IngestError(
@@ -428,19 +435,8 @@ def _read_metadata(path: Path) -> list[tuple[int, dict]]:
     text = _decode_text(path)
     rows: list[tuple[int, dict]] = []
     if path.suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IngestError(
-                    f"{path}, line {n}: not valid JSON ({exc.msg}); expected one object per "
-                    'line such as {"file_name": "a.png", "prompt_id": "p1", "seed": 0}.'
-                ) from None
-            if not isinstance(obj, dict):
-                raise IngestError(f"{path}, line {n}: expected a JSON object.")
-            rows.append((n, obj))
+        example = '{"file_name": "a.png", "prompt_id": "p1", "seed": 0}'
+        rows.extend(_jsonl_objects(path, text, example))
     else:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         for row in reader:
