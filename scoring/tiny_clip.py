@@ -26,9 +26,14 @@ TINY_MODEL_CFG = {
 }
 
 
-def write_tiny_clip(folder: Path, seed: int = 0, model_cfg: dict | None = None) -> Path:
-    """Save a random tiny CLIP as ``folder/open_clip_pytorch_model.bin`` (+ config); returns
-    the checkpoint path."""
+def write_tiny_clip(
+    folder: Path,
+    seed: int = 0,
+    model_cfg: dict | None = None,
+    filename: str = VITL14_OPENAI.filename,
+) -> Path:
+    """Save a random tiny CLIP as ``folder/<filename>`` (default
+    ``open_clip_pytorch_model.bin``) + ``open_clip_config.json``; returns the checkpoint path."""
     import open_clip
     import torch
 
@@ -40,7 +45,7 @@ def write_tiny_clip(folder: Path, seed: int = 0, model_cfg: dict | None = None) 
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
-    path = folder / VITL14_OPENAI.filename
+    path = folder / filename
     torch.save(model.state_dict(), path)
     config = {
         "model_cfg": cfg,

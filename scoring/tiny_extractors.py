@@ -15,7 +15,6 @@ loads through the real loading code in ``scoring/features.py``:
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -75,26 +74,9 @@ def write_tiny_inception(folder: Path, seed: int = 0) -> Path:
 
 def write_tiny_clip336(folder: Path, seed: int = 0) -> Path:
     """A tiny open_clip ViT-L-14-336 look-alike: checkpoint + open_clip_config.json."""
-    import open_clip
-    import torch
+    from scoring.tiny_clip import write_tiny_clip
 
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**TINY_CLIP336_CFG)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    path = folder / CLIP_L14_336.filename
-    torch.save(model.state_dict(), path)
-    config = {
-        "model_cfg": TINY_CLIP336_CFG,
-        "preprocess_cfg": {
-            "mean": [0.48145466, 0.4578275, 0.40821073],
-            "std": [0.26862954, 0.26130258, 0.27577711],
-        },
-    }
-    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    return path
+    return write_tiny_clip(folder, seed, TINY_CLIP336_CFG, CLIP_L14_336.filename)
 
 
 def write_tiny_dinov2(folder: Path, seed: int = 0, **overrides) -> Path:
