@@ -47,6 +47,16 @@ the same battles decided by the metric (higher score wins, equal scores tie),
 fitted with the same BT code. Intervals come from the same prompt bootstrap,
 which resamples votes and images together.
 
+**Model-level metrics.** Numbers that exist only per model (KID, FID, CMMD,
+FD-DINO, diversity, AS against a reference set: ``Store.model_metrics_frame()``,
+passed as ``model_metrics``) join the same table: Spearman ρ and Kendall τ-b
+between the human ratings and the metric, oriented by
+:data:`MODEL_LEVEL_HIGHER_IS_BETTER` (a lower FID for a higher human rating counts
+as agreement, ρ > 0). The metric is fixed per model, so its intervals bootstrap
+only the human side (the same prompt-bootstrap rounds of the human BT fit);
+``spearman_bt`` does not apply. Rows carry ``level`` = ``model``; per-image means
+carry ``image mean``.
+
 **Slices, position bias, reliability.** Accuracy (protocol ``ties_half`` by
 default) by prompt category, by number of prompt tags (comma-separated, binned)
 and by model pair; the left-win rate among decisive votes with an exact
@@ -76,6 +86,16 @@ CEILING_PROTOCOL = "leave-one-out majority of other raters"
 #: Lower edges of the tag-count bins: 0, 1-3, 4-7, 8-15, 16+.
 TAG_BINS: tuple[int, ...] = (0, 1, 4, 8, 16)
 LEFT, RIGHT, TIE, BOTH_BAD = rt.LEFT, rt.RIGHT, rt.TIE, rt.BOTH_BAD
+#: Orientation of the model-level metrics (``scoring.distribution_run.METRICS``):
+#: distances to the reference set are better low; within-prompt diversity high.
+MODEL_LEVEL_HIGHER_IS_BETTER: dict[str, bool] = {
+    "kid": False,
+    "fid": False,
+    "cmmd": False,
+    "fd-dino": False,
+    "diversity": True,
+    "as": False,
+}
 
 
 # -- intervals ---------------------------------------------------------------------------------
@@ -650,6 +670,7 @@ CORRELATION_COLUMNS = [
     "spearman_bt",
     "spearman_bt_low",
     "spearman_bt_high",
+    "level",
 ]
 SLICE_COLUMNS = [
     "metric",
@@ -692,6 +713,7 @@ def agreement_report(
     tag_bins: Sequence[int] = TAG_BINS,
     max_pair_slices: int = 45,
     lower_is_better: Iterable[str] = (),
+    model_metrics: pd.DataFrame | None = None,
 ) -> AgreementReport:
     """Every agreement table from the store's frames (see the module docstring).
 
@@ -699,7 +721,8 @@ def agreement_report(
     all scored images (without it: over the images that appear in votes);
     ``prompts`` (``store.prompts_frame()``) gives tag counts. ``max_pair_slices``
     keeps the model pairs with the most votes. ``rounds`` bootstrap rounds over
-    prompts, at coverage ``level``.
+    prompts, at coverage ``level``. ``model_metrics`` (``Store.model_metrics_frame()``)
+    adds the model-level numbers to ``correlations`` and ``models``.
     """
     if slice_protocol not in PROTOCOLS:
         raise ValueError(f"slice_protocol {slice_protocol!r}: expected one of {tuple(PROTOCOLS)}.")
@@ -841,8 +864,9 @@ def agreement_report(
             ignore_index=True,
         )[ACCURACY_COLUMNS]
     slices = _slice_table(slice_rows, totals, boot, level)
+    fixed = model_level_values(model_metrics, x.models)
     leaderboards, models_frame, correlations = _model_level(
-        x, deciders, bt_cols, bt_votes, mean_cols, totals, boot, level
+        x, deciders, bt_cols, bt_votes, mean_cols, totals, boot, level, fixed
     )
     position = position_bias(x.outcome, level)
     if n_votes:
@@ -870,6 +894,8 @@ def agreement_report(
         "prompts": int(np.unique(x.cluster).size) if n_votes else 0,
         "models": list(x.models),
         "metrics": list(x.metrics),
+        "model_metrics": [f.label for f in fixed],
+        "model_metric_features": sorted({f.features for f in fixed} - {""}),
         "rounds": rounds,
         "level": level,
         "slice_protocol": slice_protocol,
@@ -946,7 +972,68 @@ def _slice_table(rows, totals, boot, level) -> pd.DataFrame:
     return pd.DataFrame(out, columns=SLICE_COLUMNS)
 
 
-def _model_level(x: _Inputs, deciders, bt_cols, bt_votes, mean_cols, totals, boot, level):
+@dataclass
+class ModelLevelValues:
+    """One model-level metric against one reference, aligned to the report's models."""
+
+    label: str  # "fid", or "fid@<reference>" when there are several reference sets
+    metric: str
+    reference: str
+    value: np.ndarray  # (models,) NaN where the model has no number
+    std: np.ndarray
+    features: str  # the extractor key(s) it was computed from
+
+    @property
+    def oriented(self) -> np.ndarray:
+        """Higher is better (negated when the metric is better low)."""
+        return self.value if MODEL_LEVEL_HIGHER_IS_BETTER.get(self.metric, False) else -self.value
+
+
+def model_level_values(
+    model_metrics: pd.DataFrame | None, models: Sequence[str]
+) -> list[ModelLevelValues]:
+    """The stored model-level numbers of ``models`` (reference sets' own rows dropped)."""
+    if model_metrics is None or model_metrics.empty:
+        return []
+    frame = model_metrics[
+        (model_metrics["model_kind"] != "reference") & model_metrics["value"].notna()
+    ]
+    several = frame.loc[frame["reference"] != "", "reference"].nunique() > 1
+    index = pd.Index([str(m) for m in models])
+    out = []
+    for (metric, ref), part in frame.groupby(["metric", "reference"], sort=True):
+        rows = index.get_indexer(part["model"].astype(str))
+        ok = rows >= 0
+        value = np.full(len(index), np.nan)
+        std = np.full(len(index), np.nan)
+        value[rows[ok]] = part["value"].to_numpy(np.float64)[ok]
+        std[rows[ok]] = pd.to_numeric(part["std"], errors="coerce").to_numpy(np.float64)[ok]
+        keys = sorted({str(d.get("features", "")) for d in part["details"]} - {""})
+        label = f"{metric}@{ref}" if several and ref else str(metric)
+        out.append(ModelLevelValues(label, str(metric), str(ref), value, std, ",".join(keys)))
+    return out
+
+
+def _fixed_correlation_row(f: ModelLevelValues, h_theta, h_samples, level) -> dict:
+    """ρ and τ of a fixed per-model metric with the human ratings; the bootstrap varies
+    only the human side."""
+    ok = np.isfinite(f.value)
+    row = {"metric": f.label, "n_models": int(ok.sum()), "level": "model"}
+    for key in ("spearman_bt", "spearman_bt_low", "spearman_bt_high"):
+        row[key] = np.nan
+    for key, fn in (("spearman", spearman_rows), ("kendall", kendall_rows)):
+        if ok.sum() < 3:
+            row[key] = row[f"{key}_low"] = row[f"{key}_high"] = np.nan
+            continue
+        metric = f.oriented[ok]
+        row[key] = float(fn(metric[None, :], h_theta[ok][None, :])[0])
+        samples = h_samples[:, ok]
+        lo, hi = _percentiles(fn(np.broadcast_to(metric, samples.shape), samples)[:, None], level)
+        row[f"{key}_low"], row[f"{key}_high"] = float(lo[0]), float(hi[0])
+    return row
+
+
+def _model_level(x: _Inputs, deciders, bt_cols, bt_votes, mean_cols, totals, boot, level, fixed=()):
     n = len(x.models)
     rounds = boot.shape[0]
     board_rows, elo = [], {}
@@ -1005,7 +1092,7 @@ def _model_level(x: _Inputs, deciders, bt_cols, bt_votes, mean_cols, totals, boo
         if not n:
             continue
         ok = np.isfinite(mean)
-        row = {"metric": name, "n_models": int(ok.sum())}
+        row = {"metric": name, "n_models": int(ok.sum()), "level": "image mean"}
         metric_theta, metric_samples = theta_boot[name]
         pairs = [
             ("spearman", spearman_rows, mean, mean_b, h_theta, h_samples),
@@ -1021,6 +1108,11 @@ def _model_level(x: _Inputs, deciders, bt_cols, bt_votes, mean_cols, totals, boo
             lo, hi = _percentiles(fn(samples[:, use], human_samples[:, use])[:, None], level)
             row[f"{key}_low"], row[f"{key}_high"] = float(lo[0]), float(hi[0])
         corr_rows.append(row)
+    for f in fixed:
+        model_rows[f"{f.label}_value"] = f.value
+        model_rows[f"{f.label}_std"] = f.std
+        if n:
+            corr_rows.append(_fixed_correlation_row(f, h_theta, h_samples, level))
     models_frame = pd.DataFrame(model_rows)
     correlations = pd.DataFrame(corr_rows, columns=CORRELATION_COLUMNS)
     return leaderboards, models_frame, correlations

@@ -64,27 +64,36 @@ def accuracy_figure(accuracy: pd.DataFrame) -> Figure:
     return fig
 
 
-def scatter_figure(models: pd.DataFrame, metrics: list[str]) -> Figure:
-    """Human BT rating (x) against each metric's per-model mean (y), one panel per metric."""
+def scatter_figure(models: pd.DataFrame, metrics: list[str], title_note: str = "") -> Figure:
+    """Human BT rating (x) against each metric per model (y), one panel per metric.
+
+    Per-image metrics plot their per-model mean (``<name>_mean`` with its bootstrap
+    interval); model-level metrics (KID, FID ...) their value (``<name>_value``, error
+    bar ± ``<name>_std`` where there is one, as KID's spread over subsets).
+    ``title_note`` is appended to the model-level panels' titles (the demo's
+    stand-in label).
+    """
+    metrics = [
+        m for m in metrics if f"{m}_mean" in models.columns or f"{m}_value" in models.columns
+    ]
     if models.empty or "human_rating" not in models or not metrics:
         return _message("Needs votes and metric scores.")
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
+    x = models["human_rating"].to_numpy(np.float64)
+    xerr = _errors(models, "human_rating", "human_low", "human_high")
     for k, name in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, k + 1)
-        x = models["human_rating"].to_numpy(np.float64)
-        y = models[f"{name}_mean"].to_numpy(np.float64)
-        ax.errorbar(
-            x,
-            y,
-            xerr=_errors(models, "human_rating", "human_low", "human_high"),
-            yerr=_errors(models, f"{name}_mean", f"{name}_low", f"{name}_high"),
-            fmt="o",
-            ms=4,
-            capsize=2,
-            lw=0.8,
-        )
+        if f"{name}_mean" in models.columns:
+            y = models[f"{name}_mean"].to_numpy(np.float64)
+            yerr = _errors(models, f"{name}_mean", f"{name}_low", f"{name}_high")
+            ylabel, title = f"{name} mean", name
+        else:
+            y = models[f"{name}_value"].to_numpy(np.float64)
+            yerr = np.nan_to_num(np.abs(models[f"{name}_std"].to_numpy(np.float64)), nan=0.0)
+            ylabel, title = f"{name} (model level)", f"{name} {title_note}".strip()
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=4, capsize=2, lw=0.8)
         if len(models) <= 16:
             for xi, yi, label in zip(x, y, models["model"], strict=True):
                 if np.isfinite(xi) and np.isfinite(yi):
@@ -92,8 +101,8 @@ def scatter_figure(models: pd.DataFrame, metrics: list[str]) -> Figure:
                         label, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points"
                     )
         ax.set_xlabel("human rating (BT, Elo scale)")
-        ax.set_ylabel(f"{name} mean")
-        ax.set_title(name, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
     return fig
 
 

@@ -472,3 +472,123 @@ def test_bad_frames_are_refused_with_the_column_named():
     bad.loc[0, "outcome"] = "maybe"
     with pytest.raises(ValueError, match="maybe"):
         ag.agreement_report(bad, data.scores, np.random.default_rng(0))
+
+
+# -- model-level metrics (KID, FID ...: one number per model) ----------------------------------
+def _model_metrics(rows) -> pd.DataFrame:
+    """A frame shaped like ``Store.model_metrics_frame()``."""
+    return pd.DataFrame(
+        [
+            {
+                "model": model,
+                "model_kind": kind,
+                "metric": metric,
+                "reference": ref,
+                "value": value,
+                "std": std,
+                "n": 50,
+                "warning": "",
+                "computed_at": pd.Timestamp("2025-01-01"),
+                "details": {"features": f"inception@x#abc+{tag}" if tag else "inception@x#abc"},
+            }
+            for model, kind, metric, ref, value, std, tag in rows
+        ]
+    )
+
+
+def test_model_level_metrics_join_the_correlation_table_like_scipy():
+    """ρ and τ of a fixed per-model number against the human ratings equal scipy's on the
+    models that have it, oriented by higher_is_better (lower FID = better)."""
+    data = synthetic_arena(
+        np.random.default_rng(5), n_models=6, n_prompts=100, n_votes=4000, metric_noise={}
+    )
+    models = sorted(data.votes.left_model.unique())
+    # Hand-made: FID falls with the hidden strength except one swapped pair; model-05 has
+    # no FID; diversity is arbitrary; a reference set's own row must be ignored.
+    order = np.argsort(np.argsort(-data.strength))  # 0 = strongest
+    fid = 10.0 + 5.0 * order.astype(float)
+    fid[[0, 1]] = fid[[1, 0]]
+    rows = [(m, "demo", "fid", "real", fid[k], None, "") for k, m in enumerate(models[:5])]
+    rows += [
+        (m, "demo", "diversity", "", [0.3, 0.1, 0.2, 0.5, 0.4, 0.6][k], 0.01, "")
+        for k, m in enumerate(models)
+    ]
+    rows += [
+        (m, "demo", "kid", "real", 0.01 * (k % 3), 0.002, "demo-random")
+        for k, m in enumerate(models)
+    ]
+    rows.append(("real", "reference", "fid", "real", 0.0, None, ""))
+    report = ag.agreement_report(
+        data.votes,
+        data.scores,
+        np.random.default_rng(0),
+        rounds=200,
+        model_metrics=_model_metrics(rows),
+    )
+    corr = report.correlations.set_index("metric")
+    assert set(corr.index) == {"fid", "diversity", "kid"}
+    assert (corr.level == "model").all()
+    frame = report.models.set_index("model")
+    human = frame.human_rating
+    for name, sign in (("fid", -1), ("diversity", 1), ("kid", -1)):
+        values = frame[f"{name}_value"]
+        ok = values.notna()
+        row = corr.loc[name]
+        assert row.n_models == ok.sum()
+        assert row.spearman == pytest.approx(
+            stats.spearmanr(sign * values[ok], human[ok]).statistic
+        )
+        assert row.kendall == pytest.approx(
+            stats.kendalltau(sign * values[ok], human[ok]).statistic
+        )
+        assert row.spearman_low <= row.spearman <= row.spearman_high
+        assert row.kendall_low <= row.kendall <= row.kendall_high
+        assert np.isnan(row.spearman_bt)  # no battles decided by a per-model number
+    assert corr.loc["fid", "n_models"] == 5 and corr.loc["fid", "spearman"] > 0.5
+    assert frame.loc[models[0], "kid_std"] == pytest.approx(0.002)
+    assert report.info["model_metrics"] == ["diversity", "fid", "kid"]
+    assert report.info["model_metric_features"] == [
+        "inception@x#abc",
+        "inception@x#abc+demo-random",
+    ]
+    # Without model_metrics nothing changes but the level column of the per-image rows.
+    plain = ag.agreement_report(data.votes, data.scores, np.random.default_rng(0), rounds=20)
+    assert plain.correlations.empty and plain.info["model_metrics"] == []
+
+
+def test_model_level_interval_bootstraps_the_human_side_only():
+    """A metric that orders the models exactly as the well-separated human ratings has ρ = τ
+    = 1 and a degenerate interval at 1; several reference sets label rows metric@reference."""
+    data = synthetic_arena(
+        np.random.default_rng(8),
+        n_models=5,
+        n_prompts=200,
+        n_votes=20000,
+        strength_sd=3.0,
+        image_sd=0.1,
+        metric_noise={},
+    )
+    models = sorted(data.votes.left_model.unique())
+    rows = [
+        (m, "demo", "fid", ref, -data.strength[k] + (ref == "b"), None, "")
+        for k, m in enumerate(models)
+        for ref in ("a", "b")
+    ]
+    report = ag.agreement_report(
+        data.votes,
+        data.scores,
+        np.random.default_rng(0),
+        rounds=100,
+        model_metrics=_model_metrics(rows),
+    )
+    corr = report.correlations.set_index("metric")
+    assert list(corr.index) == ["fid@a", "fid@b"]
+    for label in corr.index:
+        assert corr.loc[label, "spearman"] == 1.0 and corr.loc[label, "kendall"] == 1.0
+        assert corr.loc[label, "spearman_low"] == corr.loc[label, "spearman_high"] == 1.0
+
+
+def test_model_level_orientation_covers_every_distribution_metric():
+    from scoring.distribution_run import METRICS
+
+    assert set(ag.MODEL_LEVEL_HIGHER_IS_BETTER) == set(METRICS)

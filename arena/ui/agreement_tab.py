@@ -21,7 +21,7 @@ import pandas as pd
 
 from arena import agreement_plots as plots
 from arena.agreement import CEILING, PROTOCOLS, AgreementReport, agreement_report
-from arena.leaderboard import Filters, LeaderboardError, LeaderboardService
+from arena.leaderboard import STAND_IN_TAG, Filters, LeaderboardError, LeaderboardService
 from arena.ui.leaderboard_tab import ALL, filter_row
 
 TITLE = "Agreement"
@@ -86,6 +86,7 @@ class AgreementService:
             prompts=prompts,
             rounds=max(1, self.settings.bootstrap_rounds),
             slice_protocol=slice_protocol,
+            model_metrics=self.store.model_metrics_frame(),
         )
         self.computations += 1
         return AgreementResult(report, filters, len(votes), time.perf_counter() - start)
@@ -124,12 +125,15 @@ def accuracy_display(accuracy: pd.DataFrame) -> pd.DataFrame:
 
 
 def correlation_display(corr: pd.DataFrame) -> pd.DataFrame:
-    columns = ["Metric", "Models", "Spearman ρ", "Kendall τ", "ρ with metric's own BT"]
+    """One row per metric: per-image means first, then model-level numbers (KID, FID ...),
+    whose ρ and τ are oriented so that > 0 means the metric agrees with the raters."""
+    columns = ["Metric", "Level", "Models", "Spearman ρ", "Kendall τ", "ρ with metric's own BT"]
     if corr.empty:
         return pd.DataFrame(columns=columns)
     return pd.DataFrame(
         {
             "Metric": corr["metric"],
+            "Level": corr["level"],
             "Models": corr["n_models"],
             "Spearman ρ": [
                 f"{_num(v, 2)} [{_num(lo, 2)}, {_num(hi, 2)}]"
@@ -218,6 +222,8 @@ def agreement_outputs(
     if result.votes_used == 0:
         return (f"No votes yet for {filters.describe()}.", *empty)
     metrics = report.info["metrics"]
+    model_level = report.info.get("model_metrics", [])
+    stand_in = any(k.endswith(f"+{STAND_IN_TAG}") for k in report.info["model_metric_features"])
     summary = (
         f"**{result.votes_used}** votes ({filters.describe()}) on "
         f"**{report.info['prompts']}** prompts · {len(report.info['models'])} models · "
@@ -225,12 +231,27 @@ def agreement_outputs(
         f"Intervals: 95%, bootstrap over prompts ({report.info['rounds']} rounds) unless "
         f"marked Wilson. Computed in {result.seconds:.1f}s."
     )
+    if model_level:
+        summary += (
+            f"\n\nModel-level metrics: {', '.join(model_level)} (one number per model over all "
+            "its images, not filtered; ρ and τ oriented so that > 0 = agrees with the raters, "
+            "e.g. lower FID for a higher rating; intervals bootstrap the human ratings only)."
+        )
+        if stand_in:
+            summary += (
+                f" **⚠ Demo numbers: computed with random-weight stand-in extractors "
+                f"({STAND_IN_TAG}), not comparable with any published FID/KID.**"
+            )
     return (
         summary,
         accuracy_display(report.accuracy),
         plots.accuracy_figure(report.accuracy),
         correlation_display(report.correlations),
-        plots.scatter_figure(report.models, metrics),
+        plots.scatter_figure(
+            report.models,
+            [*metrics, *model_level],
+            f"[{STAND_IN_TAG}]" if stand_in else "",
+        ),
         boards_display(report.leaderboards),
         plots.slices_figure(report.slices, kind=slice_kind or "category"),
         extras_markdown(report),
@@ -254,12 +275,14 @@ def render(store, settings) -> None:
     accuracy_plot = gr.Plot(label="Accuracy by metric and protocol")
     with gr.Row():
         correlations = gr.Dataframe(
-            interactive=False, label="Model level: human ratings vs metric means", wrap=True
+            interactive=False,
+            label="Model level: human ratings vs metric means and model-level metrics",
+            wrap=True,
         )
         boards = gr.Dataframe(
             interactive=False, label="Leaderboards: same battles, decided by each", wrap=True
         )
-    scatter = gr.Plot(label="Human rating vs metric mean per model")
+    scatter = gr.Plot(label="Human rating vs metric per model")
     with gr.Row():
         slice_protocol = gr.Dropdown(
             list(PROTOCOLS), value="ties_half", label="Protocol for slices"
