@@ -30,6 +30,7 @@ import pandas as pd
 
 from arena import agreement_plots as plots
 from arena.agreement import PROTOCOLS, AgreementReport, agreement_report
+from arena.leaderboard import STAND_IN_TAG
 
 FORMATS = ("csv", "parquet", "json")
 FLOAT_FORMAT = "%.10g"
@@ -71,6 +72,18 @@ SCORE_COLUMNS = [
 ]
 
 
+MODEL_METRIC_COLUMNS = [
+    "model",
+    "metric",
+    "reference",
+    "value",
+    "std",
+    "n",
+    "extractor",
+    "warning",
+]
+
+
 class ExportError(ValueError):
     """An export that cannot be written; the message says how to fix it."""
 
@@ -109,6 +122,22 @@ def scores_table(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     out["prompt_id"] = out["prompt_id"].astype("Int64")
     out = out.sort_values(["image_id", "metric", "version"], kind="stable")
     return out[SCORE_COLUMNS].reset_index(drop=True)
+
+
+def model_metrics_table(model_metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per model × model-level metric × reference set (``Store.model_metrics_frame()``).
+
+    ``extractor`` is the feature key the number was computed from
+    (``name@version#fingerprint``, with ``+demo-random`` for the demo's random-weight
+    stand-ins); ``reference`` is "" for reference-free numbers (diversity).
+    """
+    if model_metrics is None or model_metrics.empty:
+        return pd.DataFrame(columns=MODEL_METRIC_COLUMNS)
+    out = model_metrics[model_metrics["model_kind"] != "reference"].copy()
+    out["extractor"] = [str(d.get("features", "")) for d in out["details"]]
+    out["n"] = out["n"].astype("Int64")
+    out = out.sort_values(["model", "metric", "reference"], kind="stable")
+    return out[MODEL_METRIC_COLUMNS].reset_index(drop=True)
 
 
 def leaderboard_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -174,7 +203,11 @@ img{max-width:100%}p.note{color:#555;font-size:.9em}code{background:#f3f3f3;padd
 
 
 def report_html(
-    leaderboard: pd.DataFrame, report: AgreementReport, summary: dict, files: list[str]
+    leaderboard: pd.DataFrame,
+    report: AgreementReport,
+    summary: dict,
+    files: list[str],
+    model_metrics: pd.DataFrame | None = None,
 ) -> str:
     """A self-contained HTML report: tables and base64 PNG figures, no scripts, no links out."""
     acc = report.accuracy
@@ -209,6 +242,7 @@ def report_html(
         "each way) with bootstrap 95% intervals; rank is the rank upper bound.</p>",
         _fmt_table(leaderboard, 3),
         _img(plots.ratings_figure(leaderboard), "ratings with intervals"),
+        *_model_metrics_section(model_metrics),
         "<h2>Which metric agrees with the raters</h2>",
         f"<p class='note'>Pairwise accuracy of each metric. Protocols:</p><ul>{protocol_list}</ul>",
         "<p class='note'><code>ci_low</code>/<code>ci_high</code>: bootstrap over prompts "
@@ -219,10 +253,20 @@ def report_html(
         _img(plots.accuracy_figure(acc), "accuracy by metric and protocol"),
         "<h2>Model level</h2>",
         "<p class='note'>Spearman and Kendall correlation between the human ratings and each "
-        "metric's per-model mean; <code>spearman_bt</code> compares with the metric's own "
+        "metric's per-model mean (<code>level</code> = image mean) or model-level number "
+        "(<code>level</code> = model: KID, FID, CMMD, FD-DINO, diversity, AS, oriented so that "
+        "&gt; 0 means agreement, e.g. lower FID for a higher rating; their intervals bootstrap "
+        "the human side only); <code>spearman_bt</code> compares with the metric's own "
         "Bradley-Terry leaderboard (the same battles decided by the metric).</p>",
         _fmt_table(report.correlations, 3),
-        _img(plots.scatter_figure(report.models, metrics), "human rating vs metric mean"),
+        _img(
+            plots.scatter_figure(
+                report.models,
+                [*metrics, *report.info.get("model_metrics", [])],
+                f"[{STAND_IN_TAG}]" if _stand_in(model_metrics) else "",
+            ),
+            "human rating vs metric per model",
+        ),
         "<h3>Leaderboards side by side (ratings)</h3>",
         _fmt_table(side_by_side, 1),
         "<h2>Where metrics fail: slices</h2>",
@@ -244,6 +288,32 @@ def report_html(
     return "\n".join(parts)
 
 
+def _stand_in(model_metrics: pd.DataFrame | None) -> bool:
+    return model_metrics is not None and any(
+        str(k).endswith(f"+{STAND_IN_TAG}") for k in model_metrics.get("extractor", [])
+    )
+
+
+def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
+    if model_metrics is None or model_metrics.empty:
+        return []
+    warning = (
+        f"<p class='note'><strong>⚠ Demo numbers: computed with random-weight stand-in "
+        f"extractors ({STAND_IN_TAG}), not the real Inception/CLIP/DINOv2 weights — they rank "
+        "the demo models but are not comparable with any published FID/KID.</strong></p>"
+        if _stand_in(model_metrics)
+        else ""
+    )
+    return [
+        "<h2>Model-level metrics</h2>",
+        "<p class='note'>One number per model over all its images, against the reference set "
+        "(KID: mean ± std over subsets). Lower is better except diversity. "
+        "<code>extractor</code> is the feature network the number was computed from.</p>",
+        warning,
+        _fmt_table(model_metrics, 4),
+    ]
+
+
 # -- the whole export --------------------------------------------------------------------------
 @dataclass
 class ExportResult:
@@ -254,7 +324,7 @@ class ExportResult:
 
 def compute_tables(store, rounds: int | None = None, seed: int | None = None):
     """Everything an export writes, as frames: (tables by name, leaderboard, report, summary)."""
-    from arena.leaderboard import leaderboard_frame, metric_means
+    from arena.leaderboard import leaderboard_frame, metric_means, model_level_columns
 
     settings = store.settings
     rounds = settings.bootstrap_rounds if rounds is None else int(rounds)
@@ -267,6 +337,10 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
     images_all = store.images_frame(include_broken=True)
     images = images_all[images_all["broken"].isna()]
     means = metric_means(scores, images) if len(scores) else None
+    model_metrics = store.model_metrics_frame()
+    model_level = model_level_columns(model_metrics)
+    if model_level is not None:
+        means = model_level if means is None else means.join(model_level, how="outer")
     board, _ = leaderboard_frame(
         votes,
         np.random.default_rng(seed),
@@ -281,11 +355,13 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
         images=images,
         prompts=prompts,
         rounds=rounds,
+        model_metrics=model_metrics,
     )
     tables = {
         "votes": votes_table(votes, prompts),
         "scores": scores_table(scores, images_all),
         "leaderboard": leaderboard_table(board),
+        "model_metrics": model_metrics_table(model_metrics),
         **report.tables(),
     }
     summary = {
@@ -341,7 +417,13 @@ def export_workspace(
         if report:
             names.append("report.html")
             (staging / "report.html").write_text(
-                report_html(board, agreement, summary, [*names, "manifest.json"]),
+                report_html(
+                    board,
+                    agreement,
+                    summary,
+                    [*names, "manifest.json"],
+                    tables["model_metrics"],
+                ),
                 encoding="utf-8",
             )
         names.append("manifest.json")

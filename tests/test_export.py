@@ -190,3 +190,45 @@ def test_agreement_tab_renders_in_a_browser(workspace, settings, tmp_path):
             page.screenshot(path=str(tmp_path / "agreement.png"), full_page=True)
     finally:
         app.close()
+
+
+def test_export_has_the_model_level_metrics_table(workspace, tmp_path):
+    """KID/FID ... rows per model x metric, their correlation rows, the leaderboard columns
+    and a labelled report section; the stand-in tag travels in ``extractor``."""
+    from arena.export import MODEL_METRIC_COLUMNS
+
+    store, data = workspace
+    models = sorted(data.images.model.unique())
+    real = store.add_model("real", "reference")
+    key = "inception@tf.1#0123456789ab+demo-random"
+    for k, name in enumerate(models):
+        mid = store.model_id(name)
+        fid_details = {"features": key, "warning": "FID on 30 images"}
+        store.put_model_metric(mid, "fid", "real", 10.0 + k, None, 30, fid_details)
+        store.put_model_metric(mid, "kid", "real", 0.01 * k, 0.002, 30, {"features": key})
+    store.put_model_metric(real, "fid", "real", 0.0, None, 30, {"features": key})
+    for fmt in FORMATS:
+        out = tmp_path / fmt
+        export_workspace(store, out, fmt=fmt, rounds=ROUNDS, seed=7)
+        table = read_table(out / f"model_metrics.{fmt}")
+        assert list(table.columns) == MODEL_METRIC_COLUMNS
+        assert len(table) == 2 * len(models)  # the reference set's own row is not a model
+        assert set(table.model) == set(models) and set(table.metric) == {"fid", "kid"}
+        fid = table[table.metric == "fid"].set_index("model")
+        assert fid.loc[models[2], "value"] == pytest.approx(12.0)
+        assert fid.loc[models[0], "reference"] == "real"
+        assert fid.loc[models[0], "warning"] == "FID on 30 images"
+        assert int(fid.loc[models[0], "n"]) == 30
+        assert (table.extractor == key).all()
+        kid = table[table.metric == "kid"].set_index("model")
+        assert kid.loc[models[1], "std"] == pytest.approx(0.002)
+        corr = read_table(out / f"agreement_correlations.{fmt}").set_index("metric")
+        assert corr.loc["fid", "level"] == "model" and corr.loc["sharp", "level"] == "image mean"
+        assert corr.loc["fid", "n_models"] == len(models)
+        board = read_table(out / f"leaderboard.{fmt}").set_index("model")
+        assert board.loc[models[3], "fid"] == pytest.approx(13.0)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["tables"]["model_metrics"]["rows"] == 2 * len(models)
+    page = (tmp_path / "csv" / "report.html").read_text()
+    assert "Model-level metrics" in page and "random-weight stand-in" in page
+    assert "demo-random" in page
