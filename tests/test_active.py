@@ -159,3 +159,30 @@ def test_votes_to_separate_edge_cases():
     assert active.votes_to_separate(counts, theta, 0, 2) == 0
     with pytest.raises(ValueError, match="itself"):
         active.votes_to_separate(counts, theta, 1, 1)
+
+
+def test_votes_go_to_the_pairs_adjacent_in_the_current_ranking():
+    """Equal counts, evenly spaced (shuffled) ratings: neighbours in rank get the focus mass."""
+    n = 8
+    theta = np.random.default_rng(5).permutation(np.linspace(-0.3, 0.3, n))
+    counts = np.full((n, n), 100.0)
+    np.fill_diagonal(counts, 0)
+    probs = active.pair_probabilities(counts, theta, floor=0.1, horizon=200)
+    rows, cols = active.pair_index(n)
+    rank = np.argsort(np.argsort(-theta))
+    adjacent = np.abs(rank[rows] - rank[cols]) == 1
+    # 7 of 28 pairs are neighbours; uniform sampling would give them a quarter of the votes.
+    assert probs[adjacent].sum() > 0.85
+    assert probs.min() == pytest.approx(0.1 / len(rows))  # the floor still reaches every pair
+
+
+def test_the_one_doubtful_close_pair_takes_the_next_votes():
+    theta = np.array([1.5, 1.0, 0.5, 0.48, 0.0, -0.5])
+    counts = np.full((6, 6), 200.0)
+    np.fill_diagonal(counts, 0)
+    counts[2, 3] = counts[3, 2] = 20.0
+    probs = active.pair_probabilities(counts, theta, floor=0.1, horizon=100)
+    rows, cols = active.pair_index(6)
+    close = (rows == 2) & (cols == 3)
+    assert probs[close][0] == pytest.approx(0.9 + 0.1 / 15)
+    assert np.allclose(probs[~close], 0.1 / 15)

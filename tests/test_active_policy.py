@@ -105,3 +105,21 @@ def test_background_refresh_serves_balanced_until_ready(arena):
         time.sleep(0.01)
     assert policy._state is not None
     assert policy.probabilities(stats).sum() == pytest.approx(1.0)
+
+
+def test_active_choices_are_reproducible_for_a_seed(arena):
+    """Two matchmakers with the same seed over the same votes serve the same battles."""
+    from arena.matchmaking import Matchmaker
+
+    store, _model_ids, _names = arena
+    settings = store.settings.replace(active_min_votes=10)
+
+    def battles(seed):
+        policy = ActivePolicy(store, settings, background=False)
+        mm = Matchmaker(store, policy, np.random.default_rng(seed))
+        return [mm.choose(rater_id=1000 + k) for k in range(40)]
+
+    first, again, other = battles(7), battles(7), battles(8)
+    assert first == again
+    assert first != other
+    assert {p.policy for p in first} == {"active"}
