@@ -488,6 +488,64 @@ def build_demo(store: Store, seed: int = 0) -> dict[str, int]:
     return {"prompts": prompts.added, "images": len(rows)}
 
 
+# -- model-level numbers with stand-in extractors -------------------------------------
+
+DEMO_EXTRACTOR_TAG = "demo-random"
+DEMO_WEIGHTS_FOLDER = "demo-weights"
+
+
+def ml_available() -> str:
+    """ "" when the packages the model-level numbers need import, else what is missing."""
+    import importlib.util
+
+    needed = ("torch", "torchvision", "open_clip", "transformers", "torch_fidelity")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if not missing:
+        return ""
+    return (
+        f"the model-level numbers need the ML extras ({', '.join(missing)} missing): "
+        "install them with `make install-test` (the pinned CPU torch first, then "
+        "`pip install -e '.[ml]'`)."
+    )
+
+
+def demo_model_metrics(store: Store, seed: int = 0, progress: bool = False) -> list:
+    """KID, FID, CMMD, FD-DINO, diversity and AS of the demo models against ``demo-real``.
+
+    No weights can be downloaded, so the three feature networks are seeded
+    random-weight stand-ins (``scoring.tiny_extractors``: torch-fidelity's full
+    Inception-v3, a narrow ViT-L-14-336-shaped open_clip CLIP, a tiny DINOv2), written
+    in the real file formats under ``<workspace>/demo-weights`` and loaded by the real
+    loading code. Every feature and number they give carries the extractor tag
+    ``demo-random`` in its key, so the leaderboard, the Agreement tab and the exports
+    label them: they rank the demo models but are not FID/KID values of any real
+    network. Returns the ``scoring.distribution_run.Result`` rows.
+    """
+    problem = ml_available()
+    if problem:
+        raise StoreError(problem)
+    from scoring import distribution_run
+    from scoring.features import EXTRACTORS
+    from scoring.tiny_extractors import write_all
+
+    folder = store.workspace / DEMO_WEIGHTS_FOLDER
+    paths = write_all(folder, seed=seed)
+    by_name = {"inception": "inception", "clip-l14-336": "cmmd", "dinov2-l14": "fd-dino"}
+    extractors = {
+        name: EXTRACTORS[name].load(paths[key]).tagged(DEMO_EXTRACTOR_TAG)
+        for name, key in by_name.items()
+    }
+    return distribution_run.run(
+        store,
+        distribution_run.METRICS,
+        REFERENCE_MODEL,
+        models=list(DEMO_MODELS),
+        seed=seed,
+        progress=progress,
+        extractors=extractors,
+    )
+
+
 # -- simulated raters ------------------------------------------------------------------
 
 

@@ -191,6 +191,62 @@ def model_level_columns(model_metrics: pd.DataFrame) -> pd.DataFrame | None:
     return table[sorted(table.columns)]
 
 
+#: Tag of feature extractors with stand-in (random) weights, as the offline demo uses.
+STAND_IN_TAG = "demo-random"
+
+
+def extractor_label(key: str) -> str:
+    """``name@version`` of a feature key, with the stand-in tag when there is one."""
+    if not key:
+        return ""
+    name = key.split("#", 1)[0]
+    tag = key.split("+", 1)[1] if "+" in key else ""
+    return f"{name} [{tag}]" if tag else name
+
+
+def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] = ()) -> str:
+    """One Markdown paragraph on where the model-level numbers come from.
+
+    Names the reference set(s) and the feature extractors (from each row's
+    ``details["features"]``), and says plainly when any number was computed with
+    stand-in extractors (tag :data:`STAND_IN_TAG`): such numbers rank the demo models
+    but are not FID/KID values of the real networks. With no numbers and a reference
+    set present, says how to compute them.
+    """
+    frame = None
+    if model_metrics is not None and not model_metrics.empty:
+        frame = model_metrics[model_metrics["model_kind"] != "reference"]
+    if frame is None or frame.empty:
+        if not references:
+            return ""
+        return (
+            "Model-level numbers (KID, FID, CMMD, FD-DINO, diversity, AS) are not computed "
+            f"yet: `arena distribution --reference {references[0]}` (real weights), or in the "
+            "offline demo `arena demo --model-metrics` (random-weight stand-ins; needs the ML "
+            "extras)."
+        )
+    keys = sorted({str(d.get("features", "")) for d in frame["details"]} - {""})
+    refs = sorted(set(frame["reference"]) - {""})
+    metrics = ", ".join(sorted(frame["metric"].unique()))
+    text = (
+        f"Model-level columns ({metrics}) are over all images of each model"
+        + (f", against the reference set {', '.join(refs)}" if refs else "")
+        + (
+            f"; features: {', '.join(dict.fromkeys(extractor_label(k) for k in keys))}"
+            if keys
+            else ""
+        )
+        + "; lower is better except diversity. They ignore the filters."
+    )
+    if any(k.endswith(f"+{STAND_IN_TAG}") for k in keys):
+        text = (
+            f"**⚠ Demo numbers: computed with random-weight stand-in extractors "
+            f"({STAND_IN_TAG}), not the real Inception/CLIP/DINOv2 weights — they rank the "
+            f"demo models but are not comparable with any published FID/KID.** {text}"
+        )
+    return text
+
+
 def leaderboard_frame(
     votes: pd.DataFrame,
     rng: np.random.Generator,
@@ -256,6 +312,7 @@ class LeaderboardResult:
     seconds: float
     signature: tuple
     computed_at: datetime = field(default_factory=datetime.now)
+    model_level_note: str = ""
 
 
 class LeaderboardService:
@@ -334,7 +391,11 @@ class LeaderboardService:
                     keep &= (prompts["prompt_set"] == filters.prompt_set).to_numpy()
                 prompt_ids = set(prompts.loc[keep, "prompt_id"].tolist())
             metrics = metric_means(scores, self.store.images_frame(), prompt_ids)
-        model_level = model_level_columns(self.store.model_metrics_frame())
+        model_metrics = self.store.model_metrics_frame()
+        model_level = model_level_columns(model_metrics)
+        references = sorted(
+            set(self.store.model_names(include_reference=True)) - set(self.store.model_names())
+        )
         if model_level is not None:
             metrics = model_level if metrics is None else metrics.join(model_level, how="outer")
         frame, ratings = leaderboard_frame(
@@ -354,6 +415,7 @@ class LeaderboardService:
             votes_used=len(votes),
             seconds=time.perf_counter() - start,
             signature=signature,
+            model_level_note=model_level_note(model_metrics, references),
         )
 
 

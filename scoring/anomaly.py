@@ -164,6 +164,8 @@ class AnomalyScore(Metric):
         self.device = extractor.device
         # The weights identity: (C, V) of different networks never mix.
         self.weights_key = extractor.key
+        if extractor.tag:  # stand-in weights (the demo's): their scores carry the tag
+            self.version = f"{type(self).version}+{extractor.tag}"
 
     @classmethod
     def from_pretrained(

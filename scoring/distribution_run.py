@@ -158,7 +158,9 @@ def run(
         for name in loaded
         if any(EXTRACTOR_FOR.get(m) == name and m != "diversity" for m in metrics)
     }
-    anomaly = _anomaly_points(store, metrics, weights, device, batch_size, num_workers, progress)
+    anomaly, anomaly_key = _anomaly_points(
+        store, metrics, weights, device, batch_size, num_workers, progress, loaded
+    )
     model_ids = {name: store.model_id(name) for name in sorted(set(pool.model))}
     kid_cache: dict = {}
     results: list[Result] = []
@@ -182,6 +184,8 @@ def run(
             details = {**est.details, "warning": est.warning}
             if metric in EXTRACTOR_FOR:
                 details["features"] = loaded[EXTRACTOR_FOR[metric]].key
+            elif metric == "as":
+                details["features"] = anomaly_key
             if metric == "kid":
                 details["seed"] = seed
             value = None if est.value is None or not np.isfinite(est.value) else est.value
@@ -213,19 +217,24 @@ def _one(metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subset
     return dist.cmmd(x, y)
 
 
-def _anomaly_points(store, metrics, weights, device, batch_size, num_workers, progress):
-    """image id -> (complexity, vulnerability), scoring missing images with the runner."""
+def _anomaly_points(store, metrics, weights, device, batch_size, num_workers, progress, loaded):
+    """(image id -> (complexity, vulnerability), the DINOv2 key), scoring missing images
+    with the runner. The DINOv2 already loaded for FD-DINO (or passed in) is reused
+    unless ``anomaly`` weights of their own are given."""
     if "as" not in metrics:
-        return {}
+        return {}, ""
     from sqlalchemy import select
 
     from arena import db
     from scoring import runner
     from scoring.anomaly import AnomalyScore
 
-    metric = AnomalyScore.from_pretrained(
-        weights.get("anomaly") or _weights_for("dinov2-l14", weights), device=device
-    )
+    if "dinov2-l14" in loaded and "anomaly" not in weights:
+        metric = AnomalyScore(loaded["dinov2-l14"])
+    else:
+        metric = AnomalyScore.from_pretrained(
+            weights.get("anomaly") or _weights_for("dinov2-l14", weights), device=device
+        )
     runner.run(
         store,
         [metric],
@@ -241,11 +250,12 @@ def _anomaly_points(store, metrics, weights, device, batch_size, num_workers, pr
                 db.Score.metric == metric.name, db.Score.version == metric.version
             )
         ).all()
-    return {
+    points = {
         i: (d["complexity"], d["vulnerability"])
         for i, d in rows
         if isinstance(d, dict) and "complexity" in d and d.get("features") == metric.weights_key
     }
+    return points, metric.weights_key
 
 
 def _as_estimate(rows, ref_rows, anomaly) -> dist.Estimate:

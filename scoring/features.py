@@ -83,8 +83,22 @@ class Extractor:
         self.device = device
         self.dim = dim
         self.key = f"{self.name}@{self.version}#{fingerprint(weights_path)}"
+        self.tag = ""
         self.calls = 0
         self.images = 0
+
+    def tagged(self, tag: str) -> Extractor:
+        """Mark these weights in the key (``...#<fingerprint>+<tag>``) and return self.
+
+        The offline demo tags its random-weight stand-ins ``demo-random``: the tag then
+        travels with every cached feature and every model-level number computed from
+        them, so they can be labelled wherever they are shown.
+        """
+        if not tag or not tag.replace("-", "").isalnum():
+            raise ValueError(f"extractor tag {tag!r}: expected letters, digits and '-'.")
+        self.tag = tag
+        self.key = f"{self.key.split('+', 1)[0]}+{tag}"
+        return self
 
     # The runner's ImageDataset groups preprocessing by this key.
     @property

@@ -172,3 +172,108 @@ def test_simulation_is_deterministic_and_appends_in_time(demo_store):
 def test_simulation_needs_demo_models(store):
     with pytest.raises(StoreError, match="run `arena demo` on an empty workspace"):
         simulate_votes(store, 10)
+
+
+# -- model-level numbers with the demo's random-weight stand-in extractors --------------------
+MODEL_LEVEL = ("kid", "fid", "cmmd", "fd-dino", "diversity", "as")
+
+
+@pytest.fixture(scope="module")
+def demo_metrics_store(tmp_path_factory):
+    """The demo built, voted on and measured through the CLI (`arena demo --model-metrics`):
+    the real writers, loaders, feature cache and `arena distribution` code path."""
+    from arena import cli
+    from arena.config import load_settings
+
+    workspace = tmp_path_factory.mktemp("demo-metrics")
+    code = cli.main(["-w", str(workspace), "demo", "--simulate-votes", "2000", "--model-metrics"])
+    assert code == 0
+    store = Store(load_settings(env={}, workspace=str(workspace)))
+    yield store
+    store.close()
+
+
+@pytest.mark.slow
+def test_demo_leaderboard_shows_the_model_level_numbers(demo_metrics_store):
+    from arena.leaderboard import LeaderboardService
+    from arena.ui.leaderboard_tab import board_outputs
+
+    store = demo_metrics_store
+    service = LeaderboardService(store, store.settings.replace(bootstrap_rounds=0))
+    frame = service.get().frame.set_index("model")
+    assert set(frame.index) == set(DEMO_MODELS)
+    for column in (*MODEL_LEVEL, "kid_std", "anomaly"):  # anomaly: the mean AS_i
+        assert column in frame.columns, column
+        assert np.isfinite(frame[column].to_numpy(float)).all(), column
+    numbers = store.model_metrics_frame()
+    assert REFERENCE_MODEL not in set(numbers.model)
+    assert set(numbers.model) == set(DEMO_MODELS)
+    assert set(numbers.metric) == set(MODEL_LEVEL)
+    # Every number says it came from the stand-ins, and the page says so in words.
+    assert all(d["features"].endswith("+demo-random") for d in numbers.details)
+    summary = board_outputs(service)[0]
+    assert "random-weight stand-in extractors" in summary and "demo-random" in summary
+    versions = set(store.scores_frame(["anomaly"]).version)
+    assert versions == {"dinov2-cls.pgd-ascent.1+demo-random"}
+
+
+@pytest.mark.slow
+def test_faithful_is_closest_to_the_reference_even_with_random_features(demo_metrics_store):
+    """demo-real is the faithful renderer at other seeds; blur and a hue rotation move
+    every feature distribution away from it, even through random-weight networks."""
+    numbers = demo_metrics_store.model_metrics_frame()
+    value = numbers.set_index(["metric", "model"])["value"]
+    for metric in ("kid", "fid", "cmmd", "fd-dino"):
+        for worse in ("blurry", "wrong-colours"):
+            assert value[(metric, "faithful")] < value[(metric, worse)], (metric, worse)
+
+
+@pytest.mark.slow
+def test_demo_model_level_numbers_reach_agreement_and_export(demo_metrics_store, tmp_path):
+    from arena.agreement import agreement_report
+    from arena.export import export_workspace, read_table
+
+    store = demo_metrics_store
+    report = agreement_report(
+        store.votes_frame(),
+        store.scores_frame(),
+        np.random.default_rng(0),
+        images=store.images_frame(),
+        rounds=50,
+        model_metrics=store.model_metrics_frame(),
+    )
+    corr = report.correlations.set_index("metric")
+    for metric in MODEL_LEVEL:
+        assert corr.loc[metric, "level"] == "model"
+        assert corr.loc[metric, "n_models"] == len(DEMO_MODELS)
+    models = report.models.set_index("model")
+    fid = models["fid_value"]
+    expect = stats.spearmanr(-fid, models["human_rating"]).statistic
+    assert corr.loc["fid", "spearman"] == pytest.approx(expect)
+    export_workspace(store, tmp_path, rounds=20)
+    table = read_table(tmp_path / "model_metrics.csv")
+    assert len(table) == len(DEMO_MODELS) * len(MODEL_LEVEL)
+    # diversity has no reference (an empty CSV field reads back as missing)
+    assert set(table.reference.fillna("")) == {REFERENCE_MODEL, ""}
+    assert table.extractor.str.endswith("+demo-random").all()
+    assert "random-weight stand-in" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_metrics_store):
+    """The stand-in weights are rewritten from the seed with the same fingerprint, so the
+    cached features are reused and the numbers come out identical."""
+    from sqlalchemy import func, select
+
+    from arena import db
+    from arena.demo import demo_model_metrics
+
+    store = demo_metrics_store
+    before = store.model_metrics_frame().set_index(["model", "metric"])["value"]
+    with store.session() as s:
+        n_features = s.scalar(select(func.count(db.Feature.image_id)))
+    demo_model_metrics(store, seed=0)
+    after = store.model_metrics_frame().set_index(["model", "metric"])["value"]
+    with store.session() as s:
+        assert s.scalar(select(func.count(db.Feature.image_id))) == n_features
+    np.testing.assert_allclose(after.sort_index(), before.sort_index(), rtol=1e-9)

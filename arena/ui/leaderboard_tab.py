@@ -60,8 +60,17 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
         }
     )
     for m in metric_cols:
-        out[m] = [_num(x, 3) for x in frame[m]]
+        out[m] = [_metric_num(x) for x in frame[m]]
     return out
+
+
+def _metric_num(value) -> str:
+    """3 decimals, or 4 significant digits where that would hide the value (FID ~ 1e4,
+    KID ~ 1e-4)."""
+    text = _num(value, 3)
+    if text == "–" or 1e-2 <= abs(value) < 1e5 or value == 0:
+        return text
+    return f"{value:.4g}"
 
 
 def ratings_figure(frame: pd.DataFrame) -> Figure:
@@ -159,6 +168,8 @@ def _board(
         f"({service.settings.bootstrap_rounds} rounds); rank = upper bound (1 + models "
         f"whose interval lies wholly above). Elo is the online rating in vote order."
     )
+    if result.model_level_note:
+        summary += "\n\n" + result.model_level_note
     return summary, result
 
 
