@@ -402,3 +402,29 @@ def test_separation_of_two_models(arena_store, settings):
     text = compare_text(service, a, b)
     assert a in text and "Elo" in text
     assert compare_text(service, a, "") == "Pick two models."
+
+
+def test_model_level_note_names_sources_and_labels_stand_ins(arena_store, settings):
+    from arena.leaderboard import model_level_note
+    from arena.ui.leaderboard_tab import board_outputs, display_table
+
+    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    assert "not computed yet" not in board_outputs(service)[0]  # no reference set: no hint
+    real = arena_store.add_model("real", "reference")
+    arena_store.put_model_metric(real, "fid", "real", 0.0, None, 5, {"features": "x"})
+    summary = board_outputs(service)[0]
+    assert "not computed yet" in summary and "--reference real" in summary
+    alpha = arena_store.model_id("alpha")
+    real_key = "inception@tf-2015-12-05-pool3.1#0123456789ab"
+    arena_store.put_model_metric(alpha, "fid", "real", 12345.6, None, 50, {"features": real_key})
+    summary = board_outputs(service)[0]
+    assert "against the reference set real" in summary
+    assert "inception@tf-2015-12-05-pool3.1" in summary and "stand-in" not in summary
+    arena_store.put_model_metric(
+        alpha, "kid", "real", 3.2e10, 1e9, 50, {"features": real_key + "+demo-random"}
+    )
+    summary = board_outputs(service)[0]
+    assert "random-weight stand-in extractors" in summary and "[demo-random]" in summary
+    table = display_table(service.get().frame).set_index("Model")
+    assert table.loc["alpha", "fid"] == "12345.600" and table.loc["alpha", "kid"] == "3.2e+10"
+    assert model_level_note(arena_store.model_metrics_frame().iloc[0:0]) == ""
