@@ -86,6 +86,10 @@ CEILING_PROTOCOL = "leave-one-out majority of other raters"
 #: Lower edges of the tag-count bins: 0, 1-3, 4-7, 8-15, 16+.
 TAG_BINS: tuple[int, ...] = (0, 1, 4, 8, 16)
 LEFT, RIGHT, TIE, BOTH_BAD = rt.LEFT, rt.RIGHT, rt.TIE, rt.BOTH_BAD
+#: Per-image metrics whose ``higher_is_better`` is False (the scoring registry's, kept
+#: here because the registry imports torch and the web side must not): the Agreement
+#: tab and the exports negate them, so that a higher score always means "better".
+PER_IMAGE_LOWER_IS_BETTER: tuple[str, ...] = ("anomaly",)
 #: Orientation of the model-level metrics (``scoring.distribution_run.METRICS``):
 #: distances to the reference set are better low; within-prompt diversity high.
 MODEL_LEVEL_HIGHER_IS_BETTER: dict[str, bool] = {

@@ -29,13 +29,25 @@ import numpy as np
 import pandas as pd
 
 from arena import agreement_plots as plots
-from arena.agreement import PROTOCOLS, AgreementReport, agreement_report
+from arena.agreement import (
+    PER_IMAGE_LOWER_IS_BETTER,
+    PROTOCOLS,
+    AgreementReport,
+    agreement_report,
+)
+from arena.columnar import positions
 from arena.leaderboard import STAND_IN_TAG
+from arena.table_io import write_csv
 
 FORMATS = ("csv", "parquet", "json")
 FLOAT_FORMAT = "%.10g"
 JSON_DIGITS = 10
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+PROMPT_COLUMNS = {  # votes table column -> Store.prompts_frame() column
+    "prompt_external_id": "external_id",
+    "prompt_text": "text",
+    "prompt_tags": "tags",
+}
 
 VOTE_COLUMNS = [
     "vote_id",
@@ -95,20 +107,24 @@ def votes_table(votes: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     ``votes`` is ``Store.votes_frame()`` (the votes the leaderboard counts),
     ``prompts`` is ``Store.prompts_frame()``. Rows in vote order (time, id).
     """
-    p = prompts.rename(
-        columns={"external_id": "prompt_external_id", "text": "prompt_text", "tags": "prompt_tags"}
-    )[["prompt_id", "prompt_external_id", "prompt_text", "prompt_tags"]]
-    out = votes.merge(p, on="prompt_id", how="left", sort=False)
+    stamp = pd.to_datetime(votes["created_at"]).to_numpy("datetime64[us]")
+    order = np.lexsort((votes["vote_id"].to_numpy(np.int64), stamp.view(np.int64)))
+    out = votes.iloc[order].reset_index(drop=True)
+    stamp = stamp[order]
+    at = positions(out["prompt_id"].to_numpy(np.int64), prompts["prompt_id"].to_numpy(np.int64))
+    for column, name in PROMPT_COLUMNS.items():
+        out[column] = prompts[name].array.take(at, allow_fill=True)  # -1: no such prompt
     outcome = out["outcome"].to_numpy()
     out["winner_model"] = np.where(
         outcome == "left",
         out["left_model"].to_numpy(),
         np.where(outcome == "right", out["right_model"].to_numpy(), ""),
     )
-    out["created_at"] = pd.to_datetime(out["created_at"]).dt.strftime(TIME_FORMAT)
+    text = np.datetime_as_string(stamp, unit="us").astype(object)  # TIME_FORMAT, vectorised
+    text[np.isnat(stamp)] = None
+    out["created_at"] = text
     out["decision_ms"] = out["decision_ms"].astype("Int64")
-    out = out.sort_values(["created_at", "vote_id"], kind="stable")
-    return out[VOTE_COLUMNS].reset_index(drop=True)
+    return out[VOTE_COLUMNS]
 
 
 def scores_table(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +168,7 @@ def write_table(frame: pd.DataFrame, folder: Path, name: str, fmt: str) -> Path:
         raise ExportError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}.")
     path = Path(folder) / f"{name}.{fmt}"
     if fmt == "csv":
-        frame.to_csv(path, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+        write_csv(frame, path, FLOAT_FORMAT)  # the bytes of pandas' to_csv, faster
     elif fmt == "json":
         text = frame.to_json(
             orient="records", double_precision=JSON_DIGITS, force_ascii=False, indent=None
@@ -356,6 +372,7 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
         prompts=prompts,
         rounds=rounds,
         model_metrics=model_metrics,
+        lower_is_better=PER_IMAGE_LOWER_IS_BETTER,
     )
     tables = {
         "votes": votes_table(votes, prompts),

@@ -201,7 +201,7 @@ def extractor_label(key: str) -> str:
         return ""
     name = key.split("#", 1)[0]
     tag = key.split("+", 1)[1] if "+" in key else ""
-    return f"{name} [{tag}]" if tag else name
+    return f"`{name}` [{tag}]" if tag else f"`{name}`"
 
 
 def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] = ()) -> str:

@@ -592,3 +592,10 @@ def test_model_level_orientation_covers_every_distribution_metric():
     from scoring.distribution_run import METRICS
 
     assert set(ag.MODEL_LEVEL_HIGHER_IS_BETTER) == set(METRICS)
+
+
+def test_per_image_lower_is_better_matches_the_metric_registry():
+    from scoring.base import get_metric, list_metrics
+
+    lower = {name for name in list_metrics() if not get_metric(name).higher_is_better}
+    assert set(ag.PER_IMAGE_LOWER_IS_BETTER) == lower

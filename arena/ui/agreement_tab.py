@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from arena import agreement_plots as plots
-from arena.agreement import CEILING, PROTOCOLS, AgreementReport, agreement_report
+from arena.agreement import (
+    CEILING,
+    PER_IMAGE_LOWER_IS_BETTER,
+    PROTOCOLS,
+    AgreementReport,
+    agreement_report,
+)
 from arena.leaderboard import STAND_IN_TAG, Filters, LeaderboardError, LeaderboardService
 from arena.ui.leaderboard_tab import ALL, filter_row
 
@@ -87,6 +93,7 @@ class AgreementService:
             rounds=max(1, self.settings.bootstrap_rounds),
             slice_protocol=slice_protocol,
             model_metrics=self.store.model_metrics_frame(),
+            lower_is_better=PER_IMAGE_LOWER_IS_BETTER,
         )
         self.computations += 1
         return AgreementResult(report, filters, len(votes), time.perf_counter() - start)
