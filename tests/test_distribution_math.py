@@ -106,6 +106,59 @@ def test_kid_rejects_bad_input():
         dist.kid(np.ones((1, 3)), np.ones((5, 3)), np.random.default_rng(0))
     with pytest.raises(ValueError, match="NaN"):
         dist.kid(np.full((3, 3), np.nan), np.ones((5, 3)), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        dist.kid(np.ones((5, 3)), np.ones((5, 3)), np.random.default_rng(0), threads=0)
+
+
+def _kernel_sums_loop(a, b, d):
+    """(Σ_{i≠j} k(a_i, a_j), Σ_{i≠j} k(b_i, b_j), Σ_{i,j} k(a_i, b_j)), one pair at a time."""
+    m = len(a)
+    kxx = sum(_poly(a[i], a[j], d) for i in range(m) for j in range(m) if i != j)
+    kyy = sum(_poly(b[i], b[j], d) for i in range(m) for j in range(m) if i != j)
+    kxy = sum(_poly(a[i], b[j], d) for i in range(m) for j in range(m))
+    return kxx, kyy, kxy
+
+
+# The default chunk (each Gram matrix in one piece here) and 300 values: 6 rows of 45
+# per chunk, the last chunk partial, so the triangle bookkeeping runs on every chunk.
+@pytest.mark.parametrize("chunk", [None, 300])
+def test_kid_cpu_kernel_sums_match_double_loop(monkeypatch, chunk):
+    """The threaded syrk/GEMM path, sum by sum, against float64 loops (n < 1000, d = 37)."""
+    if chunk is not None:
+        monkeypatch.setattr(dist, "_CUBE_CHUNK", chunk)
+    data = np.random.default_rng(11)
+    x = data.random((70, 37))
+    y = data.random((64, 37)) * 1.2 + 0.1
+    m, k, d = 45, 3, 37
+    rng_y, rng_x = np.random.default_rng(8).spawn(2)
+    iy = [rng_y.choice(64, m, replace=False) for _ in range(k)]
+    ix = [rng_x.choice(70, m, replace=False) for _ in range(k)]
+    scale = np.float32(1 / np.sqrt(d))
+    xs, ys = x.astype(np.float32) * scale, y.astype(np.float32) * scale
+    sums = dist._kid_sums_cpu(xs, ys, ix, iy, None, threads=2)
+    for s in range(k):
+        ref = _kernel_sums_loop(x[ix[s]], y[iy[s]], d)
+        assert sums[s] == pytest.approx(ref, rel=1e-6)
+    cached = dist._kid_sums_cpu(xs, ys, ix, iy, sums[:, 1], threads=1)
+    assert np.array_equal(cached, sums)
+
+    est = dist.kid(x, y, np.random.default_rng(8), n_subsets=k, subset_size=m)
+    ref_values = [_mmd2_poly_loop(x[a], y[b]) for a, b in zip(ix, iy, strict=True)]
+    assert est.value == pytest.approx(np.mean(ref_values), rel=1e-6)
+    assert est.std == pytest.approx(np.std(ref_values), rel=1e-5)
+
+
+def test_kid_does_not_depend_on_threads_and_cache_is_keyed_by_subsets():
+    data = np.random.default_rng(12)
+    x, y = data.random((300, 50)), data.random((280, 50)) + 0.02
+    runs = [dist.kid(x, y, np.random.default_rng(3), 7, 120, threads=t) for t in (1, 2, 3)]
+    assert runs[0].value == runs[1].value == runs[2].value
+    assert runs[0].std == runs[1].std == runs[2].std
+    cache: dict = {}
+    dist.kid(x, y, np.random.default_rng(3), 7, 120, reference_cache=cache)
+    other_seed = dist.kid(x, y, np.random.default_rng(4), 7, 120, reference_cache=cache)
+    assert len(cache) == 2  # another seed draws other reference subsets: no stale hit
+    assert other_seed.value == dist.kid(x, y, np.random.default_rng(4), 7, 120).value
 
 
 def _fid_scipy(x, y):
