@@ -524,6 +524,11 @@ def demo_model_metrics(store: Store, seed: int = 0, progress: bool = False) -> l
     problem = ml_available()
     if problem:
         raise StoreError(problem)
+    if REFERENCE_MODEL not in store.model_names(include_reference=True):
+        raise StoreError(
+            f"{store.workspace} is not a demo workspace (no {REFERENCE_MODEL!r} reference set); "
+            "build the demo into an empty workspace with `arena demo` first."
+        )
     from scoring import distribution_run
     from scoring.features import EXTRACTORS
     from scoring.tiny_extractors import write_all

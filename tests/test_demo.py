@@ -277,3 +277,12 @@ def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_
     with store.session() as s:
         assert s.scalar(select(func.count(db.Feature.image_id))) == n_features
     np.testing.assert_allclose(after.sort_index(), before.sort_index(), rtol=1e-9)
+
+
+def test_demo_model_metrics_refuses_a_workspace_without_the_demo(store):
+    from arena.demo import DEMO_WEIGHTS_FOLDER, demo_model_metrics
+
+    store.add_model("mine", "import")
+    with pytest.raises(StoreError, match=r"not a demo workspace.*demo-real"):
+        demo_model_metrics(store)
+    assert not (store.workspace / DEMO_WEIGHTS_FOLDER).exists()  # nothing written

@@ -68,8 +68,8 @@ def cmd_demo(args) -> int:
         t0 = time.perf_counter()
         try:
             results = demo_model_metrics(store, seed=seed, progress=True)
-        except StoreError as exc:
-            raise CommandError(str(exc)) from None
+        except (StoreError, ValueError) as exc:  # missing extras; not a demo workspace
+            raise CommandError(f"--model-metrics: {exc}") from None
         print(format_results(results))
         print(
             f"model-level numbers of {len({r.model for r in results})} demo models in "
