@@ -40,7 +40,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
 
 from arena import db
-from arena.images import store_files
+from arena.images import init_worker, store_files
 
 if TYPE_CHECKING:
     from arena.store import Store
@@ -556,7 +556,7 @@ def _batches(items: list[ImageItem], size: int) -> Iterator[list[ImageItem]]:
 def _pool(workers: int) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
 
 
 def _stored_results(
