@@ -88,6 +88,19 @@ class PublicApiOnly:
         await self.app(scope, receive, send)
 
 
+def quiet_queue_analytics() -> None:
+    """Stop Gradio's queue from summarising its event log after every event.
+
+    By default (``GRADIO_ANALYTICS_CACHE_FREQUENCY=1``) the queue builds a pandas
+    DataFrame of its last ``GRADIO_ANALYTICS_MAX_EVENTS`` (10,000) events and
+    groups it after *each* event, for the monitoring dashboard, which this app
+    does not enable: several ms of CPU per battle and per vote, growing with the
+    log. Read when the queue is created; values set in the environment win.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+
+
 def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the arena at /."""
     from fastapi import FastAPI
@@ -98,6 +111,7 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     from arena.ui.app import PUBLIC_API, launch_kwargs
 
     blocks = build_app(store, settings, tabs=tabs)
+    quiet_queue_analytics()
     blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
     extra = launch_kwargs(store)
     app = FastAPI(
