@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from arena import db
+from arena import columnar, db
 from arena.config import Settings, load_settings
 from arena.images import ImageStore, StoredImage
 from arena.migrate import SchemaError, upgrade_to_head
@@ -299,57 +299,30 @@ class Store:
         rater_kind, rater_excluded, policy, battle_kind, gold_answer, prompt_id, prompt_set,
         category,
         left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256.
+        Read column-wise (:func:`arena.columnar.read_votes`): the votes-battles join from
+        the database, names and hashes from the small tables by id.
         """
-        left = db.Image.__table__.alias("li")
-        right = db.Image.__table__.alias("ri")
-        lm = db.Model.__table__.alias("lm")
-        rm = db.Model.__table__.alias("rm")
-        v, b, r, p = (
-            db.Vote.__table__,
-            db.Battle.__table__,
-            db.Rater.__table__,
-            db.Prompt.__table__,
-        )
-        query = (
-            select(
-                v.c.id.label("vote_id"),
-                b.c.id.label("battle_id"),
-                v.c.created_at,
-                v.c.outcome,
-                v.c.decision_ms,
-                v.c.flag,
-                r.c.id.label("rater_id"),
-                r.c.kind.label("rater_kind"),
-                r.c.excluded.label("rater_excluded"),
-                b.c.policy,
-                b.c.kind.label("battle_kind"),
-                b.c.gold_answer,
-                p.c.id.label("prompt_id"),
-                p.c.prompt_set,
-                p.c.category,
-                b.c.left_image_id,
-                b.c.right_image_id,
-                lm.c.name.label("left_model"),
-                rm.c.name.label("right_model"),
-                left.c.sha256.label("left_sha256"),
-                right.c.sha256.label("right_sha256"),
-            )
-            .select_from(v)
-            .join(b, b.c.id == v.c.battle_id)
-            .join(r, r.c.id == v.c.rater_id)
-            .join(p, p.c.id == b.c.prompt_id)
-            .join(left, left.c.id == b.c.left_image_id)
-            .join(right, right.c.id == b.c.right_image_id)
-            .join(lm, lm.c.id == left.c.model_id)
-            .join(rm, rm.c.id == right.c.model_id)
-            .order_by(v.c.created_at, v.c.id)
-        )
+        v, b, r = db.Vote.__table__, db.Battle.__table__, db.Rater.__table__
+        query = select(
+            v.c.id.label("vote_id"),
+            v.c.battle_id,
+            v.c.created_at,
+            v.c.outcome,
+            v.c.decision_ms,
+            v.c.flag,
+            v.c.rater_id,
+            b.c.policy,
+            b.c.kind.label("battle_kind"),
+            b.c.gold_answer,
+            b.c.prompt_id,
+            b.c.left_image_id,
+            b.c.right_image_id,
+        ).join(b, b.c.id == v.c.battle_id)
         if not include_excluded:
-            query = query.where(r.c.excluded.is_(False))
+            query = query.join(r, r.c.id == v.c.rater_id).where(r.c.excluded.is_(False))
         if not include_gold:
             query = query.where(b.c.kind == "normal")
-        with self.engine.connect() as conn:
-            return pd.read_sql(query, conn)
+        return columnar.read_votes(self.engine, query)
 
     def images_frame(self, include_broken: bool = False) -> pd.DataFrame:
         """One row per image: image_id, sha256, model, model_kind, prompt_id, seed, size."""
@@ -438,8 +411,17 @@ class Store:
         query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value)
         if metrics is not None:
             query = query.where(sc.c.metric.in_(list(metrics)))
-        with self.engine.connect() as conn:
-            return pd.read_sql(query.order_by(sc.c.image_id, sc.c.metric), conn)
+        col = columnar.fetch_columns(self.engine, query.order_by(sc.c.image_id, sc.c.metric))
+        if not len(col["image_id"]):
+            return columnar.empty_frame(col)
+        return pd.DataFrame(
+            {
+                "image_id": columnar.ints(col["image_id"]),
+                "metric": columnar.strings(col["metric"]),
+                "version": columnar.strings(col["version"]),
+                "value": columnar.inferred(col["value"]),
+            }
+        )
 
     def prompts_frame(self) -> pd.DataFrame:
         p = db.Prompt.__table__

@@ -126,7 +126,9 @@ def synthetic_arena(
 
 
 def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
-    """Insert a synthetic arena into a real, empty SQLite workspace with bulk inserts.
+    """Insert a synthetic arena into a real, empty workspace with bulk inserts.
+
+    Other back ends (PostgreSQL) go through :func:`populate_any`.
 
     Rows go in through the DB-API ``executemany`` (tuples, SQLite's own text
     format for times and JSON), which is what makes a million-vote workspace
@@ -134,7 +136,8 @@ def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
     vote ids equal the frames' ids.
     """
     if not store.url.startswith("sqlite"):
-        raise ValueError("populate_store writes SQLite's storage formats; use a SQLite workspace.")
+        populate_any(store, arena)
+        return
     now = "2025-01-01 00:00:00.000000"
     votes, images, prompts = arena.votes, arena.images, arena.prompts
     models = sorted(set(images["model"]))
@@ -221,3 +224,123 @@ def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
         raw.commit()
     finally:
         raw.close()
+
+
+def populate_any(store, arena: SyntheticArena) -> None:
+    """The same rows as :func:`populate_store` through SQLAlchemy Core, on any back end.
+
+    Slower (for small arenas in tests): Python values, the dialect's own formats.
+    PostgreSQL's id sequences are moved past the inserted ids.
+    """
+    from datetime import datetime
+
+    from sqlalchemy import insert, text
+
+    from arena import db
+
+    now = datetime(2025, 1, 1)
+    votes, images, prompts = arena.votes, arena.images, arena.prompts
+    models = sorted(set(images["model"]))
+    model_id = {m: k + 1 for k, m in enumerate(models)}
+    kind = str(votes["rater_kind"].iloc[0]) if len(votes) else "human"
+    created = pd.to_datetime(votes["created_at"]).dt.to_pydatetime().tolist()
+    vote_ids = votes["vote_id"].astype(int).tolist()
+    rows = {
+        db.Model: [
+            {"id": model_id[m], "name": m, "kind": "import", "created_at": now} for m in models
+        ],
+        db.Prompt: [
+            {
+                "id": int(r.prompt_id),
+                "prompt_set": r.prompt_set,
+                "external_id": r.external_id,
+                "text": r.text,
+                "tags": r.tags,
+                "category": r.category,
+                "created_at": now,
+            }
+            for r in prompts.itertuples()
+        ],
+        db.Image: [
+            {
+                "id": int(r.image_id),
+                "sha256": r.sha256,
+                "model_id": model_id[r.model],
+                "prompt_id": int(r.prompt_id),
+                "seed": 0,
+                "width": 64,
+                "height": 64,
+                "params": {},
+                "created_at": now,
+            }
+            for r in images.itertuples()
+        ],
+        db.Rater: [
+            {"id": int(r), "external_id": f"rater-{r}", "kind": kind, "created_at": now}
+            for r in np.unique(votes["rater_id"].to_numpy())
+        ],
+        db.Battle: [
+            {
+                "id": v,
+                "token": f"t{v}",
+                "prompt_id": int(p),
+                "left_image_id": int(left),
+                "right_image_id": int(right),
+                "rater_id": int(r),
+                "policy": "uniform",
+                "kind": "normal",
+                "served_at": t,
+            }
+            for v, p, left, right, r, t in zip(
+                vote_ids,
+                votes["prompt_id"],
+                votes["left_image_id"],
+                votes["right_image_id"],
+                votes["rater_id"],
+                created,
+                strict=True,
+            )
+        ],
+        db.Vote: [
+            {
+                "id": v,
+                "battle_id": v,
+                "rater_id": int(r),
+                "outcome": o,
+                "decision_ms": 1500,
+                "created_at": t,
+            }
+            for v, r, o, t in zip(
+                vote_ids, votes["rater_id"], votes["outcome"], created, strict=True
+            )
+        ],
+        db.Score: [
+            {
+                "image_id": int(i),
+                "metric": m,
+                "version": ver,
+                "value": None if pd.isna(x) else float(x),
+                "created_at": now,
+            }
+            for i, m, ver, x in zip(
+                arena.scores["image_id"],
+                arena.scores["metric"],
+                arena.scores["version"],
+                arena.scores["value"],
+                strict=True,
+            )
+        ],
+    }
+    with store.engine.begin() as conn:
+        for model, values in rows.items():
+            if values:
+                conn.execute(insert(model.__table__), values)
+        if conn.dialect.name == "postgresql":
+            for model in rows:
+                table = model.__tablename__
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
+                    )
+                )

@@ -25,8 +25,7 @@ from tests.agreement_data import populate_store, synthetic_arena
 ROUNDS = 60
 
 
-@pytest.fixture
-def workspace(store):
+def _populated(store):
     data = synthetic_arena(
         np.random.default_rng(3),
         n_models=4,
@@ -39,6 +38,18 @@ def workspace(store):
     )
     populate_store(store, data)
     return store, data
+
+
+@pytest.fixture
+def workspace(db_store):
+    """The arena on each back end (SQLite file; PostgreSQL database)."""
+    return _populated(db_store)
+
+
+@pytest.fixture
+def sqlite_workspace(store):
+    """The arena in a SQLite workspace (for the CLI and the app, which open it by folder)."""
+    return _populated(store)
 
 
 def test_round_trip_gives_the_same_leaderboard(workspace, tmp_path):
@@ -138,8 +149,8 @@ def test_failed_export_keeps_the_folder_clean(workspace, tmp_path):
     assert list((tmp_path / "out").iterdir()) == []  # no half-written files, no staging left
 
 
-def test_cli_export(workspace, tmp_path, capsys):
-    store, _ = workspace
+def test_cli_export(sqlite_workspace, tmp_path, capsys):
+    store, _ = sqlite_workspace
     ws = str(store.workspace)
     out = tmp_path / "cli"
     code = cli.main(
@@ -154,22 +165,22 @@ def test_cli_export(workspace, tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
 
 
-def test_empty_workspace_exports(store, tmp_path):
-    result = export_workspace(store, tmp_path, rounds=10)
+def test_empty_workspace_exports(db_store, tmp_path):
+    result = export_workspace(db_store, tmp_path, rounds=10)
     assert (tmp_path / "report.html").exists()
     assert result.rows["votes"] == 0
     assert read_table(tmp_path / "agreement_accuracy.csv").empty
 
 
 @pytest.mark.browser
-def test_agreement_tab_renders_in_a_browser(workspace, settings, tmp_path):
+def test_agreement_tab_renders_in_a_browser(sqlite_workspace, settings, tmp_path):
     """The real app in headless Debian chromium: the accuracy table, ceiling and plots."""
     from playwright.sync_api import expect
 
     from arena.ui.app import build_app
     from tests.browser import chromium
 
-    store, _ = workspace
+    store, _ = sqlite_workspace
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
