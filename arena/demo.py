@@ -39,6 +39,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import func, insert, select
 
 from arena import db
+from arena.leaderboard import STAND_IN_TAG
 from arena.store import Store, StoreError
 
 DEMO_PROMPTS = Path(__file__).resolve().parent.parent / "data" / "demo_prompts.csv"
@@ -490,7 +491,7 @@ def build_demo(store: Store, seed: int = 0) -> dict[str, int]:
 
 # -- model-level numbers with stand-in extractors -------------------------------------
 
-DEMO_EXTRACTOR_TAG = "demo-random"
+DEMO_EXTRACTOR_TAG = STAND_IN_TAG  # "demo-random": what the pages look for to label numbers
 DEMO_WEIGHTS_FOLDER = "demo-weights"
 
 

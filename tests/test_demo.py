@@ -250,6 +250,15 @@ def test_demo_model_level_numbers_reach_agreement_and_export(demo_metrics_store,
     fid = models["fid_value"]
     expect = stats.spearmanr(-fid, models["human_rating"]).statistic
     assert corr.loc["fid", "spearman"] == pytest.approx(expect)
+    # The Agreement tab: the rows, the label and the scatter panels.
+    from arena.ui.agreement_tab import AgreementService, agreement_outputs
+
+    service = AgreementService(store, store.settings.replace(bootstrap_rounds=20))
+    summary, _, _, shown, scatter, *_ = agreement_outputs(service)
+    assert "random-weight stand-in extractors" in summary
+    assert set(shown.loc[shown.Level == "model", "Metric"]) == set(MODEL_LEVEL)
+    titles = {ax.get_title() for ax in scatter.axes}
+    assert {f"{m} [demo-random]" for m in MODEL_LEVEL} <= titles and "anomaly" in titles
     export_workspace(store, tmp_path, rounds=20)
     table = read_table(tmp_path / "model_metrics.csv")
     assert len(table) == len(DEMO_MODELS) * len(MODEL_LEVEL)
