@@ -5,15 +5,18 @@
    ``cached_features`` twice. The first run decodes, extracts and stores every vector;
    the second must extract nothing (the extractor's own call counter) and only read.
 2. ``scoring.distribution.kid`` on two 10,000 x 2048 float32 matrices, 100 subsets of
-   1,000, BLAS limited to 2 threads; plus a plain 1000x2048x1000 matmul rate measured
-   at the same time, because this sandbox's 2 cores are shared.
+   1,000, on 2 threads (``threadpool_limits(2)``; kid() runs 2 single-threaded BLAS
+   workers), cold and with the reference's sums cached; wall and CPU time, the GFLOP/s
+   achieved, a plain 1000x2048x1000 GEMM rate measured just before and after (this
+   sandbox's 2 cores are shared), and a one-thread breakdown per subset.
 
-    .venv/bin/python benchmarks/distribution.py [--images 10000] [--skip-kid]
+    .venv/bin/python benchmarks/distribution.py [--images 10000] [--skip-kid | --kid-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -130,7 +133,51 @@ def bench_cache(n: int, batch_size: int) -> None:
         store.close()
 
 
-def bench_kid() -> None:
+def _kid_breakdown(x: np.ndarray, y: np.ndarray, repeats: int = 3) -> dict[str, float]:
+    """Milliseconds per subset of each step of the CPU KID path, on one thread (best of)."""
+    from scoring.distribution import _CUBE_CHUNK, _cube_sum
+
+    m, d = 1000, x.shape[1]
+    inv_d = np.float32(1.0 / d)
+    idx = np.random.default_rng(2).choice(len(x), m, replace=False)
+    a, b = np.empty((m, d), np.float32), np.empty((m, d), np.float32)
+    gram = np.empty((m, m), np.float32)
+    work = np.empty(2 * max(_CUBE_CHUNK, m), np.float32)
+    steps = {
+        "gather 2 subsets": lambda: (
+            np.take(x, idx, axis=0, out=a, mode="clip"),
+            np.take(y, idx, axis=0, out=b, mode="clip"),
+        ),
+        "2 syrk (xx, yy)": lambda: (np.matmul(a, a.T, out=gram), np.matmul(b, b.T, out=gram)),
+        "cube+sum xx, yy (float64)": lambda: [_cube_sum(gram, inv_d, work, True) for _ in range(2)],
+        "GEMM xy": lambda: np.matmul(a, b.T, out=gram),
+        "cube+sum xy (float64)": lambda: _cube_sum(gram, inv_d, work, False),
+    }
+    out = {}
+    for name, step in steps.items():
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best * 1e3
+    return out
+
+
+def _gemm_rate(threads: int) -> float:
+    """float32 1000x2048x1000 GEMM rate now, GFLOP/s, on ``threads`` BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).random((1000, 2048), dtype=np.float32)
+    with threadpool_limits(threads):
+        a @ a[::-1].T
+        t0 = time.perf_counter()
+        for _ in range(3):
+            a @ a[::-1].T
+        return 3 * 2 * 1000 * 1000 * 2048 / (time.perf_counter() - t0) / 1e9
+
+
+def bench_kid(target_s: float = 5.0) -> None:
     from threadpoolctl import threadpool_limits
 
     from scoring.distribution import kid
@@ -138,27 +185,41 @@ def bench_kid() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((10_000, 2048), dtype=np.float32)
     y = rng.random((10_000, 2048), dtype=np.float32) * 1.01
-    with threadpool_limits(2):
-        a = rng.random((1000, 2048), dtype=np.float32)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            a @ a[::-1].T
-        rate = 3 * 2 * 1000 * 1000 * 2048 / (time.perf_counter() - t0) / 1e9
-        t0 = time.perf_counter()
+    # Per subset: xx and yy symmetric (syrk, m²d multiply-adds each), xy a full GEMM.
+    flops = 100 * 4 * 1000 * 1000 * 2048
+    rate_before = _gemm_rate(2)
+    with threadpool_limits(2):  # kid() splits the subsets over these 2 threads
+        t0, c0 = time.perf_counter(), time.process_time()
         est = kid(x, y, np.random.default_rng(1))
-        cold = time.perf_counter() - t0
+        cold, cold_cpu = time.perf_counter() - t0, time.process_time() - c0
         cache: dict = {}
         kid(x, y, np.random.default_rng(1), reference_cache=cache)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         kid(x, y, np.random.default_rng(1), reference_cache=cache)
-        warm = time.perf_counter() - t0
-    flops = 100 * 2 * 1000 * 1000 * 2048 * 2  # XY full + XX and YY (symmetric) per subset
-    print(f"float32 GEMM rate now (2 threads): {rate:.0f} GFLOP/s")
+        warm, warm_cpu = time.perf_counter() - t0, time.process_time() - c0
+    rate_after = _gemm_rate(2)
+    with threadpool_limits(1):
+        parts = _kid_breakdown(x, y)
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average (1/5/15 min): {load}")
     print(
-        f"KID 10k x 2048, 100 subsets of 1000: {cold:.2f} s (KID {est.value:.3g} ± {est.std:.2g})"
-        f"; ~{flops / 1e9:.0f} GFLOP, i.e. {flops / 1e9 / rate:.1f} s at the GEMM rate above"
+        f"float32 GEMM rate now (2 BLAS threads): {rate_before:.0f} GFLOP/s before KID, "
+        f"{rate_after:.0f} after"
     )
-    print(f"KID, reference terms cached (the next model vs the same reference): {warm:.2f} s")
+    verdict = "met" if cold <= target_s else "NOT met"
+    print(
+        f"KID 10k x 2048, 100 subsets of 1000: {cold:.2f} s wall, {cold_cpu:.2f} s CPU "
+        f"(KID {est.value:.4g} ± {est.std:.2g}); {flops / 1e9:.0f} GFLOP -> "
+        f"{flops / 1e9 / cold:.0f} GFLOP/s achieved; target <= {target_s:g} s {verdict}"
+    )
+    print(
+        f"KID, reference terms cached (the next model vs the same reference): {warm:.2f} s "
+        f"wall, {warm_cpu:.2f} s CPU ({0.75 * flops / 1e9 / warm:.0f} GFLOP/s)"
+    )
+    total = sum(parts.values())
+    print(f"per subset on one thread ({total:.1f} ms; 2 threads share the 100 subsets):")
+    for name, ms in parts.items():
+        print(f"  {name:<27} {ms:6.2f} ms  ({100 * ms / total:4.1f} %)")
 
 
 def main() -> None:
@@ -166,8 +227,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--skip-kid", action="store_true")
+    parser.add_argument(
+        "--kid-only", action="store_true", help="only the KID part (no feature-cache workspace)"
+    )
     args = parser.parse_args()
-    bench_cache(args.images, args.batch_size)
+    if args.kid_only and args.skip_kid:
+        parser.error("--kid-only and --skip-kid exclude each other")
+    if not args.kid_only:
+        bench_cache(args.images, args.batch_size)
     if not args.skip_kid:
         bench_kid()
 

@@ -78,8 +78,8 @@ def _check_pair(x: np.ndarray, y: np.ndarray) -> None:
 def _poly_kernel_sum(a: np.ndarray, b: np.ndarray | None, exclude_diagonal: bool) -> float:
     """Sum of ``(a_i·b_j + 1)^3`` over all pairs (``b=None``: ``a`` with itself).
 
-    ``a`` and ``b`` are pre-scaled by ``1/sqrt(d)``. The Gram matrix is float32
-    (``a @ a.T`` runs as a symmetric rank-k update); sums are float64.
+    ``a`` and ``b`` are pre-scaled by ``1/sqrt(d)``; float64 throughout here (used by
+    ``mmd2_poly_unbiased``; ``kid`` has its own float32 path).
     """
     gram = a @ (a if b is None else b).T
     if b is None and exclude_diagonal:
@@ -132,8 +132,11 @@ def _torch_poly_kernel_sum(a, b, exclude_diagonal: bool) -> float:
 _CUBE_CHUNK = 1 << 16
 
 
-def _cube_sum(gram: np.ndarray, work: np.ndarray, symmetric: bool) -> float:
-    """float64 sum of ``(g + 1)^3`` over the float32 ``gram``, in cache-sized row chunks.
+def _cube_sum(gram: np.ndarray, inv_d: np.float32, work: np.ndarray, symmetric: bool) -> float:
+    """float64 sum of ``(g/d + 1)^3`` over the float32 ``gram``, in cache-sized row chunks.
+
+    ``inv_d`` is ``1/d`` in float32: folding it in here (exact when d is a power of two,
+    as 2048 is) spares scaling copies of the whole feature matrices.
 
     ``symmetric=True``: ``gram`` is a square symmetric Gram matrix ``a·aᵀ`` and only
     its off-diagonal pairs are summed, reading the lower triangle: per chunk of rows
@@ -152,7 +155,8 @@ def _cube_sum(gram: np.ndarray, work: np.ndarray, symmetric: bool) -> float:
         size = (r1 - r0) * cols
         t = work[:size].reshape(r1 - r0, cols)
         u = work[half : half + size].reshape(r1 - r0, cols)
-        np.add(gram[r0:r1, :cols], np.float32(1.0), out=t)
+        np.multiply(gram[r0:r1, :cols], inv_d, out=t)
+        t += np.float32(1.0)
         np.multiply(t, t, out=u)
         u *= t
         total += float(np.add.reduce(u.reshape(-1), dtype=np.float64))
@@ -160,30 +164,31 @@ def _cube_sum(gram: np.ndarray, work: np.ndarray, symmetric: bool) -> float:
             blocks += float(np.add.reduce(u[:, r0:r1], axis=None, dtype=np.float64))
     if not symmetric:
         return total
-    diag = np.diagonal(gram) + np.float32(1.0)
+    diag = np.diagonal(gram) * inv_d + np.float32(1.0)
     diag_sum = float(np.add.reduce(diag * diag * diag, dtype=np.float64))
     return 2.0 * total - blocks - diag_sum
 
 
-def _kid_sums_worker(xs, ys, idx_x, idx_y, sums, need_yy, next_subset) -> None:
+def _kid_sums_worker(x, y, idx_x, idx_y, sums, need_yy, next_subset) -> None:
     """Kernel sums (xx, yy, xy) of the subsets that ``next_subset()`` hands this thread.
 
     ``a @ a.T`` runs as a BLAS ``syrk`` (half the multiply-adds of a GEMM; numpy
     mirrors the triangle), ``a @ b.T`` as a GEMM; both release the GIL. The buffers
     belong to this thread and are reused across its subsets.
     """
-    m, d = len(idx_x[0]), xs.shape[1]
+    m, d = len(idx_x[0]), x.shape[1]
+    inv_d = np.float32(1.0 / d)
     a = np.empty((m, d), dtype=np.float32)
     b = np.empty((m, d), dtype=np.float32)
     gram = np.empty((m, m), dtype=np.float32)
     work = np.empty(2 * max(_CUBE_CHUNK, m), dtype=np.float32)
     while (s := next_subset()) is not None:
-        np.take(xs, idx_x[s], axis=0, out=a, mode="clip")
-        np.take(ys, idx_y[s], axis=0, out=b, mode="clip")
-        sums[s, 0] = _cube_sum(np.matmul(a, a.T, out=gram), work, symmetric=True)
+        np.take(x, idx_x[s], axis=0, out=a, mode="clip")
+        np.take(y, idx_y[s], axis=0, out=b, mode="clip")
+        sums[s, 0] = _cube_sum(np.matmul(a, a.T, out=gram), inv_d, work, symmetric=True)
         if need_yy:
-            sums[s, 1] = _cube_sum(np.matmul(b, b.T, out=gram), work, symmetric=True)
-        sums[s, 2] = _cube_sum(np.matmul(a, b.T, out=gram), work, symmetric=False)
+            sums[s, 1] = _cube_sum(np.matmul(b, b.T, out=gram), inv_d, work, symmetric=True)
+        sums[s, 2] = _cube_sum(np.matmul(a, b.T, out=gram), inv_d, work, symmetric=False)
 
 
 def _blas_threads() -> int:
@@ -194,7 +199,7 @@ def _blas_threads() -> int:
     return max(1, min(counts, default=1))
 
 
-def _kid_sums_cpu(xs, ys, idx_x, idx_y, kyy, threads: int) -> np.ndarray:
+def _kid_sums_cpu(x, y, idx_x, idx_y, kyy, threads: int) -> np.ndarray:
     """Per-subset kernel sums ``(n_subsets, 3)``: xx, yy, xy (off-diagonal for xx, yy).
 
     ``threads`` workers each take whole subsets with a single-threaded BLAS (inside
@@ -218,7 +223,7 @@ def _kid_sums_cpu(xs, ys, idx_x, idx_y, kyy, threads: int) -> np.ndarray:
         with lock:
             return next(order, None)
 
-    args = (xs, ys, idx_x, idx_y, sums, kyy is None, next_subset)
+    args = (x, y, idx_x, idx_y, sums, kyy is None, next_subset)
     threads = max(1, min(threads, n_subsets))
     with threadpool_limits(1, user_api="blas"):
         if threads == 1:
@@ -230,11 +235,16 @@ def _kid_sums_cpu(xs, ys, idx_x, idx_y, kyy, threads: int) -> np.ndarray:
     return sums
 
 
-def _kid_sums_torch(xs, ys, idx_x, idx_y, kyy, device: str) -> np.ndarray:
-    """``_kid_sums_cpu`` with torch on ``device`` (e.g. "cuda"): float32 Gram, float64 sums."""
+def _kid_sums_torch(x, y, idx_x, idx_y, kyy, device: str) -> np.ndarray:
+    """``_kid_sums_cpu`` with torch on ``device`` (e.g. "cuda"): float32 Gram, float64 sums.
+
+    The features are scaled by ``1/sqrt(d)`` on the device before the products.
+    """
     import torch
 
-    xs, ys = torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device)
+    scale = float(1.0 / np.sqrt(x.shape[1]))
+    xs = torch.from_numpy(x).to(device) * scale
+    ys = torch.from_numpy(y).to(device) * scale
     sums = np.zeros((len(idx_x), 3), dtype=np.float64)
     for s, (ix, iy) in enumerate(zip(idx_x, idx_y, strict=True)):
         a = xs[torch.from_numpy(ix).to(device)]
@@ -263,12 +273,14 @@ def kid(
     as ``reference_cache`` (one per reference feature matrix) to reuse the reference's
     per-subset kernel sums across models: a quarter of the work.
 
-    The Gram matrices are float32 on features pre-scaled by ``1/sqrt(d)``; the cubic
-    kernel's sums accumulate in float64 (relative error ~1e-6 of the kernel mean
-    against a float64 computation). ``device`` (e.g. "cuda") runs the matrix products
-    with torch on that device; ``None`` uses BLAS ``ssyrk``/``sgemm`` on the CPU, split
-    by subsets over ``threads`` threads (default: as many as the BLAS may use now, so
-    ``threadpool_limits`` / ``OPENBLAS_NUM_THREADS`` bound it; the BLAS itself runs
+    The Gram matrices are float32 (CPU: of the features, times ``1/d`` in the cubing
+    step; torch: of the features pre-scaled by ``1/sqrt(d)``); the cubic kernel's sums
+    accumulate in float64. On 2048-d uniform features like the benchmark's (KID ~1.7e-4,
+    1e-4 of the kernel mean) KID is within ~1e-7 relative of a float64 computation
+    (pre-scaling the features instead, as torch does, gives ~1e-6). ``device`` (e.g. "cuda") runs the products with torch on that device;
+    ``None`` uses numpy's BLAS on the CPU (``a @ a.T`` as ``syrk``, ``a @ b.T`` as GEMM),
+    split by subsets over ``threads`` threads (default: as many as the BLAS may use now,
+    so ``threadpool_limits`` / ``OPENBLAS_NUM_THREADS`` bound it; the BLAS itself runs
     single-threaded meanwhile). The result does not depend on ``threads``.
     """
     x = _as_features(x, "generated features", np.float32)
@@ -287,16 +299,14 @@ def kid(
     rng_y, rng_x = rng.spawn(2)
     idx_y = [rng_y.choice(len(y), m, replace=False) for _ in range(n_subsets)]
     idx_x = [rng_x.choice(len(x), m, replace=False) for _ in range(n_subsets)]
-    scale = np.float32(1.0 / np.sqrt(x.shape[1]))
-    xs, ys = x * scale, y * scale
     # The subsets' indices are part of the key: another seed or size never hits.
     key = (y.shape, hashlib.sha1(np.stack(idx_y).tobytes()).hexdigest())
     kyy = None if reference_cache is None else reference_cache.get(key)
     if device is not None:
-        sums = _kid_sums_torch(xs, ys, idx_x, idx_y, kyy, device)
+        sums = _kid_sums_torch(x, y, idx_x, idx_y, kyy, device)
     else:
         n_threads = _blas_threads() if threads is None else threads
-        sums = _kid_sums_cpu(xs, ys, idx_x, idx_y, kyy, n_threads)
+        sums = _kid_sums_cpu(x, y, idx_x, idx_y, kyy, n_threads)
     if reference_cache is not None:
         reference_cache[key] = sums[:, 1].copy()
     values = (sums[:, 0] + sums[:, 1]) / (m * (m - 1)) - 2.0 * sums[:, 2] / (m * m)
