@@ -277,10 +277,12 @@ def kid(
     step; torch: of the features pre-scaled by ``1/sqrt(d)``); the cubic kernel's sums
     accumulate in float64. On 2048-d uniform features like the benchmark's (KID ~1.7e-4,
     1e-4 of the kernel mean) KID is within ~1e-7 relative of a float64 computation
-    (pre-scaling the features instead, as torch does, gives ~1e-6). ``device`` (e.g. "cuda") runs the products with torch on that device;
-    ``None`` uses numpy's BLAS on the CPU (``a @ a.T`` as ``syrk``, ``a @ b.T`` as GEMM),
-    split by subsets over ``threads`` threads (default: as many as the BLAS may use now,
-    so ``threadpool_limits`` / ``OPENBLAS_NUM_THREADS`` bound it; the BLAS itself runs
+    (pre-scaling the features instead, as torch does, gives ~1e-6).
+
+    ``device`` (e.g. "cuda") runs the products with torch on that device. ``None`` uses
+    numpy's BLAS on the CPU (``a @ a.T`` as ``syrk``, ``a @ b.T`` as GEMM), split by
+    subsets over ``threads`` threads (default: as many as the BLAS may use now, so
+    ``threadpool_limits`` / ``OPENBLAS_NUM_THREADS`` bound it; the BLAS itself runs
     single-threaded meanwhile). The result does not depend on ``threads``.
     """
     x = _as_features(x, "generated features", np.float32)
