@@ -123,3 +123,15 @@ def test_active_choices_are_reproducible_for_a_seed(arena):
     assert first == again
     assert first != other
     assert {p.policy for p in first} == {"active"}
+
+
+def test_counts_for_a_subset_of_models_ignore_the_others(arena):
+    """Votes involving a model outside ``model_ids`` are left out, the rest keep their place."""
+    store, model_ids, _names = arena
+    full = load_pair_counts(store, model_ids)
+    keep = [2, 0, 3]  # a different order than the database ids
+    subset = load_pair_counts(store, tuple(model_ids[k] for k in keep))
+    grid = np.ix_(keep, keep)
+    for field in ("wins", "ties", "both_bad"):
+        assert np.array_equal(getattr(subset, field), getattr(full, field)[grid]), field
+    assert subset.total < full.total
