@@ -1,6 +1,7 @@
 """How many votes each matchmaking policy needs for a trustworthy leaderboard (simulation).
 
     python benchmarks/sample_efficiency.py [--reps 20] [--sizes 20,50] [--refresh 100] [--quick]
+    python benchmarks/sample_efficiency.py --sizes 20 --reps 200 --targets tau --skip-quality
 
 The simulated arena. ``n`` models with true Elo ratings evenly spread over a
 range like a real arena's top (300 Elo for 20 models, 400 for 50: adjacent
@@ -26,10 +27,14 @@ Targets, counted in votes until first reached (median and IQR over reps):
 - ``adjacent``: at least 95% of adjacent (in truth) pairs ordered correctly by
   the fitted ratings: all 19 of 19 at 20 models, 47 of 49 at 50 models.
 
-Then the rater-quality experiment: 100 raters, 10% adversarial (half always
-vote left, half always vote for the worse image), gold battles at 10%; τ of the
-clean run, of the run with adversaries, and of that run after excluding the
-raters ``arena.rater_quality.rater_report`` flags.
+Then what any fixed design could buy for τ: the best split of votes over pairs,
+optimised knowing the true ratings, in the Fisher approximation (expected
+misordered pairs ≤ 5%, i.e. τ ≈ 0.9), against the uniform split.
+
+Then the rater-quality experiment (skipped with ``--skip-quality``): 100 raters,
+10% adversarial (half always vote left, half always vote for the worse image),
+gold battles at 10%; τ of the clean run, of the run with adversaries, and of
+that run after excluding the raters ``arena.rater_quality.rater_report`` flags.
 
 Votes are simulated on aggregated counts (a multinomial over pairs, binomials
 over outcomes), which has exactly the law of drawing them one by one within a
