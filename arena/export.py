@@ -109,8 +109,10 @@ def votes_table(votes: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     """
     stamp = pd.to_datetime(votes["created_at"]).to_numpy("datetime64[us]")
     order = np.lexsort((votes["vote_id"].to_numpy(np.int64), stamp.view(np.int64)))
-    out = votes.iloc[order].reset_index(drop=True)
-    stamp = stamp[order]
+    if np.array_equal(order, np.arange(len(order))):  # Store.votes_frame is in vote order
+        out = votes.reset_index(drop=True)
+    else:
+        out, stamp = votes.iloc[order].reset_index(drop=True), stamp[order]
     at = positions(out["prompt_id"].to_numpy(np.int64), prompts["prompt_id"].to_numpy(np.int64))
     for column, name in PROMPT_COLUMNS.items():
         out[column] = prompts[name].array.take(at, allow_fill=True)  # -1: no such prompt
