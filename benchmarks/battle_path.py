@@ -36,6 +36,7 @@ from arena.battles import record_vote, serve_battle
 from arena.config import load_settings
 from arena.matchmaking import Matchmaker
 from arena.store import Store
+from benchmarks.load import cpu_seconds
 
 OUTCOMES = np.array(["left", "right", "tie", "both_bad"])
 
@@ -163,17 +164,21 @@ def _client_process(
     url: str, ids: list[int], duration: float, start_at: float, out, prefix: str
 ) -> None:
     """One process of raters (threads): battle -> vote -> battle ... until the deadline."""
-    from gradio_client import Client
+    from tests.arena_process import connect
 
     acked, gaps, errors = 0, [], []
     lock = threading.Lock()
+    cpu_at_start = []
 
     def rater(k: int) -> None:
         nonlocal acked
-        client = Client(url, verbose=False)
+        client = connect(url)
         rid = f"{prefix}{k:04d}"
         battle = client.predict(rid, api_name="/battle")
         time.sleep(max(0.0, start_at - time.time()))
+        with lock:
+            if not cpu_at_start:
+                cpu_at_start.append(time.process_time())
         while time.time() < start_at + duration:
             t0 = time.perf_counter()
             try:
@@ -193,7 +198,8 @@ def _client_process(
         t.start()
     for t in threads:
         t.join()
-    out.put((acked, gaps, errors))
+    cpu = time.process_time() - (cpu_at_start[0] if cpu_at_start else 0.0)
+    out.put((acked, gaps, errors, cpu))
 
 
 def start_server(workspace: Path, settings) -> tuple:
@@ -239,9 +245,11 @@ def end_to_end(store: Store, settings, raters: int, duration: float, procs: int)
 
     from gradio_client import Client
 
-    proc, url = start_server(store.workspace, settings)
+    t_start = time.perf_counter()
+    proc, url = start_server(store.workspace, settings)  # builds the matchmaker index
+    startup_s = time.perf_counter() - t_start
     try:
-        warm = Client(url, verbose=False)  # builds the matchmaker index before timing
+        warm = Client(url, verbose=False)
         warm.predict("bench-e2e-warmup", api_name="/battle")
         prefix = f"bench-e2e-{int(time.time())}-"  # this run's raters only
         ctx = mp.get_context("spawn")
@@ -254,7 +262,10 @@ def end_to_end(store: Store, settings, raters: int, duration: float, procs: int)
         ]
         for w in workers:
             w.start()
+        time.sleep(max(0.0, start_at - time.time()))
+        server_cpu0 = cpu_seconds(proc.pid)
         results = [out.get(timeout=duration + 300) for _ in workers]
+        server_cpu = cpu_seconds(proc.pid) - server_cpu0
         for w in workers:
             w.join()
     finally:
@@ -263,6 +274,7 @@ def end_to_end(store: Store, settings, raters: int, duration: float, procs: int)
     acked = sum(r[0] for r in results)
     gaps = [g for r in results for g in r[1]]
     errors = [e for r in results for e in r[2]]
+    client_cpu = sum(r[3] for r in results)
     with sqlite3.connect(store.url.removeprefix("sqlite:///")) as con:
         in_db = con.execute(
             "SELECT count(*) FROM votes v JOIN raters r ON r.id = v.rater_id "
@@ -279,6 +291,9 @@ def end_to_end(store: Store, settings, raters: int, duration: float, procs: int)
         "p95_vote_to_next_ms": pct(gaps, 95),
         "errors": len(errors),
         "first_error": errors[0] if errors else "",
+        "server_cpu_ms_per_vote": server_cpu * 1000 / max(1, acked),
+        "client_cpu_ms_per_vote": client_cpu * 1000 / max(1, acked),
+        "startup_s": startup_s,
     }
 
 
@@ -335,6 +350,12 @@ def main(argv=None) -> int:
             f"{e['p50_vote_to_next_ms']:.0f} ms p95 {e['p95_vote_to_next_ms']:.0f} ms; "
             f"acknowledged {e['acknowledged']} == in database {e['in_db']}: "
             f"{e['acknowledged'] == e['in_db']}; refused {e['errors']} {e['first_error']}"
+        )
+        print(
+            f"  CPU per vote (battle + vote): server {e['server_cpu_ms_per_vote']:.1f} ms, "
+            f"rater clients {e['client_cpu_ms_per_vote']:.1f} ms (both on this machine's "
+            f"{os.cpu_count()} cores); server start-up incl. matchmaker index "
+            f"{e['startup_s']:.1f} s"
         )
     store.close()
     return 0

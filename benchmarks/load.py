@@ -10,8 +10,9 @@ Afterwards the votes in the database are compared with the acknowledged ones.
     .venv/bin/python benchmarks/load.py --battles 10 --backends sqlite
 
 Prints per back end and concurrency: votes acknowledged, votes/s (a vote and the next
-battle are one rater step), vote latency p50/p95/p99, the server's CPU time per
-battle+vote (its capacity per core is 1000 / that), and stored == acknowledged.
+battle are one rater step), vote latency p50/p95/p99, the CPU time per battle+vote of
+the server process (its capacity per core is 1000 / that) and of the rater client
+processes (on the same cores here), and stored == acknowledged.
 PostgreSQL is a private server started from Debian's binaries (tests/pg_server.py) or
 $ARENA_TEST_POSTGRES_URL.
 """
@@ -53,6 +54,7 @@ def client_process(url: str, ks: list[int], battles: int, out) -> None:
         for c, k, log in zip(clients, ks, logs, strict=True)
     ]
     out.put("ready")
+    cpu0 = time.process_time()
     for t in threads:
         t.start()
     for t in threads:
@@ -63,7 +65,7 @@ def client_process(url: str, ks: list[int], battles: int, out) -> None:
         merged.vote_latency_s += log.vote_latency_s
         merged.refusals += log.refusals
         merged.errors += log.errors
-    out.put(merged)
+    out.put((merged, time.process_time() - cpu0))
 
 
 def run_level(url: str, raters: int, battles: int, first_k: int, procs: int):
@@ -77,17 +79,17 @@ def run_level(url: str, raters: int, battles: int, first_k: int, procs: int):
     for _ in workers:  # all clients connected before the clock starts
         assert out.get(timeout=600) == "ready"
     t0 = time.perf_counter()
-    logs = [out.get(timeout=3600) for _ in workers]
+    results = [out.get(timeout=3600) for _ in workers]
     wall = time.perf_counter() - t0
     for w in workers:
         w.join()
     merged = RaterLog()
-    for log in logs:
+    for log, _cpu in results:
         merged.acked.update(log.acked)
         merged.vote_latency_s += log.vote_latency_s
         merged.refusals += log.refusals
         merged.errors += log.errors
-    return merged, wall
+    return merged, wall, sum(cpu for _log, cpu in results)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -126,8 +128,9 @@ def bench_backend(name: str, db_url: str, levels: list[int], battles: int, procs
     with ServerProcess(root / "ws", db_url=db_url) as server:
         for i, raters in enumerate(levels):
             cpu0 = cpu_seconds(server.proc.pid)
-            log, wall = run_level(server.url, raters, battles, 10_000 * (i + 1), procs)
+            log, wall, client_cpu = run_level(server.url, raters, battles, 10_000 * (i + 1), procs)
             cpu_ms = (cpu_seconds(server.proc.pid) - cpu0) * 1000 / max(1, len(log.acked))
+            client_ms = client_cpu * 1000 / max(1, len(log.acked))
             acked_all.update(log.acked)
             lat = np.array(log.vote_latency_s) * 1000
             p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if len(lat) else (np.nan,) * 3
@@ -135,8 +138,8 @@ def bench_backend(name: str, db_url: str, levels: list[int], battles: int, procs
                 f"{name:<10} {raters:>4} raters x {battles}: {len(log.acked):>6} votes in "
                 f"{wall:6.1f} s = {len(log.acked) / wall:6.1f} votes/s; vote latency p50 "
                 f"{p50:6.0f} ms  p95 {p95:6.0f} ms  p99 {p99:6.0f} ms; refusals "
-                f"{len(log.refusals)}, errors {len(log.errors)}; server CPU {cpu_ms:.0f} ms "
-                "per battle+vote",
+                f"{len(log.refusals)}, errors {len(log.errors)}; CPU per battle+vote: server "
+                f"{cpu_ms:.1f} ms, clients {client_ms:.1f} ms",
                 flush=True,
             )
     stored = stored_votes(settings)

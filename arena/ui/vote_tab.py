@@ -233,6 +233,9 @@ class VoteHandlers:
 
 def render(store, settings) -> None:
     matchmaker = Matchmaker.from_settings(store, settings)
+    # Built now, at start-up: at 160k images and 1M votes it takes seconds, which
+    # would otherwise fall on the first rater (and every rater queued behind them).
+    matchmaker.index()
     handlers = VoteHandlers(store, settings, matchmaker)
     browser_id = gr.BrowserState("", storage_key="t2i-arena-rater")
     session = gr.State(None)
