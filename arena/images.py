@@ -153,22 +153,22 @@ def png_raw_size(width: int, height: int, depth: int, colour: int, interlace: in
     )
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    crc = deflate.crc32(body, deflate.crc32(kind))
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-
-def stored_zlib(raw: bytes) -> bytes:
-    """A zlib stream holding ``raw`` in uncompressed deflate blocks (inflating it is a copy)."""
+def _stored_parts(raw: bytes) -> list:
+    """The pieces of a zlib stream holding ``raw`` in uncompressed ("stored") deflate blocks."""
     view = memoryview(raw)
-    parts = [b"\x78\x01"]  # deflate, 32 KiB window, no dictionary, "fastest"
+    parts: list = [b"\x78\x01"]  # deflate, 32 KiB window, no dictionary, "fastest"
     for start in range(0, max(len(raw), 1), _STORED_BLOCK):
         piece = view[start : start + _STORED_BLOCK]
         final = start + _STORED_BLOCK >= len(raw)
         parts.append(struct.pack("<BHH", final, len(piece), len(piece) ^ 0xFFFF))
         parts.append(piece)
     parts.append(struct.pack(">I", deflate.adler32(raw)))
-    return b"".join(parts)
+    return parts
+
+
+def stored_zlib(raw: bytes) -> bytes:
+    """A zlib stream holding ``raw`` in stored deflate blocks (inflating it is a copy)."""
+    return b"".join(_stored_parts(raw))
 
 
 def inflate_png(data: bytes) -> bytes | None:
@@ -201,10 +201,21 @@ def inflate_png(data: bytes) -> bytes | None:
         raw = deflate.zlib_decompress(stream, size)
     except deflate.DeflateError:
         return None
+    del stream
     if len(raw) != size:
         return None
+    # One IDAT chunk, assembled in a single join (its CRC runs over the pieces): at most
+    # the file, the inflated data and the result are in memory at once.
+    parts = _stored_parts(raw)
+    length = sum(len(part) for part in parts)
+    if length > 2**31 - 1:  # the PNG limit for one chunk
+        return None
+    crc = deflate.crc32(b"IDAT")
+    for part in parts:
+        crc = deflate.crc32(part, crc)
     first, last = chunks[idats[0]][1], chunks[idats[-1]][2]
-    return b"".join((view[:first], _png_chunk(b"IDAT", stored_zlib(raw)), view[last:]))
+    head = (view[:first], struct.pack(">I", length), b"IDAT")
+    return b"".join((*head, *parts, struct.pack(">I", crc), view[last:]))
 
 
 def _has_transparency(img: PILImage.Image) -> bool:

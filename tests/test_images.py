@@ -372,3 +372,15 @@ def test_a_stream_longer_than_the_image_is_decoded_as_pillow_does():
     padded = _corrupt_idat(good, zlib.compress(zlib.decompress(_idat_stream(good)) + b"\0" * 99))
     assert inflate_png(padded) is None  # not the size the header implies: Pillow decides
     assert decode_rgb(padded, "padded.png").tobytes() == expected.tobytes()
+
+
+def test_the_inflated_png_is_a_valid_png_with_the_same_other_chunks():
+    data, _ = _kind(3, 4, 1, seed=6)  # palette (PLTE), tEXt, three IDATs
+    out = inflate_png(data)
+    kinds = [kind for kind, _s, _e in png_chunks(out)]
+    assert kinds == [b"IHDR", b"tEXt", b"PLTE", b"IDAT", b"IEND"]
+    for _c, start, stop in png_chunks(out):
+        (crc,) = struct.unpack_from(">I", out, stop - 4)
+        assert zlib.crc32(out[start + 4 : stop - 4]) == crc
+    assert zlib.decompress(_idat_stream(out)) == zlib.decompress(_idat_stream(data))
+    assert [c for c in png_chunks(data) if c[0] != b"IDAT"][:3] == png_chunks(out)[:3]
