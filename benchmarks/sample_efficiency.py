@@ -342,7 +342,9 @@ def main() -> None:
     parser.add_argument("--refresh", type=int, default=REFRESH, help="votes between refits")
     parser.add_argument("--targets", default="tau,adjacent", help="which targets to follow")
     parser.add_argument("--skip-quality", action="store_true", help="no rater-quality part")
-    parser.add_argument("--quick", action="store_true", help="3 reps, 20 models only")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 reps, 20 models: a smoke test, too noisy to rank"
+    )
     args = parser.parse_args()
     sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",")]
     reps = 3 if args.quick else args.reps
