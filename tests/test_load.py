@@ -1,9 +1,9 @@
 """Load: the running server (its own process) with 50 concurrent gradio_client raters.
 
 Every acknowledged vote is a row, no battle has two votes, and no row exists that
-was not acknowledged. 50 raters x 100 battles each (5,000 votes, about 2 minutes on
-the shared 2-core sandbox, where raters and server share the cores); the issue's
-50 x 200 takes about 4 minutes there and is run by
+was not acknowledged. 50 raters x 100 battles each (5,000 votes, about 3 minutes on
+the shared 2-core sandbox, ~31 votes/s with all 50 clients in this one process); the
+issue's 50 x 200 takes about 6 minutes there and is run by
 ``benchmarks/load.py --battles 200`` (SQLite and PostgreSQL), which prints the figures.
 """
 
