@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import and_, case, func, select
 
 from arena import active, db
+from arena.columnar import positions
 from arena.matchmaking import BalancedPolicy, PairStats, Policy, pair_index, register_policy
 from arena.ratings import PairCounts, bt_fit
 
@@ -70,8 +71,7 @@ def load_pair_counts(store, model_ids: tuple[int, ...]) -> PairCounts:
         ).reshape(-1, 6)
     n = len(model_ids)
     ids = np.asarray(model_ids, dtype=np.int64)
-    order = np.argsort(ids)
-    left, right = (_positions(ids, order, rows[:, k]) for k in (0, 1))
+    left, right = (positions(rows[:, k], ids) for k in (0, 1))
     keep = (left >= 0) & (right >= 0) & (left != right)
     left, right, rows = left[keep], right[keep], rows[keep]
     left_wins, right_wins, tied, total = (rows[:, k].astype(float) for k in (2, 3, 4, 5))
@@ -83,15 +83,6 @@ def load_pair_counts(store, model_ids: tuple[int, ...]) -> PairCounts:
         np.add.at(matrix, (left, right), values)
         np.add.at(matrix, (right, left), values)
     return PairCounts(wins, ties, bad)
-
-
-def _positions(ids: np.ndarray, order: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Position of each value in ``ids`` (``order`` sorts ids), -1 where it is absent."""
-    if len(ids) == 0:
-        return np.full(len(values), -1)
-    k = np.clip(np.searchsorted(ids[order], values), 0, len(ids) - 1)
-    found = ids[order][k] == values
-    return np.where(found, order[k], -1)
 
 
 class ActivePolicy(Policy):
