@@ -2,11 +2,32 @@
 
     python benchmarks/sample_efficiency.py [--reps 20] [--sizes 20,50] [--refresh 100] [--quick]
     python benchmarks/sample_efficiency.py --sizes 20 --reps 200 --targets tau --skip-quality
+    python benchmarks/sample_efficiency.py --strengths arena --skip-quality
 
-The simulated arena. ``n`` models with true Elo ratings evenly spread over a
-range like a real arena's top (300 Elo for 20 models, 400 for 50: adjacent
-gaps of ~16 and ~8 Elo). Each vote is a tie with probability 0.1, else a
-Bradley-Terry draw from the true ratings. Ratings are refreshed every
+The simulated arena. ``n`` models with true Elo ratings (``--strengths``):
+
+- ``even`` (default): evenly spread over 300 Elo (20 models) or 400 Elo (50
+  models): adjacent gaps of ~16 and ~8 Elo, no near-ties.
+- ``arena``: drawn like a real leaderboard. Each repetition draws the ``n``
+  ratings i.i.d. from the empirical distribution of a published arena
+  leaderboard (inverse CDF through the linearly interpolated empirical
+  quantiles of its ratings; own seeded stream per repetition, the same for
+  every policy), so the draws have the real spread, its long top tail and the
+  random near-ties and gaps of a real board. The leaderboard is Chatbot Arena's
+  complete rated table of 2023-06-22 ("Table 1. LLM Leaderboard (Timeframe:
+  April 24 - June 19, 2023)", 42K votes; all 20 models with an Arena Elo, 826
+  to 1227), from the LMSYS blog post "Chatbot Arena Leaderboard Week 8"
+  (https://lmsys.org/blog/2023-06-22-leaderboard/, source
+  github.com/lm-sys/lm-sys.github.io, blog/2023-06-22-leaderboard.md). It was
+  chosen, before any run of this scenario, as the largest complete published
+  arena table found in the stored public sources. The text-to-image boards
+  found were smaller, with a similar span and uneven gaps (GenAI-Arena's
+  text-to-image board, github.com/TIGER-AI-Lab/GenAI-Arena,
+  arena_elo/results/latest/t2i_generation_leaderboard.csv: 6 models, 1151 to
+  850). The rater-quality part below keeps the evenly spaced ratings.
+
+Each vote is a tie with probability 0.1, else a Bradley-Terry draw from the
+true ratings. Ratings are refreshed every
 ``refresh`` votes (default 100, for every policy and size), and the policy
 chooses the pairs of the next ``refresh`` votes from the refreshed fit. The live
 app refits in a background thread every 30 s (``ActivePolicy.refresh_seconds``);
@@ -29,7 +50,9 @@ Targets, counted in votes until first reached (median and IQR over reps):
 
 Then what any fixed design could buy for τ: the best split of votes over pairs,
 optimised knowing the true ratings, in the Fisher approximation (expected
-misordered pairs ≤ 5%, i.e. τ ≈ 0.9), against the uniform split.
+misordered pairs ≤ 5%, i.e. τ ≈ 0.9), against the uniform split. With
+``--strengths arena`` it is computed for the true ratings of the first
+``--bound-reps`` repetitions (median and range printed).
 
 Then the rater-quality experiment (skipped with ``--skip-quality``): 100 raters,
 10% adversarial (half always vote left, half always vote for the worse image),
@@ -64,6 +87,15 @@ REFRESH = 100
 POLICIES = ("uniform", "balanced", "active", "oracle")
 TARGETS = ("tau", "adjacent")
 ELO = 400 / np.log(10)
+# Chatbot Arena, 2023-06-22: the Arena Elo of all 20 rated models (blog post cited above).
+ARENA_ELO = np.array(
+    [
+        [1227, 1178, 1156, 1130, 1065, 1061, 1048, 1038, 1008, 992],
+        [986, 956, 950, 930, 924, 905, 897, 871, 850, 826],
+    ],
+    dtype=float,
+).ravel()
+STRENGTHS = ("even", "arena")
 
 
 def _fit(wins: np.ndarray, ties: np.ndarray, initial: np.ndarray | None = None) -> np.ndarray:
@@ -76,13 +108,30 @@ def _fit(wins: np.ndarray, ties: np.ndarray, initial: np.ndarray | None = None) 
     return bt_fit(wins + ties / 2.0, initial=initial)
 
 
-def true_ratings(n: int) -> np.ndarray:
-    span = 300.0 if n <= 20 else 400.0
-    return np.linspace(span / 2, -span / 2, n) / ELO  # log-strength scale
+def true_ratings(n: int, strengths: str = "even", rng: np.random.Generator | None = None):
+    """True log-strengths of ``n`` models, best first (see the module docstring).
+
+    ``arena`` draws from ``rng``: i.i.d. through the interpolated empirical quantile
+    function of ``ARENA_ELO``, centred.
+    """
+    if strengths == "even":
+        span = 300.0 if n <= 20 else 400.0
+        return np.linspace(span / 2, -span / 2, n) / ELO  # log-strength scale
+    if strengths == "arena":
+        board = np.sort(ARENA_ELO)
+        levels = np.linspace(0.0, 1.0, len(board))
+        elo = np.sort(np.interp(rng.random(n), levels, board))[::-1]
+        return (elo - elo.mean()) / ELO
+    raise ValueError(strengths)
+
+
+def truth_rng(seed: int, n: int, rep: int) -> np.random.Generator:
+    """The stream the true ratings of one repetition are drawn from (not the votes' stream)."""
+    return np.random.default_rng([seed, n, rep, 1])
 
 
 def _policy_probabilities(
-    policy: str, counts: np.ndarray, theta: np.ndarray, refresh: int
+    policy: str, counts: np.ndarray, theta: np.ndarray, refresh: int, truth: np.ndarray
 ) -> np.ndarray:
     """Pair probabilities for the next ``refresh`` votes (upper-triangle order)."""
     n = len(theta)
@@ -96,7 +145,7 @@ def _policy_probabilities(
     if policy == "active":
         return active.pair_probabilities(counts, theta, floor=0.1, horizon=refresh)
     if policy == "oracle":
-        return active.pair_probabilities(counts, true_ratings(n), floor=0.1, horizon=refresh)
+        return active.pair_probabilities(counts, truth, floor=0.1, horizon=refresh)
     raise ValueError(policy)
 
 
@@ -112,7 +161,8 @@ def _draw_batch(policy, counts, theta, truth, size, rng):
         per_pair += full
         per_pair[order[:rest]] += 1
     else:
-        per_pair = rng.multinomial(size, _policy_probabilities(policy, counts, theta, size))
+        probabilities = _policy_probabilities(policy, counts, theta, size, truth)
+        per_pair = rng.multinomial(size, probabilities)
     tie_n = rng.binomial(per_pair, TIE_RATE)
     p_row_wins = 1.0 / (1.0 + np.exp(truth[cols] - truth[rows]))
     row_wins = rng.binomial(per_pair - tie_n, p_row_wins)
@@ -129,12 +179,12 @@ def adjacent_correct(theta: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(theta[order[:-1]] > theta[order[1:]]))
 
 
-def run_policy(policy, n, rng, refresh, max_votes, targets=TARGETS):
+def run_policy(policy, truth, rng, refresh, max_votes, targets=TARGETS):
     """Votes needed for τ ≥ 0.9 and for ≥ 95% adjacent pairs right (np.inf if not reached).
 
     Only the ``targets`` asked for are followed; the run stops when all are reached.
     """
-    truth = true_ratings(n)
+    n = len(truth)
     wins = np.zeros((n, n))
     ties = np.zeros((n, n))
     theta = np.zeros(n)
@@ -154,14 +204,17 @@ def run_policy(policy, n, rng, refresh, max_votes, targets=TARGETS):
     return reached
 
 
-def sample_efficiency(sizes, reps, seed=0, refresh=REFRESH, policies=POLICIES, targets=TARGETS):
+def sample_efficiency(
+    sizes, reps, seed=0, refresh=REFRESH, policies=POLICIES, targets=TARGETS, strengths="even"
+):
     rows = []
     for n in sizes:
         max_votes = 40_000 * n  # far above what any policy needs (uniform: ~6,000 per model)
         for policy in policies:
             for rep in range(reps):
+                truth = true_ratings(n, strengths, truth_rng(seed, n, rep))
                 rng = np.random.default_rng([seed, n, rep])  # same seeds for every policy
-                reached = run_policy(policy, n, rng, refresh, max_votes, targets)
+                reached = run_policy(policy, truth, rng, refresh, max_votes, targets)
                 rows.append({"models": n, "policy": policy, "rep": rep, **reached})
     return pd.DataFrame(rows)
 
@@ -210,10 +263,10 @@ def best_fixed_design(votes: float, truth: np.ndarray) -> float:
     return float(minimize(objective, start, jac=True, method="L-BFGS-B").fun)
 
 
-def fixed_design_bound(n: int, allowed: float = 0.05) -> dict[str, float]:
+def fixed_design_bound(truth: np.ndarray, allowed: float = 0.05) -> dict[str, float]:
     """Votes for ≤ ``allowed`` expected misordered pairs (≈ τ ≥ 1 - 2·allowed): uniform vs
-    the best fixed design chosen knowing the true ratings."""
-    truth = true_ratings(n)
+    the best fixed design chosen knowing the true ratings ``truth``."""
+    n = len(truth)
     pairs = n * (n - 1) // 2
     uniform_share = np.full(pairs, 1.0 / pairs)
     target = allowed * pairs
@@ -335,6 +388,29 @@ def rater_quality_part(reps: int) -> None:
     print(f"|tau_clean - tau_filtered|: mean {gap.mean():.4f}, max {gap.max():.4f}")
 
 
+def bound_part(n: int, strengths: str, reps: int, seed: int = 0) -> None:
+    """Print the fixed-design bound: once for ``even``, per repetition's truth for ``arena``."""
+    if strengths == "even":
+        truths = [true_ratings(n)]
+    else:
+        truths = [true_ratings(n, strengths, truth_rng(seed, n, rep)) for rep in range(reps)]
+    bounds = pd.DataFrame([fixed_design_bound(truth) for truth in truths])
+    if len(bounds) == 1:
+        b = bounds.iloc[0]
+        print(
+            f"  {n} models: uniform {b['uniform']:,.0f}, best fixed {b['best_fixed']:,.0f} "
+            f"(saves {b['saving']:.0%})"
+        )
+        return
+    median = bounds.median()
+    print(
+        f"  {n} models, true ratings of reps 0-{len(bounds) - 1}: uniform median "
+        f"{median['uniform']:,.0f}, best fixed median {median['best_fixed']:,.0f}; saves "
+        f"median {median['saving']:.0%} (range {bounds['saving'].min():.0%}"
+        f"-{bounds['saving'].max():.0%})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=20)
@@ -342,6 +418,10 @@ def main() -> None:
     parser.add_argument("--refresh", type=int, default=REFRESH, help="votes between refits")
     parser.add_argument("--targets", default="tau,adjacent", help="which targets to follow")
     parser.add_argument("--skip-quality", action="store_true", help="no rater-quality part")
+    parser.add_argument("--strengths", choices=STRENGTHS, default="even", help="true ratings")
+    parser.add_argument(
+        "--bound-reps", type=int, default=5, help="arena: repetitions the fixed-design bound uses"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="3 reps, 20 models: a smoke test, too noisy to rank"
     )
@@ -353,11 +433,14 @@ def main() -> None:
     unknown = set(targets) - set(TARGETS)
     if unknown:
         parser.error(f"--targets: unknown {sorted(unknown)}; use a subset of {','.join(TARGETS)}")
-    table = summarise(sample_efficiency(sizes, reps, refresh=args.refresh, targets=targets))
+    frame = sample_efficiency(
+        sizes, reps, refresh=args.refresh, targets=targets, strengths=args.strengths
+    )
+    table = summarise(frame)
     pd.set_option("display.width", 140)
     print(
-        f"Votes needed (median, IQR over {reps} reps, ratings refitted every {args.refresh} "
-        "votes; inf = not reached within the cap)"
+        f"Votes needed ({args.strengths} strengths; median, IQR over {reps} reps, ratings "
+        f"refitted every {args.refresh} votes; inf = not reached within the cap)"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     print(
@@ -365,11 +448,7 @@ def main() -> None:
         "E[misordered pairs] ≤ 5% (τ ≈ 0.9):"
     )
     for n in sizes:
-        b = fixed_design_bound(n)
-        print(
-            f"  {n} models: uniform {b['uniform']:,.0f}, best fixed {b['best_fixed']:,.0f} "
-            f"(saves {b['saving']:.0%})"
-        )
+        bound_part(n, args.strengths, min(args.bound_reps, reps))
     if not args.skip_quality:
         rater_quality_part(reps)
     print(
