@@ -8,11 +8,19 @@ Afterwards the votes in the database are compared with the acknowledged ones.
 
     .venv/bin/python benchmarks/load.py                          # 1, 20, 50 raters x 200
     .venv/bin/python benchmarks/load.py --battles 10 --backends sqlite
+    .venv/bin/python benchmarks/load.py --server-procs 2 --raters 20   # two app processes
+    .venv/bin/python benchmarks/load.py --server-procs 2 --raters 20   # two app processes
 
 Prints per back end and concurrency: votes acknowledged, votes/s (a vote and the next
 battle are one rater step), vote latency p50/p95/p99, the CPU time per battle+vote of
 the server process (its capacity per core is 1000 / that) and of the rater client
 processes (on the same cores here), and stored == acknowledged.
+With ``--server-procs N`` the app runs as N ``arena serve`` processes on one workspace and
+database (a deployment that outgrows one event loop, README "Deployment"); rater k talks
+to process k mod N, as behind a sticky proxy, and the server CPU is summed over them.
+With ``--server-procs N`` the app runs as N ``arena serve`` processes on one workspace and
+database (a deployment that outgrows one event loop, README "Deployment"); rater k talks
+to process k mod N, as behind a sticky proxy, and the server CPU is summed over them.
 PostgreSQL is a private server started from Debian's binaries (tests/pg_server.py) or
 $ARENA_TEST_POSTGRES_URL.
 """
@@ -20,13 +28,10 @@ $ARENA_TEST_POSTGRES_URL.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import platform
 import sys
 import tempfile
-import threading
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -35,61 +40,7 @@ import numpy as np
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.arena_process import (
-    RaterLog,
-    ServerProcess,
-    build_workspace,
-    connect,
-    run_rater,
-)
-
-
-def client_process(url: str, ks: list[int], battles: int, out) -> None:
-    """One client process: a gradio_client and a thread per rater in ``ks``."""
-    clients = [connect(url) for _ in ks]
-    logs = [RaterLog() for _ in ks]
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=run_rater, args=(c, k, battles, stop, log))
-        for c, k, log in zip(clients, ks, logs, strict=True)
-    ]
-    out.put("ready")
-    cpu0 = time.process_time()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    merged = RaterLog()
-    for log in logs:
-        merged.acked.update(log.acked)
-        merged.vote_latency_s += log.vote_latency_s
-        merged.refusals += log.refusals
-        merged.errors += log.errors
-    out.put((merged, time.process_time() - cpu0))
-
-
-def run_level(url: str, raters: int, battles: int, first_k: int, procs: int):
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    groups = [list(range(first_k + p, first_k + raters, procs)) for p in range(procs)]
-    groups = [g for g in groups if g]
-    workers = [ctx.Process(target=client_process, args=(url, g, battles, out)) for g in groups]
-    for w in workers:
-        w.start()
-    for _ in workers:  # all clients connected before the clock starts
-        assert out.get(timeout=600) == "ready"
-    t0 = time.perf_counter()
-    results = [out.get(timeout=3600) for _ in workers]
-    wall = time.perf_counter() - t0
-    for w in workers:
-        w.join()
-    merged = RaterLog()
-    for log, _cpu in results:
-        merged.acked.update(log.acked)
-        merged.vote_latency_s += log.vote_latency_s
-        merged.refusals += log.refusals
-        merged.errors += log.errors
-    return merged, wall, sum(cpu for _log, cpu in results)
+from tests.arena_process import ServerProcess, build_workspace, run_rater_processes
 
 
 def cpu_seconds(pid: int) -> float:
@@ -117,7 +68,9 @@ def stored_votes(settings) -> dict[str, tuple[int, str]]:
     return {t: (v, o) for t, v, o in rows}
 
 
-def bench_backend(name: str, db_url: str, levels: list[int], battles: int, procs: int) -> None:
+def bench_backend(
+    name: str, db_url: str, levels: list[int], battles: int, procs: int, server_procs: int = 1
+) -> None:
     from arena.config import load_settings
 
     root = Path(tempfile.mkdtemp(prefix=f"arena-load-{name}-"))
@@ -125,21 +78,29 @@ def bench_backend(name: str, db_url: str, levels: list[int], battles: int, procs
     extra = {"db_url": db_url} if db_url else {}
     settings = load_settings(env={}, workspace=str(root / "ws"), **extra)
     acked_all: dict = {}
-    with ServerProcess(root / "ws", db_url=db_url) as server:
+    with ExitStack() as stack:
+        servers = [
+            stack.enter_context(ServerProcess(root / "ws", db_url=db_url))
+            for _ in range(server_procs)
+        ]
+        urls = [server.url for server in servers]
         for i, raters in enumerate(levels):
-            cpu0 = cpu_seconds(server.proc.pid)
-            log, wall, client_cpu = run_level(server.url, raters, battles, 10_000 * (i + 1), procs)
-            cpu_ms = (cpu_seconds(server.proc.pid) - cpu0) * 1000 / max(1, len(log.acked))
+            cpu0 = sum(cpu_seconds(server.proc.pid) for server in servers)
+            log, wall, client_cpu = run_rater_processes(
+                urls, raters, battles, procs=procs, first_k=10_000 * (i + 1)
+            )
+            server_cpu = sum(cpu_seconds(server.proc.pid) for server in servers) - cpu0
+            cpu_ms = server_cpu * 1000 / max(1, len(log.acked))
             client_ms = client_cpu * 1000 / max(1, len(log.acked))
             acked_all.update(log.acked)
             lat = np.array(log.vote_latency_s) * 1000
             p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if len(lat) else (np.nan,) * 3
             print(
-                f"{name:<10} {raters:>4} raters x {battles}: {len(log.acked):>6} votes in "
-                f"{wall:6.1f} s = {len(log.acked) / wall:6.1f} votes/s; vote latency p50 "
-                f"{p50:6.0f} ms  p95 {p95:6.0f} ms  p99 {p99:6.0f} ms; refusals "
-                f"{len(log.refusals)}, errors {len(log.errors)}; CPU per battle+vote: server "
-                f"{cpu_ms:.1f} ms, clients {client_ms:.1f} ms",
+                f"{name:<10} {server_procs} server proc(s) {raters:>4} raters x {battles}: "
+                f"{len(log.acked):>6} votes in {wall:6.1f} s = {len(log.acked) / wall:6.1f} "
+                f"votes/s; vote latency p50 {p50:6.0f} ms  p95 {p95:6.0f} ms  p99 {p99:6.0f} ms; "
+                f"refusals {len(log.refusals)}, errors {len(log.errors)}; CPU per battle+vote: "
+                f"server {cpu_ms:.1f} ms, clients {client_ms:.1f} ms",
                 flush=True,
             )
     stored = stored_votes(settings)
@@ -153,19 +114,30 @@ def main() -> None:
     parser.add_argument("--raters", default="1,20,50", help="concurrency levels")
     parser.add_argument("--battles", type=int, default=200, help="battles per rater")
     parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument(
+        "--server-procs",
+        type=int,
+        default=1,
+        help="`arena serve` processes on the same workspace and database; rater k always "
+        "talks to process k mod N (what a sticky proxy does)",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.raters.split(",")]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     with ExitStack() as stack:
         for backend in args.backends.split(","):
             if backend == "sqlite":
-                bench_backend("sqlite", "", levels, args.battles, args.client_procs)
+                bench_backend(
+                    "sqlite", "", levels, args.battles, args.client_procs, args.server_procs
+                )
             elif backend == "postgres":
                 from tests.pg_server import fresh_database, postgres_server
 
                 server_url = stack.enter_context(postgres_server())
                 url = fresh_database(server_url)
-                bench_backend("postgres", url, levels, args.battles, args.client_procs)
+                bench_backend(
+                    "postgres", url, levels, args.battles, args.client_procs, args.server_procs
+                )
             else:
                 parser.error(f"unknown back end {backend!r} (sqlite, postgres)")
 

@@ -146,27 +146,65 @@ def run_rater(client, k: int, battles: int, stop: threading.Event, log: RaterLog
         log.acked[battle["token"]] = (receipt["vote_id"], outcome)
 
 
-def run_raters(url: str, n: int, battles: int, stop: threading.Event | None = None, clients=None):
-    """``n`` concurrent raters (one gradio_client each); returns (logs, wall seconds).
+def _rater_process(urls: list[str], ks: list[int], battles: int, out) -> None:
+    """One client process: a gradio_client and a thread per rater in ``ks``.
 
-    Clients connect one after the other before the clock starts (50 simultaneous
-    config downloads only measure the connection storm, not voting).
+    Rater ``k`` always talks to ``urls[k % len(urls)]``: with several server
+    processes that is what a sticky proxy does (a session stays on its process).
     """
-    stop = stop or threading.Event()
-    clients = clients or [connect(url) for _ in range(n)]
-    logs = [RaterLog() for _ in range(n)]
+    clients = [connect(urls[k % len(urls)]) for k in ks]
+    logs = [RaterLog() for _ in ks]
+    stop = threading.Event()
     threads = [
-        threading.Thread(
-            target=run_rater, args=(clients[k], k, battles, stop, logs[k]), daemon=True
-        )
-        for k in range(n)
+        threading.Thread(target=run_rater, args=(c, k, battles, stop, log))
+        for c, k, log in zip(clients, ks, logs, strict=True)
     ]
-    t0 = time.perf_counter()
+    out.put("ready")
+    cpu0 = time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return logs, time.perf_counter() - t0
+    out.put((merge_logs(logs), time.process_time() - cpu0))
+
+
+def merge_logs(logs: list[RaterLog]) -> RaterLog:
+    merged = RaterLog()
+    for log in logs:
+        merged.acked.update(log.acked)
+        merged.vote_latency_s += log.vote_latency_s
+        merged.refusals += log.refusals
+        merged.errors += log.errors
+    return merged
+
+
+def run_rater_processes(
+    urls: list[str], raters: int, battles: int, procs: int = 4, first_k: int = 0
+) -> tuple[RaterLog, float, float]:
+    """``raters`` concurrent raters spread over ``procs`` client processes.
+
+    Threads in one process would measure the client's GIL rather than the server.
+    Every client connects before the clock starts. Returns (merged log, wall
+    seconds, CPU seconds of the client processes).
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    groups = [list(range(first_k + p, first_k + raters, procs)) for p in range(procs)]
+    workers = [
+        ctx.Process(target=_rater_process, args=(urls, g, battles, out)) for g in groups if g
+    ]
+    for w in workers:
+        w.start()
+    for _ in workers:
+        assert out.get(timeout=600) == "ready"
+    t0 = time.perf_counter()
+    results = [out.get(timeout=3600) for _ in workers]
+    wall = time.perf_counter() - t0
+    for w in workers:
+        w.join()
+    return merge_logs([log for log, _ in results]), wall, sum(cpu for _, cpu in results)
 
 
 def build_workspace(workspace: Path, db_url: str = "", n_prompts: int = 25) -> None:
