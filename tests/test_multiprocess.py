@@ -1,0 +1,80 @@
+"""Two `arena serve` processes on one workspace and database (README "Deployment").
+
+Battles and votes live in the database, so a battle served by one process can be
+voted on through the other, every acknowledged vote is stored once, and the
+refusals (replay, another rater's battle) hold across processes. Run on SQLite
+(one file shared by two processes, WAL) and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from arena import db
+from arena.config import load_settings
+from arena.store import Store
+from tests.arena_process import (
+    ServerProcess,
+    build_workspace,
+    connect,
+    rater_id,
+    run_rater_processes,
+)
+
+RATERS, BATTLES = 6, 15
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request) -> str:
+    if request.param == "sqlite":
+        return ""
+    from tests.pg_server import fresh_database
+
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
+def stored_votes(workspace, db_url: str) -> dict[str, tuple[int, str]]:
+    extra = {"db_url": db_url} if db_url else {}
+    store = Store(load_settings(env={}, workspace=str(workspace), **extra))
+    try:
+        with store.session() as s:
+            rows = s.execute(
+                select(db.Battle.token, db.Vote.id, db.Vote.outcome).join(
+                    db.Vote, db.Vote.battle_id == db.Battle.id
+                )
+            ).all()
+            per_battle = s.execute(
+                select(func.count()).select_from(db.Vote).group_by(db.Vote.battle_id)
+            ).scalars()
+            assert set(per_battle) <= {1}  # no battle has two votes
+    finally:
+        store.close()
+    return {token: (vote_id, outcome) for token, vote_id, outcome in rows}
+
+
+@pytest.mark.slow
+def test_two_processes_share_battles_and_votes(tmp_path, db_url):
+    from gradio_client.exceptions import AppError
+
+    ws = tmp_path / "ws"
+    build_workspace(ws, db_url=db_url)
+    with ServerProcess(ws, db_url=db_url) as one, ServerProcess(ws, db_url=db_url) as two:
+        a, b = connect(one.url), connect(two.url)
+        rid = rater_id(900)
+        battle = a.predict(rid, api_name="/battle")  # served by process one
+        receipt = b.predict(battle["token"], rid, "left", 4000, api_name="/vote")  # voted on two
+        assert receipt["stored"] is True
+        with pytest.raises(AppError, match="already"):  # a replay through process one
+            a.predict(battle["token"], rid, "right", 4000, api_name="/vote")
+        other = b.predict(rater_id(901), api_name="/battle")
+        with pytest.raises(AppError, match="another rater"):  # another rater's battle
+            a.predict(other["token"], rid, "left", 4000, api_name="/vote")
+
+        log, _wall, _cpu = run_rater_processes(
+            [one.url, two.url], RATERS, BATTLES, procs=2, first_k=1
+        )
+    assert not log.errors and not log.refusals, (log.errors + log.refusals)[:3]
+    assert len(log.acked) == RATERS * BATTLES
+    expected = dict(log.acked, **{battle["token"]: (receipt["vote_id"], "left")})
+    assert stored_votes(ws, db_url) == expected  # nothing lost, nothing extra, ids agree
