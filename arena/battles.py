@@ -155,7 +155,7 @@ def serve_battle(
     identity = as_identity(rater)
     from arena.matchmaking import NoPairAvailable
 
-    with store.session() as s:  # committed at once: created on first sight only
+    with store.write_session() as s:  # committed at once: created on first sight only
         rater_id = _rater_row_id(s, identity)
     # No transaction is held while choosing: the matchmaker is shared (locked) and may
     # read the database itself; holding a connection here could starve the pool.
@@ -170,7 +170,7 @@ def serve_battle(
     if gold is not None:
         pairing = _gold_pairing(store, pairing, gold)
         kind, gold_answer = "gold", gold.intact_side
-    with store.session() as s:
+    with store.write_session() as s:
         s.add(
             db.Battle(
                 token=token,
@@ -252,7 +252,7 @@ def record_vote(
             "unknown_token", "this battle token is not valid; ask for a new battle and vote on it."
         )
     now = now or db.utcnow()
-    with store.session() as s:
+    with store.write_session() as s:
         battle = s.scalar(select(db.Battle).where(db.Battle.token == battle_token))
         if battle is None:
             raise BattleError(

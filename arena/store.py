@@ -10,8 +10,9 @@ so a failed operation leaves nothing half-written.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ class Store:
         self.url = self.settings.database_url
         self.engine = db.make_engine(self.url)
         self._sessions = db.make_sessionmaker(self.engine)
+        sqlite = self.url.startswith("sqlite")
+        self._write_lock = threading.Lock() if sqlite else nullcontext()
         self.images = ImageStore(self.workspace)
         if upgrade:
             self._upgrade()
@@ -95,6 +98,20 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A transaction that writes; on SQLite, one such transaction per process at a time.
+
+        SQLite has one writer at a time. A writer that finds the lock taken sleeps in
+        SQLite's busy handler for 1, 2, 5 ... up to 100 ms between tries, however soon
+        the lock is free again, so concurrent votes queued on the file lock wait in
+        those steps (a long latency tail under load). Writers of one process queue on
+        this Python lock instead and start the moment the previous one commits; other
+        processes still meet at SQLite's lock. PostgreSQL needs no such lock.
+        """
+        with self._write_lock, self.session() as session:
+            yield session
 
     # -- models ------------------------------------------------------------------
     def add_model(

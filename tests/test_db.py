@@ -1,5 +1,7 @@
 """Migrations, SQLite pragmas and the refusal of newer or read-only workspaces."""
 
+import threading
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -32,6 +34,29 @@ def test_sqlite_runs_in_wal_with_full_sync_and_busy_timeout(store):
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == db.SQLITE_BUSY_TIMEOUT_MS
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_sqlite_writers_of_one_process_queue_in_python_not_in_sqlite(store):
+    """A second writer waits on the store's lock, so it never meets SQLite's busy sleeps."""
+    events: list[str] = []
+
+    def second_writer():
+        with store.write_session() as s:
+            events.append("second starts")
+            s.add(db.Rater(external_id="second", kind="browser"))
+
+    with store.write_session() as s:
+        s.add(db.Rater(external_id="first", kind="browser"))
+        s.flush()  # holds SQLite's write lock from here to the commit
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive()  # waiting for the first transaction, not failing
+        events.append("first commits")
+    thread.join(10)
+    assert events == ["first commits", "second starts"]
+    with store.session() as s:
+        assert s.query(db.Rater).count() == 2
 
 
 def test_a_workspace_from_a_newer_schema_is_refused(store, settings):
