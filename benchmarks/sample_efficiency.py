@@ -275,9 +275,19 @@ def fixed_design_bound(truth: np.ndarray, allowed: float = 0.05) -> dict[str, fl
     return {"models": n, "uniform": uniform, "best_fixed": best, "saving": 1 - best / uniform}
 
 
+def _percentile(values: np.ndarray, p: float) -> float:
+    """Linear-interpolated percentile (numpy's default) that is inf, not nan, between two infs."""
+    v = np.sort(values)
+    pos = p / 100 * (len(v) - 1)
+    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    if np.isinf(v[hi]):  # pos > lo puts weight on an infinite end; pos == lo means hi == lo
+        return float(v[hi])
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+
+
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     def q(series, p):
-        return float(np.percentile(series, p))
+        return _percentile(np.asarray(series, float), p)
 
     out = []
     for (n, policy), group in frame.groupby(["models", "policy"], sort=False):
@@ -296,9 +306,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             )
     table = pd.DataFrame(out)
     uniform = table[table.policy == "uniform"].set_index(["models", "target"])["median"]
-    table["saving_vs_uniform"] = [
-        1 - row.median / uniform.loc[(row.models, row.target)] for row in table.itertuples()
-    ]
+    base = np.array([uniform.loc[(row.models, row.target)] for row in table.itertuples()])
+    # No saving can be stated against a median that was not reached within the cap.
+    table["saving_vs_uniform"] = np.where(np.isinf(base), np.nan, 1 - table["median"] / base)
     return table
 
 
@@ -395,7 +405,7 @@ def bound_part(n: int, strengths: str, reps: int, seed: int = 0) -> None:
     else:
         truths = [true_ratings(n, strengths, truth_rng(seed, n, rep)) for rep in range(reps)]
     bounds = pd.DataFrame([fixed_design_bound(truth) for truth in truths])
-    if len(bounds) == 1:
+    if strengths == "even":
         b = bounds.iloc[0]
         print(
             f"  {n} models: uniform {b['uniform']:,.0f}, best fixed {b['best_fixed']:,.0f} "
