@@ -40,7 +40,12 @@ import numpy as np
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.arena_process import ServerProcess, build_workspace, run_rater_processes
+from tests.arena_process import (
+    ServerProcess,
+    build_workspace,
+    run_rater_processes,
+    stored_vote_rows,
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -49,34 +54,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stored_votes(settings) -> dict[str, tuple[int, str]]:
-    from sqlalchemy import select
-
-    from arena import db
-    from arena.store import Store
-
-    store = Store(settings)
-    try:
-        with store.session() as s:
-            rows = s.execute(
-                select(db.Battle.token, db.Vote.id, db.Vote.outcome).join(
-                    db.Vote, db.Vote.battle_id == db.Battle.id
-                )
-            ).all()
-    finally:
-        store.close()
-    return {t: (v, o) for t, v, o in rows}
-
-
 def bench_backend(
     name: str, db_url: str, levels: list[int], battles: int, procs: int, server_procs: int = 1
 ) -> None:
-    from arena.config import load_settings
-
     root = Path(tempfile.mkdtemp(prefix=f"arena-load-{name}-"))
     build_workspace(root / "ws", db_url=db_url)
-    extra = {"db_url": db_url} if db_url else {}
-    settings = load_settings(env={}, workspace=str(root / "ws"), **extra)
     acked_all: dict = {}
     with ExitStack() as stack:
         servers = [
@@ -103,7 +85,7 @@ def bench_backend(
                 f"server {cpu_ms:.1f} ms, clients {client_ms:.1f} ms",
                 flush=True,
             )
-    stored = stored_votes(settings)
+    stored = {t: (v, o) for t, v, o in stored_vote_rows(root / "ws", db_url)}
     same = stored == acked_all
     print(f"{name:<10} stored votes {len(stored)} == acknowledged {len(acked_all)}: {same}")
 

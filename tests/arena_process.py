@@ -207,6 +207,26 @@ def run_rater_processes(
     return merge_logs([log for log, _ in results]), wall, sum(cpu for _, cpu in results)
 
 
+def stored_vote_rows(workspace: Path, db_url: str = "") -> list[tuple[str, int, str]]:
+    """Every stored vote as (battle token, vote id, outcome), read from the database."""
+    from sqlalchemy import select
+
+    from arena import db
+    from arena.config import load_settings
+    from arena.store import Store
+
+    extra = {"db_url": db_url} if db_url else {}
+    store = Store(load_settings(env={}, workspace=str(workspace), **extra))
+    try:
+        with store.session() as s:
+            query = select(db.Battle.token, db.Vote.id, db.Vote.outcome).join(
+                db.Vote, db.Vote.battle_id == db.Battle.id
+            )
+            return [tuple(row) for row in s.execute(query).all()]
+    finally:
+        store.close()
+
+
 def build_workspace(workspace: Path, db_url: str = "", n_prompts: int = 25) -> None:
     """A small real workspace (4 models x n_prompts x 2 seeds) for load and crash runs."""
     from arena.config import load_settings
