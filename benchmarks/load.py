@@ -9,15 +9,11 @@ Afterwards the votes in the database are compared with the acknowledged ones.
     .venv/bin/python benchmarks/load.py                          # 1, 20, 50 raters x 200
     .venv/bin/python benchmarks/load.py --battles 10 --backends sqlite
     .venv/bin/python benchmarks/load.py --server-procs 2 --raters 20   # two app processes
-    .venv/bin/python benchmarks/load.py --server-procs 2 --raters 20   # two app processes
 
 Prints per back end and concurrency: votes acknowledged, votes/s (a vote and the next
 battle are one rater step), vote latency p50/p95/p99, the CPU time per battle+vote of
 the server process (its capacity per core is 1000 / that) and of the rater client
 processes (on the same cores here), and stored == acknowledged.
-With ``--server-procs N`` the app runs as N ``arena serve`` processes on one workspace and
-database (a deployment that outgrows one event loop, README "Deployment"); rater k talks
-to process k mod N, as behind a sticky proxy, and the server CPU is summed over them.
 With ``--server-procs N`` the app runs as N ``arena serve`` processes on one workspace and
 database (a deployment that outgrows one event loop, README "Deployment"); rater k talks
 to process k mod N, as behind a sticky proxy, and the server CPU is summed over them.
