@@ -138,13 +138,22 @@ class VoteReceipt:
     right_model: str
 
 
-def _rater_row_id(s, identity: RaterIdentity) -> int:
-    rid = s.scalar(select(db.Rater.id).where(db.Rater.external_id == identity.key))
+def _rater_id(s, identity: RaterIdentity) -> int | None:
+    return s.scalar(select(db.Rater.id).where(db.Rater.external_id == identity.key))
+
+
+def _rater_row_id(store, identity: RaterIdentity) -> int:
+    """The rater's row id; the row is created (a write) on first sight only."""
+    with store.session() as s:
+        rid = _rater_id(s, identity)
     if rid is None:
-        rater = db.Rater(external_id=identity.key, kind=identity.kind, login=identity.login)
-        s.add(rater)
-        s.flush()
-        rid = rater.id
+        with store.write_session() as s:
+            rid = _rater_id(s, identity)  # another request may have created it meanwhile
+            if rid is None:
+                rater = db.Rater(external_id=identity.key, kind=identity.kind, login=identity.login)
+                s.add(rater)
+                s.flush()
+                rid = rater.id
     return rid
 
 
@@ -155,8 +164,7 @@ def serve_battle(
     identity = as_identity(rater)
     from arena.matchmaking import NoPairAvailable
 
-    with store.write_session() as s:  # committed at once: created on first sight only
-        rater_id = _rater_row_id(s, identity)
+    rater_id = _rater_row_id(store, identity)
     # No transaction is held while choosing: the matchmaker is shared (locked) and may
     # read the database itself; holding a connection here could starve the pool.
     try:
@@ -258,7 +266,7 @@ def record_vote(
             raise BattleError(
                 "unknown_token", "no battle has this token; ask for a new battle and vote on it."
             )
-        rater_id = s.scalar(select(db.Rater.id).where(db.Rater.external_id == identity.key))
+        rater_id = _rater_id(s, identity)
         if rater_id is None or rater_id != battle.rater_id:
             raise BattleError(
                 "wrong_rater",
