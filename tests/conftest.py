@@ -45,15 +45,20 @@ def postgres_url():
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_store(request, tmp_path):
-    """A Store on a fresh database of each back end (SQLite file; PostgreSQL database)."""
+def db_url(request) -> str:
+    """A fresh database of each back end: "" (the workspace's SQLite file) or a PostgreSQL URL."""
     if request.param == "sqlite":
-        settings = load_settings(env={}, workspace=str(tmp_path / "ws"))
-    else:
-        from tests.pg_server import fresh_database
+        return ""
+    from tests.pg_server import fresh_database
 
-        url = fresh_database(request.getfixturevalue("postgres_url"))
-        settings = load_settings(env={}, workspace=str(tmp_path / "ws"), db_url=url)
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def db_store(db_url, tmp_path):
+    """A Store on a fresh database of each back end (SQLite file; PostgreSQL database)."""
+    extra = {"db_url": db_url} if db_url else {}
+    settings = load_settings(env={}, workspace=str(tmp_path / "ws"), **extra)
     s = Store(settings)
     yield s
     s.close()

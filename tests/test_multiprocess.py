@@ -22,15 +22,6 @@ from tests.arena_process import (
 RATERS, BATTLES = 6, 15
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request) -> str:
-    if request.param == "sqlite":
-        return ""
-    from tests.pg_server import fresh_database
-
-    return fresh_database(request.getfixturevalue("postgres_url"))
-
-
 @pytest.mark.slow
 def test_two_processes_share_battles_and_votes(tmp_path, db_url):
     from gradio_client.exceptions import AppError
