@@ -3,6 +3,7 @@
     python benchmarks/sample_efficiency.py [--reps 20] [--sizes 20,50] [--refresh 100] [--quick]
     python benchmarks/sample_efficiency.py --sizes 20 --reps 200 --targets tau --skip-quality
     python benchmarks/sample_efficiency.py --strengths arena --skip-quality
+    python benchmarks/sample_efficiency.py --policies uniform,active,chatbot_arena --targets tau
 
 The simulated arena. ``n`` models with true Elo ratings (``--strengths``):
 
@@ -41,12 +42,17 @@ refresh, so their resolution is ``refresh`` votes for every policy.
   uncertainty, with a 10% uniform coverage floor);
 - ``oracle`` (a reference, not a policy): the same allocation computed from the
   *true* ratings instead of the fit, i.e. what the design could buy if the
-  ratings were already known.
+  ratings were already known;
+- ``chatbot_arena`` (a reference, only with ``--policies``): Chatbot Arena's
+  published active sampling rule (``chatbot_arena_probabilities``), the field's
+  baseline for active matchmaking.
 
 Targets, counted in votes until first reached (median and IQR over reps):
 - ``tau``: Kendall τ between fitted and true ratings ≥ 0.9;
 - ``adjacent``: at least 95% of adjacent (in truth) pairs ordered correctly by
-  the fitted ratings: all 19 of 19 at 20 models, 47 of 49 at 50 models.
+  the fitted ratings: all 19 of 19 at 20 models, 47 of 49 at 50 models;
+- ``winrate`` (only with ``--targets``): Chatbot Arena's win-matrix precision, the
+  mean width of the pairs' 95% win-rate intervals ≤ 0.2 (``win_matrix_width``).
 
 Then what any fixed design could buy for τ: the best split of votes over pairs,
 optimised knowing the true ratings, in the Fisher approximation (expected
@@ -85,7 +91,9 @@ from arena.rater_quality import rater_report
 TIE_RATE = 0.1
 REFRESH = 100
 POLICIES = ("uniform", "balanced", "active", "oracle")
-TARGETS = ("tau", "adjacent")
+REFERENCE_POLICIES = ("chatbot_arena",)  # run only when asked for with --policies
+TARGETS = ("tau", "adjacent", "winrate")
+WIN_MATRIX_WIDTH = 0.2  # Chatbot Arena's "precision of 0.2" for the win matrix (their §7.1)
 ELO = 400 / np.log(10)
 # Chatbot Arena, 2023-06-22: the Arena Elo of all 20 rated models (blog post cited above).
 ARENA_ELO = np.array(
@@ -130,6 +138,51 @@ def truth_rng(seed: int, n: int, rep: int) -> np.random.Generator:
     return np.random.default_rng([seed, n, rep, 1])
 
 
+def pair_outcome_stats(wins: np.ndarray, ties: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair (upper-triangle order): vote count, and the variance of one vote's outcome.
+
+    The outcome scores 1 for a win of the row model, 0.5 for a tie, 0 for a loss; its
+    variance is estimated with one pseudo-win each way, so that a pair with few or
+    one-sided votes keeps a positive variance.
+    """
+    rows, cols = active.pair_index(len(wins))
+    w, t = wins[rows, cols], ties[rows, cols]
+    count = w + wins[cols, rows] + t
+    mean = (w + t / 2 + 1) / (count + 2)
+    second_moment = (w + t / 4 + 1) / (count + 2)
+    return count, np.maximum(second_moment - mean**2, 1e-12)
+
+
+def chatbot_arena_probabilities(wins: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Pair probabilities of Chatbot Arena's active sampling rule (upper-triangle order).
+
+    Chiang et al., "Chatbot Arena: An Open Platform for Evaluating LLMs by Human
+    Preference" (ICML 2024, arXiv:2403.04132), Eq. 9: pair ``a`` is drawn with
+    probability proportional to ``sqrt(Σ_aa / n_a) - sqrt(Σ_aa / (n_a + 1))``, the
+    shrinkage of its win-rate interval from one more vote (``n_a`` the pair's votes,
+    ``Σ_aa`` the variance of one vote's outcome, ``pair_outcome_stats``). Pairs with
+    no vote yet come first, uniformly.
+    """
+    count, variance = pair_outcome_stats(wins, ties)
+    unseen = count == 0
+    if unseen.any():
+        return unseen / unseen.sum()
+    gain = np.sqrt(variance) * (1 / np.sqrt(count) - 1 / np.sqrt(count + 1))
+    return gain / gain.sum()
+
+
+def win_matrix_width(wins: np.ndarray, ties: np.ndarray) -> float:
+    """Mean width of the pairs' 95% win-rate intervals, ``2·1.96·sqrt(Σ_aa / n_a)``.
+
+    Chatbot Arena's precision measure for the win matrix (their θ*, Fig. 7); inf while
+    a pair has no vote.
+    """
+    count, variance = pair_outcome_stats(wins, ties)
+    if (count == 0).any():
+        return float("inf")
+    return float(np.mean(2 * norm.ppf(0.975) * np.sqrt(variance / count)))
+
+
 def _policy_probabilities(
     policy: str, counts: np.ndarray, theta: np.ndarray, refresh: int, truth: np.ndarray
 ) -> np.ndarray:
@@ -149,11 +202,13 @@ def _policy_probabilities(
     raise ValueError(policy)
 
 
-def _draw_batch(policy, counts, theta, truth, size, rng):
+def _draw_batch(policy, counts, theta, truth, size, rng, wins=None, ties=None):
     """Aggregated outcomes of ``size`` votes: (wins, ties) increments."""
     n = len(truth)
     rows, cols = active.pair_index(n)
-    if policy == "balanced":
+    if policy == "chatbot_arena":
+        per_pair = rng.multinomial(size, chatbot_arena_probabilities(wins, ties))
+    elif policy == "balanced":
         # Round-robin: spread the batch evenly over the least-voted pairs.
         order = np.lexsort((rng.random(len(rows)), counts[rows, cols]))
         per_pair = np.zeros(len(rows), int)
@@ -180,7 +235,8 @@ def adjacent_correct(theta: np.ndarray, truth: np.ndarray) -> float:
 
 
 def run_policy(policy, truth, rng, refresh, max_votes, targets=TARGETS):
-    """Votes needed for τ ≥ 0.9 and for ≥ 95% adjacent pairs right (np.inf if not reached).
+    """Votes needed for τ ≥ 0.9, for ≥ 95% adjacent pairs right and for a win-matrix
+    precision of 0.2 (np.inf if not reached).
 
     Only the ``targets`` asked for are followed; the run stops when all are reached.
     """
@@ -192,7 +248,7 @@ def run_policy(policy, truth, rng, refresh, max_votes, targets=TARGETS):
     votes = 0
     while votes < max_votes and np.isinf(list(reached.values())).any():
         counts = wins + wins.T + ties
-        w, t = _draw_batch(policy, counts, theta, truth, refresh, rng)
+        w, t = _draw_batch(policy, counts, theta, truth, refresh, rng, wins, ties)
         wins += w
         ties += t
         votes += refresh
@@ -201,6 +257,8 @@ def run_policy(policy, truth, rng, refresh, max_votes, targets=TARGETS):
             reached["tau"] = votes
         if np.isinf(reached.get("adjacent", 0)) and adjacent_correct(theta, truth) >= 0.95:
             reached["adjacent"] = votes
+        if np.isinf(reached.get("winrate", 0)) and win_matrix_width(wins, ties) <= WIN_MATRIX_WIDTH:
+            reached["winrate"] = votes
     return reached
 
 
@@ -428,6 +486,11 @@ def main() -> None:
     parser.add_argument("--refresh", type=int, default=REFRESH, help="votes between refits")
     parser.add_argument("--targets", default="tau,adjacent", help="which targets to follow")
     parser.add_argument("--skip-quality", action="store_true", help="no rater-quality part")
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help=f"policies to run (uniform is the baseline); also {','.join(REFERENCE_POLICIES)}",
+    )
     parser.add_argument("--strengths", choices=STRENGTHS, default="even", help="true ratings")
     parser.add_argument(
         "--bound-reps", type=int, default=5, help="arena: repetitions the fixed-design bound uses"
@@ -443,8 +506,19 @@ def main() -> None:
     unknown = set(targets) - set(TARGETS)
     if unknown:
         parser.error(f"--targets: unknown {sorted(unknown)}; use a subset of {','.join(TARGETS)}")
+    policies = tuple(args.policies.split(","))
+    known = POLICIES + REFERENCE_POLICIES
+    if "uniform" not in policies or set(policies) - set(known):
+        parser.error(
+            f"--policies: got {args.policies!r}; use uniform and others of {','.join(known)}"
+        )
     frame = sample_efficiency(
-        sizes, reps, refresh=args.refresh, targets=targets, strengths=args.strengths
+        sizes,
+        reps,
+        refresh=args.refresh,
+        policies=policies,
+        targets=targets,
+        strengths=args.strengths,
     )
     table = summarise(frame)
     pd.set_option("display.width", 140)
