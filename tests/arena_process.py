@@ -215,8 +215,7 @@ def stored_vote_rows(workspace: Path, db_url: str = "") -> list[tuple[str, int, 
     from arena.config import load_settings
     from arena.store import Store
 
-    extra = {"db_url": db_url} if db_url else {}
-    store = Store(load_settings(env={}, workspace=str(workspace), **extra))
+    store = Store(load_settings(env={}, workspace=str(workspace), db_url=db_url))
     try:
         with store.session() as s:
             query = select(db.Battle.token, db.Vote.id, db.Vote.outcome).join(
@@ -233,8 +232,7 @@ def build_workspace(workspace: Path, db_url: str = "", n_prompts: int = 25) -> N
     from arena.store import Store
     from tests.arena_fixtures import build_fixture
 
-    extra = {"db_url": db_url} if db_url else {}
-    settings = load_settings(env={}, workspace=str(workspace), **extra)
+    settings = load_settings(env={}, workspace=str(workspace), db_url=db_url)
     store = Store(settings)
     names = ("zephyrquokka-v3", "marmalade-basilisk-xl", "tundrafinch-turbo", "ochre-lynx-2")
     build_fixture(store, model_names=names, n_prompts=n_prompts, seeds=2, size=32)

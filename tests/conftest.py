@@ -57,8 +57,7 @@ def db_url(request) -> str:
 @pytest.fixture
 def db_store(db_url, tmp_path):
     """A Store on a fresh database of each back end (SQLite file; PostgreSQL database)."""
-    extra = {"db_url": db_url} if db_url else {}
-    settings = load_settings(env={}, workspace=str(tmp_path / "ws"), **extra)
+    settings = load_settings(env={}, workspace=str(tmp_path / "ws"), db_url=db_url)
     s = Store(settings)
     yield s
     s.close()
