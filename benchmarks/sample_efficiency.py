@@ -184,49 +184,51 @@ def win_matrix_width(wins: np.ndarray, ties: np.ndarray) -> float:
 
 
 def _policy_probabilities(
-    policy: str, counts: np.ndarray, theta: np.ndarray, refresh: int, truth: np.ndarray
+    policy: str,
+    wins: np.ndarray,
+    ties: np.ndarray,
+    theta: np.ndarray,
+    refresh: int,
+    truth: np.ndarray,
 ) -> np.ndarray:
     """Pair probabilities for the next ``refresh`` votes (upper-triangle order)."""
-    n = len(theta)
-    rows, cols = active.pair_index(n)
+    counts = wins + wins.T + ties
     if policy == "uniform":
+        rows, _ = active.pair_index(len(theta))
         return np.full(len(rows), 1.0 / len(rows))
-    if policy == "balanced":
-        c = counts[rows, cols]
-        fewest = c == c.min()
-        return fewest / fewest.sum()
     if policy == "active":
         return active.pair_probabilities(counts, theta, floor=0.1, horizon=refresh)
     if policy == "oracle":
         return active.pair_probabilities(counts, truth, floor=0.1, horizon=refresh)
+    if policy == "chatbot_arena":
+        return chatbot_arena_probabilities(wins, ties)
     raise ValueError(policy)
 
 
-def _draw_batch(policy, counts, theta, truth, size, rng, wins=None, ties=None):
+def _draw_batch(policy, wins, ties, theta, truth, size, rng):
     """Aggregated outcomes of ``size`` votes: (wins, ties) increments."""
     n = len(truth)
     rows, cols = active.pair_index(n)
-    if policy == "chatbot_arena":
-        per_pair = rng.multinomial(size, chatbot_arena_probabilities(wins, ties))
-    elif policy == "balanced":
+    if policy == "balanced":
         # Round-robin: spread the batch evenly over the least-voted pairs.
+        counts = wins + wins.T + ties
         order = np.lexsort((rng.random(len(rows)), counts[rows, cols]))
         per_pair = np.zeros(len(rows), int)
         full, rest = divmod(size, len(rows))
         per_pair += full
         per_pair[order[:rest]] += 1
     else:
-        probabilities = _policy_probabilities(policy, counts, theta, size, truth)
+        probabilities = _policy_probabilities(policy, wins, ties, theta, size, truth)
         per_pair = rng.multinomial(size, probabilities)
     tie_n = rng.binomial(per_pair, TIE_RATE)
     p_row_wins = 1.0 / (1.0 + np.exp(truth[cols] - truth[rows]))
     row_wins = rng.binomial(per_pair - tie_n, p_row_wins)
-    wins = np.zeros((n, n))
-    ties = np.zeros((n, n))
-    wins[rows, cols] = row_wins
-    wins[cols, rows] = per_pair - tie_n - row_wins
-    ties[rows, cols] = ties[cols, rows] = tie_n
-    return wins, ties
+    new_wins = np.zeros((n, n))
+    new_ties = np.zeros((n, n))
+    new_wins[rows, cols] = row_wins
+    new_wins[cols, rows] = per_pair - tie_n - row_wins
+    new_ties[rows, cols] = new_ties[cols, rows] = tie_n
+    return new_wins, new_ties
 
 
 def adjacent_correct(theta: np.ndarray, truth: np.ndarray) -> float:
@@ -247,8 +249,7 @@ def run_policy(policy, truth, rng, refresh, max_votes, targets=TARGETS):
     reached = {target: np.inf for target in targets}
     votes = 0
     while votes < max_votes and np.isinf(list(reached.values())).any():
-        counts = wins + wins.T + ties
-        w, t = _draw_batch(policy, counts, theta, truth, refresh, rng, wins, ties)
+        w, t = _draw_batch(policy, wins, ties, theta, truth, refresh, rng)
         wins += w
         ties += t
         votes += refresh
