@@ -48,8 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "reveal_models",
         bool,
-        True,
-        "Show the two model names after a vote is stored. Off keeps raters blind.",
+        False,
+        "Show the two model names after a vote is stored. Off (the default, and the "
+        "setting for public deployments) keeps raters blind: a reveal teaches a bot which "
+        "pixels belong to which model. The offline demo turns it on.",
     ),
     Setting(
         "matchmaking_policy",
@@ -73,6 +75,59 @@ SETTINGS: tuple[Setting, ...] = (
         "Most votes one rater may cast in any 60 seconds; more get a polite refusal.",
     ),
     Setting("daily_vote_cap", int, 2000, "Most votes one rater may cast per UTC day."),
+    Setting(
+        "battles_per_minute",
+        int,
+        60,
+        "Most battles served to one rater in any 60 seconds (skips included).",
+    ),
+    Setting(
+        "address_battles_per_minute",
+        int,
+        300,
+        "Most battles served to one network address group (IPv4 address, IPv6 /64) in any "
+        "60 seconds, over all its raters.",
+    ),
+    Setting(
+        "address_votes_per_minute",
+        int,
+        120,
+        "Most votes accepted from one network address group in any 60 seconds.",
+    ),
+    Setting(
+        "rater_ids_per_address_per_hour",
+        int,
+        20,
+        "Most new rater ids the server issues to one network address group per hour.",
+    ),
+    Setting(
+        "probation_votes",
+        int,
+        10,
+        "A new human rater's votes count on the leaderboard only once the rater has cast "
+        "this many (the votes are stored from the first).",
+    ),
+    Setting(
+        "require_login",
+        bool,
+        False,
+        "Voting needs a login (`arena serve --auth-file`): anonymous raters may look but not vote.",
+    ),
+    Setting(
+        "trusted_proxies",
+        str,
+        "",
+        "Comma-separated addresses of reverse proxies whose X-Forwarded-For header is "
+        "believed (e.g. 127.0.0.1 behind nginx). Empty: the connecting address is the "
+        "client's.",
+    ),
+    Setting(
+        "display_size",
+        str,
+        "768x768",
+        "WIDTHxHEIGHT of the display renditions raters see: every image is scaled to fit "
+        "and letterboxed on neutral grey, so both sides of a battle have the same size.",
+    ),
     Setting(
         "battle_ttl_seconds",
         int,

@@ -104,6 +104,8 @@ class Rater(Base):
     excluded_reason: Mapped[str] = mapped_column(Text, default="")
     # Set when an admin decides by hand; the automatic policy never overrides it.
     exclusion_manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Keyed hash of the network group the id was issued to (see Battle.client_group).
+    client_group: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -124,6 +126,11 @@ class Battle(Base):
     # For gold battles: which side holds the intact image ("left"/"right").
     gold_answer: Mapped[str | None] = mapped_column(String(10), nullable=True)
     served_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Opaque, per-battle image handles (the URLs the rater fetches); never a content hash.
+    left_handle: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    right_handle: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # Keyed hash of the client's network group (IPv4 /32, IPv6 /64); never the address.
+    client_group: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 class Vote(Base):
@@ -137,6 +144,15 @@ class Vote(Base):
     # Why the vote is suspicious ("fast", ...); stored, but may be excluded by policy.
     flag: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class ServerSecret(Base):
+    """Keys the server signs with (rater ids, address hashes), shared by every process."""
+
+    __tablename__ = "server_secrets"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Score(Base):
