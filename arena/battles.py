@@ -1,16 +1,20 @@
 """Serve a battle, record a vote: the two writes of the voting arena.
 
 ``serve_battle`` asks the matchmaker for a pair, writes a ``battles`` row with a
-random token and returns a ``BattleView``: the prompt and the two images' content
-hashes -- nothing that names a model. ``record_vote`` stores exactly one vote
+random token and two random image handles, and returns a ``BattleView``: the
+prompt and two URLs made of those handles -- nothing that names a model, an
+image or a file. The same image in two battles has two unrelated URLs; the
+image route (``arena.ui.images``) serves a handle's display rendition only
+while its battle is open. ``record_vote`` stores exactly one vote
 per battle, in one transaction; every refusal raises ``BattleError`` (with a
 machine-readable ``reason`` and a message for the rater) before anything is
 written, so a refused vote changes nothing.
 
-Rater identity is a ``RaterIdentity``: the random id the browser keeps in local
-storage (or that an API client chooses), plus the login name when the app runs
-with authentication. Logged-in raters are keyed ``login:browser_id`` so that two
-accounts never share a rater row.
+Rater identity is a ``RaterIdentity``: the id the server issued to the browser
+(or API client), or the login name when the app runs with authentication
+(keyed ``login:<name>``: a login is one rater whatever browser it uses). The
+web app checks that ids were issued (``arena.admission``); domain callers such
+as simulations pass ids of their own.
 
 Battle tokens come from ``secrets`` (not the seeded matchmaking generator): a
 token is what authorises a vote, so it must not be predictable from the seed.
@@ -27,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from arena import db
-from arena.gold import GoldPlan, degraded_copy, plan_gold
+from arena.gold import GoldPair, GoldPool, plan_gold
 from arena.matchmaking import Matchmaker
 
 OUTCOMES = db.OUTCOMES
@@ -56,6 +60,7 @@ class BattleError(ValueError):
         "rate_limited",
         "daily_cap",
         "no_battle",
+        "login_required",
     )
 
     def __init__(self, reason: str, message: str):
@@ -79,10 +84,14 @@ class RaterIdentity:
                 "random one, e.g. secrets.token_hex(16), and keep it).",
             )
 
+    @classmethod
+    def for_login(cls, login: str) -> RaterIdentity:
+        return cls("logged-in", login=login)
+
     @property
     def key(self) -> str:
         """The ``raters.external_id`` of this identity."""
-        return f"{self.login}:{self.browser_id}" if self.login else self.browser_id
+        return f"login:{self.login}" if self.login else self.browser_id
 
 
 def new_rater_id() -> str:
@@ -93,28 +102,24 @@ def as_identity(rater: RaterIdentity | str) -> RaterIdentity:
     return rater if isinstance(rater, RaterIdentity) else RaterIdentity(rater)
 
 
-def image_url(sha256: str) -> str:
-    """Relative URL of an image: its content hash only (see arena.ui.images)."""
-    return f"{IMAGE_ROUTE}/{sha256}.png"
+def image_url(handle: str) -> str:
+    """Relative URL of a served image: the battle's opaque handle only (arena.ui.images)."""
+    return f"{IMAGE_ROUTE}/{handle}"
+
+
+def new_handle() -> str:
+    return secrets.token_urlsafe(18)
 
 
 @dataclass(frozen=True)
 class BattleView:
-    """What the page (and the API) gets for a battle: no model name, no path."""
+    """What the page (and the API) gets for a battle: no model name, no hash, no path."""
 
     token: str
     prompt: str
-    left_sha256: str
-    right_sha256: str
+    left_url: str
+    right_url: str
     served_at: datetime
-
-    @property
-    def left_url(self) -> str:
-        return image_url(self.left_sha256)
-
-    @property
-    def right_url(self) -> str:
-        return image_url(self.right_sha256)
 
     def public(self) -> dict:
         return {
@@ -142,7 +147,7 @@ def _rater_id(s, identity: RaterIdentity) -> int | None:
     return s.scalar(select(db.Rater.id).where(db.Rater.external_id == identity.key))
 
 
-def _rater_row_id(store, identity: RaterIdentity) -> int:
+def _rater_row_id(store, identity: RaterIdentity, client_group: str | None = None) -> int:
     """The rater's row id; the row is created (a write) on first sight only."""
     with store.session() as s:
         rid = _rater_id(s, identity)
@@ -150,7 +155,12 @@ def _rater_row_id(store, identity: RaterIdentity) -> int:
         with store.write_session() as s:
             rid = _rater_id(s, identity)  # another request may have created it meanwhile
             if rid is None:
-                rater = db.Rater(external_id=identity.key, kind=identity.kind, login=identity.login)
+                rater = db.Rater(
+                    external_id=identity.key,
+                    kind=identity.kind,
+                    login=identity.login,
+                    client_group=client_group,
+                )
                 s.add(rater)
                 s.flush()
                 rid = rater.id
@@ -158,26 +168,36 @@ def _rater_row_id(store, identity: RaterIdentity) -> int:
 
 
 def serve_battle(
-    store, rater: RaterIdentity | str, matchmaker: Matchmaker, now: datetime | None = None
+    store,
+    rater: RaterIdentity | str,
+    matchmaker: Matchmaker,
+    now: datetime | None = None,
+    client_group: str | None = None,
 ) -> BattleView:
-    """Choose a pair for this rater, store the battle row, return what the page shows."""
+    """Choose a pair for this rater, store the battle row, return what the page shows.
+
+    ``client_group`` is the keyed hash of the client's address group (stored for the
+    targeted-voting test and the image route's check), or None outside the web app.
+    """
     identity = as_identity(rater)
     from arena.matchmaking import NoPairAvailable
 
-    rater_id = _rater_row_id(store, identity)
+    rater_id = _rater_row_id(store, identity, client_group)
     # No transaction is held while choosing: the matchmaker is shared (locked) and may
     # read the database itself; holding a connection here could starve the pool.
     try:
         pairing = matchmaker.choose(rater_id)
     except NoPairAvailable as exc:
         raise BattleError("no_battle", str(exc)) from None
-    token = secrets.token_urlsafe(24)
+    token, handles = secrets.token_urlsafe(24), (new_handle(), new_handle())
     served_at = now or db.utcnow()
     gold = matchmaker.draw(lambda rng: plan_gold(rng, store.settings.gold_rate))
     kind, gold_answer = "normal", None
     if gold is not None:
-        pairing = _gold_pairing(store, pairing, gold)
-        kind, gold_answer = "gold", gold.intact_side
+        pair = matchmaker.draw(GoldPool.of(store).draw)
+        if pair is not None:
+            pairing = _gold_pairing(pair, gold.intact_side)
+            kind, gold_answer = "gold", gold.intact_side
     with store.write_session() as s:
         s.add(
             db.Battle(
@@ -190,30 +210,23 @@ def serve_battle(
                 kind=kind,
                 gold_answer=gold_answer,
                 served_at=served_at,
+                left_handle=handles[0],
+                right_handle=handles[1],
+                client_group=client_group,
             )
         )
         prompt = s.scalar(select(db.Prompt.text).where(db.Prompt.id == pairing.prompt_id))
-        shas = dict(
-            s.execute(
-                select(db.Image.id, db.Image.sha256).where(
-                    db.Image.id.in_([pairing.left_image_id, pairing.right_image_id])
-                )
-            ).all()
-        )
     matchmaker.note_served(rater_id, token, pairing)
-    return BattleView(
-        token, prompt, shas[pairing.left_image_id], shas[pairing.right_image_id], served_at
-    )
+    return BattleView(token, prompt, image_url(handles[0]), image_url(handles[1]), served_at)
 
 
-def _gold_pairing(store, pairing, gold: GoldPlan):
-    """The chosen pair's left image against a degraded copy of itself (sides per the plan)."""
+def _gold_pairing(pair: GoldPair, intact_side: str):
+    """A pooled image against its degraded copy, the intact one on ``intact_side``."""
     from arena.matchmaking import Pairing
 
-    intact = pairing.left_image_id
-    copy = degraded_copy(store, intact, gold.degradation)
-    left, right = (intact, copy) if gold.intact_side == "left" else (copy, intact)
-    return Pairing(pairing.prompt_id, left, right, "gold")
+    intact, copy = pair.intact_id, pair.copy_id
+    left, right = (intact, copy) if intact_side == "left" else (copy, intact)
+    return Pairing(pair.prompt_id, left, right, "gold")
 
 
 def _decision_ms(decision_ms, elapsed_ms: int) -> int:

@@ -54,6 +54,15 @@ SETTINGS: tuple[Setting, ...] = (
         "pixels belong to which model. The offline demo turns it on.",
     ),
     Setting(
+        "public_view_min_votes",
+        int,
+        100,
+        "With reveal_models off, the raters' Leaderboard and Workspace tabs show a snapshot "
+        "of the votes that advances only in steps of at least this many counted votes (none "
+        "before the first step), so no view a rater can see isolates one vote; filters, "
+        "Compare and Agreement are in the Admin app. 1 makes the board live.",
+    ),
+    Setting(
         "matchmaking_policy",
         str,
         "active",
@@ -104,8 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
         "probation_votes",
         int,
         10,
-        "A new human rater's votes count on the leaderboard only once the rater has cast "
-        "this many (the votes are stored from the first).",
+        "The votes of a rater the web app created (an issued id or a login) count on the "
+        "leaderboard only once the rater has cast this many (they are stored from the "
+        "first). Raters of scripts and simulations count at once.",
     ),
     Setting(
         "require_login",

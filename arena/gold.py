@@ -113,3 +113,61 @@ def degraded_copy(store, image_id: int, degradation: str) -> int:
             source_name=source_name,
             session=s,
         )
+
+
+GOLD_POOL_SIZE = 64  # gold pairs made ahead; a pool this size hides which images are checks
+
+
+@dataclass(frozen=True)
+class GoldPair:
+    prompt_id: int
+    intact_id: int
+    copy_id: int
+
+
+class GoldPool:
+    """Gold pairs (an image and its degraded copy, renditions included) made before any is
+    served.
+
+    Made while serving, a gold battle would arrive tens of milliseconds later than any
+    other battle (degrading and encoding take that long): a timing tell. The pool is
+    made when the app starts (or on the first gold battle of a script) from a seeded
+    sample of the servable images, in image-id order, so the same workspace and seed
+    always give the same pool.
+    """
+
+    def __init__(self, pairs: list[GoldPair]):
+        self.pairs = pairs
+
+    @classmethod
+    def of(cls, store) -> GoldPool:
+        pool = store.__dict__.get("_gold_pool")
+        if pool is None:
+            pool = store.__dict__["_gold_pool"] = cls.prepare(store)
+        return pool
+
+    @classmethod
+    def prepare(cls, store, size: int = GOLD_POOL_SIZE) -> GoldPool:
+        with store.session() as s:
+            rows = s.execute(
+                select(db.Image.id, db.Image.prompt_id)
+                .join(db.Model, db.Model.id == db.Image.model_id)
+                .where(
+                    db.Image.broken.is_(None),
+                    db.Image.prompt_id.is_not(None),
+                    db.Model.kind != "reference",
+                    db.Model.active.is_(True),
+                )
+                .order_by(db.Image.id)
+            ).all()
+        rng = np.random.default_rng([store.settings.seed, 0x601D])
+        picks = rng.choice(len(rows), size=min(size, len(rows)), replace=False) if rows else []
+        pairs = []
+        for k in sorted(int(p) for p in picks):
+            image_id, prompt_id = rows[k]
+            kind = DEGRADATIONS[int(rng.integers(len(DEGRADATIONS)))]
+            pairs.append(GoldPair(prompt_id, image_id, degraded_copy(store, image_id, kind)))
+        return cls(pairs)
+
+    def draw(self, rng: np.random.Generator) -> GoldPair | None:
+        return self.pairs[int(rng.integers(len(self.pairs)))] if self.pairs else None

@@ -40,6 +40,8 @@ import deflate
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from arena.renditions import Renditions
+
 ACCEPTED_MODES = {"RGB", "L", "P", "RGBA", "LA", "1"}
 
 
@@ -333,8 +335,11 @@ def encode_png(rgb: PILImage.Image) -> bytes:
 class ImageStore:
     """Files under ``root/images``; names are pixel hashes; writes are atomic."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, display_size: str | None = None):
         self.root = Path(root) / "images"
+        # With a display size, every stored image also gets its display rendition (what
+        # raters are served, see arena.renditions); reference sets have none.
+        self.renditions = Renditions.for_size(root, display_size) if display_size else None
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.png"
@@ -358,6 +363,8 @@ class ImageStore:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(stripped if stripped is not None else encode_png(rgb))
             os.replace(tmp, path)
+        if self.renditions is not None:
+            self.renditions.make(sha, rgb)
         return StoredImage(sha, rgb.width, rgb.height, path)
 
     def open(self, sha256: str) -> PILImage.Image:
@@ -369,7 +376,10 @@ class ImageStore:
 
 
 def store_files(
-    root: str, jobs: list[tuple[str, str]], max_pixels: int = 64_000_000
+    root: str,
+    jobs: list[tuple[str, str]],
+    max_pixels: int = 64_000_000,
+    display_size: str | None = None,
 ) -> list[tuple]:
     """Store each ``(display name, file path)`` under the workspace ``root``.
 
@@ -378,7 +388,7 @@ def store_files(
     ``("ok", sha256, width, height, broken)``, ``("skip", reason)`` for a bad
     file, or ``("fatal", reason)`` when the image folder cannot be written.
     """
-    store = ImageStore(Path(root))
+    store = ImageStore(Path(root), display_size)
     out: list[tuple] = []
     for name, path in jobs:
         try:

@@ -560,12 +560,16 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _stored_results(
-    items: list[ImageItem], root: str, max_pixels: int, workers: int
+    items: list[ImageItem], root: str, max_pixels: int, workers: int, display: str
 ) -> Iterator[tuple[ImageItem, tuple]]:
-    """(item, worker result) in order; at most a few batches per worker in flight."""
+    """(item, worker result) in order; at most a few batches per worker in flight.
+
+    Workers also write each image's display rendition (``display``: the display size).
+    """
     if workers <= 1 or len(items) < IN_PROCESS_BELOW:
         for batch in _batches(items, BATCH_FILES):
-            results = store_files(root, [(it.name, it.path) for it in batch], max_pixels)
+            jobs = [(it.name, it.path) for it in batch]
+            results = store_files(root, jobs, max_pixels, display)
             yield from zip(batch, results, strict=True)
         return
     with _pool(workers) as pool:
@@ -576,7 +580,7 @@ def _stored_results(
             batch = next(batches, None)
             if batch is not None:
                 jobs = [(it.name, it.path) for it in batch]
-                pending.append((batch, pool.submit(store_files, root, jobs, max_pixels)))
+                pending.append((batch, pool.submit(store_files, root, jobs, max_pixels, display)))
 
         for _ in range(workers * 3):
             submit()
@@ -723,7 +727,8 @@ def import_images(
     root = str(store.workspace)
     buffer: list[tuple[ImageItem, tuple]] = []
     done = 0
-    for item, result in _stored_results(items, root, store.settings.max_image_pixels, workers):
+    limit, display = store.settings.max_image_pixels, store.settings.display_size
+    for item, result in _stored_results(items, root, limit, workers, display):
         status = result[0]
         if status == "fatal":
             writer.flush(buffer)

@@ -50,10 +50,30 @@ def serve(
 
         print(f"workspace {store.workspace} is empty: building the offline demo ...")
         build_demo(store, seed=settings.seed)
+    if build_demo_if_empty:
+        settings = demo_reveal(settings, store)
     admin = " (admin at /admin)" if settings.admin_secret else ""
     print(f"arena on http://{settings.host}:{settings.port} (workspace {store.workspace}){admin}")
     sys.stdout.flush()
     return launch_app(store, settings, block=block, auth=auth)
+
+
+def demo_reveal(settings: Settings, store: Store, env: dict[str, str] | None = None) -> Settings:
+    """The offline demo reveals the models after each vote; nothing else does by default.
+
+    On when the workspace holds only the demo's procedural models (kind ``demo``; the
+    ``reference`` set aside) and ``ARENA_REVEAL_MODELS`` is not set: the demo has nothing
+    to keep blind and shows the whole arena, the reveal and the live, filtered views.
+    Once any other model is imported the default (off) holds again.
+    """
+    env = os.environ if env is None else env
+    if settings.reveal_models or "ARENA_REVEAL_MODELS" in env:
+        return settings
+    kinds = {m["kind"] for m in store.status()["per_model"]} - {"reference"}
+    if kinds != {"demo"}:
+        return settings
+    print("offline demo: model names are revealed after each vote (ARENA_REVEAL_MODELS=0 hides)")
+    return settings.replace(reveal_models=True)
 
 
 # Gradio routes that call an event by its api_name (the page itself calls events by index
@@ -81,7 +101,7 @@ class PublicApiOnly:
                 from starlette.responses import PlainTextResponse
 
                 response = PlainTextResponse(
-                    "not a public endpoint; the API is /battle and /vote", status_code=404
+                    "not a public endpoint; the API is /rater, /battle and /vote", status_code=404
                 )
                 await response(scope, receive, send)
                 return
@@ -129,6 +149,11 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
         footer_links=["api"],
     )
     return PublicApiOnly(app, PUBLIC_API), blocks
+
+
+def trusted_proxies(settings: Settings) -> list[str]:
+    """The ``trusted_proxies`` setting as a list of addresses (or networks)."""
+    return [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
 
 
 def _gradio_apps(app) -> list:
@@ -186,6 +211,10 @@ def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs
         log_level="warning",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         ws="none",
+        # X-Forwarded-For is believed only from the configured proxies (uvicorn's own
+        # default would trust 127.0.0.1, i.e. any local client could pick its address).
+        proxy_headers=bool(trusted_proxies(settings)),
+        forwarded_allow_ips=trusted_proxies(settings) or None,
     )
     server = _server_class(uvicorn)(config, _gradio_apps(app))
     if block:

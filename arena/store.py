@@ -10,6 +10,7 @@ so a failed operation leaves nothing half-written.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from arena import columnar, db
@@ -49,7 +50,7 @@ class Store:
         self._sessions = db.make_sessionmaker(self.engine)
         sqlite = self.url.startswith("sqlite")
         self._write_lock = threading.Lock() if sqlite else nullcontext()
-        self.images = ImageStore(self.workspace)
+        self.images = ImageStore(self.workspace, self.settings.display_size)
         if upgrade:
             self._upgrade()
 
@@ -279,6 +280,20 @@ class Store:
         with self.session() as s:
             return get(s)
 
+    def server_secret(self, name: str) -> str:
+        """A random 256-bit key (hex) shared by every server process, made on first use."""
+        with self.session() as s:
+            value = s.scalar(select(db.ServerSecret.value).where(db.ServerSecret.name == name))
+        if value is not None:
+            return value
+        try:
+            with self.write_session() as s:
+                s.add(db.ServerSecret(name=name, value=secrets.token_hex(32)))
+        except IntegrityError:  # another process made it first: use theirs
+            pass
+        with self.session() as s:
+            return s.scalar(select(db.ServerSecret.value).where(db.ServerSecret.name == name))
+
     def set_rater_exclusion(self, rater_id: int, excluded: bool, reason: str = "") -> None:
         """An admin's decision: (re-)include or exclude a rater; the policy won't undo it."""
         with self.session() as s:
@@ -317,7 +332,10 @@ class Store:
         category,
         left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256.
         Read column-wise (:func:`arena.columnar.read_votes`): the votes-battles join from
-        the database, names and hashes from the small tables by id.
+        the database, names and hashes from the small tables by id. Without
+        ``include_excluded``, the votes of excluded raters and of raters the web app
+        created that are still in probation (fewer than ``probation_votes`` votes) are
+        left out.
         """
         v, b, r = db.Vote.__table__, db.Battle.__table__, db.Rater.__table__
         query = select(
@@ -337,6 +355,16 @@ class Store:
         ).join(b, b.c.id == v.c.battle_id)
         if not include_excluded:
             query = query.join(r, r.c.id == v.c.rater_id).where(r.c.excluded.is_(False))
+            if self.settings.probation_votes > 1:  # new web raters: stored, not counted yet
+                p = db.Vote.__table__.alias("probation")
+                counted = (
+                    select(p.c.rater_id)
+                    .group_by(p.c.rater_id)
+                    .having(func.count() >= self.settings.probation_votes)
+                )
+                # Raters the web app created carry an address group; raters of scripts and
+                # simulations (no group) are the evaluator's own and count at once.
+                query = query.where(or_(r.c.client_group.is_(None), v.c.rater_id.in_(counted)))
         if not include_gold:
             query = query.where(b.c.kind == "normal")
         return columnar.read_votes(self.engine, query)

@@ -34,13 +34,20 @@ def test_serve_stores_a_battle_and_shows_no_model(arena):
     store, _fx, mm = arena
     view = serve_battle(store, ALICE, mm)
     assert view.prompt.startswith("a watercolour lighthouse")
-    assert view.left_url == f"img/{view.left_sha256}.png"
     text = repr(view) + repr(view.public())
     for name in [*MODEL_NAMES, *_fx.sources.values()]:
         assert name not in text
     with store.session() as s:
         battle = s.scalar(select(db.Battle).where(db.Battle.token == view.token))
         rater = s.get(db.Rater, battle.rater_id)
+        shas = [s.get(db.Image, i).sha256 for i in (battle.left_image_id, battle.right_image_id)]
+    # The URLs are the battle's random handles: no content hash, no path, no extension.
+    assert (view.left_url, view.right_url) == (
+        f"img/{battle.left_handle}",
+        f"img/{battle.right_handle}",
+    )
+    assert len(battle.left_handle) == 24 and battle.left_handle != battle.right_handle
+    assert not any(sha[:8] in text for sha in shas)
     assert rater.external_id == ALICE and rater.kind == "human"
     assert battle.policy == "balanced" and battle.kind == "normal"
     assert battle.left_image_id != battle.right_image_id
@@ -188,7 +195,10 @@ def test_login_identity_is_separate_rater(arena):
     raters = store.raters_frame() if hasattr(store, "raters_frame") else None
     with store.session() as s:
         rows = s.execute(select(db.Rater.external_id, db.Rater.login)).all()
-    assert set(rows) == {(ALICE, None), (f"carol:{ALICE}", "carol")}
+    # A login is one rater whatever browser id it comes with.
+    assert set(rows) == {(ALICE, None), ("login:carol", "carol")}
+    again = serve_battle(store, RaterIdentity("other-browser-id", login="carol"), mm)
+    record_vote(store, again.token, RaterIdentity("third-browser", login="carol"), "tie", 1500)
     assert raters is None or len(raters) == 2
 
 

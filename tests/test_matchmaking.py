@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from sqlalchemy import select
 
+from arena import db
 from arena.battles import record_vote, serve_battle
 from arena.matchmaking import (
     BalancedPolicy,
@@ -133,7 +135,9 @@ def test_no_repeated_image_pair_per_rater_until_exhausted(store):
         except Exception as exc:  # BattleError(no_battle) once every pair is seen
             assert getattr(exc, "reason", None) == "no_battle"
             break
-        shown.append(frozenset((view.left_sha256, view.right_sha256)))
+        with store.session() as s:
+            battle = s.scalar(select(db.Battle).where(db.Battle.token == view.token))
+            shown.append(frozenset((battle.left_image_id, battle.right_image_id)))
     # 3 model pairs x 2 prompts x 2 x 2 images = 24 distinct image pairs, each shown once.
     assert len(shown) == 24 == len(set(shown))
     # Another rater still gets battles; a new matchmaker (restart) remembers from the database.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arena.admission import Admission
 from arena.matchmaking import Matchmaker, UniformPolicy
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 
@@ -19,21 +20,21 @@ def handlers_for(store, **overrides):
 
     settings = store.settings.replace(**overrides)
     mm = Matchmaker(store, UniformPolicy(), np.random.default_rng(0))
-    return VoteHandlers(store, settings, mm)
+    return VoteHandlers(store, settings, mm, Admission(store, settings))
 
 
 def test_reveal_off_keeps_names_hidden_after_the_vote(store):
     build_fixture(store, n_prompts=3, seeds=2)
     h = handlers_for(store, reveal_models=False)
     browser_id, session, page, status = h.start("", None)
-    assert len(browser_id) == 32 and "arena-open" in page
+    assert h.admission.is_issued(browser_id) and "arena-open" in page
     session, page, status = h.vote("tie", 1500, session)
     assert "Vote saved" in page and not any(n in page for n in MODEL_NAMES)
     assert "Votes this session: <b>1</b>" in status
-    assert len(store.votes_frame()) == 1
+    assert len(store.votes_frame(include_excluded=True)) == 1
     # A second click while the reveal is showing is ignored (no double vote).
     h.vote("left", 1500, session)
-    assert len(store.votes_frame()) == 1
+    assert len(store.votes_frame(include_excluded=True)) == 1
     session, page, status = h.advance(session)
     assert "arena-open" in page
 
@@ -55,7 +56,7 @@ def test_rate_limit_keeps_the_battle_and_says_why(store):
     current = session["current"]
     session2, _, status = h.vote("left", 1500, session)
     assert session2["current"] == current and "short break" in status
-    assert len(store.votes_frame()) == 1
+    assert len(store.votes_frame(include_excluded=True)) == 1
 
 
 def test_importing_the_ui_does_not_import_torch():

@@ -21,7 +21,7 @@ from arena.config import Settings
 from arena.store import Store
 
 # The only events that programmatic clients may call (see arena.ui.vote_tab).
-PUBLIC_API = ("battle", "vote")
+PUBLIC_API = ("rater", "battle", "vote")
 
 TABS = (
     "arena.ui.vote_tab",

@@ -1,35 +1,75 @@
-"""The image route: ``/img/<sha256>.png`` serves a stored image by content hash only.
+"""The image route: ``/img/<handle>`` serves the display rendition behind a battle's handle.
 
-Gradio's own file route (``/gradio_api/file=<absolute path>``) would put the
-workspace path into the page, and workspace folders are often named after the
-model being evaluated. This route's URL holds nothing but the pixel hash, and
-the file it returns is the metadata-free PNG the image store wrote on ingest.
+A handle is random and belongs to one side of one battle (``arena.battles``): the
+same image in two battles has two unrelated URLs, so URLs teach nothing across
+battles. A handle works while its battle is open (``battle_ttl_seconds`` after it
+was served) and only from the address group it was served to. What comes back is
+the same for every image except the pixels: the display rendition
+(``arena.renditions``, one size, one encoder, no metadata) with one fixed set of
+headers -- no ETag, no Last-Modified, no file name -- and a 404 with one fixed
+body for every handle that does not work, whatever the reason.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+from sqlalchemy import or_, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from arena import db
+from arena.admission import Admission
 from arena.battles import IMAGE_ROUTE
+from arena.renditions import MEDIA_TYPE
 
-NAME = re.compile(r"^([0-9a-f]{64})\.png$")
-CACHE = "public, max-age=31536000, immutable"  # content-addressed: never changes
+HANDLE = re.compile(r"^[A-Za-z0-9_-]{24}$")
+# One set of headers for every image: private (the URL is one rater's), kept for as long
+# as the page may show it again (preload, reveal), never revalidated.
+HEADERS = {"Cache-Control": "private, max-age=3600, immutable", "X-Content-Type-Options": "nosniff"}
+
+
+def resolve(store, handle: str, group: str) -> str | None:
+    """The pixel hash behind a live handle served to ``group``, else None."""
+    if not HANDLE.match(handle):
+        return None
+    b = db.Battle.__table__
+    with store.session() as s:
+        row = s.execute(
+            select(b.c.left_handle, b.c.left_image_id, b.c.right_image_id, b.c.served_at)
+            .add_columns(b.c.client_group)
+            .where(or_(b.c.left_handle == handle, b.c.right_handle == handle))
+        ).first()
+        if row is None:
+            return None
+        left_handle, left_id, right_id, served_at, battle_group = row
+        ttl = timedelta(seconds=store.settings.battle_ttl_seconds)
+        if db.utcnow() - served_at > ttl or (battle_group is not None and battle_group != group):
+            return None
+        image_id = left_id if left_handle == handle else right_id
+        return s.scalar(select(db.Image.sha256).where(db.Image.id == image_id))
 
 
 def image_routes(store) -> list[Route]:
     """Starlette routes to put in front of the Gradio app (``app_kwargs={"routes": ...}``)."""
+    admission = Admission.of(store)
+    renditions = store.images.renditions
+
+    def read(handle: str, group: str) -> bytes | None:
+        sha = resolve(store, handle, group)
+        if sha is None:
+            return None
+        return renditions.ensure(sha, store.images).read_bytes()
 
     async def image(request: Request):
-        match = NAME.match(request.path_params["name"])
-        if not match:
-            return PlainTextResponse("not an image name", status_code=404)
-        path = store.images.path_for(match.group(1))
-        if not path.is_file():
+        data = await run_in_threadpool(
+            read, request.path_params["handle"], admission.group(request)
+        )
+        if data is None:
             return PlainTextResponse("no such image", status_code=404)
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": CACHE})
+        return Response(data, media_type=MEDIA_TYPE, headers=HEADERS)
 
-    return [Route(f"/{IMAGE_ROUTE}/{{name}}", image, methods=["GET", "HEAD"])]
+    return [Route(f"/{IMAGE_ROUTE}/{{handle}}", image, methods=["GET", "HEAD"])]

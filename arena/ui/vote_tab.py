@@ -1,13 +1,16 @@
 """The Vote tab: blinded pairwise battles, keyboard shortcuts, reveal after the vote.
 
-Event handlers are short and call ``arena.battles``. What reaches the browser
-before a vote: the prompt, two image URLs of the form ``img/<sha256>.png`` and
-a sequence number. Battle state (tokens, the preloaded next battle, the rater
-identity) lives in a server-side ``gr.State``; the rater's random id lives in
-the browser's local storage (``gr.BrowserState``). Model names are rendered
-only after ``record_vote`` has committed, and only when ``reveal_models`` is on.
+Event handlers are short and call ``arena.battles`` and ``arena.admission``. What
+reaches the browser before a vote: the prompt, two image URLs of the form
+``img/<handle>`` (random, one per side and battle; see ``arena.ui.images``) and a
+sequence number. Battle state (tokens, the preloaded next battle, the rater
+identity, the address group) lives in a server-side ``gr.State``; the rater id
+the server issued lives in the browser's local storage (``gr.BrowserState``). Model
+names are rendered only after ``record_vote`` has committed, and only when
+``reveal_models`` is on.
 
-The API (``gradio_client``): ``/battle`` (rater_id) -> {token, prompt, left_image,
+The API (``gradio_client``): ``/rater`` () -> {rater_id} (issued and signed by the
+server, limited per address); ``/battle`` (rater_id) -> {token, prompt, left_image,
 right_image}; ``/vote`` (battle_token, rater_id, outcome, decision_ms) ->
 {stored, vote_id, outcome, flag[, left_model, right_model]}. Refusals raise
 ``gr.Error`` with the reason. Every other event is private.
@@ -21,15 +24,16 @@ from pathlib import Path
 import gradio as gr
 from gradio.context import Context
 
+from arena.admission import Admission
 from arena.battles import (
     OUTCOME_LABELS,
     BattleError,
     BattleView,
     RaterIdentity,
-    new_rater_id,
     record_vote,
     serve_battle,
 )
+from arena.gold import GoldPool
 from arena.matchmaking import Matchmaker
 
 TITLE = "Vote"
@@ -42,12 +46,6 @@ BUTTON_ORDER = ("left", "tie", "both_bad", "right")  # fixed: never depends on t
 # JS run before a vote is sent: the decision time measured in the browser.
 DECISION_JS = "(d, s) => [window.arenaDecisionMs ? window.arenaDecisionMs() : null, s]"
 DELAY_JS = f"async (s) => {{ await new Promise(r => setTimeout(r, {REVEAL_MS})); return [s]; }}"
-
-
-def identity_for(browser_id: str | None, request: gr.Request | None) -> RaterIdentity:
-    """The rater of a request: their browser id plus the login name when auth is on."""
-    login = getattr(request, "username", None) if request is not None else None
-    return RaterIdentity(browser_id, login=login or None)
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -118,28 +116,43 @@ def status_text(session: dict | None, note: str = "") -> str:
 
 
 # -- handlers (plain Python around arena.battles) -------------------------------------------
-class VoteHandlers:
-    def __init__(self, store, settings, matchmaker: Matchmaker):
-        self.store, self.settings, self.matchmaker = store, settings, matchmaker
+def _login(request: gr.Request | None) -> str | None:
+    return (getattr(request, "username", None) if request is not None else None) or None
 
-    def _serve(self, identity: RaterIdentity) -> BattleView | None:
+
+class VoteHandlers:
+    def __init__(self, store, settings, matchmaker: Matchmaker, admission: Admission):
+        self.store, self.settings, self.matchmaker = store, settings, matchmaker
+        self.admission = admission
+
+    def _serve(self, session: dict) -> BattleView | None:
+        """A fresh battle for the session's rater (None when no pair is left)."""
+        self.admission.allow_battle(session["rater"], session["group"])
         try:
-            return serve_battle(self.store, identity, self.matchmaker)
+            return serve_battle(
+                self.store, session["rater"], self.matchmaker, client_group=session["group"]
+            )
         except BattleError as exc:
             if exc.reason == "no_battle":
                 return None
             raise
 
     def start(self, browser_id, request: gr.Request):
-        if not isinstance(browser_id, str) or not browser_id:
-            browser_id = new_rater_id()
+        """Open the page: the stored id if this server issued it, else a newly issued one."""
+        group = self.admission.group(request)
+        login = _login(request)
         try:
-            identity = identity_for(browser_id, request)
-        except BattleError:  # a tampered local-storage value: start afresh
-            browser_id = new_rater_id()
-            identity = identity_for(browser_id, request)
-        session = {"rater": identity, "current": None, "next": None, "votes": 0, "seq": 0}
-        return (browser_id, *self._show(session, self._serve(identity)))
+            if not login and not self.admission.is_issued(browser_id):
+                browser_id = self.admission.issue(group)
+            identity = self.admission.identity(browser_id, login)
+        except BattleError as exc:
+            return (gr.skip(), None, message_html(str(exc), "error"), status_text(None))
+        session = {"rater": identity, "group": group, "current": None, "next": None}
+        session.update(votes=0, seq=0)
+        try:
+            return (browser_id, *self._show(session, self._serve(session)))
+        except BattleError as exc:
+            return (browser_id, session, message_html(str(exc), "error"), status_text(session))
 
     def _show(self, session: dict, current: BattleView | None, note: str = ""):
         """Make ``current`` the battle on screen and preload a fresh next one."""
@@ -151,7 +164,10 @@ class VoteHandlers:
                 "can show, or it has fewer than two models with images. Thank you!"
             )
             return session, msg, status_text(session, note)
-        session["next"] = self._serve(session["rater"])
+        try:
+            session["next"] = self._serve(session)
+        except BattleError:  # over the battle limit: no preload, the next click asks again
+            session["next"] = None
         return (
             session,
             battle_html(current, session["seq"], preload=session["next"]),
@@ -161,7 +177,10 @@ class VoteHandlers:
     def advance(self, session: dict | None):
         if not session:
             return gr.skip(), gr.skip(), gr.skip()
-        nxt = session.get("next") or self._serve(session["rater"])
+        try:
+            nxt = session.get("next") or self._serve(session)
+        except BattleError as exc:
+            return session, gr.skip(), status_text(session, str(exc))
         return self._show(session, nxt)
 
     def vote(self, outcome: str, decision_ms, session: dict | None):
@@ -169,12 +188,13 @@ class VoteHandlers:
             return gr.skip(), gr.skip(), gr.skip()
         current: BattleView = session["current"]
         try:
+            self.admission.allow_vote(session["group"])
             receipt = record_vote(
                 self.store,
                 current.token,
                 session["rater"],
                 outcome,
-                None if decision_ms is None else int(decision_ms),
+                decision_ms,
                 matchmaker=self.matchmaker,
                 settings=self.settings,
             )
@@ -182,7 +202,10 @@ class VoteHandlers:
             if exc.reason in ("rate_limited", "daily_cap"):
                 return session, gr.skip(), status_text(session, str(exc))
             # expired, or voted in another tab: move on to a fresh battle
-            new = self._show(session, self._serve(session["rater"]), str(exc))
+            try:
+                new = self._show(session, self._serve(session), str(exc))
+            except BattleError as again:
+                return session, gr.skip(), status_text(session, str(again))
             return new[0], new[1], new[2]
         session = dict(session, votes=session["votes"] + 1, revealed=True)
         reveal = (receipt.left_model, receipt.right_model) if self.settings.reveal_models else None
@@ -190,14 +213,30 @@ class VoteHandlers:
         return session, page, status_text(session)
 
     # -- API
-    def api_battle(self, rater_id: str, request: gr.Request) -> dict:
-        """Serve a battle to this rater: {token, prompt, left_image, right_image}."""
+    def _identity(self, rater_id, request: gr.Request | None) -> RaterIdentity:
         try:
-            return serve_battle(
-                self.store, identity_for(rater_id, request), self.matchmaker
-            ).public()
+            return self.admission.identity(rater_id, _login(request))
         except BattleError as exc:
             raise gr.Error(f"{exc.reason}: {exc}") from None
+
+    def api_rater(self, request: gr.Request) -> dict:
+        """Issue a rater id to this client: {rater_id}. Keep it; new ids are limited."""
+        try:
+            return {"rater_id": self.admission.issue(self.admission.group(request))}
+        except BattleError as exc:
+            raise gr.Error(f"{exc.reason}: {exc}") from None
+
+    def api_battle(self, rater_id: str, request: gr.Request) -> dict:
+        """Serve a battle to this rater: {token, prompt, left_image, right_image}."""
+        session = {"rater": self._identity(rater_id, request)}
+        session["group"] = self.admission.group(request)
+        try:
+            view = self._serve(session)
+        except BattleError as exc:
+            raise gr.Error(f"{exc.reason}: {exc}") from None
+        if view is None:
+            raise gr.Error("no_battle: there is nothing left to vote on for this rater.")
+        return view.public()
 
     def api_vote(
         self,
@@ -208,13 +247,15 @@ class VoteHandlers:
         request: gr.Request,
     ) -> dict:
         """Vote on a battle served to this rater: outcome is left, right, tie or both_bad."""
+        identity = self._identity(rater_id, request)
         try:
+            self.admission.allow_vote(self.admission.group(request))
             receipt = record_vote(
                 self.store,
                 battle_token,
-                identity_for(rater_id, request),
+                identity,
                 outcome,
-                None if decision_ms is None else int(decision_ms),
+                decision_ms,
                 matchmaker=self.matchmaker,
                 settings=self.settings,
             )
@@ -236,7 +277,9 @@ def render(store, settings) -> None:
     # Built now, at start-up: at 160k images and 1M votes it takes seconds, which
     # would otherwise fall on the first rater (and every rater queued behind them).
     matchmaker.index()
-    handlers = VoteHandlers(store, settings, matchmaker)
+    if settings.gold_rate > 0:
+        GoldPool.of(store)  # gold copies made now, not while a rater waits for a battle
+    handlers = VoteHandlers(store, settings, matchmaker, Admission.of(store, settings))
     browser_id = gr.BrowserState("", storage_key="t2i-arena-rater")
     session = gr.State(None)
     decision = gr.Number(value=None, visible=False)
@@ -295,5 +338,6 @@ def render(store, settings) -> None:
         show_progress="hidden",
         trigger_mode="once",
     )
+    gr.api(handlers.api_rater, api_name="rater")
     gr.api(handlers.api_battle, api_name="battle")
     gr.api(handlers.api_vote, api_name="vote")
