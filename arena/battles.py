@@ -22,6 +22,7 @@ token is what authorises a vote, so it must not be predictable from the seed.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from arena import db
+from arena.echo import echo
 from arena.gold import GoldPair, GoldPool, plan_gold
 from arena.matchmaking import Matchmaker
 
@@ -79,7 +81,7 @@ class RaterIdentity:
         if not isinstance(self.browser_id, str) or not RATER_ID_PATTERN.match(self.browser_id):
             raise BattleError(
                 "bad_rater",
-                f"rater id {self.browser_id!r} is not valid: expected 8 to 64 characters of "
+                f"rater id {echo(self.browser_id)} is not valid: expected 8 to 64 characters of "
                 "letters, digits, '-' or '_' (the page makes one for you; API clients pick a "
                 "random one, e.g. secrets.token_hex(16), and keep it).",
             )
@@ -233,16 +235,20 @@ def _decision_ms(decision_ms, elapsed_ms: int) -> int:
     """The client's decision time, bounded by the time since the battle was served."""
     if decision_ms is None:
         return elapsed_ms
+    # The domain checks the type itself: no int() on the way in (True would be 1, "1500"
+    # 1500, NaN and inf Python errors).
     if isinstance(decision_ms, bool) or not isinstance(decision_ms, int | float):
         raise BattleError(
             "bad_decision_ms",
-            f"decision_ms {decision_ms!r} is not a number; send the milliseconds between "
-            "showing the images and the vote, or leave it out.",
+            f"decision_ms {echo(decision_ms)} is a {type(decision_ms).__name__}, expected a "
+            "number: send the milliseconds between showing the images and the vote as a "
+            "JSON number (e.g. 2400), or null to leave it out.",
         )
-    if decision_ms != decision_ms or decision_ms < 0:
+    if (isinstance(decision_ms, float) and not math.isfinite(decision_ms)) or decision_ms < 0:
         raise BattleError(
             "bad_decision_ms",
-            f"decision_ms {decision_ms!r} must be zero or more milliseconds (or left out).",
+            f"decision_ms {echo(decision_ms)} is out of range, expected a finite number of "
+            "milliseconds, zero or more (e.g. 2400), or null to leave it out.",
         )
     # A client cannot have decided before the battle existed.
     return min(int(decision_ms), elapsed_ms)
@@ -264,7 +270,7 @@ def record_vote(
     if outcome not in OUTCOMES:
         raise BattleError(
             "bad_outcome",
-            f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)} "
+            f"outcome {echo(outcome)} is not one of {', '.join(OUTCOMES)} "
             "(left better, right better, tie, both bad).",
         )
     identity = as_identity(rater)
