@@ -1,6 +1,8 @@
 """`python app.py`: the arena on the default workspace, built from the demo when empty.
 
-Settings come from ARENA_* environment variables (see `arena settings`).
+Settings come from ARENA_* environment variables (see `arena settings`). On a workspace
+of demo models only, the model names are revealed after each vote unless
+ARENA_REVEAL_MODELS is set (``arena.serve.demo_reveal``); elsewhere the reveal is off.
 """
 
 from __future__ import annotations

@@ -375,9 +375,15 @@ class LeaderboardService:
                 self._cache.popitem(last=False)
             return result
 
-    def _compute(self, filters, rounds, anchor, ties, signature) -> LeaderboardResult:
+    def board_of(self, votes: pd.DataFrame, filters: Filters | None = None) -> LeaderboardResult:
+        """The board over these votes (rows of ``Store.votes_frame``), uncached; the
+        released snapshot of :mod:`arena.public_view` uses it."""
+        rounds = self.settings.bootstrap_rounds
+        return self._compute(filters or Filters(), rounds, None, "split", (), votes=votes)
+
+    def _compute(self, filters, rounds, anchor, ties, signature, votes=None) -> LeaderboardResult:
         start = time.perf_counter()
-        votes = filters.apply(self.store.votes_frame())
+        votes = filters.apply(self.store.votes_frame() if votes is None else votes)
         metrics = None
         scores = self.store.scores_frame()
         if not scores.empty:

@@ -125,7 +125,8 @@ def check_images(collector, seen: set[str]) -> None:
 
 
 def test_vote_page_reveals_nothing_before_the_vote(tmp_path):
-    settings = load_settings(env={}, workspace=str(tmp_path / "ws"))
+    # the reveal on, so that the end can check the collector sees names once they are sent
+    settings = load_settings(env={}, workspace=str(tmp_path / "ws"), reveal_models=True)
     store = Store(settings)
     fx = build_fixture(store, n_prompts=4, seeds=2)
     words = needles(store, fx)

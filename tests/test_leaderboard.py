@@ -297,7 +297,7 @@ def test_leaderboard_tab_in_a_browser(arena_store, settings, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = build_app(arena_store, settings.replace(bootstrap_rounds=100))
+    app = build_app(arena_store, settings.replace(bootstrap_rounds=100, reveal_models=True))
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with sync_playwright() as p:

@@ -203,7 +203,12 @@ XSS_PROMPT = (
 def xss_site(tmp_path_factory):
     ws = tmp_path_factory.mktemp("xss") / "ws"
     settings = load_settings(
-        env={}, workspace=str(ws), admin_secret=SECRET, min_votes_ranked=1, bootstrap_rounds=50
+        env={},
+        workspace=str(ws),
+        admin_secret=SECRET,
+        min_votes_ranked=1,
+        bootstrap_rounds=50,
+        reveal_models=True,  # every tab, and the names in the Vote tab after a vote
     )
     store = Store(settings)
     store.add_prompts([PromptRow(XSS_PROMPT, "p0", tags=XSS_PROMPT[:40])], "xss")

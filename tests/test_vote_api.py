@@ -20,7 +20,9 @@ ALICE, BOB = "api-alice-000001", "api-bob-00000002"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    settings = load_settings(env={}, workspace=str(tmp_path_factory.mktemp("api") / "ws"))
+    settings = load_settings(
+        env={}, workspace=str(tmp_path_factory.mktemp("api") / "ws"), reveal_models=True
+    )
     store = Store(settings)
     build_fixture(store, n_prompts=4, seeds=2)
     with running_app(store, settings) as url:

@@ -20,7 +20,7 @@ OPEN = "#arena-battle .arena-battle.arena-open"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     ws = tmp_path_factory.mktemp("browser") / "ws"
-    settings = load_settings(env={}, workspace=str(ws), min_decision_ms=300)
+    settings = load_settings(env={}, workspace=str(ws), min_decision_ms=300, reveal_models=True)
     store = Store(settings)
     build_fixture(store, n_prompts=4, seeds=2, size=256)
     with running_app(store, settings) as url, chromium() as browser:

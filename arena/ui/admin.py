@@ -1,4 +1,5 @@
-"""The Admin app: rater quality and exclusions, models, prompt sets, exports.
+"""The Admin app: rater quality and exclusions, models, prompt sets, exports, and the
+live Leaderboard (filters, Compare) and Agreement tabs.
 
 It is a separate Gradio app mounted at ``/admin`` behind a login (user
 ``admin``, password the ``admin_secret`` setting), so nothing of it is in the
@@ -18,7 +19,7 @@ from arena import db
 from arena.config import Settings
 from arena.policy import quality_report, refresh_exclusions
 from arena.store import Store, StoreError
-from arena.ui import export_panel
+from arena.ui import agreement_tab, export_panel, leaderboard_tab
 
 ADMIN_USER = "admin"
 RATER_COLUMNS = [
@@ -167,6 +168,11 @@ def build_admin_app(store: Store, settings: Settings | None = None) -> gr.Blocks
             )
         with gr.Tab(export_panel.TITLE):
             export_panel.render(store, settings)
+        # The live, filtered views: raters get them only with the reveal on (arena.public_view).
+        with gr.Tab(leaderboard_tab.TITLE):
+            leaderboard_tab.render(store, settings, full=True)
+        with gr.Tab(agreement_tab.TITLE):
+            agreement_tab.render(store, settings)
     return app
 
 

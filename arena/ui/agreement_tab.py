@@ -34,6 +34,12 @@ TITLE = "Agreement"
 SLICE_KINDS = ("category", "tags", "model pair")
 
 
+def enabled(settings) -> bool:
+    """On the raters' app only with the reveal on: its filters and per-pair slices would
+    isolate single votes (arena.public_view); the Admin app always has it."""
+    return bool(settings.reveal_models)
+
+
 @dataclass
 class AgreementResult:
     report: AgreementReport

@@ -257,7 +257,86 @@ def compare_text(service, a, b, *filter_values) -> str:
     )
 
 
-def render(store, settings) -> None:
+def public_board_outputs(views, parts: tuple[int, ...] = (0, 1, 2, 3)) -> tuple:
+    """(summary, table, ratings figure, heatmap figure) of the released snapshot
+    (:mod:`arena.public_view`): what raters see with the reveal off. ``parts`` picks
+    some of them (a page load draws each figure once)."""
+    release, result = views.board()
+    step = release.step
+    if result is None or result.frame.empty:
+        refusal = (
+            f"The leaderboard appears once **{step}** votes are in. It is released in steps "
+            f"of {step} votes, so that no view of it can be traced to a single vote."
+        )
+        return tuple((refusal, display_table(pd.DataFrame()), None, None)[k] for k in parts)
+    frame = result.frame
+
+    def part(k: int):
+        if k == 1:
+            return display_table(frame)
+        if k == 2:
+            return ratings_figure(frame)
+        if k == 3:
+            return heatmap_figure(frame, result.ratings)
+        ranked = int((~frame["provisional"]).sum())
+        summary = (
+            f"**{release.votes}** votes · **{ranked}** ranked models · "
+            f"{int(frame['provisional'].sum())} provisional (fewer than "
+            f"{views.settings.min_votes_ranked} votes). The board is released in steps of "
+            f"{step} votes and is the same for every rater between two releases; the model "
+            f"names stay hidden in the Vote tab, and filters, Compare and the Agreement "
+            f"analysis are for the arena's operators. Ratings: Bradley-Terry on the Elo scale "
+            f"(ties and both-bad count half a win each way) with 95% bootstrap intervals "
+            f"({views.settings.bootstrap_rounds} rounds); rank = upper bound (1 + models "
+            f"whose interval lies wholly above). Elo is the online rating in vote order."
+        )
+        if result.model_level_note:
+            summary += "\n\n" + result.model_level_note
+        return summary
+
+    return tuple(part(k) for k in parts)
+
+
+def render_public(store, settings) -> None:
+    """The whole-arena board over the released snapshot: no filter, no Compare."""
+    from arena.public_view import public_views
+
+    views = public_views(store, settings)
+
+    def initial(k: int):
+        return lambda: public_board_outputs(views, (k,))[0]
+
+    summary = gr.Markdown(initial(0))
+    table = gr.Dataframe(
+        initial(1), interactive=False, label="Leaderboard", wrap=True, elem_id="lb-table"
+    )
+    with gr.Row():
+        ratings_plot = gr.Plot(
+            initial(2),
+            label="Ratings with 95% intervals",
+            show_label=False,
+            elem_id="lb-ratings-plot",
+        )
+        heatmap = gr.Plot(
+            initial(3), label="Win-rate matrix", show_label=False, elem_id="lb-heatmap"
+        )
+    refresh = gr.Button("Refresh", size="sm")
+    refresh.click(
+        lambda: public_board_outputs(views),
+        outputs=[summary, table, ratings_plot, heatmap],
+        api_visibility="private",
+    )
+
+
+def render(store, settings, full: bool | None = None) -> None:
+    """The tab; ``full`` (default: the reveal is on) adds the filters and Compare.
+
+    With the reveal off the raters' app gets :func:`render_public` (a released snapshot,
+    see :mod:`arena.public_view`); the Admin app always renders the full tab.
+    """
+    if not (settings.reveal_models if full is None else full):
+        render_public(store, settings)
+        return
     service = LeaderboardService(store, settings)
     options = service.options()
     category, prompt_set, rater_kind, since, until, refresh = filter_row(options)

@@ -10,12 +10,20 @@ from arena.store import Store
 TITLE = "Workspace"
 
 
-def status_summary(store: Store) -> str:
+def status_summary(store: Store, settings=None) -> str:
+    """Counts of the workspace; with the reveal off the vote count is the leaderboard's
+    released one (arena.public_view), so it does not move with each vote."""
     status = store.status()
+    settings = settings or store.settings
+    votes = f"**{status['votes']}** votes"
+    if not settings.reveal_models:
+        from arena.public_view import public_views
+
+        release = public_views(store, settings).release()
+        votes = f"**{release.votes}** votes on the leaderboard (released every {release.step})"
     return (
         f"**{status['models']}** models · **{status['prompts']}** prompts · "
-        f"**{status['images']}** images · **{status['votes']}** votes · "
-        f"**{status['scores']}** scores"
+        f"**{status['images']}** images · {votes} · **{status['scores']}** scores"
     )
 
 
@@ -25,13 +33,13 @@ def images_per_model(store: Store) -> pd.DataFrame:
 
 def render(store: Store, settings) -> None:
     # Callable values are evaluated on every page load.
-    summary = gr.Markdown(lambda: status_summary(store))
+    summary = gr.Markdown(lambda: status_summary(store, settings))
     table = gr.Dataframe(
         lambda: images_per_model(store), interactive=False, label="Images per model"
     )
     refresh = gr.Button("Refresh", size="sm")
     refresh.click(
-        lambda: (status_summary(store), images_per_model(store)),
+        lambda: (status_summary(store, settings), images_per_model(store)),
         outputs=[summary, table],
         api_visibility="private",
     )
