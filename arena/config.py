@@ -132,6 +132,28 @@ SETTINGS: tuple[Setting, ...] = (
         "client's.",
     ),
     Setting(
+        "max_request_bytes",
+        int,
+        65536,
+        "Largest request body the server accepts (413 beyond, refused before it is read; "
+        "chunked bodies are counted as they arrive). The page and the API send well under "
+        "1 KiB per event.",
+    ),
+    Setting(
+        "admin_login_attempts",
+        int,
+        10,
+        "Failed logins (the Admin app's, and the raters' with --auth-file) one network "
+        "address group may make within admin_lockout_seconds; then every login from it, "
+        "a correct one too, is refused (429) until the oldest failure leaves the window.",
+    ),
+    Setting(
+        "admin_lockout_seconds",
+        int,
+        900,
+        "The window of admin_login_attempts, in seconds (15 minutes).",
+    ),
+    Setting(
         "display_size",
         str,
         "768x768",

@@ -37,7 +37,7 @@ from arena.agreement import (
 )
 from arena.columnar import positions
 from arena.leaderboard import STAND_IN_TAG
-from arena.table_io import write_csv
+from arena.table_io import restore_text, write_csv
 
 FORMATS = ("csv", "parquet", "json")
 FLOAT_FORMAT = "%.10g"
@@ -169,7 +169,7 @@ def write_table(frame: pd.DataFrame, folder: Path, name: str, fmt: str) -> Path:
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}.")
     path = Path(folder) / f"{name}.{fmt}"
-    if fmt == "csv":
+    if fmt == "csv":  # formulas neutralised for spreadsheets; parquet and json keep raw text
         write_csv(frame, path, FLOAT_FORMAT)  # the bytes of pandas' to_csv, faster
     elif fmt == "json":
         text = frame.to_json(
@@ -184,8 +184,8 @@ def write_table(frame: pd.DataFrame, folder: Path, name: str, fmt: str) -> Path:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read an exported table back (by its extension)."""
     path = Path(path)
-    if path.suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if path.suffix == ".csv":  # text cells lose the apostrophe that neutralised a formula
+        return restore_text(pd.read_csv(path, keep_default_na=False, na_values=[""]))
     if path.suffix == ".json":
         return pd.read_json(path, orient="records", dtype=False)
     if path.suffix == ".parquet":

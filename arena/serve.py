@@ -126,6 +126,7 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     from fastapi import FastAPI
     from gradio import mount_gradio_app
 
+    from arena.limits_http import RequestGuard
     from arena.ui import build_app
     from arena.ui.admin import mount_admin
     from arena.ui.app import PUBLIC_API, launch_kwargs
@@ -137,6 +138,7 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     app = FastAPI(
         routes=extra["app_kwargs"]["routes"], docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.add_middleware(RequestGuard, settings=settings)  # size cap, uploads, schema, logins
     mount_admin(app, store, settings)  # before "/": Starlette tries mounts in order
     mount_gradio_app(
         app,

@@ -102,8 +102,10 @@ def cmd_leaderboard(args) -> int:
 
         raise CommandError(str(exc)) from None
     frame = result.frame
-    if args.format == "csv":
-        print(frame.to_csv(index=False), end="")
+    if args.format == "csv":  # text that a spreadsheet would run gets an apostrophe
+        from arena.table_io import neutralise_frame
+
+        print(neutralise_frame(frame).to_csv(index=False), end="")
     elif args.format == "json":
         records = json.loads(frame.to_json(orient="records"))
         print(json.dumps(records, indent=2))

@@ -81,9 +81,12 @@ def ratings_figure(frame: pd.DataFrame) -> Figure:
     y = np.arange(n)[::-1]
     prov = frame["provisional"].to_numpy(bool)
     rating = frame["rating"].to_numpy(float)
+    # Percentiles of identical bootstrap ratings (one vote in the window) can land a
+    # rounding error on the wrong side of the rating; errorbar refuses negative lengths.
     err = np.vstack(
         [rating - frame["ci_lower"].to_numpy(float), frame["ci_upper"].to_numpy(float) - rating]
     )
+    err = np.nan_to_num(err, nan=0.0).clip(min=0.0)
     for mask, color, label in ((~prov, "tab:blue", "ranked"), (prov, "0.6", "provisional")):
         if mask.any():
             ax.errorbar(
