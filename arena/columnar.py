@@ -109,6 +109,7 @@ VOTE_FRAME_COLUMNS = [
     "right_model",
     "left_sha256",
     "right_sha256",
+    "client_group",
 ]
 
 
@@ -121,7 +122,7 @@ def read_votes(engine: Engine, query: Select) -> pd.DataFrame:
 
     ``query`` selects vote_id, battle_id, created_at, outcome, decision_ms, flag,
     rater_id, policy, battle_kind, gold_answer, prompt_id, left_image_id,
-    right_image_id (with the caller's filters); raters, prompts, images and models are
+    right_image_id, client_group (with the caller's filters); raters, prompts, images and models are
     read whole and joined here. Rows whose rater, prompt, image or model is missing
     are left out (an inner join), and rows come in vote order (created_at, vote_id).
     """
@@ -183,5 +184,6 @@ def read_votes(engine: Engine, query: Select) -> pd.DataFrame:
             "right_model": image_model_name.take(right_at),
             "left_sha256": sha256.take(left_at),
             "right_sha256": sha256.take(right_at),
+            "client_group": row_ordered(col["client_group"], inferred),
         }
     )

@@ -180,6 +180,23 @@ SETTINGS: tuple[Setting, ...] = (
         "excluded from the leaderboard by policy; an admin can reverse it.",
     ),
     Setting(
+        "targeted_alpha",
+        float,
+        1e-3,
+        "Level of the targeted-voting test (arena/targeted.py): a rater or address group "
+        "whose picks of one model exceed the Bradley-Terry expectation with a p-value, "
+        "corrected over models (Bonferroni) and over everyone tested (Holm), at or below "
+        "this is excluded by policy; the chance of flagging any honest rater in one run is "
+        "at most this.",
+    ),
+    Setting(
+        "targeted_min_votes",
+        int,
+        10,
+        "Decisive votes (ties, both-bad and gold checks not counted) a rater, or an address "
+        "group of two or more rater ids, needs before the targeted-voting test runs on it.",
+    ),
+    Setting(
         "min_votes_ranked",
         int,
         50,

@@ -1,8 +1,9 @@
 """The rater-exclusion policy: flagged raters leave the leaderboard, reversibly.
 
 ``refresh_exclusions`` recomputes ``arena.rater_quality.rater_report`` over every
-vote (gold battles included) and marks each flagged rater ``excluded`` with the
-reasons; a rater whose exclusion an admin set or lifted by hand
+vote (gold battles included; the targeted-voting test of ``arena.targeted`` with
+``targeted_alpha`` and ``targeted_min_votes``) and marks each flagged rater
+``excluded`` with the reasons; a rater whose exclusion an admin set or lifted by hand
 (``exclusion_manual``) is never changed by the automatic policy. Excluded
 raters' votes stay in the database (nothing is deleted); ``Store.votes_frame``
 leaves them out of the leaderboard unless asked.
@@ -20,7 +21,11 @@ from arena.store import Store
 
 
 def thresholds_from(settings: Settings) -> QualityThresholds:
-    return QualityThresholds(max_fast_fraction=settings.max_flagged_fraction)
+    return QualityThresholds(
+        max_fast_fraction=settings.max_flagged_fraction,
+        targeted_alpha=settings.targeted_alpha,
+        targeted_min_votes=settings.targeted_min_votes,
+    )
 
 
 def quality_report(store: Store) -> pd.DataFrame:

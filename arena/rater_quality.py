@@ -1,4 +1,5 @@
-"""Rater quality: gold accuracy, agreement with the majority, speed, position bias.
+"""Rater quality: gold accuracy, agreement with the majority, speed, position bias,
+targeted voting (:mod:`arena.targeted`).
 
 Pure functions over the votes frame (``Store.votes_frame(include_excluded=True,
 include_gold=True)``); no database, no Gradio. ``rater_report`` gives one row
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
+
+from arena.targeted import targeted_report
 
 DECISIVE = ("left", "right")
 
@@ -30,6 +33,8 @@ class QualityThresholds:
     position_alpha: float = 1e-3
     max_fast_fraction: float = 0.5
     min_votes_for_fast: int = 20
+    targeted_alpha: float = 1e-3  # family-wise level of the targeted-voting test
+    targeted_min_votes: int = 10  # decisive votes before a rater or group is tested
 
 
 def _canonical_pairs(votes: pd.DataFrame) -> pd.DataFrame:
@@ -118,12 +123,28 @@ def decision_times(votes: pd.DataFrame, min_decision_ms: int) -> pd.DataFrame:
 def rater_report(
     votes: pd.DataFrame, min_decision_ms: int, thresholds: QualityThresholds | None = None
 ) -> pd.DataFrame:
-    """One row per rater with every quality signal and ``flag_reasons`` ('' when clean)."""
+    """One row per rater with every quality signal and ``flag_reasons`` ('' when clean).
+
+    The targeted-voting test runs last: its Bradley-Terry null is fitted without the
+    raters already excluded and without those the other rules flag here (an always-left
+    bot is no yardstick of what honest raters prefer).
+    """
     t = thresholds or QualityThresholds()
     report = decision_times(votes, min_decision_ms)
     for part in (gold_accuracy(votes), leave_one_out_agreement(votes), position_bias(votes)):
         report = report.merge(part, on="rater_id", how="left")
-    report["flag_reasons"] = ["; ".join(_reasons(row, t)) for row in report.itertuples(index=False)]
+    reasons = [_reasons(row, t) for row in report.itertuples(index=False)]
+    flagged = report["rater_id"][[bool(r) for r in reasons]]
+    left_out = votes["rater_id"].isin(flagged).to_numpy().copy()
+    if "rater_excluded" in votes:
+        left_out |= votes["rater_excluded"].to_numpy(dtype=bool)
+    fit_votes = votes.assign(rater_excluded=left_out)
+    targeted = targeted_report(fit_votes, t.targeted_alpha, t.targeted_min_votes)
+    report = report.merge(targeted, on="rater_id", how="left")
+    for found, why in zip(reasons, report["targeted_reason"], strict=True):
+        if isinstance(why, str) and why:
+            found.append(why)
+    report["flag_reasons"] = ["; ".join(r) for r in reasons]
     return report.sort_values("rater_id").reset_index(drop=True)
 
 

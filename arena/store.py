@@ -330,7 +330,8 @@ class Store:
         Columns: vote_id, battle_id, created_at, outcome, decision_ms, flag, rater_id,
         rater_kind, rater_excluded, policy, battle_kind, gold_answer, prompt_id, prompt_set,
         category,
-        left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256.
+        left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256,
+        client_group (the battle's keyed address-group hash; None where not recorded).
         Read column-wise (:func:`arena.columnar.read_votes`): the votes-battles join from
         the database, names and hashes from the small tables by id. Without
         ``include_excluded``, the votes of excluded raters and of raters the web app
@@ -352,6 +353,7 @@ class Store:
             b.c.prompt_id,
             b.c.left_image_id,
             b.c.right_image_id,
+            b.c.client_group,
         ).join(b, b.c.id == v.c.battle_id)
         if not include_excluded:
             query = query.join(r, r.c.id == v.c.rater_id).where(r.c.excluded.is_(False))

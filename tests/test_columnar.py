@@ -46,6 +46,7 @@ def rowwise_votes(store, include_excluded=False, include_gold=False) -> pd.DataF
             rm.c.name.label("right_model"),
             left.c.sha256.label("left_sha256"),
             right.c.sha256.label("right_sha256"),
+            b.c.client_group,
         )
         .select_from(v)
         .join(b, b.c.id == v.c.battle_id)
@@ -101,6 +102,8 @@ def varied(db_store):
         conn.execute(update(v).where(v.c.id % 11 == 0).values(flag="straightliner"))
         conn.execute(update(r).where(r.c.id == 2).values(excluded=True))
         conn.execute(update(b).where(b.c.id % 13 == 0).values(kind="gold", gold_answer="left"))
+        conn.execute(update(b).where(b.c.id % 3 == 0).values(client_group="9f2c41d07ab35e68"))
+        conn.execute(update(b).where(b.c.id % 5 == 0).values(client_group="0b7d5a11c3e4f296"))
         for k, text in enumerate(texts, start=1):
             conn.execute(update(p).where(p.c.id == k).values(text=text, category=f"c,{k}"))
         sc = db.Score.__table__
@@ -126,6 +129,8 @@ def test_filters_keep_what_they_should(varied):
     assert every["rater_excluded"].any() and (every["battle_kind"] == "gold").any()
     assert not counted["rater_excluded"].any() and (counted["battle_kind"] == "normal").all()
     assert counted["decision_ms"].isna().any() and (counted["flag"] == "fast").any()
+    groups = every["client_group"]
+    assert groups.isna().any() and set(groups.dropna()) == {"9f2c41d07ab35e68", "0b7d5a11c3e4f296"}
     stamps = counted["created_at"].to_numpy()
     assert (np.diff(stamps) >= np.timedelta64(0)).all()  # vote order: time, then id
     assert not counted["vote_id"].is_monotonic_increasing

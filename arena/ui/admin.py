@@ -34,6 +34,13 @@ RATER_COLUMNS = [
     "left_rate",
     "median_decision_ms",
     "fast_fraction",
+    "targeted_model",
+    "targeted_picks",
+    "targeted_battles",
+    "targeted_expected",
+    "targeted_p",
+    "targeted_p_adj",
+    "targeted_unit",
     "flag_reasons",
     "excluded",
     "excluded_reason",
@@ -57,7 +64,9 @@ def raters_table(store: Store) -> pd.DataFrame:
     for column in RATER_COLUMNS:
         if column not in report:
             report[column] = None
-    return report[RATER_COLUMNS].round(3)
+    # p-values keep their digits (a rounded 2e-9 would read 0); the rest to 3 decimals
+    keep = ("targeted_p", "targeted_p_adj")
+    return report[RATER_COLUMNS].round({c: 3 for c in RATER_COLUMNS if c not in keep})
 
 
 def models_table(store: Store) -> pd.DataFrame:
@@ -115,8 +124,11 @@ def build_admin_app(store: Store, settings: Settings | None = None) -> gr.Blocks
         with gr.Tab("Raters"):
             gr.Markdown(
                 "Quality signals per rater: gold accuracy, agreement with the majority of the "
-                "others on shared pairs, position bias, decision times. Flagged raters are "
-                "excluded from the leaderboard by policy; an admin decision overrides it."
+                "others on shared pairs, position bias, decision times, and targeted voting "
+                "(the model a rater, or its address group, picks more often than the "
+                "Bradley-Terry fit of everyone else predicts: picks vs expected in its battles "
+                "with that model, p, and p corrected over models and raters). Flagged raters "
+                "are excluded from the leaderboard by policy; an admin decision overrides it."
             )
             raters = gr.Dataframe(lambda: raters_table(store), interactive=False)
             with gr.Row():
