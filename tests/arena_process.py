@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Raters in these tests vote as fast as the server lets them.
+# Raters in these tests vote as fast as the server lets them, all from 127.0.0.1.
 FAST_RATERS = {
     "ARENA_RATE_LIMIT_PER_MINUTE": "1000000",
     "ARENA_DAILY_VOTE_CAP": "1000000",
+    "ARENA_BATTLES_PER_MINUTE": "1000000",
+    "ARENA_ADDRESS_BATTLES_PER_MINUTE": "1000000",
+    "ARENA_ADDRESS_VOTES_PER_MINUTE": "1000000",
+    "ARENA_RATER_IDS_PER_ADDRESS_PER_HOUR": "1000000",
 }
 
 
@@ -96,8 +100,9 @@ class RaterLog:
     errors: list[str] = field(default_factory=list)
 
 
-def rater_id(k: int) -> str:
-    return f"load-rater-{k:06d}"
+def issued_rater_id(client) -> str:
+    """A rater id issued by the server (``/rater``): the only ids ``/battle`` accepts."""
+    return client.predict(api_name="/rater")["rater_id"]
 
 
 def connect(url: str, timeout: float = 120):
@@ -126,7 +131,7 @@ def run_rater(client, k: int, battles: int, stop: threading.Event, log: RaterLog
     from gradio_client.exceptions import AppError
 
     outcomes = ("left", "right", "tie", "both_bad")
-    rid = rater_id(k)
+    rid = issued_rater_id(client)
     for i in range(battles):
         if stop.is_set():
             return

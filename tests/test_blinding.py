@@ -23,7 +23,7 @@ from tests.browser import chromium
 
 pytestmark = pytest.mark.browser
 OPEN = "#arena-battle .arena-battle.arena-open"
-IMAGE_URL = re.compile(r"/img/([0-9a-f]{64})\.png$")
+IMAGE_URL = re.compile(r"/img/([A-Za-z0-9_-]{24})$")  # a battle's random handle
 
 TAP_FETCH = """
 window.__received = [];
@@ -46,14 +46,23 @@ window.fetch = async (...args) => {
 """
 
 
-def png_chunks(data: bytes) -> list[bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, kinds = 8, []
+def jpeg_markers(data: bytes) -> list[int]:
+    """The marker bytes of a baseline JPEG, up to the start of scan."""
+    assert data[:2] == b"\xff\xd8"
+    pos, kinds = 2, [0xD8]
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kinds.append(data[pos + 4 : pos + 8])
-        pos += 12 + length
+        assert data[pos] == 0xFF
+        kind = data[pos + 1]
+        kinds.append(kind)
+        if kind == 0xDA:  # start of scan: entropy-coded data follows to the end
+            return kinds
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        pos += 2 + length
     return kinds
+
+
+# SOI, APP0 (JFIF), DQT, SOF0 (baseline), DHT, SOS: no EXIF, ICC, XMP or comment segment.
+DISPLAY_MARKERS = {0xD8, 0xE0, 0xDB, 0xC0, 0xC4, 0xDA}
 
 
 class Collector:
@@ -105,7 +114,7 @@ def browse_without_voting(collector, battles: int) -> set[str]:
         seq = page.locator(OPEN).get_attribute("data-seq")
         srcs = page.locator(f"{OPEN} img").evaluate_all("els => els.map(e => e.src)")
         for src in srcs:
-            assert IMAGE_URL.search(src), src  # content-hash URL only
+            assert IMAGE_URL.search(src), src  # a per-battle handle only
             seen_images.add(IMAGE_URL.search(src).group(1))
         page.keyboard.press("s")  # skip: no vote, so nothing may be revealed
         page.wait_for_function(
@@ -116,12 +125,14 @@ def browse_without_voting(collector, battles: int) -> set[str]:
 
 
 def check_images(collector, seen: set[str]) -> None:
-    assert seen <= set(collector.images), "every shown image came through /img/<sha>.png"
-    for sha, data in collector.images.items():
-        kinds = png_chunks(data)
-        assert set(kinds) <= {b"IHDR", b"IDAT", b"IEND"}, (sha, kinds)
+    """Every shown image came through /img/<handle> as a metadata-free display rendition."""
+    assert seen <= set(collector.images), "every shown image came through /img/<handle>"
+    for handle, data in collector.images.items():
+        assert set(jpeg_markers(data)) <= DISPLAY_MARKERS, handle
         with Image.open(io.BytesIO(data)) as img:
-            assert not img.info and not img.getexif()
+            assert img.format == "JPEG" and img.size == (768, 768)
+            assert set(img.info) <= {"jfif", "jfif_version", "jfif_unit", "jfif_density"}
+            assert not img.getexif()
 
 
 def test_vote_page_reveals_nothing_before_the_vote(tmp_path):

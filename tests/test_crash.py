@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from tests.arena_process import RaterLog, ServerProcess, build_workspace, connect, run_rater
+from tests.arena_process import (
+    RaterLog,
+    ServerProcess,
+    build_workspace,
+    connect,
+    issued_rater_id,
+    run_rater,
+)
 
 
 def stored_votes(db_path) -> dict[str, tuple[int, str]]:
@@ -85,7 +92,7 @@ def test_sigterm_finishes_votes_in_flight(tmp_path):
     server = ServerProcess(ws).start()
     try:
         clients = [connect(server.url) for _ in range(raters)]
-        rid = [f"term-rater-{k:06d}" for k in range(raters)]
+        rid = [issued_rater_id(c) for c in clients]
         battles = [c.predict(r, api_name="/battle") for c, r in zip(clients, rid, strict=True)]
         # Hold SQLite's write lock: the votes below wait in the busy timeout, in flight.
         lock = sqlite3.connect(ws / "arena.db", isolation_level=None, timeout=30)

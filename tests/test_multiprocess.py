@@ -14,7 +14,7 @@ from tests.arena_process import (
     ServerProcess,
     build_workspace,
     connect,
-    rater_id,
+    issued_rater_id,
     run_rater_processes,
     stored_vote_rows,
 )
@@ -30,13 +30,13 @@ def test_two_processes_share_battles_and_votes(tmp_path, db_url):
     build_workspace(ws, db_url=db_url)
     with ServerProcess(ws, db_url=db_url) as one, ServerProcess(ws, db_url=db_url) as two:
         a, b = connect(one.url), connect(two.url)
-        rid = rater_id(900)
+        rid = issued_rater_id(b)  # issued by process two, accepted by both (shared key)
         battle = a.predict(rid, api_name="/battle")  # served by process one
         receipt = b.predict(battle["token"], rid, "left", 4000, api_name="/vote")  # voted on two
         assert receipt["stored"] is True
         with pytest.raises(AppError, match="already"):  # a replay through process one
             a.predict(battle["token"], rid, "right", 4000, api_name="/vote")
-        other = b.predict(rater_id(901), api_name="/battle")
+        other = b.predict(issued_rater_id(a), api_name="/battle")
         with pytest.raises(AppError, match="another rater"):  # another rater's battle
             a.predict(other["token"], rid, "left", 4000, api_name="/vote")
 

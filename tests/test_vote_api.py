@@ -14,8 +14,10 @@ from arena.config import load_settings
 from arena.store import Store
 from tests.arena_app import running_app
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
+from tests.arena_process import issued_rater_id
 
-ALICE, BOB = "api-alice-000001", "api-bob-00000002"
+# Rater ids are issued by the server (/rater); the module's app issues these two.
+ALICE = BOB = ""
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,10 @@ def served(tmp_path_factory):
     store = Store(settings)
     build_fixture(store, n_prompts=4, seeds=2)
     with running_app(store, settings) as url:
-        yield store, Client(url, verbose=False), url
+        client = Client(url, verbose=False)
+        global ALICE, BOB
+        ALICE, BOB = issued_rater_id(client), issued_rater_id(client)
+        yield store, client, url
     store.close()
 
 
@@ -38,7 +43,8 @@ def vote_count(store) -> int:
 def test_api_lists_only_battle_and_vote(served):
     _store, client, _url = served
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert set(endpoints) == {"/battle", "/vote"}
+    assert set(endpoints) == {"/rater", "/battle", "/vote"}
+    assert endpoints["/rater"]["parameters"] == []
     params = [p["parameter_name"] for p in endpoints["/vote"]["parameters"]]
     assert params == ["battle_token", "rater_id", "outcome", "decision_ms"]
 
@@ -50,7 +56,7 @@ def test_battle_vote_round_trips(served):
         battle = client.predict(ALICE, api_name="/battle")
         assert set(battle) == {"token", "prompt", "left_image", "right_image"}
         with urllib.request.urlopen(url + battle["left_image"]) as resp:
-            assert resp.status == 200 and resp.headers["content-type"] == "image/png"
+            assert resp.status == 200 and resp.headers["content-type"] == "image/jpeg"
         result = client.predict(battle["token"], ALICE, outcome, 10 + k, api_name="/vote")
         assert result["stored"] is True and result["outcome"] == outcome
         assert {result["left_model"], result["right_model"]} <= set(MODEL_NAMES)
@@ -93,11 +99,12 @@ def test_rate_limit_is_polite(tmp_path):
     build_fixture(store, n_prompts=3, seeds=2)
     with running_app(store, settings) as url:
         client = Client(url, verbose=False)
+        bob = issued_rater_id(client)
         for _ in range(2):
-            b = client.predict(BOB, api_name="/battle")
-            client.predict(b["token"], BOB, "left", 1500, api_name="/vote")
-        b = client.predict(BOB, api_name="/battle")
-        message = refused(client, b["token"], BOB, "left", 1500)
+            b = client.predict(bob, api_name="/battle")
+            client.predict(b["token"], bob, "left", 1500, api_name="/vote")
+        b = client.predict(bob, api_name="/battle")
+        message = refused(client, b["token"], bob, "left", 1500)
     assert "rate_limited" in message and "please take a short break" in message
     assert vote_count(store) == 2
     store.close()

@@ -32,14 +32,14 @@ def shown(page) -> tuple[str, list[str]]:
     battle = page.locator(OPEN)
     seq = battle.get_attribute("data-seq")
     srcs = page.locator(f"{OPEN} .arena-frame img").evaluate_all("els => els.map(e => e.src)")
-    return seq, [s.rsplit("/", 1)[1].removesuffix(".png") for s in srcs]
+    return seq, [s.rsplit("/", 1)[1] for s in srcs]
 
 
 def preloaded(page) -> list[str]:
     srcs = page.locator("#arena-battle .arena-preload img").evaluate_all(
         "els => els.map(e => e.src)"
     )
-    return [s.rsplit("/", 1)[1].removesuffix(".png") for s in srcs]
+    return [s.rsplit("/", 1)[1] for s in srcs]
 
 
 def wait_images(page) -> None:
@@ -58,9 +58,8 @@ def last_vote(store):
         if row is None:
             return None
         vote, battle = row
-        left = s.get(db.Image, battle.left_image_id).sha256
-        right = s.get(db.Image, battle.right_image_id).sha256
-        return vote.outcome, vote.decision_ms, left, right, vote.id
+        # the page's URLs are the battle's handles
+        return vote.outcome, vote.decision_ms, battle.left_handle, battle.right_handle, vote.id
 
 
 def vote_count(store) -> int:
