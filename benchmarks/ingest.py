@@ -15,7 +15,9 @@ The import is ``arena.ingest.import_images`` -- what ``arena import-images``
 runs -- with a process pool of ``--workers`` processes. It prints images/s and
 the peak resident memory of the importing process and of its workers
 (sampled every 50 ms from /proc), at 20% of the images and at the end: equal
-peaks mean memory is flat in the number of images.
+peaks mean memory is flat in the number of images. Workers also write each
+image's display rendition (``--display-size``, the setting's 512x512 by
+default; ``none`` for the A/B), and the CPU of a rendition alone is printed.
 """
 
 from __future__ import annotations
@@ -156,12 +158,36 @@ class MemorySampler(threading.Thread):
                 self.child_cpu[kid] = max(self.child_cpu.get(kid, 0.0), _cpu_seconds(kid))
 
 
+def rendition_cost(store, display: str, sample: int = 200) -> str:
+    """CPU per display rendition alone (decode of the original excluded), on stored images."""
+    from arena.renditions import parse_display_size, render
+
+    box = parse_display_size(display)
+    shas = [p.stem for p in sorted((store.workspace / "images").rglob("*.png"))[:sample]]
+    images = [store.images.open(sha) for sha in shas]
+    cpu0 = time.process_time()
+    sizes = [len(render(img, box)) for img in images]
+    cpu = time.process_time() - cpu0
+    return (
+        f"renditions ({display}, JPEG q95 4:4:4): {1000 * cpu / len(images):.1f} ms CPU per "
+        f"image (resize + letterbox + encode, {len(images)} images), "
+        f"{np.mean(sizes) / 1024:.0f} KiB each; included in the import figures above"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="images to import")
     parser.add_argument("--workers", type=int, default=2, help="import worker processes")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--display-size",
+        default="512x512",
+        help="display renditions written on import (the setting's default); 'none' imports "
+        "without them, for the A/B",
+    )
     args = parser.parse_args()
+    display = "" if args.display_size == "none" else args.display_size
 
     from arena.config import load_settings
     from arena.ingest import import_images, import_prompts
@@ -178,7 +204,7 @@ def main() -> None:
             f"generated {args.n} PNGs of {SIZE}x{SIZE} ({size / args.n / 1024:.0f} KiB each) "
             f"in {time.perf_counter() - t0:.1f}s"
         )
-        store = Store(load_settings(env={}, workspace=str(tmp / "ws")))
+        store = Store(load_settings(env={}, workspace=str(tmp / "ws"), display_size=display))
         prompts = tmp / "prompts.txt"
         prompts.write_text("".join(f"bench prompt {i}\n" for i in range(1, N_PROMPTS + 1)))
         import_prompts(store, prompts, "bench")
@@ -230,6 +256,8 @@ def main() -> None:
             f"peak RSS of one worker: {early_child / 1024:.0f} MiB at {early} images, "
             f"{sampler.child_peak / 1024:.0f} MiB at {args.n}"
         )
+        if display:
+            print(rendition_cost(store, display))
         t0 = time.perf_counter()
         again = import_images(store, folder, "bench-model", workers=args.workers)
         print(

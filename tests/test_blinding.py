@@ -130,7 +130,7 @@ def check_images(collector, seen: set[str]) -> None:
     for handle, data in collector.images.items():
         assert set(jpeg_markers(data)) <= DISPLAY_MARKERS, handle
         with Image.open(io.BytesIO(data)) as img:
-            assert img.format == "JPEG" and img.size == (768, 768)
+            assert img.format == "JPEG" and img.size == (512, 512)  # the display box
             assert set(img.info) <= {"jfif", "jfif_version", "jfif_unit", "jfif_density"}
             assert not img.getexif()
 
