@@ -28,6 +28,8 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
+from arena.config import SettingsError
+
 PIPELINE = "r1"  # bump when any parameter below changes
 BACKGROUND = (128, 128, 128)
 RESAMPLE = PILImage.Resampling.LANCZOS
@@ -37,8 +39,8 @@ SIZE_PATTERN = re.compile(r"^\s*(\d{2,5})\s*[xX]\s*(\d{2,5})\s*$")
 MIN_SIDE, MAX_SIDE = 64, 4096
 
 
-class RenditionError(ValueError):
-    """A display size that cannot be used."""
+class RenditionError(SettingsError):
+    """A display size that cannot be used (a settings error: the CLI prints it plainly)."""
 
 
 def parse_display_size(text: str) -> tuple[int, int]:
