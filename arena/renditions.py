@@ -120,3 +120,34 @@ class Renditions:
         if path.is_file():
             return path
         return self.make(sha256, images.open(sha256))
+
+
+def _make_batch(workspace: str, display_size: str, shas: list[str]) -> int:
+    """Worker: make the renditions of ``shas`` from their originals under ``workspace``."""
+    from arena.images import ImageStore
+
+    originals = ImageStore(Path(workspace))  # read only: no renditions of its own
+    renditions = Renditions.for_size(Path(workspace), display_size)
+    for sha in shas:
+        renditions.ensure(sha, originals)
+    return len(shas)
+
+
+def make_missing(workspace: Path, display_size: str, shas: list[str], workers: int = 2) -> int:
+    """Make every missing rendition among ``shas`` (in worker processes); returns how many.
+
+    Run before serving (``arena serve``), so that no rater's first look at an image
+    waits for its rendition: a slower first fetch would tell new images from seen ones.
+    """
+    renditions = Renditions.for_size(Path(workspace), display_size)
+    missing = sorted({sha for sha in shas if not renditions.exists(sha)})
+    if not missing:
+        return 0
+    batches = [missing[k : k + 64] for k in range(0, len(missing), 64)]
+    if workers <= 1 or len(missing) < 64:
+        return sum(_make_batch(str(workspace), display_size, b) for b in batches)
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        args = ([str(workspace)] * len(batches), [display_size] * len(batches), batches)
+        return sum(pool.map(_make_batch, *args))

@@ -52,6 +52,7 @@ def serve(
         build_demo(store, seed=settings.seed)
     if build_demo_if_empty:
         settings = demo_reveal(settings, store)
+    prepare_renditions(store, settings)
     admin = " (admin at /admin)" if settings.admin_secret else ""
     print(f"arena on http://{settings.host}:{settings.port} (workspace {store.workspace}){admin}")
     sys.stdout.flush()
@@ -74,6 +75,36 @@ def demo_reveal(settings: Settings, store: Store, env: dict[str, str] | None = N
         return settings
     print("offline demo: model names are revealed after each vote (ARENA_REVEAL_MODELS=0 hides)")
     return settings.replace(reveal_models=True)
+
+
+def prepare_renditions(store: Store, settings: Settings) -> int:
+    """Make the display renditions that are missing (a workspace from before renditions, or
+    a new ``display_size``) before the first rater arrives; returns how many were made."""
+    from sqlalchemy import select
+
+    from arena import db
+    from arena.renditions import make_missing
+
+    with store.session() as s:
+        shas = list(
+            s.scalars(
+                select(db.Image.sha256)
+                .join(db.Model, db.Model.id == db.Image.model_id)
+                .where(
+                    db.Model.kind != "reference",
+                    db.Image.broken.is_(None) | (db.Image.broken == "gold"),
+                )
+                .distinct()
+            )
+        )
+    t0 = time.perf_counter()
+    made = make_missing(store.workspace, settings.display_size, shas, os.cpu_count() or 1)
+    if made:
+        print(
+            f"made {made} display renditions ({settings.display_size}) in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+    return made
 
 
 # Gradio routes that call an event by its api_name (the page itself calls events by index

@@ -132,3 +132,23 @@ def test_a_missing_rendition_is_made_from_the_original(tmp_path):
     with Image.open(path) as shown:
         assert shown.size == (64, 64)
     store.close()
+
+
+def test_serving_first_makes_every_missing_rendition(tmp_path):
+    """A workspace from before renditions (or a new display size) is completed before any
+    rater arrives, so no first look at an image waits for its rendition."""
+    import shutil
+
+    from arena.serve import prepare_renditions
+    from tests.arena_fixtures import build_fixture
+
+    store = Store(load_settings(env={}, workspace=str(tmp_path / "ws")))
+    build_fixture(store, n_prompts=40, seeds=1, size=48)  # 3 models x 40 images, reference
+    shutil.rmtree(store.workspace / "renditions")
+    made = prepare_renditions(store, store.settings)
+    images = store.images_frame()
+    servable = images[images["model_kind"] != "reference"]["sha256"].unique()
+    assert made == len(servable) > 64  # more than one batch: the process pool ran
+    assert all(store.images.renditions.exists(sha) for sha in servable)
+    assert prepare_renditions(store, store.settings) == 0
+    store.close()

@@ -280,7 +280,12 @@ def render(store, settings) -> None:
     if settings.gold_rate > 0:
         GoldPool.of(store)  # gold copies made now, not while a rater waits for a battle
     handlers = VoteHandlers(store, settings, matchmaker, Admission.of(store, settings))
-    browser_id = gr.BrowserState("", storage_key="t2i-arena-rater")
+    # A fixed secret (Gradio's default is random per process): the id stored in the browser
+    # stays readable after a restart and on every server process. The page encrypts with it,
+    # so it is no secret from the rater; it only has to stay the same.
+    browser_id = gr.BrowserState(
+        "", storage_key="t2i-arena-rater", secret=store.server_secret("browser_state")[:32]
+    )
     session = gr.State(None)
     decision = gr.Number(value=None, visible=False)
 
