@@ -128,9 +128,12 @@ def _make_batch(workspace: str, display_size: str, shas: list[str]) -> int:
 
     originals = ImageStore(Path(workspace))  # read only: no renditions of its own
     renditions = Renditions.for_size(Path(workspace), display_size)
+    made = 0
     for sha in shas:
-        renditions.ensure(sha, originals)
-    return len(shas)
+        if originals.exists(sha):  # a row without its file is never servable anyway
+            renditions.ensure(sha, originals)
+            made += 1
+    return made
 
 
 def make_missing(workspace: Path, display_size: str, shas: list[str], workers: int = 2) -> int:
