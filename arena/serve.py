@@ -52,7 +52,6 @@ def serve(
         build_demo(store, seed=settings.seed)
     if build_demo_if_empty:
         settings = demo_reveal(settings, store)
-    prepare_renditions(store, settings)
     admin = " (admin at /admin)" if settings.admin_secret else ""
     print(f"arena on http://{settings.host}:{settings.port} (workspace {store.workspace}){admin}")
     sys.stdout.flush()
@@ -236,6 +235,7 @@ def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs
     """Build the server app and run it (blocking, or in a thread with ``block=False``)."""
     import uvicorn
 
+    prepare_renditions(store, settings)  # before any rater: no first fetch waits for one
     app, blocks = build_server_app(store, settings, auth=auth, tabs=tabs)
     config = uvicorn.Config(
         app,
