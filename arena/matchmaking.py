@@ -26,6 +26,7 @@ never served; images with ``broken`` set are never served.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +37,7 @@ import numpy as np
 from sqlalchemy import Integer, and_, func, select
 
 from arena import db
+from arena.renditions import complete_renditions
 
 
 class NoPairAvailable(RuntimeError):
@@ -365,6 +367,10 @@ class Matchmaker:
             signature = index_signature(self.store)
             self._checked_at = now
             if self._index is None or signature != self._signature:
+                # New images become servable only with their display renditions made (an
+                # import run with another display size does not make ours): a first fetch
+                # that waited for one would tell new images, so new models, apart.
+                complete_renditions(self.store, os.cpu_count() or 1)
                 self._index = load_index(self.store)
                 self._signature = signature
                 self._votes = load_pair_votes(self.store, self._index)

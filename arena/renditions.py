@@ -154,3 +154,26 @@ def make_missing(workspace: Path, display_size: str, shas: list[str], workers: i
     with ProcessPoolExecutor(max_workers=workers) as pool:
         args = ([str(workspace)] * len(batches), [display_size] * len(batches), batches)
         return sum(pool.map(_make_batch, *args))
+
+
+def complete_renditions(store, workers: int = 1) -> int:
+    """Make the missing renditions of every servable image of ``store`` (gold copies too)."""
+    from sqlalchemy import select
+
+    from arena import db
+
+    if store.images.renditions is None:
+        return 0
+    with store.session() as s:
+        shas = list(
+            s.scalars(
+                select(db.Image.sha256)
+                .join(db.Model, db.Model.id == db.Image.model_id)
+                .where(
+                    db.Model.kind != "reference",
+                    db.Image.broken.is_(None) | (db.Image.broken == "gold"),
+                )
+                .distinct()
+            )
+        )
+    return make_missing(store.workspace, store.settings.display_size, shas, workers)

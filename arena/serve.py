@@ -79,25 +79,10 @@ def demo_reveal(settings: Settings, store: Store, env: dict[str, str] | None = N
 def prepare_renditions(store: Store, settings: Settings) -> int:
     """Make the display renditions that are missing (a workspace from before renditions, or
     a new ``display_size``) before the first rater arrives; returns how many were made."""
-    from sqlalchemy import select
+    from arena.renditions import complete_renditions
 
-    from arena import db
-    from arena.renditions import make_missing
-
-    with store.session() as s:
-        shas = list(
-            s.scalars(
-                select(db.Image.sha256)
-                .join(db.Model, db.Model.id == db.Image.model_id)
-                .where(
-                    db.Model.kind != "reference",
-                    db.Image.broken.is_(None) | (db.Image.broken == "gold"),
-                )
-                .distinct()
-            )
-        )
     t0 = time.perf_counter()
-    made = make_missing(store.workspace, settings.display_size, shas, os.cpu_count() or 1)
+    made = complete_renditions(store, os.cpu_count() or 1)
     if made:
         print(
             f"made {made} display renditions ({settings.display_size}) in "

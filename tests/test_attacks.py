@@ -27,7 +27,8 @@ attack -> test                                         covered elsewhere (not re
    ... and of a model imported while the server runs,
    from a shell with another display size
    -> test_first_fetches_of_a_live_import_do_not_tell_the_model
-      (xfail, strict: a hole, see its reason)
+      (found by this suite; fixed: the matchmaker makes
+      missing renditions before new images enter it)
 2. link one image's URLs across battles; reuse a URL   test_tampering.py: expired, forged
    from another address or after the battle's TTL;     and cross-rater *vote* tokens
    tell the failures apart
@@ -516,13 +517,6 @@ def test_first_fetches_do_not_tell_the_model_when_renditions_were_missing(tmp_pa
     assert_no_leak("first fetches -> model", scan({}, {"image GET time": first}, models))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: images imported while the server runs, by an `arena import-images` whose "
-    "environment has another ARENA_DISPLAY_SIZE than the server's, get no rendition of the "
-    "server's size; the first GET of each makes it in the request path, so first fetches "
-    "are slower for the new model (and follow its native size): timing names it",
-)
 def test_first_fetches_of_a_live_import_do_not_tell_the_model(tmp_path, monkeypatch):
     """Attack 1, timing, continued: a model imported into the running arena from a shell
     that lacks the server's display size (the default, 512x512, there)."""
