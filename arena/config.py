@@ -181,6 +181,14 @@ SETTINGS: tuple[Setting, ...] = (
         "excluded from the leaderboard by policy; an admin can reverse it.",
     ),
     Setting(
+        "policy_refresh_seconds",
+        int,
+        300,
+        "The running server applies the rater-exclusion policy (flagged fractions, gold, "
+        "agreement, position bias, targeted voting) every this many seconds; 0 leaves it "
+        "to the Admin app's button.",
+    ),
+    Setting(
         "targeted_alpha",
         float,
         1e-3,

@@ -11,6 +11,9 @@ leaves them out of the leaderboard unless asked.
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import pandas as pd
 from sqlalchemy import select
 
@@ -18,6 +21,8 @@ from arena import db
 from arena.config import Settings
 from arena.rater_quality import QualityThresholds, rater_report
 from arena.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def thresholds_from(settings: Settings) -> QualityThresholds:
@@ -55,3 +60,35 @@ def refresh_exclusions(store: Store) -> dict[str, int]:
                 rater.excluded, rater.excluded_reason = False, ""
                 changed["included"] += 1
     return changed
+
+
+class PolicyRefresher:
+    """Applies the exclusion policy every ``interval`` seconds in a daemon thread.
+
+    Without it a flagged rater's votes would count until an admin pressed the button.
+    Every server process on one database may run one: the policy is idempotent, and
+    an admin's own decisions (``exclusion_manual``) are never changed.
+    """
+
+    def __init__(self, store: Store, interval: float):
+        self.store, self.interval = store, interval
+        self.runs, self.last_error = 0, ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="arena-policy", daemon=True)
+
+    def start(self) -> PolicyRefresher:
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                refresh_exclusions(self.store)
+                self.runs += 1
+            except Exception as exc:  # a database hiccup: try again next time
+                self.last_error = repr(exc)[:200]
+                log.warning("rater policy refresh failed: %s", self.last_error)

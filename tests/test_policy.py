@@ -87,3 +87,30 @@ def test_gold_failures_show_in_the_report(db_store):
     report = quality_report(db_store).set_index("external_id")
     assert report.loc["careless", "gold_accuracy"] == 0.0
     assert "gold accuracy 0%" in report.loc["careless", "flag_reasons"]
+
+
+def test_the_running_server_applies_the_policy_by_itself(tmp_path):
+    """A flagged rater stops counting without an admin pressing the button."""
+    import time
+
+    from arena.config import load_settings
+    from arena.store import Store
+    from tests.arena_app import running_app
+
+    settings = load_settings(env={}, workspace=str(tmp_path / "ws"), policy_refresh_seconds=1)
+    store = Store(settings)
+    ids, images = _arena(store)
+    lefty = store.rater_id("lefty")
+    for k in range(12):
+        left, right = (images[(0, k)], images[(1, k)])[:: 1 if k % 2 else -1]
+        for _ in range(3):
+            _vote(store, lefty, ids[("s", f"p{k}")], left, right, "left")
+    assert len(store.votes_frame()) == 36  # counted until the policy runs
+    with running_app(store, settings, tabs=("arena.ui.status_tab",)):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(store.votes_frame()):
+            time.sleep(0.2)
+    assert store.votes_frame().empty
+    reason = store.raters_frame().set_index("external_id").loc["lefty", "excluded_reason"]
+    assert reason.startswith("policy:") and "chooses left" in reason
+    store.close()
