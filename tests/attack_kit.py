@@ -1,16 +1,20 @@
-"""Tools of the attack suite (tests/test_attacks.py): a raw-HTTP client of the public API
-that can speak as any client address, a reader of JPEG headers, and the statistics that
-decide whether an observable feature predicts a label better than chance.
+"""Tools of the attack suite (tests/test_attacks_*.py): a raw-HTTP client of the public API
+that can speak as any client address, a recorder of everything a client sees before it
+votes, the ground truth of served battles from the database, a reader of JPEG headers, and
+the statistics that decide whether an observable feature predicts a label better than
+chance.
 
 The client talks to the real server the way a bot would: ``POST /gradio_api/call/<name>``
 then the event stream ``GET /gradio_api/call/<name>/<event_id>`` (httpx, one keep-alive
 connection), timing both and keeping every response header. ``X-Forwarded-For`` is sent
 only to 127.0.0.1 (the test server); the server believes it only when 127.0.0.1 is one
-of its ``trusted_proxies``.
+of its ``trusted_proxies`` (``PROXY``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import struct
 import time
@@ -18,10 +22,18 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
+from PIL import Image
 from scipy import stats
+from sqlalchemy import select
+
+from arena import db
 
 # Headers that may differ between two responses without telling anything: the clock.
 CLOCK_HEADERS = {"date"}
+# How the suite runs the app: the vote tab only, with the test client's address trusted.
+VOTE_TAB = ("arena.ui.vote_tab",)
+PROXY = "127.0.0.1"  # the test client's own address, made a trusted proxy
+DISPLAY = "160x160"  # the display size of the scans (side channels, gold checks)
 
 
 class Refused(Exception):
@@ -318,3 +330,138 @@ def _group_means(groups, y):
 
 def report(title: str, verdicts: list[Verdict]) -> str:
     return "\n".join([title, *(v.line() for v in verdicts)])
+
+
+# -- what a client saw, and the truth behind it ---------------------------------------------
+def battle_truth(store, tokens) -> dict[str, dict]:
+    """Per battle token: kind, the image id, sha256 and model of each side, the handles."""
+    b, i, m = db.Battle.__table__, db.Image.__table__, db.Model.__table__
+    with store.engine.connect() as conn:
+        images = {
+            row.id: (row.sha256, row.name)
+            for row in conn.execute(select(i.c.id, i.c.sha256, m.c.name).join(m))
+        }
+        rows = conn.execute(
+            select(
+                b.c.token,
+                b.c.kind,
+                b.c.left_image_id,
+                b.c.right_image_id,
+                b.c.left_handle,
+                b.c.right_handle,
+            ).where(b.c.token.in_(list(tokens)))
+        ).all()
+    out = {}
+    for token, kind, left, right, left_handle, right_handle in rows:
+        out[token] = {
+            "kind": kind,
+            "left": {"image": left, "sha": images[left][0], "model": images[left][1]},
+            "right": {"image": right, "sha": images[right][0], "model": images[right][1]},
+            "handles": (left_handle, right_handle),
+        }
+    return out
+
+
+def url_features(url: str) -> list[float]:
+    """Character classes of an image URL's handle: digits, upper, lower, '-', '_', first."""
+    handle = url.rsplit("/", 1)[-1]
+    return [
+        sum(c.isdigit() for c in handle),
+        sum(c.isupper() for c in handle),
+        sum(c.islower() for c in handle),
+        handle.count("-"),
+        handle.count("_"),
+        ord(handle[0]) if handle else 0,
+    ]
+
+
+def url_shape(url: str) -> str:
+    """The URL with every handle character replaced by its class: what a regex would see."""
+    prefix, _, handle = url.rpartition("/")
+    return prefix + "/" + "".join("x" for _ in handle) + f"[{len(url)}]"
+
+
+class Observed:
+    """Everything a client saw before voting, per battle and per image."""
+
+    def __init__(self):
+        self.battles: list[dict] = []
+        self.images: list[dict] = []
+
+    def serve(self, api: Api, rater: str) -> dict:
+        reply = api.call("battle", rater)
+        battle = dict(
+            token=reply.value["token"],
+            seconds=reply.seconds,
+            join_headers=reply.join_headers,
+            stream_headers=reply.stream_headers,
+            join_length=len(reply.join_body),
+            stream_length=len(reply.stream_body),
+            keys=tuple(sorted(reply.value)),
+        )
+        self.battles.append(battle)
+        for side in ("left", "right"):
+            url = reply.value[f"{side}_image"]
+            response, seconds = api.get(url)
+            assert response.status_code == 200, (url, response.status_code)
+            data = response.content
+            with Image.open(io.BytesIO(data)) as img:
+                size, fmt, info = img.size, img.format, tuple(sorted(img.info))
+            self.images.append(
+                dict(
+                    token=battle["token"],
+                    side=side,
+                    url=url,
+                    seconds=seconds,
+                    headers=headers_of(response, {"date", "content-length"}),
+                    all_headers=headers_of(response),
+                    length=len(data),
+                    content_length=int(response.headers["content-length"]),
+                    segments=tuple(jpeg_segments(data)),
+                    header_bytes=hashlib.sha256(jpeg_header(data)).hexdigest(),
+                    size=size,
+                    format=fmt,
+                    info=info,
+                    sha=hashlib.sha256(data).hexdigest(),
+                )
+            )
+        return reply.value
+
+    def image_features(self):
+        ims = self.images
+        categorical = {
+            "image headers": [i["headers"] for i in ims],
+            "url shape": [url_shape(i["url"]) for i in ims],
+            "natural size": [i["size"] for i in ims],
+            "format and info keys": [(i["format"], i["info"]) for i in ims],
+            "jpeg segment layout": [i["segments"] for i in ims],
+            "jpeg header bytes": [i["header_bytes"] for i in ims],
+        }
+        numeric = {
+            "body size": [i["length"] for i in ims],
+            "image GET time": [i["seconds"] for i in ims],
+            "url characters": [url_features(i["url"]) for i in ims],
+        }
+        return categorical, numeric
+
+    def battle_features(self):
+        bs = self.battles
+        categorical = {
+            "/battle join headers": [b["join_headers"] for b in bs],
+            "/battle stream headers": [b["stream_headers"] for b in bs],
+            "/battle join body length": [b["join_length"] for b in bs],
+            "/battle keys": [b["keys"] for b in bs],
+        }
+        numeric = {
+            "/battle time": [b["seconds"] for b in bs],
+            "/battle stream length": [b["stream_length"] for b in bs],
+        }
+        return categorical, numeric
+
+
+def assert_no_leak(title: str, verdicts) -> str:
+    text = report(title, verdicts)
+    print(text)
+    leaks = [v.line() for v in verdicts if v.leaks]
+    assert not leaks, f"{title}: these features predict the label:\n" + "\n".join(leaks)
+    return text
