@@ -284,9 +284,9 @@ def test_a_fingerprinting_bot_does_not_lift_its_model(tmp_path):
     (docs/threat-model.md). What holds anyway: the fresh ids are limited per address and
     their votes stay in probation; the persistent id is flagged by the targeted-voting
     test and excluded; PUSHED's rating and rank end where the honest votes put them. Until
-    the policy runs (``arena.policy.refresh_exclusions``: the Admin app's "apply the
-    policy now" button, nothing runs it on its own) the persistent id's votes do count,
-    and do lift PUSHED: asserted too.
+    the policy runs (``arena.policy.refresh_exclusions``: every policy_refresh_seconds in
+    the server, or the Admin app's button; called here directly) the persistent id's
+    votes do count, and do lift PUSHED: asserted too.
 
     ``min_decision_ms=0`` stands for a bot patient enough to wait out the fast-vote flag,
     so that only the targeted-voting test can catch it.
