@@ -300,15 +300,9 @@ def public_board_outputs(views, parts: tuple[int, ...] = (0, 1, 2, 3)) -> tuple:
     return tuple(part(k) for k in parts)
 
 
-def render_public(store, settings) -> None:
-    """The whole-arena board over the released snapshot: no filter, no Compare."""
-    from arena.public_view import public_views
-
-    views = public_views(store, settings)
-
-    def initial(k: int):
-        return lambda: public_board_outputs(views, (k,))[0]
-
+def board_components(initial):
+    """The board's four outputs (summary, table, ratings plot, heatmap); ``initial(k)``
+    gives the value of the k-th."""
     summary = gr.Markdown(initial(0))
     table = gr.Dataframe(
         initial(1), interactive=False, label="Leaderboard", wrap=True, elem_id="lb-table"
@@ -323,6 +317,19 @@ def render_public(store, settings) -> None:
         heatmap = gr.Plot(
             initial(3), label="Win-rate matrix", show_label=False, elem_id="lb-heatmap"
         )
+    return summary, table, ratings_plot, heatmap
+
+
+def render_public(store, settings) -> None:
+    """The whole-arena board over the released snapshot: no filter, no Compare."""
+    from arena.public_view import public_views
+
+    views = public_views(store, settings)
+
+    def initial(k: int):
+        return lambda: public_board_outputs(views, (k,))[0]
+
+    summary, table, ratings_plot, heatmap = board_components(initial)
     refresh = gr.Button("Refresh", size="sm")
     refresh.click(
         lambda: public_board_outputs(views),
@@ -349,20 +356,7 @@ def render(store, settings, full: bool | None = None) -> None:
     def initial(k: int):
         return _initial(service, k)
 
-    summary = gr.Markdown(initial(0))
-    table = gr.Dataframe(
-        initial(1), interactive=False, label="Leaderboard", wrap=True, elem_id="lb-table"
-    )
-    with gr.Row():
-        ratings_plot = gr.Plot(
-            initial(2),
-            label="Ratings with 95% intervals",
-            show_label=False,
-            elem_id="lb-ratings-plot",
-        )
-        heatmap = gr.Plot(
-            initial(3), label="Win-rate matrix", show_label=False, elem_id="lb-heatmap"
-        )
+    summary, table, ratings_plot, heatmap = board_components(initial)
     inputs = [category, prompt_set, rater_kind, since, until]
     outputs = [summary, table, ratings_plot, heatmap]
 
