@@ -32,7 +32,7 @@ HANDLE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 HEADERS = {"Cache-Control": "private, max-age=3600, immutable", "X-Content-Type-Options": "nosniff"}
 
 
-def resolve(store, handle: str, group: str) -> str | None:
+def resolve(store, handle: str, group: str, ttl_seconds: int) -> str | None:
     """The pixel hash behind a live handle served to ``group``, else None."""
     if not HANDLE.match(handle):
         return None
@@ -46,7 +46,7 @@ def resolve(store, handle: str, group: str) -> str | None:
         if row is None:
             return None
         left_handle, left_id, right_id, served_at, battle_group = row
-        ttl = timedelta(seconds=store.settings.battle_ttl_seconds)
+        ttl = timedelta(seconds=ttl_seconds)
         if db.utcnow() - served_at > ttl or (battle_group is not None and battle_group != group):
             return None
         image_id = left_id if left_handle == handle else right_id
@@ -59,7 +59,7 @@ def image_routes(store) -> list[Route]:
     renditions = store.images.renditions
 
     def read(handle: str, group: str) -> bytes | None:
-        sha = resolve(store, handle, group)
+        sha = resolve(store, handle, group, admission.settings.battle_ttl_seconds)
         if sha is None:
             return None
         return renditions.ensure(sha, store.images).read_bytes()
