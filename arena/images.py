@@ -31,7 +31,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import io
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import deflate
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from arena.renditions import Renditions
+from arena.renditions import Renditions, write_atomic
 
 ACCEPTED_MODES = {"RGB", "L", "P", "RGBA", "LA", "1"}
 
@@ -359,10 +358,7 @@ class ImageStore:
         path = self.path_for(sha)
         if not path.exists():
             stripped = strip_png(source) if source is not None else None
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(stripped if stripped is not None else encode_png(rgb))
-            os.replace(tmp, path)
+            write_atomic(path, stripped if stripped is not None else encode_png(rgb))
         if self.renditions is not None:
             self.renditions.make(sha, rgb)
         return StoredImage(sha, rgb.width, rgb.height, path)

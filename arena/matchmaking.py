@@ -26,6 +26,7 @@ never served; images with ``broken`` set are never served.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 import time
@@ -38,6 +39,8 @@ from sqlalchemy import Integer, and_, func, select
 
 from arena import db
 from arena.renditions import complete_renditions
+
+log = logging.getLogger(__name__)
 
 
 class NoPairAvailable(RuntimeError):
@@ -370,7 +373,9 @@ class Matchmaker:
                 # New images become servable only with their display renditions made (an
                 # import run with another display size does not make ours): a first fetch
                 # that waited for one would tell new images, so new models, apart.
-                complete_renditions(self.store, os.cpu_count() or 1)
+                made = complete_renditions(self.store, os.cpu_count() or 1)
+                if made:
+                    log.info("made %d missing display renditions", made)
                 self._index = load_index(self.store)
                 self._signature = signature
                 self._votes = load_pair_votes(self.store, self._index)

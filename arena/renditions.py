@@ -86,6 +86,14 @@ def render(rgb: PILImage.Image, box: tuple[int, int]) -> bytes:
     return encode(letterbox(rgb, box))
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` so that no reader (another process included) sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 class Renditions:
     """Rendition files of one workspace for one display box; writes are atomic."""
 
@@ -107,11 +115,7 @@ class Renditions:
         """Write the rendition of the image with pixel hash ``sha256`` unless it exists."""
         path = self.path_for(sha256)
         if not path.is_file():
-            data = render(rgb, self.box)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_atomic(path, render(rgb, self.box))
         return path
 
     def ensure(self, sha256: str, images) -> Path:
@@ -128,22 +132,22 @@ def _make_batch(workspace: str, display_size: str, shas: list[str]) -> int:
 
     originals = ImageStore(Path(workspace))  # read only: no renditions of its own
     renditions = Renditions.for_size(Path(workspace), display_size)
-    made = 0
     for sha in shas:
-        if originals.exists(sha):  # a row without its file is never servable anyway
-            renditions.ensure(sha, originals)
-            made += 1
-    return made
+        renditions.ensure(sha, originals)
+    return len(shas)
 
 
 def make_missing(workspace: Path, display_size: str, shas: list[str], workers: int = 2) -> int:
     """Make every missing rendition among ``shas`` (in worker processes); returns how many.
 
-    Run before serving (``arena serve``), so that no rater's first look at an image
-    waits for its rendition: a slower first fetch would tell new images from seen ones.
+    Image rows without their original file (never servable) are passed over here, so
+    they start no worker.
     """
+    from arena.images import ImageStore
+
+    originals = ImageStore(Path(workspace))
     renditions = Renditions.for_size(Path(workspace), display_size)
-    missing = sorted({sha for sha in shas if not renditions.exists(sha)})
+    missing = sorted({sha for sha in shas if not renditions.exists(sha) and originals.exists(sha)})
     if not missing:
         return 0
     batches = [missing[k : k + 64] for k in range(0, len(missing), 64)]
@@ -157,7 +161,12 @@ def make_missing(workspace: Path, display_size: str, shas: list[str], workers: i
 
 
 def complete_renditions(store, workers: int = 1) -> int:
-    """Make the missing renditions of every servable image of ``store`` (gold copies too)."""
+    """Make the missing renditions of every servable image of ``store`` (gold copies too).
+
+    The matchmaker runs it whenever it (re)builds its candidate index -- at start-up and
+    when images are added -- so no rater's first look at an image waits for its
+    rendition: a slower first fetch would tell new images (a new model) from seen ones.
+    """
     from sqlalchemy import select
 
     from arena import db

@@ -76,21 +76,6 @@ def demo_reveal(settings: Settings, store: Store, env: dict[str, str] | None = N
     return settings.replace(reveal_models=True)
 
 
-def prepare_renditions(store: Store, settings: Settings) -> int:
-    """Make the display renditions that are missing (a workspace from before renditions, or
-    a new ``display_size``) before the first rater arrives; returns how many were made."""
-    from arena.renditions import complete_renditions
-
-    t0 = time.perf_counter()
-    made = complete_renditions(store, os.cpu_count() or 1)
-    if made:
-        print(
-            f"made {made} display renditions ({settings.display_size}) in "
-            f"{time.perf_counter() - t0:.1f} s"
-        )
-    return made
-
-
 # Gradio routes that call an event by its api_name (the page itself calls events by index
 # through the queue; gradio_client too). Only PUBLIC_API names may be called this way.
 NAMED_CALL = re.compile(r"^/(?:gradio_api/)?(?:call|run|api)/([^/]+)")
@@ -222,7 +207,6 @@ def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs
     """Build the server app and run it (blocking, or in a thread with ``block=False``)."""
     import uvicorn
 
-    prepare_renditions(store, settings)  # before any rater: no first fetch waits for one
     app, blocks = build_server_app(store, settings, auth=auth, tabs=tabs)
     config = uvicorn.Config(
         app,

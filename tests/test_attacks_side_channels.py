@@ -308,7 +308,7 @@ def test_first_fetches_do_not_tell_the_model_when_renditions_were_missing(tmp_pa
     """Attack 1, timing: the first GET of each image right after the server starts, on a
     workspace imported under another display size (the CLI takes its settings from its
     own environment: here 768x768), so the renditions of the server's size were missing.
-    The server makes them before the first rater (``arena.serve.prepare_renditions``)."""
+    The matchmaker makes them before the first rater (``arena.renditions.complete_renditions``)."""
     monkeypatch.setenv("ARENA_DISPLAY_SIZE", "768x768")
     ws, prompts = tmp_path / "ws", tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"a lighthouse in fog, study {k}" for k in range(16)))

@@ -11,6 +11,7 @@ from PIL import Image, PngImagePlugin
 
 from arena.config import load_settings
 from arena.images import store_files
+from arena.matchmaking import Matchmaker, UniformPolicy
 from arena.renditions import (
     BACKGROUND,
     RenditionError,
@@ -134,21 +135,25 @@ def test_a_missing_rendition_is_made_from_the_original(tmp_path):
     store.close()
 
 
-def test_serving_first_makes_every_missing_rendition(tmp_path):
+def test_the_matchmaker_first_makes_every_missing_rendition(tmp_path):
     """A workspace from before renditions (or a new display size) is completed before any
     rater arrives, so no first look at an image waits for its rendition."""
     import shutil
 
-    from arena.serve import prepare_renditions
+    from arena.renditions import complete_renditions
     from tests.arena_fixtures import build_fixture
 
     store = Store(load_settings(env={}, workspace=str(tmp_path / "ws")))
     build_fixture(store, n_prompts=40, seeds=1, size=48)  # 3 models x 40 images, reference
     shutil.rmtree(store.workspace / "renditions")
-    made = prepare_renditions(store, store.settings)
+    made = complete_renditions(store, workers=2)
     images = store.images_frame()
     servable = images[images["model_kind"] != "reference"]["sha256"].unique()
     assert made == len(servable) > 64  # more than one batch: the process pool ran
     assert all(store.images.renditions.exists(sha) for sha in servable)
-    assert prepare_renditions(store, store.settings) == 0
+    assert complete_renditions(store, workers=2) == 0
+    # ... and the matchmaker runs it before new images become servable.
+    shutil.rmtree(store.workspace / "renditions")
+    Matchmaker(store, UniformPolicy(), np.random.default_rng(0)).index()
+    assert all(store.images.renditions.exists(sha) for sha in servable)
     store.close()
