@@ -96,10 +96,6 @@ class RaterIdentity:
         return f"login:{self.login}" if self.login else self.browser_id
 
 
-def new_rater_id() -> str:
-    return secrets.token_hex(16)
-
-
 def as_identity(rater: RaterIdentity | str) -> RaterIdentity:
     return rater if isinstance(rater, RaterIdentity) else RaterIdentity(rater)
 

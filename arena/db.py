@@ -109,6 +109,14 @@ class Rater(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+def web_raters(raters=None):
+    """SQL condition: raters the web app created (an issued id or a login). They carry
+    an address group; raters of scripts and simulations have none and are the
+    evaluator's own. Web raters' votes count only after ``probation_votes``."""
+    raters = Rater.__table__ if raters is None else raters
+    return raters.c.client_group.is_not(None)
+
+
 class Battle(Base):
     __tablename__ = "battles"
     __table_args__ = (

@@ -124,10 +124,10 @@ class PublicViews:
             return self._release
 
     def _web_raters(self) -> set[int]:
-        """Raters the web app created (they carry an address group): on probation."""
+        """Raters the web app created (``db.web_raters``): on probation."""
         r = db.Rater.__table__
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(r.c.id).where(r.c.client_group.is_not(None)))
+            rows = conn.execute(select(r.c.id).where(db.web_raters(r)))
             return {row[0] for row in rows}
 
     def release(self) -> Release:

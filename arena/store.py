@@ -364,9 +364,7 @@ class Store:
                     .group_by(p.c.rater_id)
                     .having(func.count() >= self.settings.probation_votes)
                 )
-                # Raters the web app created carry an address group; raters of scripts and
-                # simulations (no group) are the evaluator's own and count at once.
-                query = query.where(or_(r.c.client_group.is_(None), v.c.rater_id.in_(counted)))
+                query = query.where(or_(~db.web_raters(r), v.c.rater_id.in_(counted)))
         if not include_gold:
             query = query.where(b.c.kind == "normal")
         return columnar.read_votes(self.engine, query)

@@ -39,9 +39,13 @@ def resolve(store, handle: str, group: str, ttl_seconds: int) -> str | None:
     b = db.Battle.__table__
     with store.session() as s:
         row = s.execute(
-            select(b.c.left_handle, b.c.left_image_id, b.c.right_image_id, b.c.served_at)
-            .add_columns(b.c.client_group)
-            .where(or_(b.c.left_handle == handle, b.c.right_handle == handle))
+            select(
+                b.c.left_handle,
+                b.c.left_image_id,
+                b.c.right_image_id,
+                b.c.served_at,
+                b.c.client_group,
+            ).where(or_(b.c.left_handle == handle, b.c.right_handle == handle))
         ).first()
         if row is None:
             return None
