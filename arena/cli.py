@@ -13,8 +13,8 @@ import os
 import sys
 
 from arena.config import SettingsError, load_settings
-from arena.images import ImageError
-from arena.migrate import SchemaError
+from arena.storage.images import ImageError
+from arena.storage.migrate import SchemaError
 
 COMMAND_MODULES = (
     "arena.commands.workspace",
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from arena.store import StoreError
+    from arena.storage.store import StoreError
 
     try:
         result = args.func(args)

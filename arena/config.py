@@ -192,7 +192,7 @@ SETTINGS: tuple[Setting, ...] = (
         "targeted_alpha",
         float,
         1e-3,
-        "Level of the targeted-voting test (arena/targeted.py): a rater or address group "
+        "Level of the targeted-voting test (arena/stats/targeted.py): a rater or address group "
         "whose picks of one model exceed the Bradley-Terry expectation with a p-value, "
         "corrected over models (Bonferroni) and over everyone tested (Holm), at or below "
         "this is excluded by policy; the chance of flagging any honest rater in one run is "

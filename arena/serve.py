@@ -23,7 +23,7 @@ import threading
 import time
 
 from arena.config import Settings
-from arena.store import Store
+from arena.storage.store import Store
 
 QUEUE_CONCURRENCY = 32  # events run at once; SQLite serialises the writes themselves
 SHUTDOWN_GRACE_S = 30  # longest wait for in-flight requests after SIGTERM
@@ -46,7 +46,7 @@ def serve(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     store = store or Store(settings)
     if build_demo_if_empty and store.status()["images"] == 0:
-        from arena.demo import build_demo
+        from arena.demo.build import build_demo
 
         print(f"workspace {store.workspace} is empty: building the offline demo ...")
         build_demo(store, seed=settings.seed)
@@ -126,10 +126,10 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     from fastapi import FastAPI
     from gradio import mount_gradio_app
 
-    from arena.limits_http import RequestGuard
     from arena.ui import build_app
     from arena.ui.admin import mount_admin
     from arena.ui.app import PUBLIC_API, launch_kwargs
+    from arena.ui.http_guard import RequestGuard
 
     blocks = build_app(store, settings, tabs=tabs)
     quiet_queue_analytics()
@@ -221,7 +221,7 @@ def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs
         forwarded_allow_ips=trusted_proxies(settings) or None,
     )
     server = _server_class(uvicorn)(config, _gradio_apps(app))
-    from arena.policy import PolicyRefresher
+    from arena.voting.exclusion import PolicyRefresher
 
     policy = PolicyRefresher(store, settings.policy_refresh_seconds).start()
     if block:

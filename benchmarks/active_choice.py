@@ -5,7 +5,7 @@
 Workspace: ``--models`` models x 100 prompts x 2 seeds (20,000 image rows at 100 models)
 and 200,000 votes, bulk-inserted with ``battle_path.build_workspace`` into a real SQLite
 file. The matchmaker is the one the server builds (``Matchmaker.from_settings`` with
-``matchmaking_policy="active"``, i.e. ``arena.active_policy.ActivePolicy``).
+``matchmaking_policy="active"``, i.e. ``arena.voting.active_pairing.ActivePolicy``).
 
 Prints:
 - the background refresh (what the refresh thread does every ``refresh_seconds``), split
@@ -49,12 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from battle_path import build_workspace  # noqa: E402
 
-from arena import active  # noqa: E402
-from arena.active_policy import ActivePolicy, load_pair_counts  # noqa: E402
 from arena.config import load_settings  # noqa: E402
-from arena.matchmaking import Matchmaker  # noqa: E402
-from arena.ratings import bt_fit  # noqa: E402
-from arena.store import Store  # noqa: E402
+from arena.stats import active  # noqa: E402
+from arena.stats.ratings import bt_fit  # noqa: E402
+from arena.storage.store import Store  # noqa: E402
+from arena.voting.active_pairing import ActivePolicy, load_pair_counts  # noqa: E402
+from arena.voting.matchmaking import Matchmaker  # noqa: E402
 
 
 def timed(function, *args, **kwargs):

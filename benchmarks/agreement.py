@@ -2,7 +2,7 @@
 
 Part 1 (in memory): 1,000,000 votes on 160,000 images (8 models x 20,000
 prompts), 6 metrics, 5,000 raters -> every agreement table with 1,000
-prompt-bootstrap rounds (:func:`arena.agreement.agreement_report`).
+prompt-bootstrap rounds (:func:`arena.stats.agreement.agreement_report`).
 Target: <= 10 s on 2 cores.
 
 Part 2 (a real SQLite workspace, bulk-inserted): `arena export` of everything
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from arena.agreement import agreement_report  # noqa: E402
+from arena.stats.agreement import agreement_report  # noqa: E402
 from tests.agreement_data import populate_store, synthetic_arena  # noqa: E402
 
 
@@ -94,8 +94,8 @@ def main() -> None:
     if args.skip_export:
         return
 
-    from arena.export import export_workspace
-    from arena.store import Store
+    from arena.reports.export import export_workspace
+    from arena.storage.store import Store
 
     folder = Path(tempfile.mkdtemp(prefix="arena-bench-"))
     try:

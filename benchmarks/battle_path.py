@@ -32,10 +32,10 @@ import numpy as np
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from arena.battles import record_vote, serve_battle
 from arena.config import load_settings
-from arena.matchmaking import Matchmaker
-from arena.store import Store
+from arena.storage.store import Store
+from arena.voting.battles import record_vote, serve_battle
+from arena.voting.matchmaking import Matchmaker
 from benchmarks.load import cpu_seconds
 
 OUTCOMES = np.array(["left", "right", "tie", "both_bad"])

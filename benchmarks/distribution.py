@@ -1,10 +1,11 @@
 """Benchmark: the feature cache over 10,000 images and KID with 100 subsets on 10k x 2048.
 
 1. A real workspace with N images (N = 10,000 by default; small 32x32 PNGs) and a small
-   real extractor (a random 3-layer conv net subclassing ``scoring.features.Extractor``):
+   real extractor (a random 3-layer conv net subclassing
+   ``scoring.distribution.features.Extractor``):
    ``cached_features`` twice. The first run decodes, extracts and stores every vector;
    the second must extract nothing (the extractor's own call counter) and only read.
-2. ``scoring.distribution.kid`` on two 10,000 x 2048 float32 matrices, 100 subsets of
+2. ``scoring.distribution.stats.kid`` on two 10,000 x 2048 float32 matrices, 100 subsets of
    1,000, on 2 threads (``threadpool_limits(2)``; kid() runs 2 single-threaded BLAS
    workers), cold and with the reference's sums cached; wall and CPU time, the GFLOP/s
    achieved, a plain 1000x2048x1000 GEMM rate measured just before and after (this
@@ -36,7 +37,7 @@ class SmallExtractor:
     def build(weights_path: Path):
         import torch
 
-        from scoring.features import Extractor
+        from scoring.distribution.features import Extractor
 
         class _Small(Extractor):
             name = "bench-small"
@@ -73,9 +74,9 @@ def build_workspace(root: Path, n: int):
     from PIL import Image
     from sqlalchemy import insert
 
-    from arena import db
     from arena.config import load_settings
-    from arena.store import Store
+    from arena.storage import db
+    from arena.storage.store import Store
 
     store = Store(load_settings(env={}, workspace=str(root / "ws")))
     mid = store.add_model("bench", "import")
@@ -104,7 +105,7 @@ def build_workspace(root: Path, n: int):
 
 
 def bench_cache(n: int, batch_size: int) -> None:
-    from scoring.features import cached_features
+    from scoring.distribution.features import cached_features
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -135,7 +136,7 @@ def bench_cache(n: int, batch_size: int) -> None:
 
 def _kid_breakdown(x: np.ndarray, y: np.ndarray, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per subset of each step of the CPU KID path, on one thread (best of)."""
-    from scoring.distribution import _CUBE_CHUNK, _cube_sum
+    from scoring.distribution.stats import _CUBE_CHUNK, _cube_sum
 
     m, d = 1000, x.shape[1]
     inv_d = np.float32(1.0 / d)
@@ -180,7 +181,7 @@ def _gemm_rate(threads: int) -> float:
 def bench_kid(target_s: float = 5.0) -> None:
     from threadpoolctl import threadpool_limits
 
-    from scoring.distribution import kid
+    from scoring.distribution.stats import kid
 
     rng = np.random.default_rng(0)
     x = rng.random((10_000, 2048), dtype=np.float32)

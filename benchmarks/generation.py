@@ -3,7 +3,7 @@
     python benchmarks/generation.py            # tiny random SD pipeline on the CPU
     python benchmarks/generation.py --gpu      # SD1.5-size UNet/VAE/CLIP-L (random), 512x512 fp16
 
-Both modes run ``scoring.generate.generate_model`` -- the job `arena generate`
+Both modes run ``scoring.generation.job.generate_model`` -- the job `arena generate`
 runs: per-image generators, the pipeline call, broken-output checks, PNG
 encoding into the content-addressed store and one database commit per batch --
 on a fresh temporary workspace per batch size, after a warm-up call. The
@@ -43,7 +43,7 @@ def build_sd15_random(device: str, dtype):
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from scoring.tiny_diffusers import CLIP_VOCAB_SIZE, build_clip_tokenizer
+    from scoring.testing.tiny_diffusers import CLIP_VOCAB_SIZE, build_clip_tokenizer
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -95,9 +95,9 @@ def build_sd15_random(device: str, dtype):
 
 
 def load_tiny(device: str):
-    from arena.checkpoints import ModelSource
-    from scoring.generate import load_pipeline
-    from scoring.tiny_diffusers import save_tiny_sd
+    from arena.intake.checkpoints import ModelSource
+    from scoring.generation.job import load_pipeline
+    from scoring.testing.tiny_diffusers import save_tiny_sd
 
     folder = save_tiny_sd(Path(tempfile.mkdtemp(prefix="tiny-sd-")) / "pipe")
     return load_pipeline(ModelSource(str(folder), "diffusers"), device, "fp32")
@@ -105,8 +105,8 @@ def load_tiny(device: str):
 
 def measure(pipe, settings, batch_size: int, n_images: int, seeds: int) -> tuple[float, int]:
     """(images/s, images) of the job on a fresh workspace, pipeline already loaded."""
-    from arena.store import PromptRow, Store
-    from scoring.generate import generate_model, quiet_libraries
+    from arena.storage.store import PromptRow, Store
+    from scoring.generation.job import generate_model, quiet_libraries
 
     with tempfile.TemporaryDirectory() as tmp, quiet_libraries():
         store = Store.open(Path(tmp) / "ws")
@@ -120,7 +120,7 @@ def measure(pipe, settings, batch_size: int, n_images: int, seeds: int) -> tuple
             prompt_set="bench",
         )
         model_id = store.add_model("bench", "diffusers", "benchmark")
-        from scoring.generate import load_prompts
+        from scoring.generation.job import load_prompts
 
         prompts = load_prompts(store, "bench")
         summary = generate_model(
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from scoring.generate import GenerationSettings, quiet_libraries, run_batch
+    from scoring.generation.job import GenerationSettings, quiet_libraries, run_batch
 
     device = args.device or ("cuda" if args.gpu else "cpu")
     if args.gpu:
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     n_images = args.images or 32
     sizes = [int(b) for b in args.batch_sizes.split(",")]
 
-    from scoring.generate import plan_jobs
+    from scoring.generation.job import plan_jobs
 
     with quiet_libraries():  # warm-up: first calls pay one-off kernel selection and allocation
         for b in sizes:

@@ -1,6 +1,6 @@
 """Leaderboard benchmark: 1M votes -> the finished leaderboard frame, vs Chatbot Arena's method.
 
-What is timed (ours): ``arena.leaderboard.leaderboard_frame`` on a votes table
+What is timed (ours): ``arena.reports.leaderboard.leaderboard_frame`` on a votes table
 held in memory (the columns of ``Store.votes_frame``): names -> indices,
 aggregation, online Elo, the Bradley-Terry fit, 1,000 bootstrap rounds,
 intervals, rank upper bounds, win-rate / predicted / battle-count matrices,
@@ -38,8 +38,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from arena import ratings as R
-from arena.leaderboard import leaderboard_frame
+from arena.reports.leaderboard import leaderboard_frame
+from arena.stats import ratings as R
 
 
 # -- synthetic votes -------------------------------------------------------------------------

@@ -38,7 +38,7 @@ refresh, so their resolution is ``refresh`` votes for every policy.
 
 - ``uniform``: every pair equally likely;
 - ``balanced``: pairs with the fewest votes first (round-robin);
-- ``active``: ``arena.active.pair_probabilities`` (expected reduction of ranking
+- ``active``: ``arena.stats.active.pair_probabilities`` (expected reduction of ranking
   uncertainty, with a 10% uniform coverage floor);
 - ``oracle`` (a reference, not a policy): the same allocation computed from the
   *true* ratings instead of the fit, i.e. what the design could buy if the
@@ -63,11 +63,11 @@ misordered pairs ≤ 5%, i.e. τ ≈ 0.9), against the uniform split. With
 Then the rater-quality experiment (skipped with ``--skip-quality``): 100 raters,
 10% adversarial (half always vote left, half always vote for the worse image),
 gold battles at 10%; τ of the clean run, of the run with adversaries, and of
-that run after excluding the raters ``arena.rater_quality.rater_report`` flags.
+that run after excluding the raters ``arena.stats.rater_quality.rater_report`` flags.
 
 Votes are simulated on aggregated counts (a multinomial over pairs, binomials
 over outcomes), which has exactly the law of drawing them one by one within a
-refresh interval; the fit is the project's own BT fitter (arena.ratings).
+refresh interval; the fit is the project's own BT fitter (arena.stats.ratings).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ import pandas as pd
 from scipy.optimize import brentq, minimize
 from scipy.stats import kendalltau, norm
 
-from arena import active
-from arena.rater_quality import rater_report
+from arena.stats import active
+from arena.stats.rater_quality import rater_report
 
 TIE_RATE = 0.1
 REFRESH = 100
@@ -111,7 +111,7 @@ def _fit(wins: np.ndarray, ties: np.ndarray, initial: np.ndarray | None = None) 
 
     ``initial`` (the previous fit) only speeds Newton up; the optimum is the same.
     """
-    from arena.ratings import bt_fit
+    from arena.stats.ratings import bt_fit
 
     return bt_fit(wins + ties / 2.0, initial=initial)
 
@@ -287,7 +287,7 @@ def expected_discordant(
     Fisher approximation: the fit is normal with covariance the pseudo-inverse of
     ``H = Σ votes share_ab q_ab x xᵀ`` at the true ratings, so pair (i, j) is
     misordered with probability Φ(-|Δ_ij| / s_ij). Returns the value and its
-    gradient in ``share`` (the same C L C identity as arena.active).
+    gradient in ``share`` (the same C L C identity as arena.stats.active).
     """
     n = len(truth)
     rows, cols = active.pair_index(n)

@@ -4,7 +4,7 @@ Builds a throwaway workspace of N random images (10 models x N/10 prompts), writ
 tiny random ViT-L/14-family CLIP and an aesthetic MLP in the real file formats, then
 times, on the same images:
 
-* the runner (`scoring.runner.run`): DataLoader decoding, batches, one shared image
+* the runner (`scoring.metrics.runner.run`): DataLoader decoding, batches, one shared image
   encoder pass for CLIP score + aesthetic, per-prompt text cache, a commit per batch;
 * one image at a time: decode the file, ``clip.score([img], [prompt])`` and
   ``aesthetic.score([img])`` -- what a loop over the Python API does. Its scores are
@@ -34,9 +34,9 @@ sys.path[:] = [_ROOT] + [p for p in sys.path if Path(p or ".").resolve() != Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import scoring  # noqa: F401,E402  (torchvision shim first)
-from arena import db  # noqa: E402
 from arena.config import load_settings  # noqa: E402
-from arena.store import PromptRow, Store  # noqa: E402
+from arena.storage import db  # noqa: E402
+from arena.storage.store import PromptRow, Store  # noqa: E402
 
 
 def build_workspace(root: Path, n_images: int, seed: int = 0) -> Store:
@@ -64,8 +64,8 @@ def one_at_a_time(store: Store, weights: Path) -> tuple[float, dict]:
     from PIL import Image
     from sqlalchemy import select
 
-    from scoring.aesthetic import Aesthetic
-    from scoring.clip_score import ClipScore
+    from scoring.metrics.aesthetic import Aesthetic
+    from scoring.metrics.clip_score import ClipScore
 
     clip = ClipScore.from_pretrained(weights)
     aesthetic = Aesthetic.from_pretrained(weights)
@@ -88,7 +88,7 @@ def one_at_a_time(store: Store, weights: Path) -> tuple[float, dict]:
 def batched(store: Store, weights: Path, batch_size: int, workers: int) -> tuple[float, dict]:
     from sqlalchemy import delete, select
 
-    from scoring.runner import build_metrics, run
+    from scoring.metrics.runner import build_metrics, run
 
     with store.session() as s:
         s.execute(delete(db.Score))
@@ -120,7 +120,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from scoring.tiny_clip import write_tiny_aesthetic, write_tiny_clip
+    from scoring.testing.tiny_clip import write_tiny_aesthetic, write_tiny_clip
 
     print(
         f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scoring.base import WeightFile
+from scoring.metrics.base import WeightFile
 
 
 class MissingWeightsError(FileNotFoundError):

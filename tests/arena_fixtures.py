@@ -1,4 +1,4 @@
-"""A small real workspace for the voting-arena tests (independent of arena.demo).
+"""A small real workspace for the voting-arena tests (independent of arena.demo.build).
 
 Models get distinctive names and source paths so that the blinding test can search
 everything the browser received for them. One ``reference`` model and one broken
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from arena.store import PromptRow, Store
+from arena.storage.store import PromptRow, Store
 
 MODEL_NAMES = ("zephyrquokka-v3", "marmalade-basilisk-xl", "tundrafinch-turbo")
 REFERENCE_NAME = "obsidian-reference-set"

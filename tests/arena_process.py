@@ -216,9 +216,9 @@ def stored_vote_rows(workspace: Path, db_url: str = "") -> list[tuple[str, int, 
     """Every stored vote as (battle token, vote id, outcome), read from the database."""
     from sqlalchemy import select
 
-    from arena import db
     from arena.config import load_settings
-    from arena.store import Store
+    from arena.storage import db
+    from arena.storage.store import Store
 
     store = Store(load_settings(env={}, workspace=str(workspace), db_url=db_url))
     try:
@@ -234,7 +234,7 @@ def stored_vote_rows(workspace: Path, db_url: str = "") -> list[tuple[str, int, 
 def build_workspace(workspace: Path, db_url: str = "", n_prompts: int = 25) -> None:
     """A small real workspace (4 models x n_prompts x 2 seeds) for load and crash runs."""
     from arena.config import load_settings
-    from arena.store import Store
+    from arena.storage.store import Store
     from tests.arena_fixtures import build_fixture
 
     settings = load_settings(env={}, workspace=str(workspace), db_url=db_url)

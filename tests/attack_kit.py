@@ -26,7 +26,7 @@ from PIL import Image
 from scipy import stats
 from sqlalchemy import select
 
-from arena import db
+from arena.storage import db
 
 # Headers that may differ between two responses without telling anything: the clock.
 CLOCK_HEADERS = {"date"}

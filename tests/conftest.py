@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from arena.config import load_settings
-from arena.store import Store
+from arena.storage.store import Store
 
 
 @pytest.fixture

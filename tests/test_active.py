@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from arena import active
+from arena.stats import active
 
 
 def _random_state(n, rng, max_count=30):

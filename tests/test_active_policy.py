@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arena import db, ratings
-from arena.active_policy import ActivePolicy, load_pair_counts
-from arena.matchmaking import BalancedPolicy, PairStats, make_policy, pair_index
-from arena.store import PromptRow
+from arena.stats import ratings
+from arena.storage import db
+from arena.storage.store import PromptRow
+from arena.voting.active_pairing import ActivePolicy, load_pair_counts
+from arena.voting.matchmaking import BalancedPolicy, PairStats, make_policy, pair_index
 
 STRENGTH = {"m0": 2.0, "m1": 0.05, "m2": 0.0, "m3": -2.0}
 
@@ -109,7 +110,7 @@ def test_background_refresh_serves_balanced_until_ready(arena):
 
 def test_active_choices_are_reproducible_for_a_seed(arena):
     """Two matchmakers with the same seed over the same votes serve the same battles."""
-    from arena.matchmaking import Matchmaker
+    from arena.voting.matchmaking import Matchmaker
 
     store, _model_ids, _names = arena
     settings = store.settings.replace(active_min_votes=10)

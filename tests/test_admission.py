@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from arena.admission import Admission, address_group
-from arena.battles import BattleError, RaterIdentity, record_vote, serve_battle
 from arena.config import load_settings
-from arena.matchmaking import Matchmaker, UniformPolicy
-from arena.store import Store
+from arena.storage.store import Store
+from arena.voting.admission import Admission, address_group
+from arena.voting.battles import BattleError, RaterIdentity, record_vote, serve_battle
+from arena.voting.matchmaking import Matchmaker, UniformPolicy
 from tests.arena_fixtures import build_fixture
 
 

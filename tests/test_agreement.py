@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from arena import agreement as ag
-from arena import ratings as rt
+from arena.stats import agreement as ag
+from arena.stats import ratings as rt
 from tests.agreement_data import synthetic_arena
 
 
@@ -589,13 +589,13 @@ def test_model_level_interval_bootstraps_the_human_side_only():
 
 
 def test_model_level_orientation_covers_every_distribution_metric():
-    from scoring.distribution_run import METRICS
+    from scoring.distribution.run import METRICS
 
     assert set(ag.MODEL_LEVEL_HIGHER_IS_BETTER) == set(METRICS)
 
 
 def test_per_image_lower_is_better_matches_the_metric_registry():
-    from scoring.base import get_metric, list_metrics
+    from scoring.metrics.base import get_metric, list_metrics
 
     lower = {name for name in list_metrics() if not get_metric(name).higher_is_better}
     assert set(ag.PER_IMAGE_LOWER_IS_BETTER) == lower

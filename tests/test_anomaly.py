@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scoring.anomaly import (
+from scoring.metrics.anomaly import (
     PGD_EPS,
     AnomalyScore,
     anomaly_scores,
@@ -16,8 +16,8 @@ from scoring.anomaly import (
     complexity_vulnerability,
     vulnerability,
 )
-from scoring.base import get_metric
-from scoring.tiny_extractors import write_tiny_dinov2
+from scoring.metrics.base import get_metric
+from scoring.testing.tiny_extractors import write_tiny_dinov2
 
 
 def test_vulnerability_of_a_linear_feature_is_the_linf_optimum():

@@ -45,15 +45,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from arena import db
-from arena.admission import Admission
-from arena.battles import record_vote, serve_battle
 from arena.config import load_settings
-from arena.leaderboard import leaderboard_frame
-from arena.matchmaking import BalancedPolicy, Matchmaker
-from arena.policy import refresh_exclusions
-from arena.public_view import PublicViews
-from arena.store import Store
+from arena.reports.leaderboard import leaderboard_frame
+from arena.reports.public_view import PublicViews
+from arena.storage import db
+from arena.storage.store import Store
+from arena.voting.admission import Admission
+from arena.voting.battles import record_vote, serve_battle
+from arena.voting.exclusion import refresh_exclusions
+from arena.voting.matchmaking import BalancedPolicy, Matchmaker
 from tests.arena_app import running_app
 from tests.arena_fixtures import build_fixture
 from tests.attack_kit import (
@@ -284,7 +284,7 @@ def test_a_fingerprinting_bot_does_not_lift_its_model(tmp_path):
     (docs/threat-model.md). What holds anyway: the fresh ids are limited per address and
     their votes stay in probation; the persistent id is flagged by the targeted-voting
     test and excluded; PUSHED's rating and rank end where the honest votes put them. Until
-    the policy runs (``arena.policy.refresh_exclusions``: every policy_refresh_seconds in
+    the policy runs (``arena.voting.exclusion.refresh_exclusions``: every policy_refresh_seconds in
     the server, or the Admin app's button; called here directly) the persistent id's
     votes do count, and do lift PUSHED: asserted too.
 

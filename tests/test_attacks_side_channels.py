@@ -63,8 +63,8 @@ from PIL import Image
 
 from arena import cli
 from arena.config import load_settings
-from arena.renditions import parse_display_size, render
-from arena.store import Store
+from arena.storage.renditions import parse_display_size, render
+from arena.storage.store import Store
 from tests.arena_app import running_app
 from tests.arena_fixtures import build_fixture
 from tests.attack_kit import (
@@ -308,7 +308,8 @@ def test_first_fetches_do_not_tell_the_model_when_renditions_were_missing(tmp_pa
     """Attack 1, timing: the first GET of each image right after the server starts, on a
     workspace imported under another display size (the CLI takes its settings from its
     own environment: here 768x768), so the renditions of the server's size were missing.
-    The matchmaker makes them before the first rater (``arena.renditions.complete_renditions``)."""
+    The matchmaker makes them before the first rater
+    (``arena.storage.renditions.complete_renditions``)."""
     monkeypatch.setenv("ARENA_DISPLAY_SIZE", "768x768")
     ws, prompts = tmp_path / "ws", tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"a lighthouse in fog, study {k}" for k in range(16)))

@@ -40,7 +40,7 @@ from collections import Counter
 import httpx
 
 from arena.config import load_settings
-from arena.store import Store
+from arena.storage.store import Store
 from tests.arena_app import running_app
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 from tests.attack_kit import (

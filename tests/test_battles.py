@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from arena import db
-from arena.battles import BattleError, RaterIdentity, record_vote, serve_battle
-from arena.matchmaking import BalancedPolicy, Matchmaker
+from arena.storage import db
+from arena.voting.battles import BattleError, RaterIdentity, record_vote, serve_battle
+from arena.voting.matchmaking import BalancedPolicy, Matchmaker
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 
 ALICE, BOB = "alice-0123456789", "bob-0123456789ab"

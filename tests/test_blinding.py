@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from arena.config import load_settings
-from arena.store import Store
+from arena.storage.store import Store
 from tests.arena_app import running_app
 from tests.arena_fixtures import MODEL_NAMES, REFERENCE_NAME, build_fixture
 from tests.browser import chromium

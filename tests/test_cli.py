@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from arena.store import Store
+from arena.storage.store import Store
 from tests.image_files import BAD_FILES, rgb_array, write_png
 from tests.unprivileged import make_read_only, run_unprivileged, shared_tmpdir
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import select, update
 
-from arena import db
-from arena.columnar import positions
-from arena.export import FLOAT_FORMAT, compute_tables, read_table
-from arena.table_io import write_csv
+from arena.reports.export import FLOAT_FORMAT, compute_tables, read_table
+from arena.storage import db
+from arena.storage.columnar import positions
+from arena.storage.table_io import write_csv
 from tests.agreement_data import populate_store, synthetic_arena
 
 FLAGS = [{}, {"include_excluded": True}, {"include_gold": True}]

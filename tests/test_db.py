@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from arena import db
-from arena.migrate import SchemaError, current_revision, head_revision, upgrade_to_head
-from arena.store import Store
+from arena.storage import db
+from arena.storage.migrate import SchemaError, current_revision, head_revision, upgrade_to_head
+from arena.storage.store import Store
 
 
 def test_empty_database_migrates_to_head_and_matches_the_models(tmp_path):
@@ -80,7 +80,7 @@ def test_a_read_only_workspace_is_refused():
     Store.open(ws).close()
     make_read_only(ws)
     code = (
-        "import sys\nfrom arena.store import Store, StoreError\n"
+        "import sys\nfrom arena.storage.store import Store, StoreError\n"
         "try:\n    Store.open(sys.argv[1])\nexcept StoreError as exc:\n    print(exc)\n"
         "else:\n    sys.exit('opened a read-only workspace')\n"
     )

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from arena.demo import (
+from arena.demo.build import (
     COLOURS,
     DEMO_MODELS,
     DEMO_SEEDS,
@@ -17,7 +17,7 @@ from arena.demo import (
     render,
     simulate_votes,
 )
-from arena.store import Store, StoreError
+from arena.storage.store import Store, StoreError
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_the_demo_has_every_model_prompt_and_seed(demo_store):
 def test_the_reference_model_says_it_is_never_shown(demo_store):
     from sqlalchemy import select
 
-    from arena import db
+    from arena.storage import db
 
     with demo_store.session() as s:
         desc = s.scalar(select(db.Model.description).where(db.Model.name == REFERENCE_MODEL))
@@ -195,7 +195,7 @@ def demo_metrics_store(tmp_path_factory):
 
 @pytest.mark.slow
 def test_demo_leaderboard_shows_the_model_level_numbers(demo_metrics_store):
-    from arena.leaderboard import LeaderboardService
+    from arena.reports.leaderboard import LeaderboardService
     from arena.ui.leaderboard_tab import board_outputs
 
     store = demo_metrics_store
@@ -230,8 +230,8 @@ def test_faithful_is_closest_to_the_reference_even_with_random_features(demo_met
 
 @pytest.mark.slow
 def test_demo_model_level_numbers_reach_agreement_and_export(demo_metrics_store, tmp_path):
-    from arena.agreement import agreement_report
-    from arena.export import export_workspace, read_table
+    from arena.reports.export import export_workspace, read_table
+    from arena.stats.agreement import agreement_report
 
     store = demo_metrics_store
     report = agreement_report(
@@ -274,8 +274,8 @@ def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_
     cached features are reused and the numbers come out identical."""
     from sqlalchemy import func, select
 
-    from arena import db
-    from arena.demo import demo_model_metrics
+    from arena.demo.build import demo_model_metrics
+    from arena.storage import db
 
     store = demo_metrics_store
     before = store.model_metrics_frame().set_index(["model", "metric"])["value"]
@@ -289,7 +289,7 @@ def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_
 
 
 def test_demo_model_metrics_refuses_a_workspace_without_the_demo(store):
-    from arena.demo import DEMO_WEIGHTS_FOLDER, demo_model_metrics
+    from arena.demo.build import DEMO_WEIGHTS_FOLDER, demo_model_metrics
 
     store.add_model("mine", "import")
     with pytest.raises(StoreError, match=r"not a demo workspace.*demo-real"):

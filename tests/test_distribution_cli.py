@@ -11,9 +11,14 @@ import pytest
 from PIL import Image
 
 from arena.cli import main
-from arena.store import PromptRow
-from scoring.features import ClipL336Extractor, DinoExtractor, InceptionExtractor, cached_features
-from scoring.tiny_extractors import write_all
+from arena.storage.store import PromptRow
+from scoring.distribution.features import (
+    ClipL336Extractor,
+    DinoExtractor,
+    InceptionExtractor,
+    cached_features,
+)
+from scoring.testing.tiny_extractors import write_all
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +74,7 @@ def test_feature_cache_second_run_extracts_nothing(workspace, weights_dir):
 
 
 def write_tiny(weights_dir):
-    from scoring.tiny_extractors import write_tiny_dinov2
+    from scoring.testing.tiny_extractors import write_tiny_dinov2
 
     return write_tiny_dinov2(weights_dir / "other-dino", seed=1)
 
@@ -120,7 +125,7 @@ def test_reference_and_distribution_round_trip(workspace, capsys):
     div = frame[(frame.model == "dull") & (frame.metric == "diversity")].iloc[0]
     assert div.reference == "" and div.n == 2 and div.value > 0
     # The second run reuses every cached feature (the rows are not recomputed).
-    from arena import db
+    from arena.storage import db
 
     with store.session() as s:
         count = s.query(db.Feature).count()
@@ -143,10 +148,10 @@ def test_distribution_errors_are_clear(workspace, capsys):
 
 
 def test_kid_fid_and_anomaly_through_the_job(workspace, weights_dir):
-    from scoring.distribution_run import run
+    from scoring.distribution.run import run
 
     store, real = workspace
-    from arena.reference import add_reference_folder
+    from arena.intake.reference import add_reference_folder
 
     add_reference_folder(store, real, "real")
     results = run(

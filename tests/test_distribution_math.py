@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from scoring import distribution as dist
+from scoring.distribution import stats as dist
 
 
 def _poly(a, b, d):

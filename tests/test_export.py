@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from arena import cli
-from arena.export import (
+from arena.reports.export import (
     FORMATS,
     SCORE_COLUMNS,
     VOTE_COLUMNS,
@@ -19,7 +19,7 @@ from arena.export import (
     export_workspace,
     read_table,
 )
-from arena.leaderboard import leaderboard_frame
+from arena.reports.leaderboard import leaderboard_frame
 from tests.agreement_data import populate_store, synthetic_arena
 
 ROUNDS = 60
@@ -206,7 +206,7 @@ def test_agreement_tab_renders_in_a_browser(sqlite_workspace, settings, tmp_path
 def test_export_has_the_model_level_metrics_table(workspace, tmp_path):
     """KID/FID ... rows per model x metric, their correlation rows, the leaderboard columns
     and a labelled report section; the stand-in tag travels in ``extractor``."""
-    from arena.export import MODEL_METRIC_COLUMNS
+    from arena.reports.export import MODEL_METRIC_COLUMNS
 
     store, data = workspace
     models = sorted(data.images.model.unique())

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
-from arena import db
-from arena.battles import BattleError, record_vote, serve_battle
-from arena.images import ImageError, decode_rgb
-from arena.ingest import IngestError, import_prompts
-from arena.matchmaking import BalancedPolicy, Matchmaker
+from arena.intake.ingest import IngestError, import_prompts
+from arena.storage import db
+from arena.storage.images import ImageError, decode_rgb
+from arena.voting.battles import BattleError, record_vote, serve_battle
+from arena.voting.matchmaking import BalancedPolicy, Matchmaker
 from tests.arena_fixtures import build_fixture
 
 FUZZ = settings(

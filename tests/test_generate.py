@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 
 import scoring  # noqa: F401  (before diffusers imports torchvision)
-from arena import db
 from arena.cli import main
-from arena.store import PromptRow, Store
-from scoring.generate import (
+from arena.storage import db
+from arena.storage.store import PromptRow, Store
+from scoring.generation.job import (
     SCHEDULERS,
     GenerationError,
     GenerationSettings,
@@ -111,14 +111,14 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
-    from scoring.tiny_diffusers import save_tiny_sd
+    from scoring.testing.tiny_diffusers import save_tiny_sd
 
     return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "pipe")
 
 
 @pytest.fixture(scope="session")
 def nan_sd(tmp_path_factory):
-    from scoring.tiny_diffusers import save_tiny_sd
+    from scoring.testing.tiny_diffusers import save_tiny_sd
 
     return save_tiny_sd(tmp_path_factory.mktemp("nan-sd") / "pipe", nan=True)
 
@@ -357,7 +357,7 @@ def test_the_commands_module_stays_light():
     import sys
 
     code = (
-        "import sys, arena.cli, arena.commands.generate, arena.checkpoints; "
+        "import sys, arena.cli, arena.commands.generate, arena.intake.checkpoints; "
         "arena.cli.build_parser(); "
         "assert not {'torch', 'diffusers'} & set(sys.modules), sorted(sys.modules)"
     )

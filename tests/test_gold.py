@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arena.gold import DEGRADATIONS, degrade
+from arena.voting.gold import DEGRADATIONS, degrade
 
 
 def _scene():

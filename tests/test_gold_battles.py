@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from arena import db
-from arena.battles import record_vote, serve_battle
-from arena.gold import degraded_copy
-from arena.matchmaking import BalancedPolicy, Matchmaker
-from arena.policy import quality_report
+from arena.storage import db
+from arena.voting.battles import record_vote, serve_battle
+from arena.voting.exclusion import quality_report
+from arena.voting.gold import degraded_copy
+from arena.voting.matchmaking import BalancedPolicy, Matchmaker
 from tests.arena_fixtures import build_fixture
 
 
 @pytest.fixture
 def gold_arena(tmp_path):
     from arena.config import load_settings
-    from arena.store import Store
+    from arena.storage.store import Store
 
     store = Store(load_settings(env={}, workspace=str(tmp_path / "ws"), gold_rate=0.5))
     build_fixture(store, n_prompts=4, seeds=2)

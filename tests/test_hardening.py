@@ -19,15 +19,16 @@ import pytest
 from gradio_client.exceptions import AppError
 from sqlalchemy import func, select
 
-from arena import cli, db
-from arena.battles import BattleError, RaterIdentity, record_vote, serve_battle
+from arena import cli
 from arena.config import load_settings
-from arena.export import export_workspace, read_table, write_table
-from arena.leaderboard import LeaderboardService
-from arena.matchmaking import BalancedPolicy, Matchmaker
-from arena.store import PromptRow
-from arena.table_io import write_csv
+from arena.reports.export import export_workspace, read_table, write_table
+from arena.reports.leaderboard import LeaderboardService
+from arena.storage import db
+from arena.storage.store import PromptRow
+from arena.storage.table_io import write_csv
 from arena.ui import leaderboard_tab
+from arena.voting.battles import BattleError, RaterIdentity, record_vote, serve_battle
+from arena.voting.matchmaking import BalancedPolicy, Matchmaker
 from tests.arena_app import running_app
 from tests.arena_fixtures import _picture, build_fixture
 from tests.arena_process import ServerProcess, build_workspace, connect

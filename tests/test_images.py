@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arena.images import (
+from arena.storage.images import (
     ImageError,
     ImageStore,
     broken_kind,

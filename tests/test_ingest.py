@@ -5,9 +5,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from arena import db
-from arena.ingest import IngestError, import_images, import_prompts, read_prompt_file
-from arena.store import StoreError
+from arena.intake.ingest import IngestError, import_images, import_prompts, read_prompt_file
+from arena.storage import db
+from arena.storage.store import StoreError
 from tests.image_files import BAD_FILES, png_bytes, rgb_array, write_png
 
 
@@ -221,7 +221,7 @@ def test_duplicate_pixels_and_seed_clashes_within_a_model_are_skipped(store, tmp
 
 
 def test_model_name_collisions_are_refused_before_anything_is_written(store, tmp_path):
-    store.add_model("faithful", "demo", source="arena.demo:faithful")
+    store.add_model("faithful", "demo", source="arena.demo.build:faithful")
     _prompts(store, tmp_path)
     folder = _folder(tmp_path, ["1_0.png"])
     images_before = _count(store, db.Image.__table__)
@@ -248,7 +248,7 @@ def test_flat_images_are_imported_but_flagged_broken(store, tmp_path):
 
 
 def test_the_process_pool_and_small_chunks_give_the_same_result(settings, tmp_path):
-    from arena.store import Store
+    from arena.storage.store import Store
 
     results = []
     for workers, chunk in ((1, 500), (2, 7)):

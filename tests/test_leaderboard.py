@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena import cli, db
-from arena import ratings as R
-from arena.leaderboard import (
+from arena import cli
+from arena.reports.leaderboard import (
     Filters,
     LeaderboardError,
     LeaderboardService,
@@ -21,7 +20,9 @@ from arena.leaderboard import (
     metric_means,
     parse_anchor,
 )
-from arena.store import PromptRow
+from arena.stats import ratings as R
+from arena.storage import db
+from arena.storage.store import PromptRow
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
 STRENGTH = {"alpha": 1.2, "beta": 0.4, "gamma": -0.3, "delta": -1.0}
@@ -348,7 +349,7 @@ def test_leaderboard_tab_in_a_browser(arena_store, settings, tmp_path):
 def test_model_level_numbers_join_the_board():
     import pandas as pd
 
-    from arena.leaderboard import model_level_columns
+    from arena.reports.leaderboard import model_level_columns
 
     rows = [
         ("alpha", "import", "kid", "real", 0.01, 0.002, 100, ""),
@@ -383,7 +384,7 @@ def test_stored_model_level_numbers_appear_and_refresh_the_cache(arena_store, se
 
 
 def test_separation_of_two_models(arena_store, settings):
-    from arena.leaderboard import separation
+    from arena.reports.leaderboard import separation
     from arena.ui.leaderboard_tab import compare_text
 
     service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=200))
@@ -405,7 +406,7 @@ def test_separation_of_two_models(arena_store, settings):
 
 
 def test_model_level_note_names_sources_and_labels_stand_ins(arena_store, settings):
-    from arena.leaderboard import model_level_note
+    from arena.reports.leaderboard import model_level_note
     from arena.ui.leaderboard_tab import board_outputs, display_table
 
     service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))

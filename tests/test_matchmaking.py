@@ -8,9 +8,9 @@ import pytest
 from scipy import stats
 from sqlalchemy import select
 
-from arena import db
-from arena.battles import record_vote, serve_battle
-from arena.matchmaking import (
+from arena.storage import db
+from arena.voting.battles import record_vote, serve_battle
+from arena.voting.matchmaking import (
     BalancedPolicy,
     Matchmaker,
     NoPairAvailable,
@@ -111,7 +111,7 @@ def test_balanced_starts_from_stored_votes(store):
     while stored < 12:
         view = serve_battle(store, "rater-aaaaaaaa", uniform)
         with store.session() as s:
-            from arena import db
+            from arena.storage import db
 
             b = s.query(db.Battle).filter_by(token=view.token).one()
             pair = {fx.images[b.left_image_id][0], fx.images[b.right_image_id][0]}
@@ -194,7 +194,7 @@ def test_index_refreshes_when_images_change(store):
     )
     assert mm.stats().available.shape == (3, 3)
     # Marking an image broken removes it from the index.
-    from arena import db
+    from arena.storage import db
 
     victim = next(iter(extra.images))
     with store.session() as s:

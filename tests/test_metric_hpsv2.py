@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scoring.base import get_metric
-from scoring.hpsv2 import (
+from scoring.metrics.base import get_metric
+from scoring.metrics.hpsv2 import (
     ARCH,
     OPENAI_MEAN,
     OPENAI_STD,

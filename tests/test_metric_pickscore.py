@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scoring.base import get_metric
-from scoring.pickscore import PickScore, load_image_processor, pickscore_scores
+from scoring.metrics.base import get_metric
+from scoring.metrics.pickscore import PickScore, load_image_processor, pickscore_scores
 from scoring.weights import MissingWeightsError
 
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]

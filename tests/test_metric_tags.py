@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.base import get_metric
-from scoring.tags import (
+from scoring.metrics.base import get_metric
+from scoring.metrics.tags import (
     TAGGER_REPO,
     THRESHOLD,
     TagAccuracy,
@@ -349,9 +349,9 @@ def test_the_scoring_job_stores_values_and_per_tag_details(store, folder):
     """Through the real runner: worker-process preprocessing, NaN as NULL, details stored."""
     from sqlalchemy import select
 
-    from arena import db
-    from arena.store import PromptRow
-    from scoring.runner import build_metrics, run
+    from arena.storage import db
+    from arena.storage.store import PromptRow
+    from scoring.metrics.runner import build_metrics, run
 
     prompts = ["1girl, solo, (smile:1.2)", "masterpiece, hatsune miku", "long hair, ^_^"]
     model = store.add_model("alpha", "import")

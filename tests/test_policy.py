@@ -4,9 +4,9 @@ import uuid
 
 from PIL import Image
 
-from arena import db
-from arena.policy import quality_report, refresh_exclusions
-from arena.store import PromptRow
+from arena.storage import db
+from arena.storage.store import PromptRow
+from arena.voting.exclusion import quality_report, refresh_exclusions
 
 
 def _arena(store, n_images=12):
@@ -94,7 +94,7 @@ def test_the_running_server_applies_the_policy_by_itself(tmp_path):
     import time
 
     from arena.config import load_settings
-    from arena.store import Store
+    from arena.storage.store import Store
     from tests.arena_app import running_app
 
     settings = load_settings(env={}, workspace=str(tmp_path / "ws"), policy_refresh_seconds=1)
@@ -106,7 +106,7 @@ def test_the_running_server_applies_the_policy_by_itself(tmp_path):
         for _ in range(3):
             _vote(store, lefty, ids[("s", f"p{k}")], left, right, "left")
     assert len(store.votes_frame()) == 36  # counted until the policy runs
-    with running_app(store, settings, tabs=("arena.ui.status_tab",)):
+    with running_app(store, settings, tabs=("arena.ui.workspace_tab",)):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(store.votes_frame()):
             time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""What a rater can see with the reveal off (arena.public_view; docs/threat-model.md,
+"""What a rater can see with the reveal off (arena.reports.public_view; docs/threat-model.md,
 "What a rater can see"): no view offered to raters isolates one vote.
 
 The real app is driven over HTTP the way its page drives it: every event of the
@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from arena import db
 from arena.config import load_settings
-from arena.public_view import PublicViews, current_release, release_keys
+from arena.reports.public_view import PublicViews, current_release, release_keys
 from arena.serve import demo_reveal
-from arena.store import Store
+from arena.storage import db
+from arena.storage.store import Store
 from arena.ui.leaderboard_tab import public_board_outputs
 from tests.arena_app import running_app
 from tests.arena_fixtures import MODEL_NAMES, build_fixture

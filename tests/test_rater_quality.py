@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from arena.rater_quality import (
+from arena.stats.rater_quality import (
     QualityThresholds,
     gold_accuracy,
     leave_one_out_agreement,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from arena import ratings as R
+from arena.stats import ratings as R
 
 
 def simulate_votes(rng, theta, n_votes, tie_scale=0.4, both_bad=0.3):

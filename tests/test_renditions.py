@@ -10,9 +10,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from arena.config import load_settings
-from arena.images import store_files
-from arena.matchmaking import Matchmaker, UniformPolicy
-from arena.renditions import (
+from arena.storage.images import store_files
+from arena.storage.renditions import (
     BACKGROUND,
     RenditionError,
     Renditions,
@@ -21,7 +20,8 @@ from arena.renditions import (
     parse_display_size,
     render,
 )
-from arena.store import Store
+from arena.storage.store import Store
+from arena.voting.matchmaking import Matchmaker, UniformPolicy
 
 
 def picture(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -140,7 +140,7 @@ def test_the_matchmaker_first_makes_every_missing_rendition(tmp_path):
     rater arrives, so no first look at an image waits for its rendition."""
     import shutil
 
-    from arena.renditions import complete_renditions
+    from arena.storage.renditions import complete_renditions
     from tests.arena_fixtures import build_fixture
 
     store = Store(load_settings(env={}, workspace=str(tmp_path / "ws")))

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from scoring.base import expand_metric_names, get_metric
-from scoring.classical import colorfulness, laplacian, luma, rms_contrast, sharpness
+from scoring.metrics.base import expand_metric_names, get_metric
+from scoring.metrics.classical import colorfulness, laplacian, luma, rms_contrast, sharpness
 
 
 def random_rgb(seed: int, shape=(13, 17)) -> np.ndarray:

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 import scoring  # noqa: F401
-from scoring.aesthetic import AESTHETIC_MLP, Aesthetic, aesthetic_from_embeddings
-from scoring.clip_score import ClipScore, clip_scores
-from scoring.openai_clip import VITL14_OPENAI, parse_dtype
-from scoring.tiny_clip import TINY_MODEL_CFG, write_tiny_aesthetic, write_tiny_clip
+from scoring.metrics.aesthetic import AESTHETIC_MLP, Aesthetic, aesthetic_from_embeddings
+from scoring.metrics.clip_score import ClipScore, clip_scores
+from scoring.metrics.openai_clip import VITL14_OPENAI, parse_dtype
+from scoring.testing.tiny_clip import TINY_MODEL_CFG, write_tiny_aesthetic, write_tiny_clip
 from scoring.weights import MissingWeightsError
 
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073])

@@ -13,12 +13,12 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 import scoring  # noqa: F401
-from arena import db
 from arena.cli import main
-from arena.store import PromptRow
-from scoring.clip_score import ClipScore
-from scoring.runner import Row, build_metrics, run, write_rows
-from scoring.tiny_clip import write_tiny_aesthetic, write_tiny_clip
+from arena.storage import db
+from arena.storage.store import PromptRow
+from scoring.metrics.clip_score import ClipScore
+from scoring.metrics.runner import Row, build_metrics, run, write_rows
+from scoring.testing.tiny_clip import write_tiny_aesthetic, write_tiny_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,7 +191,7 @@ def test_write_rows_details_json_nan_and_conflicts(store):
 
 
 def test_cli_score_classical_and_metrics(settings, capsys):
-    from arena.store import Store
+    from arena.storage.store import Store
 
     store = Store(settings)
     fill(store, n=5)
@@ -219,7 +219,7 @@ def test_cli_score_classical_and_metrics(settings, capsys):
 
 
 def test_cli_scores_clip_and_aesthetic_from_weights_folder(settings, capsys, tmp_path):
-    from arena.store import Store
+    from arena.storage.store import Store
 
     store = Store(settings)
     fill(store, n=4)
@@ -237,7 +237,7 @@ def test_cli_scores_clip_and_aesthetic_from_weights_folder(settings, capsys, tmp
 
 
 def test_cli_missing_weights_message_without_traceback(settings, tmp_path):
-    from arena.store import Store
+    from arena.storage.store import Store
 
     Store(settings).close()
     env = dict(os.environ)

@@ -4,9 +4,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from arena import db
-from arena.migrate import current_revision, head_revision
-from arena.store import PromptRow, StoreError
+from arena.storage import db
+from arena.storage.migrate import current_revision, head_revision
+from arena.storage.store import PromptRow, StoreError
 
 
 def _image(color):

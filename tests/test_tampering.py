@@ -18,11 +18,11 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from sqlalchemy import func, select
 
-from arena import db
-from arena.battles import record_vote, serve_battle
 from arena.config import load_settings
-from arena.matchmaking import Matchmaker
-from arena.store import PromptRow, Store
+from arena.storage import db
+from arena.storage.store import PromptRow, Store
+from arena.voting.battles import record_vote, serve_battle
+from arena.voting.matchmaking import Matchmaker
 from tests.arena_app import running_app
 from tests.arena_fixtures import _picture, build_fixture
 from tests.arena_process import issued_rater_id

@@ -1,4 +1,4 @@
-"""Targeted voting (arena/targeted.py): the null distribution against scipy and a
+"""Targeted voting (arena/stats/targeted.py): the null distribution against scipy and a
 Monte Carlo, detection of raters and address groups that push one model, the
 false-positive rate of honest raters simulated from the Bradley-Terry model, and the
 policy end to end on a real SQLite workspace (votes through serve_battle/record_vote).
@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from arena import db
 from arena.config import load_settings
-from arena.policy import refresh_exclusions, thresholds_from
-from arena.rater_quality import rater_report
-from arena.targeted import holm, poisson_binomial_sf, targeted_report, unit_tests
+from arena.stats.rater_quality import rater_report
+from arena.stats.targeted import holm, poisson_binomial_sf, targeted_report, unit_tests
+from arena.storage import db
+from arena.voting.exclusion import refresh_exclusions, thresholds_from
 
 THETA = np.linspace(-1.5, 1.5, 8)  # model-k has strength THETA[k]: model-7 is the best
 
@@ -340,10 +340,10 @@ def _honest_background(store, fx, rng, raters=25, votes=40):
 
 
 def test_policy_excludes_a_targeted_rater_and_an_admin_include_sticks(store):
-    from arena.battles import record_vote, serve_battle
-    from arena.leaderboard import leaderboard_frame
-    from arena.matchmaking import BalancedPolicy, Matchmaker
+    from arena.reports.leaderboard import leaderboard_frame
     from arena.ui.admin import raters_table, set_exclusion
+    from arena.voting.battles import record_vote, serve_battle
+    from arena.voting.matchmaking import BalancedPolicy, Matchmaker
     from tests.arena_fixtures import build_fixture
 
     fx = build_fixture(store, n_prompts=12, seeds=2)

@@ -9,9 +9,9 @@ import pytest
 from gradio_client import Client
 from sqlalchemy import func, select
 
-from arena import db
 from arena.config import load_settings
-from arena.store import Store
+from arena.storage import db
+from arena.storage.store import Store
 from tests.arena_app import running_app
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 from tests.arena_process import issued_rater_id

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from arena import db
 from arena.config import load_settings
-from arena.store import Store
+from arena.storage import db
+from arena.storage.store import Store
 from tests.arena_app import running_app
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 from tests.browser import ARTIFACTS, chromium

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from arena.admission import Admission
-from arena.matchmaking import Matchmaker, UniformPolicy
+from arena.voting.admission import Admission
+from arena.voting.matchmaking import Matchmaker, UniformPolicy
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def test_rate_limit_keeps_the_battle_and_says_why(store):
 
 def test_importing_the_ui_does_not_import_torch():
     code = (
-        "import sys; import arena.ui, arena.ui.vote_tab, arena.battles, arena.serve; "
+        "import sys; import arena.ui, arena.ui.vote_tab, arena.voting.battles, arena.serve; "
         "import importlib; from arena.ui.app import TABS; "
         "[importlib.import_module(t) for t in TABS]; "
         "bad = [m for m in ('torch', 'diffusers', 'open_clip', 'transformers') "

@@ -15,7 +15,8 @@ def register(sub) -> None:
             "Build the offline demo (42 project-written prompts rendered by 4 procedural models "
             "of different quality, 3 seeds each, plus the 'demo-real' reference set) into the "
             "workspace when it has no images, then add N votes from simulated raters "
-            "(kind 'simulated') with a hidden strength per model (arena.demo.DEMO_TRUE_STRENGTH)."
+            "(kind 'simulated') with a hidden strength per model "
+            "(arena.demo.build.DEMO_TRUE_STRENGTH)."
         ),
     )
     p.add_argument(
@@ -42,7 +43,7 @@ def register(sub) -> None:
 
 def cmd_demo(args) -> int:
     from arena.cli import CommandError
-    from arena.demo import DEMO_EXTRACTOR_TAG, build_demo, demo_model_metrics, simulate_votes
+    from arena.demo.build import DEMO_EXTRACTOR_TAG, build_demo, demo_model_metrics, simulate_votes
 
     if args.simulate_votes < 0:
         raise CommandError(f"--simulate-votes {args.simulate_votes}: expected 0 or more.")
@@ -62,8 +63,8 @@ def cmd_demo(args) -> int:
         n = simulate_votes(store, args.simulate_votes, seed=seed)
         print(f"added {n} simulated votes in {time.perf_counter() - t0:.1f}s")
     if args.model_metrics:
-        from arena.store import StoreError
-        from scoring.distribution_run import format_results
+        from arena.storage.store import StoreError
+        from scoring.distribution.run import format_results
 
         t0 = time.perf_counter()
         try:

@@ -64,7 +64,7 @@ def cmd_distribution(args) -> int:
     export_weight_settings(settings)
 
     import scoring  # noqa: F401  (torchvision shim first)
-    from scoring.distribution_run import DistributionError, format_results, run
+    from scoring.distribution.run import DistributionError, format_results, run
     from scoring.weights import MissingWeightsError
 
     device = _device(args.device)

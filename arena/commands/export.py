@@ -34,7 +34,7 @@ def register(sub) -> None:
 
 def cmd_export(args) -> int:
     from arena.cli import CommandError
-    from arena.export import ExportError, export_workspace
+    from arena.reports.export import ExportError, export_workspace
 
     store = open_store(args)
     start = time.perf_counter()

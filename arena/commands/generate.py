@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from arena.checkpoints import CheckpointError, check_diffusers, check_single_file
 from arena.commands.workspace import open_store
+from arena.intake.checkpoints import CheckpointError, check_diffusers, check_single_file
 
 
 def register(sub) -> None:
@@ -106,7 +106,7 @@ def cmd_generate(args) -> int:
     width, height = parse_size(args.size)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     store = open_store(args)
-    from scoring.generate import (
+    from scoring.generation.job import (
         GenerationError,
         GenerationSettings,
         format_summary,

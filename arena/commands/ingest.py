@@ -55,7 +55,7 @@ def register(sub) -> None:
 
 def cmd_import_prompts(args) -> int:
     from arena.cli import CommandError
-    from arena.ingest import IngestError, import_prompts
+    from arena.intake.ingest import IngestError, import_prompts
 
     store = open_store(args)
     try:
@@ -70,7 +70,7 @@ def cmd_import_images(args) -> int:
     from tqdm import tqdm
 
     from arena.cli import CommandError
-    from arena.ingest import IngestError, import_images
+    from arena.intake.ingest import IngestError, import_images
 
     store = open_store(args)
     bar = None

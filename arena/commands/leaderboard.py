@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from arena.leaderboard import (
+from arena.reports.leaderboard import (
     RATER_KINDS,
     Filters,
     LeaderboardError,
@@ -103,7 +103,7 @@ def cmd_leaderboard(args) -> int:
         raise CommandError(str(exc)) from None
     frame = result.frame
     if args.format == "csv":  # text that a spreadsheet would run gets an apostrophe
-        from arena.table_io import neutralise_frame
+        from arena.storage.table_io import neutralise_frame
 
         print(neutralise_frame(frame).to_csv(index=False), end="")
     elif args.format == "json":

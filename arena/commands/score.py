@@ -123,8 +123,8 @@ def cmd_score(args) -> int:
     export_weight_settings(settings)
 
     import scoring  # noqa: F401  (torchvision shim before open_clip/transformers)
-    from scoring.openai_clip import parse_dtype
-    from scoring.runner import build_metrics, run
+    from scoring.metrics.openai_clip import parse_dtype
+    from scoring.metrics.runner import build_metrics, run
 
     device = _device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
@@ -160,7 +160,7 @@ def cmd_metrics(args) -> int:
 
     export_weight_settings(settings_from_args(args))
     import scoring  # noqa: F401
-    from scoring.base import METRIC_GROUPS, get_metric, list_metrics
+    from scoring.metrics.base import METRIC_GROUPS, get_metric, list_metrics
     from scoring.weights import candidates, locate
 
     for name in list_metrics():

@@ -28,7 +28,7 @@ def register(sub) -> None:
 def open_store(args):
     """The store of the workspace the global options name (created/upgraded on open)."""
     from arena.cli import settings_from_args
-    from arena.store import Store
+    from arena.storage.store import Store
 
     return Store(settings_from_args(args))
 

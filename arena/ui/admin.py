@@ -4,7 +4,7 @@ live Leaderboard (filters, Compare) and Agreement tabs.
 It is a separate Gradio app mounted at ``/admin`` behind a login (user
 ``admin``, password the ``admin_secret`` setting), so nothing of it is in the
 raters' page or in the public API; with no secret set it is not mounted at all.
-Every handler is a short call into plain Python (arena.policy, the store).
+Every handler is a short call into plain Python (arena.voting.exclusion, the store).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import gradio as gr
 import pandas as pd
 from sqlalchemy import func, select
 
-from arena import db
 from arena.config import Settings
-from arena.policy import quality_report, refresh_exclusions
-from arena.store import Store, StoreError
+from arena.storage import db
+from arena.storage.store import Store, StoreError
 from arena.ui import agreement_tab, export_panel, leaderboard_tab
+from arena.voting.exclusion import quality_report, refresh_exclusions
 
 ADMIN_USER = "admin"
 RATER_COLUMNS = [
@@ -180,7 +180,8 @@ def build_admin_app(store: Store, settings: Settings | None = None) -> gr.Blocks
             )
         with gr.Tab(export_panel.TITLE):
             export_panel.render(store, settings)
-        # The live, filtered views: raters get them only with the reveal on (arena.public_view).
+        # The live, filtered views: raters get them only with the reveal on
+        # (arena.reports.public_view).
         with gr.Tab(leaderboard_tab.TITLE):
             leaderboard_tab.render(store, settings, full=True)
         with gr.Tab(agreement_tab.TITLE):

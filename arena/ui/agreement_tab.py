@@ -1,10 +1,10 @@
 """The Agreement tab: which automatic metric agrees with the raters, how often, and where not.
 
-Numbers come from :func:`arena.agreement.agreement_report` (pure), computed by
+Numbers come from :func:`arena.stats.agreement.agreement_report` (pure), computed by
 :class:`AgreementService` from the store's frames with the leaderboard's
-filters (:class:`arena.leaderboard.Filters`) and cached until votes, rater
+filters (:class:`arena.reports.leaderboard.Filters`) and cached until votes, rater
 exclusions or scores change. Figures are matplotlib ``Figure`` objects from
-:mod:`arena.agreement_plots`. No torch anywhere on this path.
+:mod:`arena.reports.plots`. No torch anywhere on this path.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from arena import agreement_plots as plots
-from arena.agreement import (
+from arena.reports import plots
+from arena.reports.leaderboard import STAND_IN_TAG, Filters, LeaderboardError, LeaderboardService
+from arena.stats.agreement import (
     CEILING,
     PER_IMAGE_LOWER_IS_BETTER,
     PROTOCOLS,
     AgreementReport,
     agreement_report,
 )
-from arena.leaderboard import STAND_IN_TAG, Filters, LeaderboardError, LeaderboardService
 from arena.ui.leaderboard_tab import ALL, filter_row
 
 TITLE = "Agreement"
@@ -36,7 +36,7 @@ SLICE_KINDS = ("category", "tags", "model pair")
 
 def enabled(settings) -> bool:
     """On the raters' app only with the reveal on: its filters and per-pair slices would
-    isolate single votes (arena.public_view); the Admin app always has it."""
+    isolate single votes (arena.reports.public_view); the Admin app always has it."""
     return bool(settings.reveal_models)
 
 

@@ -18,14 +18,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from arena.config import Settings
-from arena.store import Store
+from arena.storage.store import Store
 
 # The only events that programmatic clients may call (see arena.ui.vote_tab).
 PUBLIC_API = ("rater", "battle", "vote")
 
 TABS = (
     "arena.ui.vote_tab",
-    "arena.ui.status_tab",
+    "arena.ui.workspace_tab",
     "arena.ui.leaderboard_tab",
     "arena.ui.agreement_tab",
 )

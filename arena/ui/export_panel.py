@@ -1,6 +1,6 @@
 """The export panel of the Admin app: build every export table and report.html, download a zip.
 
-The same files as `arena export` (:func:`arena.export.export_workspace`), zipped
+The same files as `arena export` (:func:`arena.reports.export.export_workspace`), zipped
 in a fresh temporary folder that Gradio serves as a download.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from arena.export import FORMATS, ExportError, export_workspace
+from arena.reports.export import FORMATS, ExportError, export_workspace
 
 TITLE = "Exports"
 

@@ -1,11 +1,11 @@
 """The image route: ``/img/<handle>`` serves the display rendition behind a battle's handle.
 
-A handle is random and belongs to one side of one battle (``arena.battles``): the
+A handle is random and belongs to one side of one battle (``arena.voting.battles``): the
 same image in two battles has two unrelated URLs, so URLs teach nothing across
 battles. A handle works while its battle is open (``battle_ttl_seconds`` after it
 was served) and only from the address group it was served to. What comes back is
 the same for every image except the pixels: the display rendition
-(``arena.renditions``, one size, one encoder, no metadata) with one fixed set of
+(``arena.storage.renditions``, one size, one encoder, no metadata) with one fixed set of
 headers -- no ETag, no Last-Modified, no file name -- and a 404 with one fixed
 body for every handle that does not work, whatever the reason.
 """
@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from arena import db
-from arena.admission import Admission
-from arena.battles import IMAGE_ROUTE
-from arena.renditions import MEDIA_TYPE
+from arena.storage import db
+from arena.storage.renditions import MEDIA_TYPE
+from arena.voting.admission import Admission
+from arena.voting.battles import IMAGE_ROUTE
 
 HANDLE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 # One set of headers for every image: private (the URL is one rater's), kept for as long

@@ -1,6 +1,6 @@
 """The Leaderboard tab: ratings with intervals, win rates, metric means, and filters.
 
-Numbers come from :class:`arena.leaderboard.LeaderboardService` (cached until
+Numbers come from :class:`arena.reports.leaderboard.LeaderboardService` (cached until
 votes, rater exclusions or scores change); this module only formats them and
 draws two matplotlib figures (no pyplot, so no GUI backend and thread-safe).
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from arena.leaderboard import (
+from arena.reports.leaderboard import (
     RATER_KINDS,
     Filters,
     LeaderboardError,
@@ -262,7 +262,7 @@ def compare_text(service, a, b, *filter_values) -> str:
 
 def public_board_outputs(views, parts: tuple[int, ...] = (0, 1, 2, 3)) -> tuple:
     """(summary, table, ratings figure, heatmap figure) of the released snapshot
-    (:mod:`arena.public_view`): what raters see with the reveal off. ``parts`` picks
+    (:mod:`arena.reports.public_view`): what raters see with the reveal off. ``parts`` picks
     some of them (a page load draws each figure once)."""
     release, result = views.board()
     step = release.step
@@ -322,7 +322,7 @@ def board_components(initial):
 
 def render_public(store, settings) -> None:
     """The whole-arena board over the released snapshot: no filter, no Compare."""
-    from arena.public_view import public_views
+    from arena.reports.public_view import public_views
 
     views = public_views(store, settings)
 
@@ -342,7 +342,7 @@ def render(store, settings, full: bool | None = None) -> None:
     """The tab; ``full`` (default: the reveal is on) adds the filters and Compare.
 
     With the reveal off the raters' app gets :func:`render_public` (a released snapshot,
-    see :mod:`arena.public_view`); the Admin app always renders the full tab.
+    see :mod:`arena.reports.public_view`); the Admin app always renders the full tab.
     """
     if not (settings.reveal_models if full is None else full):
         render_public(store, settings)

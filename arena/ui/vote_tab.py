@@ -1,6 +1,6 @@
 """The Vote tab: blinded pairwise battles, keyboard shortcuts, reveal after the vote.
 
-Event handlers are short and call ``arena.battles`` and ``arena.admission``. What
+Event handlers are short and call ``arena.voting.battles`` and ``arena.voting.admission``. What
 reaches the browser before a vote: the prompt, two image URLs of the form
 ``img/<handle>`` (random, one per side and battle; see ``arena.ui.images``) and a
 sequence number. Battle state (tokens, the preloaded next battle, the rater
@@ -24,8 +24,8 @@ from pathlib import Path
 import gradio as gr
 from gradio.context import Context
 
-from arena.admission import Admission
-from arena.battles import (
+from arena.voting.admission import Admission
+from arena.voting.battles import (
     OUTCOME_LABELS,
     BattleError,
     BattleView,
@@ -33,8 +33,8 @@ from arena.battles import (
     record_vote,
     serve_battle,
 )
-from arena.gold import GoldPool
-from arena.matchmaking import Matchmaker
+from arena.voting.gold import GoldPool
+from arena.voting.matchmaking import Matchmaker
 
 TITLE = "Vote"
 CSS = (Path(__file__).with_name("vote.css")).read_text()
@@ -115,7 +115,7 @@ def status_text(session: dict | None, note: str = "") -> str:
     return text
 
 
-# -- handlers (plain Python around arena.battles) -------------------------------------------
+# -- handlers (plain Python around arena.voting.battles) -------------------------------------------
 def _login(request: gr.Request | None) -> str | None:
     return (getattr(request, "username", None) if request is not None else None) or None
 

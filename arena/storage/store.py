@@ -1,0 +1,520 @@
+"""The storage façade: one object owns the database and the image files.
+
+Everything outside this module speaks to storage through domain verbs
+(``add_model``, ``add_prompts``, ``add_image``, ``votes_frame`` ...). Domain
+modules with bigger transactions (battles, ingest, scoring) use
+``store.session()``, which commits on success and rolls back on any error,
+so a failed operation leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from arena.config import Settings, load_settings
+from arena.storage import columnar, db
+from arena.storage.images import ImageStore, StoredImage
+from arena.storage.migrate import SchemaError, upgrade_to_head
+
+
+class StoreError(ValueError):
+    """A request the store refuses; the message says what was wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    text: str
+    external_id: str | None = None
+    tags: str = ""
+    category: str = ""
+
+
+class Store:
+    def __init__(self, settings: Settings | None = None, *, upgrade: bool = True):
+        self.settings = settings or load_settings()
+        self.workspace = self.settings.workspace_path
+        self.url = self.settings.database_url
+        self.engine = db.make_engine(self.url)
+        self._sessions = db.make_sessionmaker(self.engine)
+        sqlite = self.url.startswith("sqlite")
+        self._write_lock = threading.Lock() if sqlite else nullcontext()
+        self.images = ImageStore(self.workspace, self.settings.display_size)
+        if upgrade:
+            self._upgrade()
+
+    @classmethod
+    def open(cls, workspace: str | Path | None = None, **overrides: Any) -> Store:
+        """Open (and create or upgrade) the workspace at ``workspace``."""
+        settings = load_settings(workspace=str(workspace) if workspace else None, **overrides)
+        return cls(settings)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _upgrade(self) -> None:
+        if self.url.startswith("sqlite"):
+            try:
+                self.workspace.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"workspace {self.workspace}: cannot create it ({exc.strerror}); choose a "
+                    "writable folder with --workspace or ARENA_WORKSPACE."
+                ) from None
+            if not os.access(self.workspace, os.W_OK):
+                raise StoreError(
+                    f"workspace {self.workspace} is read-only; the arena must write its "
+                    "database and images there. Fix the permissions or pick another folder "
+                    "with --workspace or ARENA_WORKSPACE."
+                )
+        try:
+            upgrade_to_head(self.engine)
+        except SchemaError:
+            raise
+        except OperationalError as exc:
+            raise StoreError(
+                f"database {self.url}: cannot open or upgrade it ({exc.orig}). Check that "
+                "the workspace is writable and the file is an arena database."
+            ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: commit on success, roll back on any exception."""
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A transaction that writes; on SQLite, one such transaction per process at a time.
+
+        SQLite has one writer at a time. A writer that finds the lock taken sleeps in
+        SQLite's busy handler for 1, 2, 5 ... up to 100 ms between tries, however soon
+        the lock is free again, so concurrent votes queued on the file lock wait in
+        those steps (a long latency tail under load). Writers of one process queue on
+        this Python lock instead and start the moment the previous one commits; other
+        processes still meet at SQLite's lock. PostgreSQL needs no such lock.
+        """
+        with self._write_lock, self.session() as session:
+            yield session
+
+    # -- models ------------------------------------------------------------------
+    def add_model(
+        self,
+        name: str,
+        kind: str,
+        source: str = "",
+        params: dict | None = None,
+        description: str = "",
+    ) -> int:
+        """Register a model; re-registering the same (name, kind, source) returns its id."""
+        name = name.strip()
+        if not name:
+            raise StoreError("model name is empty; give a non-empty --model name.")
+        if kind not in db.MODEL_KINDS:
+            raise StoreError(f"model kind {kind!r} is not one of {db.MODEL_KINDS}.")
+        with self.session() as s:
+            existing = s.scalar(select(db.Model).where(db.Model.name == name))
+            if existing is not None:
+                if existing.kind != kind or (
+                    source and existing.source and existing.source != source
+                ):
+                    raise StoreError(
+                        f"model name {name!r} is already used by a {existing.kind} model from "
+                        f"{existing.source or '(no source)'}; pick another name with --model, "
+                        "or import into that model from the same source."
+                    )
+                return existing.id
+            model = db.Model(
+                name=name, kind=kind, source=source, params=params or {}, description=description
+            )
+            s.add(model)
+            s.flush()
+            return model.id
+
+    def model_id(self, name: str) -> int:
+        with self.session() as s:
+            model_id = s.scalar(select(db.Model.id).where(db.Model.name == name))
+        if model_id is None:
+            raise StoreError(
+                f"unknown model {name!r}; known models: {', '.join(self.model_names()) or 'none'}."
+            )
+        return model_id
+
+    def set_model_active(self, name: str, active: bool) -> None:
+        """Stop (or resume) serving a model's images in battles; its votes stay."""
+        with self.session() as s:
+            model = s.scalar(select(db.Model).where(db.Model.name == name))
+            if model is None:
+                raise StoreError(
+                    f"unknown model {name!r}; known models: "
+                    f"{', '.join(self.model_names()) or 'none'}."
+                )
+            model.active = active
+
+    def model_names(self, include_reference: bool = False) -> list[str]:
+        query = select(db.Model.name).order_by(db.Model.name)
+        if not include_reference:
+            query = query.where(db.Model.kind != "reference")
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    # -- prompts -----------------------------------------------------------------
+    def add_prompts(self, rows: Iterable[PromptRow], prompt_set: str) -> tuple[int, int]:
+        """Add prompts to a set in one transaction; returns (added, already present)."""
+        rows = list(rows)
+        with self.session() as s:
+            existing = set(
+                s.scalars(select(db.Prompt.external_id).where(db.Prompt.prompt_set == prompt_set))
+            )
+            count = len(existing)
+            added = 0
+            for row in rows:
+                ext = row.external_id or str(count + added + 1)
+                if ext in existing:
+                    continue
+                existing.add(ext)
+                s.add(
+                    db.Prompt(
+                        prompt_set=prompt_set,
+                        external_id=ext,
+                        text=row.text,
+                        tags=row.tags,
+                        category=row.category,
+                    )
+                )
+                added += 1
+        return added, len(rows) - added
+
+    def prompt_ids(self, prompt_set: str | None = None) -> dict[tuple[str, str], int]:
+        """(prompt_set, external_id) -> prompt id."""
+        query = select(db.Prompt.prompt_set, db.Prompt.external_id, db.Prompt.id)
+        if prompt_set is not None:
+            query = query.where(db.Prompt.prompt_set == prompt_set)
+        with self.session() as s:
+            return {(ps, ext): pid for ps, ext, pid in s.execute(query)}
+
+    # -- images ------------------------------------------------------------------
+    def add_image(
+        self,
+        model_id: int,
+        prompt_id: int | None,
+        stored: StoredImage,
+        seed: int | None = None,
+        params: dict | None = None,
+        settings_hash: str = "",
+        broken: str | None = None,
+        source_name: str = "",
+        session: Session | None = None,
+    ) -> int | None:
+        """Record a stored image; returns its id, or None when it is already recorded."""
+
+        def insert(s: Session) -> int | None:
+            dup = s.scalar(
+                select(db.Image.id).where(
+                    db.Image.model_id == model_id, db.Image.sha256 == stored.sha256
+                )
+            )
+            if dup is not None:
+                return None
+            image = db.Image(
+                sha256=stored.sha256,
+                model_id=model_id,
+                prompt_id=prompt_id,
+                seed=seed,
+                width=stored.width,
+                height=stored.height,
+                params=params or {},
+                settings_hash=settings_hash,
+                broken=broken,
+                source_name=source_name,
+            )
+            s.add(image)
+            s.flush()
+            return image.id
+
+        if session is not None:
+            return insert(session)
+        with self.session() as s:
+            return insert(s)
+
+    # -- raters ------------------------------------------------------------------
+    def rater_id(
+        self,
+        external_id: str,
+        kind: str = "human",
+        login: str | None = None,
+        session: Session | None = None,
+    ) -> int:
+        """The id of the rater with this external id, created on first sight."""
+        if kind not in db.RATER_KINDS:
+            raise StoreError(f"rater kind {kind!r} is not one of {db.RATER_KINDS}.")
+
+        def get(s: Session) -> int:
+            rid = s.scalar(select(db.Rater.id).where(db.Rater.external_id == external_id))
+            if rid is None:
+                rater = db.Rater(external_id=external_id, kind=kind, login=login)
+                s.add(rater)
+                s.flush()
+                rid = rater.id
+            return rid
+
+        if session is not None:
+            return get(session)
+        with self.session() as s:
+            return get(s)
+
+    def server_secret(self, name: str) -> str:
+        """A random 256-bit key (hex) shared by every server process, made on first use."""
+        with self.session() as s:
+            value = s.scalar(select(db.ServerSecret.value).where(db.ServerSecret.name == name))
+        if value is not None:
+            return value
+        try:
+            with self.write_session() as s:
+                s.add(db.ServerSecret(name=name, value=secrets.token_hex(32)))
+        except IntegrityError:  # another process made it first: use theirs
+            pass
+        with self.session() as s:
+            return s.scalar(select(db.ServerSecret.value).where(db.ServerSecret.name == name))
+
+    def set_rater_exclusion(self, rater_id: int, excluded: bool, reason: str = "") -> None:
+        """An admin's decision: (re-)include or exclude a rater; the policy won't undo it."""
+        with self.session() as s:
+            rater = s.get(db.Rater, rater_id)
+            if rater is None:
+                raise StoreError(f"unknown rater id {rater_id}; see the Raters table on Admin.")
+            rater.excluded = excluded
+            rater.excluded_reason = (
+                f"admin: {reason}" if excluded and reason else ("admin" if excluded else "")
+            )
+            rater.exclusion_manual = True
+
+    def raters_frame(self) -> pd.DataFrame:
+        """rater_id, external_id, kind, login, excluded, excluded_reason, exclusion_manual."""
+        r = db.Rater.__table__
+        query = select(
+            r.c.id.label("rater_id"),
+            r.c.external_id,
+            r.c.kind,
+            r.c.login,
+            r.c.excluded,
+            r.c.excluded_reason,
+            r.c.exclusion_manual,
+        ).order_by(r.c.id)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
+    # -- frames ------------------------------------------------------------------
+    def votes_frame(
+        self, include_excluded: bool = False, include_gold: bool = False
+    ) -> pd.DataFrame:
+        """One row per vote: models, images, prompt, outcome, rater and times.
+
+        Columns: vote_id, battle_id, created_at, outcome, decision_ms, flag, rater_id,
+        rater_kind, rater_excluded, policy, battle_kind, gold_answer, prompt_id, prompt_set,
+        category,
+        left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256,
+        client_group (the battle's keyed address-group hash; None where not recorded).
+        Read column-wise (:func:`arena.storage.columnar.read_votes`): the votes-battles join from
+        the database, names and hashes from the small tables by id. Without
+        ``include_excluded``, the votes of excluded raters and of raters the web app
+        created that are still in probation (fewer than ``probation_votes`` votes) are
+        left out.
+        """
+        v, b, r = db.Vote.__table__, db.Battle.__table__, db.Rater.__table__
+        query = select(
+            v.c.id.label("vote_id"),
+            v.c.battle_id,
+            v.c.created_at,
+            v.c.outcome,
+            v.c.decision_ms,
+            v.c.flag,
+            v.c.rater_id,
+            b.c.policy,
+            b.c.kind.label("battle_kind"),
+            b.c.gold_answer,
+            b.c.prompt_id,
+            b.c.left_image_id,
+            b.c.right_image_id,
+            b.c.client_group,
+        ).join(b, b.c.id == v.c.battle_id)
+        if not include_excluded:
+            query = query.join(r, r.c.id == v.c.rater_id).where(r.c.excluded.is_(False))
+            if self.settings.probation_votes > 1:  # new web raters: stored, not counted yet
+                p = db.Vote.__table__.alias("probation")
+                counted = (
+                    select(p.c.rater_id)
+                    .group_by(p.c.rater_id)
+                    .having(func.count() >= self.settings.probation_votes)
+                )
+                query = query.where(or_(~db.web_raters(r), v.c.rater_id.in_(counted)))
+        if not include_gold:
+            query = query.where(b.c.kind == "normal")
+        return columnar.read_votes(self.engine, query)
+
+    def images_frame(self, include_broken: bool = False) -> pd.DataFrame:
+        """One row per image: image_id, sha256, model, model_kind, prompt_id, seed, size."""
+        i, m = db.Image.__table__, db.Model.__table__
+        query = (
+            select(
+                i.c.id.label("image_id"),
+                i.c.sha256,
+                m.c.name.label("model"),
+                m.c.kind.label("model_kind"),
+                i.c.prompt_id,
+                i.c.seed,
+                i.c.width,
+                i.c.height,
+                i.c.broken,
+            )
+            .join(m, m.c.id == i.c.model_id)
+            .order_by(i.c.id)
+        )
+        if not include_broken:
+            query = query.where(i.c.broken.is_(None))
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
+    # -- model-level metrics (KID, FID, CMMD, FD-DINO, diversity, AS) --------------------
+    def put_model_metric(
+        self,
+        model_id: int,
+        metric: str,
+        reference: str,
+        value: float | None,
+        std: float | None = None,
+        n: int = 0,
+        details: dict | None = None,
+    ) -> None:
+        """Store (or replace) one model-level number against a reference set ("" for none)."""
+        with self.session() as s:
+            row = s.scalar(
+                select(db.ModelMetric).where(
+                    db.ModelMetric.model_id == model_id,
+                    db.ModelMetric.metric == metric,
+                    db.ModelMetric.reference == reference,
+                )
+            )
+            if row is None:
+                row = db.ModelMetric(model_id=model_id, metric=metric, reference=reference)
+                s.add(row)
+            row.value, row.std, row.n, row.details = value, std, n, details
+            row.computed_at = db.utcnow()
+
+    def model_metrics_frame(self, reference: str | None = None) -> pd.DataFrame:
+        """One row per (model, metric, reference): model, model_kind, metric, reference,
+        value, std, n, warning (the sample-size warning, "" if none), computed_at, details.
+
+        ``reference`` keeps only numbers computed against that reference set (and the
+        reference-free ones such as diversity, whose reference is "").
+        """
+        mm, m = db.ModelMetric.__table__, db.Model.__table__
+        query = (
+            select(
+                m.c.name.label("model"),
+                m.c.kind.label("model_kind"),
+                mm.c.metric,
+                mm.c.reference,
+                mm.c.value,
+                mm.c.std,
+                mm.c.n,
+                mm.c.details,
+                mm.c.computed_at,
+            )
+            .join(m, m.c.id == mm.c.model_id)
+            .order_by(m.c.name, mm.c.metric, mm.c.reference)
+        )
+        if reference is not None:
+            query = query.where(mm.c.reference.in_([reference, ""]))
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        frame["details"] = [d if isinstance(d, dict) else {} for d in frame["details"]]
+        frame["warning"] = [str(d.get("warning", "")) for d in frame["details"]]
+        columns = ["model", "model_kind", "metric", "reference", "value", "std", "n", "warning"]
+        return frame[[*columns, "computed_at", "details"]]
+
+    def scores_frame(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per (image, metric): image_id, metric, version, value."""
+        sc = db.Score.__table__
+        query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value)
+        if metrics is not None:
+            query = query.where(sc.c.metric.in_(list(metrics)))
+        col = columnar.fetch_columns(self.engine, query.order_by(sc.c.image_id, sc.c.metric))
+        if not len(col["image_id"]):
+            return columnar.empty_frame(col)
+        return pd.DataFrame(
+            {
+                "image_id": columnar.ints(col["image_id"]),
+                "metric": columnar.strings(col["metric"]),
+                "version": columnar.strings(col["version"]),
+                "value": columnar.inferred(col["value"]),
+            }
+        )
+
+    def prompts_frame(self) -> pd.DataFrame:
+        p = db.Prompt.__table__
+        query = select(
+            p.c.id.label("prompt_id"),
+            p.c.prompt_set,
+            p.c.external_id,
+            p.c.text,
+            p.c.tags,
+            p.c.category,
+        ).order_by(p.c.id)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
+    # -- status ------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Counts for `arena status`: per model images/votes, and totals."""
+        with self.session() as s:
+            counts = {
+                "models": s.scalar(
+                    select(func.count(db.Model.id)).where(db.Model.kind != "reference")
+                ),
+                "prompts": s.scalar(select(func.count(db.Prompt.id))),
+                "prompt_sets": s.scalar(select(func.count(func.distinct(db.Prompt.prompt_set)))),
+                "images": s.scalar(select(func.count(db.Image.id))),
+                "broken_images": s.scalar(
+                    select(func.count(db.Image.id)).where(db.Image.broken.is_not(None))
+                ),
+                "raters": s.scalar(select(func.count(db.Rater.id))),
+                "battles": s.scalar(select(func.count(db.Battle.id))),
+                "votes": s.scalar(select(func.count(db.Vote.id))),
+                "scores": s.scalar(select(func.count(db.Score.id))),
+            }
+            per_model = s.execute(
+                select(db.Model.name, db.Model.kind, func.count(db.Image.id))
+                .outerjoin(db.Image, db.Image.model_id == db.Model.id)
+                .group_by(db.Model.id)
+                .order_by(db.Model.name)
+            ).all()
+            metrics = s.execute(
+                select(db.Score.metric, db.Score.version, func.count(db.Score.id))
+                .group_by(db.Score.metric, db.Score.version)
+                .order_by(db.Score.metric)
+            ).all()
+        counts["per_model"] = [
+            {"model": name, "kind": kind, "images": n} for name, kind, n in per_model
+        ]
+        counts["metrics"] = [{"metric": m, "version": ver, "scores": n} for m, ver, n in metrics]
+        counts["workspace"] = str(self.workspace)
+        counts["database"] = self.engine.url.render_as_string(hide_password=True)
+        return counts

@@ -1,0 +1,484 @@
+"""Feature extractors for the model-level metrics, and the feature cache in the database.
+
+Three extractors, each loaded from local weights resolved by ``scoring/weights.py``:
+
+* ``inception`` -- Inception-v3 2048-d pool features for KID and FID, through
+  torch-fidelity's ``FeatureExtractorInceptionV3`` with its published
+  ``pt_inception-2015-12-05`` weights (the TF FID network converted to PyTorch; the
+  same class torchmetrics' FID wraps). Input: the decoded image as uint8 at its own
+  size; the network resizes to 299x299 with its TF1-compatible bilinear resize, as the
+  reference FID code does.
+* ``clip-l14-336`` -- OpenAI CLIP ViT-L/14@336 image embeddings (open_clip
+  ``ViT-L-14-336``, QuickGELU), L2-normalised: CMMD and diversity. Preprocessing is
+  open_clip's: shortest side to 336 (bicubic), centre crop, OpenAI mean/std -- the
+  geometry of google-research/cmmd's loader (centre crop to square, bicubic resize).
+* ``dinov2-l14`` -- DINOv2 ViT-L/14 (transformers ``Dinov2Model``) CLS token after the
+  final layer norm (``pooler_output``, what the torch.hub model returns): FD-DINO and
+  the Anomaly Score. Preprocessing follows dgm-eval (Stein et al. 2023): resize 224
+  (bicubic), centre crop 224, ImageNet mean/std; the normalisation is the first step of
+  ``forward_pixels`` so that the Anomaly Score can perturb images in [0, 1].
+
+The cache (``features`` table) holds one float32 vector per (image, extractor key);
+the key is ``name@version#fingerprint``, where the fingerprint hashes the weight file's
+size and first and last MiB, so features of different weights never mix.
+``cached_features`` computes only the missing rows (batched, through the scoring
+runner's DataLoader dataset) and commits per batch; a second run extracts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image as PILImage
+
+from scoring.metrics.base import WeightFile
+from scoring.weights import MissingWeightsError, network_allowed, resolve
+
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth"
+)
+INCEPTION = WeightFile("toshas/torch-fidelity", "weights-inception-2015-12-05-6726825d.pth")
+CLIP_L14_336 = WeightFile("timm/vit_large_patch14_clip_336.openai", "open_clip_pytorch_model.bin")
+DINOV2_LARGE = WeightFile("facebook/dinov2-large", "config.json", is_folder=True)
+CLIP_ARCH = "ViT-L-14-336"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def fingerprint(path: Path) -> str:
+    """A short hash of a weight file (size, first and last MiB) or of a folder's files."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        digest.update(f"{f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            digest.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+class Extractor:
+    """A loaded feature network: picklable preprocessing plus a batched ``extract``.
+
+    ``calls`` and ``images`` count real work done (batches and images through the
+    network); the cache tests and the benchmark read them.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    weight_file: ClassVar[WeightFile]
+    description: ClassVar[str] = ""
+
+    def __init__(self, model: Any, weights_path: Path, device: str, dim: int):
+        self.model = model
+        self.device = device
+        self.dim = dim
+        self.key = f"{self.name}@{self.version}#{fingerprint(weights_path)}"
+        self.tag = ""
+        self.calls = 0
+        self.images = 0
+
+    def tagged(self, tag: str) -> Extractor:
+        """Mark these weights in the key (``...#<fingerprint>+<tag>``) and return self.
+
+        The offline demo tags its random-weight stand-ins ``demo-random``: the tag then
+        travels with every cached feature and every model-level number computed from
+        them, so they can be labelled wherever they are shown.
+        """
+        if not tag or not tag.replace("-", "").isalnum():
+            raise ValueError(f"extractor tag {tag!r}: expected letters, digits and '-'.")
+        self.tag = tag
+        self.key = f"{self.key.split('+', 1)[0]}+{tag}"
+        return self
+
+    # The runner's ImageDataset groups preprocessing by this key.
+    @property
+    def preprocess_key(self) -> str:
+        return f"features:{self.key}"
+
+    def preprocessor(self) -> Callable[[PILImage.Image], Any]:
+        raise NotImplementedError
+
+    def _forward(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def extract(self, batch: Any) -> np.ndarray:
+        """(n, dim) float32 features of a preprocessed batch (a stacked tensor or a list)."""
+        import torch
+
+        self.calls += 1
+        if isinstance(batch, list):
+            # Mixed sizes (Inception takes images at their own size): one pass per shape.
+            out = np.empty((len(batch), self.dim), dtype=np.float32)
+            shapes: dict[tuple, list[int]] = {}
+            for i, x in enumerate(batch):
+                shapes.setdefault(tuple(x.shape), []).append(i)
+            for rows in shapes.values():
+                out[rows] = self.extract_tensor(torch.stack([batch[i] for i in rows]))
+            return out
+        return self.extract_tensor(batch)
+
+    def extract_tensor(self, batch) -> np.ndarray:
+        import torch
+
+        self.images += len(batch)
+        with torch.inference_mode():
+            feats = self._forward(batch.to(self.device))
+        return feats.float().cpu().numpy().astype(np.float32, copy=False)
+
+    def features_of(self, images: Sequence[PILImage.Image]) -> np.ndarray:
+        """Features of PIL images, preprocessed in this process (no cache)."""
+        from scoring.metrics.base import collate_inputs
+
+        fn = self.preprocessor()
+        return self.extract(collate_inputs([fn(img.convert("RGB")) for img in images]))
+
+
+# -- Inception-v3 (torch-fidelity) -----------------------------------------------------
+
+
+def _to_uint8_tensor(img: PILImage.Image):
+    import torch
+
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def resolve_inception(explicit: str | Path | None) -> Path:
+    """The Inception weights: explicit path / weights folder / torch hub cache / download.
+
+    The file is a GitHub release asset of torch-fidelity (not on the Hugging Face hub),
+    so the hub cache is replaced by torch's hub cache, where torch-fidelity itself keeps
+    it, and ``ARENA_ALLOW_NETWORK=1`` downloads it from the release URL.
+    """
+    import torch
+
+    try:
+        return resolve("inception", INCEPTION, explicit)
+    except MissingWeightsError as exc:
+        if explicit is not None:
+            raise
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION.filename
+        if cached.is_file():
+            return cached
+        if network_allowed():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(INCEPTION_URL, str(cached))
+            return cached
+        raise MissingWeightsError(
+            f"{exc}\n  - it is torch-fidelity's release asset, not a hub file: download "
+            f"{INCEPTION_URL} and put it in $ARENA_WEIGHTS_DIR or {cached.parent}"
+        ) from None
+
+
+class InceptionExtractor(Extractor):
+    name: ClassVar[str] = "inception"
+    version: ClassVar[str] = "tf-2015-12-05-pool3.1"
+    weight_file: ClassVar[WeightFile] = INCEPTION
+    description: ClassVar[str] = "Inception-v3 pool3 (2048-d), torch-fidelity, for KID/FID"
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "cpu") -> InceptionExtractor:
+        from scoring import _compat  # noqa: F401  (torch-fidelity imports torchvision)
+
+        path = resolve_inception(weights)
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        try:
+            model = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+            )
+        except (RuntimeError, KeyError, EOFError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: not torch-fidelity's Inception-v3 state dict "
+                f"({str(exc).splitlines()[0][:200]}); expected {INCEPTION.filename} from "
+                f"{INCEPTION_URL}."
+            ) from None
+        return cls(model.to(device).eval(), path, device, 2048)
+
+    def preprocessor(self):
+        return _to_uint8_tensor
+
+    def _forward(self, batch):
+        return self.model(batch)[0]
+
+
+# -- CLIP ViT-L/14@336 (open_clip) ----------------------------------------------------
+
+
+class ClipL336Extractor(Extractor):
+    name: ClassVar[str] = "clip-l14-336"
+    version: ClassVar[str] = "openai.1"
+    weight_file: ClassVar[WeightFile] = CLIP_L14_336
+    description: ClassVar[str] = "CLIP ViT-L/14@336 (OpenAI) image embedding, for CMMD/diversity"
+
+    def __init__(self, model, preprocess, weights_path: Path, device: str, dim: int):
+        super().__init__(model, weights_path, device, dim)
+        self._preprocess = preprocess
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "cpu") -> ClipL336Extractor:
+        import open_clip
+
+        from scoring import _compat  # noqa: F401
+        from scoring.metrics.openai_clip import read_local_config
+
+        path = resolve("cmmd", CLIP_L14_336, weights)
+        overrides: dict[str, Any] = {}
+        image_kwargs: dict[str, Any] = {}
+        config = read_local_config(path)
+        if config is not None:
+            cfg = config["model_cfg"]
+            overrides = {k: cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg") if k in cfg}
+            pre = config.get("preprocess_cfg") or {}
+            for key in ("mean", "std", "interpolation", "resize_mode"):
+                if key in pre:
+                    image_kwargs[f"image_{key}"] = pre[key]
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                CLIP_ARCH,
+                pretrained=str(path),
+                force_quick_gelu=True,
+                **image_kwargs,
+                **overrides,
+            )
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{path}: does not load into open_clip {CLIP_ARCH} "
+                f"({str(exc).splitlines()[0][:200]}); expected {CLIP_L14_336.filename} from "
+                f"the hub repo {CLIP_L14_336.repo_id}."
+            ) from None
+        dim = int(model.visual.output_dim)
+        return cls(model.to(device).eval(), preprocess, path, device, dim)
+
+    def preprocessor(self):
+        return self._preprocess
+
+    def _forward(self, batch):
+        from scoring.metrics.openai_clip import l2_normalise
+
+        return l2_normalise(self.model.encode_image(batch).float())
+
+
+# -- DINOv2 ViT-L/14 (transformers) ----------------------------------------------------
+
+
+class DinoPreprocess:
+    """Resize the shortest side to ``size`` (bicubic, antialiased), centre crop, to [0, 1]."""
+
+    def __init__(self, size: int = 224):
+        self.size = size
+
+    def __call__(self, img: PILImage.Image):
+        import torchvision.transforms.functional as TF
+        from torchvision.transforms import InterpolationMode
+
+        img = TF.resize(img.convert("RGB"), self.size, InterpolationMode.BICUBIC, antialias=True)
+        return TF.to_tensor(TF.center_crop(img, [self.size, self.size]))
+
+
+class DinoExtractor(Extractor):
+    name: ClassVar[str] = "dinov2-l14"
+    version: ClassVar[str] = "cls.1"
+    weight_file: ClassVar[WeightFile] = DINOV2_LARGE
+    description: ClassVar[str] = "DINOv2 ViT-L/14 CLS feature, for FD-DINO and the Anomaly Score"
+
+    @classmethod
+    def load(
+        cls, weights: str | Path | None = None, device: str = "cpu", metric: str = "fd-dino"
+    ) -> DinoExtractor:
+        from transformers import Dinov2Model
+
+        from scoring import _compat  # noqa: F401
+
+        path = resolve(metric, DINOV2_LARGE, weights)
+        try:
+            model = Dinov2Model.from_pretrained(str(path))
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: not a transformers Dinov2Model folder ({str(exc).splitlines()[0][:200]})"
+                f"; expected config.json and model.safetensors of {DINOV2_LARGE.repo_id}."
+            ) from None
+        return cls(model.to(device).eval(), path, device, int(model.config.hidden_size))
+
+    def preprocessor(self):
+        return DinoPreprocess(224)
+
+    def forward_pixels(self, pixels):
+        """Features of [0, 1] pixels (differentiable): ImageNet normalisation, then the CLS."""
+        import torch
+
+        mean = torch.tensor(IMAGENET_MEAN, device=pixels.device, dtype=pixels.dtype)
+        std = torch.tensor(IMAGENET_STD, device=pixels.device, dtype=pixels.dtype)
+        normed = (pixels - mean[:, None, None]) / std[:, None, None]
+        return self.model(pixel_values=normed).pooler_output
+
+    def _forward(self, batch):
+        return self.forward_pixels(batch)
+
+
+EXTRACTORS: dict[str, type[Extractor]] = {
+    cls.name: cls for cls in (InceptionExtractor, ClipL336Extractor, DinoExtractor)
+}
+
+
+# -- the cache -------------------------------------------------------------------------
+
+
+def load_cached(store, extractor_key: str, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored vectors of ``image_ids`` under ``extractor_key`` (image id -> float32 vector)."""
+    from sqlalchemy import select
+
+    from arena.storage import db
+
+    found: dict[int, np.ndarray] = {}
+    ids = list(image_ids)
+    with store.session() as s:
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            rows = s.execute(
+                select(db.Feature.image_id, db.Feature.dim, db.Feature.vector).where(
+                    db.Feature.extractor == extractor_key, db.Feature.image_id.in_(chunk)
+                )
+            )
+            for image_id, dim, blob in rows:
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape != (dim,):
+                    continue  # a damaged row: recomputed and replaced
+                found[image_id] = vec
+    return found
+
+
+def write_features(store, extractor_key: str, image_ids: Sequence[int], vectors) -> None:
+    """Insert rows in one transaction, replacing any damaged row and ignoring duplicates."""
+    from sqlalchemy import delete
+
+    from arena.storage import db
+
+    dialect = store.engine.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover
+        from sqlalchemy import insert
+    statement = insert(db.Feature)
+    if dialect in ("sqlite", "postgresql"):
+        statement = statement.on_conflict_do_nothing(index_elements=["image_id", "extractor"])
+    now = db.utcnow()
+    rows = [
+        {
+            "image_id": int(i),
+            "extractor": extractor_key,
+            "dim": int(v.shape[0]),
+            "vector": np.ascontiguousarray(v, dtype=np.float32).tobytes(),
+            "created_at": now,
+        }
+        for i, v in zip(image_ids, vectors, strict=True)
+    ]
+    with store.session() as s:
+        s.execute(
+            delete(db.Feature).where(
+                db.Feature.extractor == extractor_key,
+                db.Feature.image_id.in_([r["image_id"] for r in rows]),
+            )
+        )
+        s.execute(statement, rows)
+
+
+def cached_features(
+    store,
+    extractor: Extractor,
+    image_ids: Sequence[int],
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> np.ndarray:
+    """(len(image_ids), dim) features, computing and storing only the missing ones.
+
+    Missing images are decoded and preprocessed by the scoring runner's DataLoader
+    dataset (worker processes when ``num_workers > 0``), extracted in batches and
+    committed per batch, so an interrupted run keeps what it finished. An image that
+    cannot be decoded raises an error naming it (a distribution over a silently
+    shrunken set would be wrong).
+    """
+    from sqlalchemy import select
+
+    from arena.storage import db
+
+    ids = [int(i) for i in image_ids]
+    have = load_cached(store, extractor.key, ids)
+    missing = [i for i in ids if i not in have]
+    if missing:
+        with store.session() as s:
+            sha = dict(
+                s.execute(select(db.Image.id, db.Image.sha256).where(db.Image.id.in_(missing)))
+                .tuples()
+                .all()
+            )
+        unknown = [i for i in missing if i not in sha]
+        if unknown:
+            raise ValueError(f"image ids {unknown[:10]} are not in the workspace.")
+        _extract_missing(store, extractor, missing, sha, batch_size, num_workers, progress, have)
+    if not ids:
+        return np.zeros((0, extractor.dim), dtype=np.float32)
+    return np.stack([have[i] for i in ids]).astype(np.float32, copy=False)
+
+
+def _extract_missing(store, extractor, missing, sha, batch_size, num_workers, progress, have):
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from scoring.metrics.runner import ImageDataset, WorkItem, collate
+
+    items = [
+        WorkItem(i, sha[i], str(store.images.path_for(sha[i])), None, (extractor.name,))
+        for i in missing
+    ]
+    loader = DataLoader(
+        ImageDataset(items, [_AsMetric(extractor)]),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+    )
+    bar = tqdm(
+        total=len(items), unit="img", desc=f"features {extractor.name}", disable=not progress
+    )
+    try:
+        for batch in loader:
+            if batch.failed:
+                item, err = batch.failed[0]
+                raise ValueError(
+                    f"image {item.image_id} ({item.path}) cannot be read for features: {err}. "
+                    "Re-import it or mark it broken."
+                )
+            positions, inputs = batch.inputs[extractor.preprocess_key]
+            vectors = extractor.extract(inputs)
+            batch_ids = [batch.items[p].image_id for p in positions]
+            write_features(store, extractor.key, batch_ids, vectors)
+            have.update(zip(batch_ids, vectors, strict=True))
+            bar.update(len(batch_ids))
+    finally:
+        bar.close()
+
+
+class _AsMetric:
+    """The two attributes the runner's ImageDataset reads from a metric."""
+
+    def __init__(self, extractor: Extractor):
+        self.name = extractor.name
+        self.preprocess_key = extractor.preprocess_key
+        self._fn = extractor.preprocessor()
+
+    def preprocessor(self):
+        return self._fn

@@ -1,0 +1,304 @@
+"""`arena distribution`: model-level metrics of every model against a reference set.
+
+Reads images from the workspace, gets features through the cache
+(``scoring.distribution.features.cached_features``: the reference set's features are computed once
+per extractor and reused for every model and every later run), computes the numbers
+with the pure functions of ``scoring.distribution.stats`` and stores one ``model_metrics``
+row per (model, metric, reference) with n, the spread and the sample-size warning.
+
+Metrics and their features:
+
+==========  =====================  ==============================================
+kid, fid    inception              KID mean ± std over subsets; FID
+cmmd        clip-l14-336           1000 · MMD²(RBF σ=10)
+fd-dino     dinov2-l14             Fréchet distance
+diversity   clip-l14-336           mean within-prompt pairwise cosine distance
+as          anomaly (DINOv2)       2-D KS distance of (complexity, vulnerability)
+==========  =====================  ==============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scoring.distribution import stats as dist
+from scoring.distribution.features import EXTRACTORS, Extractor, cached_features
+
+METRICS = ("kid", "fid", "cmmd", "fd-dino", "diversity", "as")
+EXTRACTOR_FOR = {
+    "kid": "inception",
+    "fid": "inception",
+    "cmmd": "clip-l14-336",
+    "diversity": "clip-l14-336",
+    "fd-dino": "dinov2-l14",
+}
+# --weights NAME=PATH: the names a user may give for each extractor.
+WEIGHT_NAMES = {
+    "inception": ("inception", "kid", "fid"),
+    "clip-l14-336": ("clip-l14-336", "cmmd", "diversity"),
+    "dinov2-l14": ("dinov2-l14", "fd-dino", "dinov2"),
+}
+
+
+class DistributionError(ValueError):
+    """A request that cannot be computed; the message says why and how to fix it."""
+
+
+@dataclass
+class Result:
+    model: str
+    metric: str
+    reference: str
+    value: float | None
+    std: float | None
+    n: int
+    warning: str = ""
+    details: dict = field(default_factory=dict)
+
+
+def parse_metrics(text: str | Sequence[str]) -> list[str]:
+    names = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in METRICS:
+            raise DistributionError(
+                f"unknown model-level metric {name!r}; choose from {', '.join(METRICS)}."
+            )
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise DistributionError(f"no metric given; choose from {', '.join(METRICS)}.")
+    return out
+
+
+def _weights_for(extractor: str, weights: dict[str, str]) -> str | None:
+    for name in WEIGHT_NAMES[extractor]:
+        if name in weights:
+            return weights[name]
+    return None
+
+
+def _frames(store, reference: str, models: Sequence[str] | None):
+    images = store.images_frame()
+    kinds = dict(zip(images.model, images.model_kind, strict=False))
+    known = set(store.model_names(include_reference=True))
+    if reference not in known:
+        refs = sorted(
+            m
+            for m in store.model_names(include_reference=True)
+            if m not in kinds or kinds[m] == "reference"
+        )
+        raise DistributionError(
+            f"unknown reference set {reference!r} (reference sets: {', '.join(refs) or 'none'}); "
+            "add one with `arena reference add FOLDER --set NAME`."
+        )
+    ref_rows = images[images.model == reference]
+    if ref_rows.empty:
+        raise DistributionError(f"reference set {reference!r} has no usable images.")
+    if (ref_rows.model_kind != "reference").any():
+        raise DistributionError(
+            f"{reference!r} is a {ref_rows.model_kind.iloc[0]} model, not a reference set; "
+            "reference sets are added with `arena reference add`."
+        )
+    pool = images[images.model_kind != "reference"]
+    if models:
+        missing = sorted(set(models) - set(pool.model))
+        if missing:
+            raise DistributionError(
+                f"no images for model(s) {', '.join(missing)}; known models with images: "
+                f"{', '.join(sorted(set(pool.model))) or 'none'}."
+            )
+        pool = pool[pool.model.isin(list(models))]
+    if pool.empty:
+        raise DistributionError("no generated images in the workspace to compare.")
+    return ref_rows, pool
+
+
+def run(
+    store,
+    metrics: Sequence[str],
+    reference: str,
+    models: Sequence[str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    weights: dict[str, str] | None = None,
+    seed: int = 0,
+    kid_subsets: int = dist.KID_SUBSETS,
+    kid_subset_size: int = dist.KID_SUBSET_SIZE,
+    progress: bool = True,
+    extractors: dict[str, Extractor] | None = None,
+) -> list[Result]:
+    """Compute and store ``metrics`` for each model against ``reference``; returns the rows.
+
+    ``extractors`` (name -> loaded extractor) overrides loading; the benchmark and the
+    tests pass their own to count the work done.
+    """
+    metrics = parse_metrics(metrics)
+    weights = dict(weights or {})
+    ref_rows, pool = _frames(store, reference, models)
+    loaded = dict(extractors or {})
+    for name in dict.fromkeys(EXTRACTOR_FOR[m] for m in metrics if m in EXTRACTOR_FOR):
+        if name not in loaded:
+            loaded[name] = EXTRACTORS[name].load(_weights_for(name, weights), device=device)
+
+    def feats(name: str, ids) -> np.ndarray:
+        return cached_features(
+            store, loaded[name], list(ids), batch_size, num_workers, progress=progress
+        )
+
+    ref_feats = {
+        name: feats(name, ref_rows.image_id)
+        for name in loaded
+        if any(EXTRACTOR_FOR.get(m) == name and m != "diversity" for m in metrics)
+    }
+    anomaly, anomaly_key = _anomaly_points(
+        store, metrics, weights, device, batch_size, num_workers, progress, loaded
+    )
+    model_ids = {name: store.model_id(name) for name in sorted(set(pool.model))}
+    kid_cache: dict = {}
+    results: list[Result] = []
+    for model in sorted(model_ids):
+        rows = pool[pool.model == model]
+        for metric in metrics:
+            est = _one(
+                metric,
+                rows,
+                ref_rows,
+                feats,
+                ref_feats,
+                anomaly,
+                seed,
+                device,
+                kid_subsets,
+                kid_subset_size,
+                kid_cache,
+            )
+            ref_label = "" if metric == "diversity" else reference
+            details = {**est.details, "warning": est.warning}
+            if metric in EXTRACTOR_FOR:
+                details["features"] = loaded[EXTRACTOR_FOR[metric]].key
+            elif metric == "as":
+                details["features"] = anomaly_key
+            if metric == "kid":
+                details["seed"] = seed
+            value = None if est.value is None or not np.isfinite(est.value) else est.value
+            store.put_model_metric(
+                model_ids[model], metric, ref_label, value, est.std, est.n, details
+            )
+            results.append(
+                Result(model, metric, ref_label, value, est.std, est.n, est.warning, details)
+            )
+    return results
+
+
+def _one(metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subsets, size, cache):
+    if metric == "diversity":
+        x = feats("clip-l14-336", rows.image_id)
+        keep = rows.prompt_id.notna().to_numpy()
+        return dist.diversity(x[keep], rows.prompt_id.to_numpy()[keep])
+    if metric == "as":
+        return _as_estimate(rows, ref_rows, anomaly)
+    name = EXTRACTOR_FOR[metric]
+    x, y = feats(name, rows.image_id), ref_feats[name]
+    if metric == "kid":
+        kid_device = device if str(device).startswith("cuda") else None
+        return dist.kid(x, y, np.random.default_rng(seed), subsets, size, kid_device, cache)
+    if metric == "fid":
+        return dist.fid_from_features(x, y, "FID")
+    if metric == "fd-dino":
+        return dist.fid_from_features(x, y, "FD-DINO")
+    return dist.cmmd(x, y)
+
+
+def _anomaly_points(store, metrics, weights, device, batch_size, num_workers, progress, loaded):
+    """(image id -> (complexity, vulnerability), the DINOv2 key), scoring missing images
+    with the runner. The DINOv2 already loaded for FD-DINO (or passed in) is reused
+    unless ``anomaly`` weights of their own are given."""
+    if "as" not in metrics:
+        return {}, ""
+    from sqlalchemy import select
+
+    from arena.storage import db
+    from scoring.metrics import runner
+    from scoring.metrics.anomaly import AnomalyScore
+
+    if "dinov2-l14" in loaded and "anomaly" not in weights:
+        metric = AnomalyScore(loaded["dinov2-l14"])
+    else:
+        metric = AnomalyScore.from_pretrained(
+            weights.get("anomaly") or _weights_for("dinov2-l14", weights), device=device
+        )
+    runner.run(
+        store,
+        [metric],
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        dtype="fp32",
+        progress=progress,
+    )
+    with store.session() as s:
+        rows = s.execute(
+            select(db.Score.image_id, db.Score.details).where(
+                db.Score.metric == metric.name, db.Score.version == metric.version
+            )
+        ).all()
+    points = {
+        i: (d["complexity"], d["vulnerability"])
+        for i, d in rows
+        if isinstance(d, dict) and "complexity" in d and d.get("features") == metric.weights_key
+    }
+    return points, metric.weights_key
+
+
+def _as_estimate(rows, ref_rows, anomaly) -> dist.Estimate:
+    gen = np.array([anomaly[i] for i in rows.image_id if i in anomaly], dtype=np.float64)
+    ref = np.array([anomaly[i] for i in ref_rows.image_id if i in anomaly], dtype=np.float64)
+    if len(gen) < 3 or len(ref) < 3:
+        return dist.Estimate(
+            value=float("nan"),
+            n=min(len(gen), len(ref)),
+            warning="the Anomaly Score needs (complexity, vulnerability) of at least 3 images "
+            "per set",
+        )
+    d, p = dist.ks2d(ref, gen)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        as_i = gen[:, 1] / gen[:, 0]
+    n = min(len(gen), len(ref))
+    warning = (
+        "" if n >= 20 else f"2-D KS distance on {n} images: the p-value approximation needs n ≳ 20"
+    )
+    return dist.Estimate(
+        value=d,
+        n=n,
+        warning=warning,
+        details={
+            "p_value": p,
+            "mean_as_i": float(np.nanmean(as_i)),
+            "n_generated": len(gen),
+            "n_reference": len(ref),
+        },
+    )
+
+
+def format_results(results: Sequence[Result]) -> str:
+    lines = [f"{'model':<24} {'metric':<10} {'reference':<16} {'value':>22} {'n':>7}  warning"]
+    for r in results:
+        if r.value is None:
+            shown = "n/a"
+        elif r.std is not None:
+            shown = f"{r.value:.6g} ± {r.std:.2g}"
+        else:
+            shown = f"{r.value:.6g}"
+        lines.append(
+            f"{r.model:<24} {r.metric:<10} {r.reference or '-':<16} {shown:>22} {r.n:>7}  "
+            f"{r.warning}"
+        )
+    return "\n".join(lines)

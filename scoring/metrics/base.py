@@ -1,0 +1,206 @@
+"""The Metric contract and the registry (``list_metrics()`` / ``get_metric(name)``).
+
+A metric is a small class over a pure function: ``from_pretrained`` resolves and
+loads weights once, ``score(images, prompts)`` scores a batch and returns one
+float per image. Semantics are class attributes, as in torchmetrics.
+
+How the batched job (``scoring/metrics/runner.py``) drives a metric -- every hook has a
+default, so a metric that only implements ``score`` works unchanged:
+
+1. ``preprocessor()`` -> a picklable callable applied to each decoded RGB image in
+   the DataLoader's worker processes (default ``None``: the PIL image is passed on).
+   ``preprocess_key`` names the preprocessing; metrics with the same key share the
+   work (one call per image). Outputs that are equal-shape tensors are stacked into
+   one batch tensor, anything else is collated into a list.
+2. ``score_with_details(inputs, prompts) -> (values, details)``: ``values`` is the
+   float64 (n,) array, ``details`` is ``None`` or one JSON-able dict (or ``None``)
+   per image, stored in ``scores.details`` (e.g. per-tag hits for tag accuracy).
+   Default: ``(score_inputs(inputs, prompts), None)``; ``score_inputs`` defaults to
+   ``score`` itself, which is right when there is no preprocessor.
+3. Shared features (CLIP score and aesthetic both need the OpenAI ViT-L/14 image
+   embedding): a metric whose instance has a non-empty ``feature_key`` implements
+   ``features(inputs)`` and ``score_features(features, prompts)``; the runner calls
+   ``features`` once per batch for each key and hands the result to every metric
+   with that key. Such metrics load their encoder through a ``shared`` dict passed to
+   ``from_pretrained`` so that one model sits in memory.
+
+``prepare(images)`` applies the preprocessor and the collation in-process, so
+``score(images, prompts)`` can be written as ``score_inputs(prepare(images), prompts)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image as PILImage
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A file a metric needs: where it lives on the hub and what it is called locally."""
+
+    repo_id: str
+    filename: str
+    # A sub-folder of the hub repo, or "" (the file sits at the repo's top level).
+    subfolder: str = ""
+    # Set for a whole transformers/diffusers folder: the file that proves the folder is there.
+    is_folder: bool = False
+
+
+class Metric(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    needs_prompt: ClassVar[bool]
+    higher_is_better: ClassVar[bool] = True
+    # One-line description for `arena metrics`.
+    description: ClassVar[str] = ""
+    # The files ``from_pretrained`` resolves when no explicit path is given.
+    weight_files: ClassVar[tuple[WeightFile, ...]] = ()
+
+    device: str = "cpu"
+
+    @classmethod
+    @abstractmethod
+    def from_pretrained(
+        cls, weights: str | Path | None = None, device: str = "cpu", dtype: Any = None
+    ) -> Metric:
+        """Load the metric's model(s) once; ``weights`` overrides where files are looked for."""
+
+    @abstractmethod
+    def score(
+        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """One float per image (float64, shape (n,)); NaN where an image cannot be scored."""
+
+    # -- hooks of the batched job (see the module docstring); all have defaults ------------
+    # Instances that share image features with other metrics set this (e.g. to the
+    # identity of their loaded encoder); empty means "scores on its own".
+    feature_key: str = ""
+
+    @property
+    def preprocess_key(self) -> str:
+        """Metrics with equal keys share the worker-side preprocessing of an image."""
+        return self.feature_key or self.name
+
+    def preprocessor(self) -> Callable[[PILImage.Image], Any] | None:
+        """Picklable per-image callable run in DataLoader workers; None passes the image on."""
+        return None
+
+    def prepare(self, images: Sequence[PILImage.Image]) -> Any:
+        """The batch ``score_inputs`` expects, built in this process from RGB images."""
+        fn = self.preprocessor()
+        return collate_inputs([img if fn is None else fn(img) for img in images])
+
+    def score_inputs(self, inputs: Any, prompts: Sequence[str] | None = None) -> np.ndarray:
+        """Score a batch of preprocessed inputs; defaults to ``score`` (no preprocessor)."""
+        return self.score(inputs, prompts)
+
+    def score_with_details(
+        self, inputs: Any, prompts: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, list[dict | None] | None]:
+        """Scores plus optional per-image JSON-able details for ``scores.details``."""
+        return self.score_inputs(inputs, prompts), None
+
+    def features(self, inputs: Any) -> Any:
+        """Shared per-image features of a batch (only for metrics with a ``feature_key``)."""
+        raise NotImplementedError(f"metric {self.name!r} has no shared features")
+
+    def score_features(self, features: Any, prompts: Sequence[str] | None = None) -> np.ndarray:
+        """Score from shared features (only for metrics with a ``feature_key``)."""
+        raise NotImplementedError(f"metric {self.name!r} has no shared features")
+
+    def check_prompts(self, images: Sequence[Any], prompts: Sequence[str] | None) -> None:
+        if self.needs_prompt and (prompts is None or len(prompts) != len(images)):
+            got = "none" if prompts is None else len(prompts)
+            raise ValueError(
+                f"metric {self.name!r} needs one prompt per image: got {len(images)} images "
+                f"and {got} prompts."
+            )
+
+
+def collate_inputs(items: list[Any]) -> Any:
+    """Stack equal-shape tensors into one batch tensor; anything else stays a list."""
+    if items and all(type(x).__name__ == "Tensor" for x in items):
+        import torch
+
+        if len({tuple(x.shape) for x in items}) == 1:
+            return torch.stack(items)
+    return list(items)
+
+
+_REGISTRY: dict[str, type[Metric]] = {}
+
+# Names that stand for several metrics on the command line (`--metrics classical`).
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "classical": ("sharpness", "colorfulness", "contrast"),
+}
+
+
+def register_metric(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: make a metric available to ``get_metric``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"metric name {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+# Modules whose import registers their metrics; imported lazily so that the
+# registry can be listed without loading every model library.
+# Add a line here when a metric module is written.
+METRIC_MODULES: list[str] = [
+    "scoring.metrics.hpsv2",
+    "scoring.metrics.pickscore",
+    "scoring.metrics.tags",
+    "scoring.metrics.classical",
+    "scoring.metrics.clip_score",
+    "scoring.metrics.aesthetic",
+    "scoring.metrics.anomaly",
+]
+
+
+def _load_all() -> None:
+    import importlib
+
+    for module in METRIC_MODULES:
+        importlib.import_module(module)
+
+
+def list_metrics() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_metric(name: str) -> type[Metric]:
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown metric {name!r}; available metrics: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def expand_metric_names(names: Sequence[str]) -> list[str]:
+    """Metric names with groups expanded, duplicates dropped, order kept; unknown names fail."""
+    known = set(list_metrics())
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        members = METRIC_GROUPS.get(name, (name,))
+        for member in members:
+            if member not in known:
+                groups = ", ".join(f"{g} ({'+'.join(m)})" for g, m in METRIC_GROUPS.items())
+                raise KeyError(
+                    f"unknown metric {member!r}; available metrics: {', '.join(sorted(known))}; "
+                    f"groups: {groups}"
+                )
+            if member not in out:
+                out.append(member)
+    return out
