@@ -96,7 +96,7 @@ def build_sd15_random(device: str, dtype):
 
 def load_tiny(device: str):
     from arena.intake.checkpoints import ModelSource
-    from scoring.generation.job import load_pipeline
+    from scoring.generation.pipeline import load_pipeline
     from scoring.testing.tiny_diffusers import save_tiny_sd
 
     folder = save_tiny_sd(Path(tempfile.mkdtemp(prefix="tiny-sd-")) / "pipe")
@@ -106,7 +106,8 @@ def load_tiny(device: str):
 def measure(pipe, settings, batch_size: int, n_images: int, seeds: int) -> tuple[float, int]:
     """(images/s, images) of the job on a fresh workspace, pipeline already loaded."""
     from arena.storage.store import PromptRow, Store
-    from scoring.generation.job import generate_model, quiet_libraries
+    from scoring.generation.job import generate_model
+    from scoring.generation.pipeline import quiet_libraries
 
     with tempfile.TemporaryDirectory() as tmp, quiet_libraries():
         store = Store.open(Path(tmp) / "ws")
@@ -149,7 +150,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from scoring.generation.job import GenerationSettings, quiet_libraries, run_batch
+    from scoring.generation.job import run_batch
+    from scoring.generation.pipeline import quiet_libraries
+    from scoring.generation.settings import GenerationSettings
 
     device = args.device or ("cuda" if args.gpu else "cpu")
     if args.gpu:
@@ -171,7 +174,7 @@ def main(argv=None) -> int:
     n_images = args.images or 32
     sizes = [int(b) for b in args.batch_sizes.split(",")]
 
-    from scoring.generation.job import plan_jobs
+    from scoring.generation.plan import plan_jobs
 
     with quiet_libraries():  # warm-up: first calls pay one-off kernel selection and allocation
         for b in sizes:

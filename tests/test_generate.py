@@ -18,18 +18,14 @@ import scoring  # noqa: F401  (before diffusers imports torchvision)
 from arena.cli import main
 from arena.storage import db
 from arena.storage.store import PromptRow, Store
-from scoring.generation.job import (
+from scoring.generation.checks import broken_reason
+from scoring.generation.job import ModelSummary, run_generation
+from scoring.generation.plan import Job, call_layout, derive_seed, plan_jobs
+from scoring.generation.settings import (
     SCHEDULERS,
     GenerationError,
     GenerationSettings,
-    Job,
-    ModelSummary,
-    broken_reason,
-    call_layout,
     canonical_scheduler,
-    derive_seed,
-    plan_jobs,
-    run_generation,
 )
 
 SIZE = 16  # pixels; the tiny VAE has one 2x downsampling, so latents are 8x8

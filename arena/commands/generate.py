@@ -106,13 +106,9 @@ def cmd_generate(args) -> int:
     width, height = parse_size(args.size)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     store = open_store(args)
-    from scoring.generation.job import (
-        GenerationError,
-        GenerationSettings,
-        format_summary,
-        resolve_device_dtype,
-        run_generation,
-    )
+    from scoring.generation.job import format_summary, run_generation
+    from scoring.generation.pipeline import resolve_device_dtype
+    from scoring.generation.settings import GenerationError, GenerationSettings
 
     try:
         device, dtype = resolve_device_dtype(args.device, args.dtype)
