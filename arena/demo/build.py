@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import func, insert, select
 
-from arena.reports.leaderboard import STAND_IN_TAG
+from arena.reports.stand_in import STAND_IN_TAG
 from arena.storage import db
 from arena.storage.store import Store, StoreError
 
