@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   -> installs the web side into .venv and opens the arena on the demo workspace
 #   make test   -> installs everything (torch CPU build first, chromium from Debian) and runs pytest
+#   make docs   -> builds the documentation site (docs/, mkdocs.yml) into site/, --strict
 # Override the interpreter with PYTHON=python3.11, the venv folder with VENV=...
 
 PYTHON ?= python3
@@ -9,13 +10,17 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: demo test install install-test system-deps lint format clean
+.PHONY: demo test docs install install-test system-deps lint format clean
 
 demo: install
 	$(BIN)/python app.py
 
 test: install-test system-deps
 	$(BIN)/python -m pytest -q
+
+# --strict: a broken link, a missing anchor or a page left out of the nav fails the build.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 install: $(VENV)/.installed-web
 install-test: $(VENV)/.installed-test
@@ -27,11 +32,16 @@ $(VENV)/.installed-web: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e .
 	touch $@
 
+# The docs alone need no torch: the project and the `docs` extra.
+$(VENV)/.installed-docs: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -e '.[docs]'
+	touch $@ $(VENV)/.installed-web
+
 # torch first, pinned: the registry's newest torch would bring several GB of CUDA packages.
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test]'
-	touch $@ $(VENV)/.installed-web
+	touch $@ $(VENV)/.installed-web $(VENV)/.installed-docs
 
 # Debian packages the tests use: chromium (Playwright drives /usr/bin/chromium; no browser
 # download) and postgresql (the tests start a private server on 127.0.0.1 from its binaries).
@@ -49,4 +59,4 @@ format: install-test
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from arena.config import SETTINGS, SettingsError, load_settings
@@ -11,12 +14,39 @@ def test_every_setting_is_documented():
     assert len(names) == len(set(names))
 
 
-def test_every_setting_is_in_the_readme():
-    from pathlib import Path
+SETTINGS_PAGE = Path(__file__).parent.parent / "docs" / "settings.md"
+# A row of the settings page: | `name` | `ARENA_NAME` | `default` | meaning |
+SETTINGS_ROW = re.compile(r"^\|\s*`([a-z_0-9]+)`\s*\|\s*`(ARENA_[A-Z_0-9]+)`\s*\|\s*`([^`]*)`\s*\|")
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    missing = [s.env_var for s in SETTINGS if s.env_var not in readme]
-    assert not missing, f"README does not document {missing}"
+
+def documented_settings(text: str) -> dict[str, tuple[str, str]]:
+    """name -> (env var, default) for every row of the settings page's table."""
+    rows = [SETTINGS_ROW.match(line) for line in text.splitlines()]
+    found = [m.groups() for m in rows if m]
+    names = [name for name, _, _ in found]
+    assert len(names) == len(set(names)), "a setting is listed twice on docs/settings.md"
+    return {name: (env, default) for name, env, default in found}
+
+
+def test_every_setting_is_on_the_settings_page_and_nothing_else():
+    documented = documented_settings(SETTINGS_PAGE.read_text(encoding="utf-8"))
+    actual = {s.name: (s.env_var, repr(s.default)) for s in SETTINGS}
+    missing = sorted(set(actual) - set(documented))
+    assert not missing, f"docs/settings.md does not document {missing}"
+    unknown = sorted(set(documented) - set(actual))
+    assert not unknown, f"docs/settings.md documents settings that do not exist: {unknown}"
+    wrong = {n: documented[n] for n in actual if documented[n] != actual[n]}
+    assert not wrong, f"docs/settings.md has a wrong variable or default: {wrong} (want {actual})"
+
+
+def test_the_settings_page_check_catches_a_missing_or_made_up_row():
+    text = SETTINGS_PAGE.read_text(encoding="utf-8")
+    rows = documented_settings(text)
+    assert set(rows) == {s.name for s in SETTINGS}
+    dropped = "\n".join(line for line in text.splitlines() if "`ARENA_PORT`" not in line)
+    assert "port" not in documented_settings(dropped)
+    made_up = text + "| `no_such` | `ARENA_NO_SUCH` | `1` | made up |\n"
+    assert "no_such" in documented_settings(made_up)
 
 
 def test_resolution_order_override_env_default():
