@@ -12,6 +12,7 @@ from scipy import optimize, stats
 
 from arena.stats import agreement as ag
 from arena.stats import ratings as rt
+from arena.stats.pairs import encode_outcomes
 from tests.agreement_data import synthetic_arena
 
 
@@ -111,7 +112,7 @@ def test_rank_correlations_match_scipy_with_ties():
 
 # -- protocols on a hand-made table ------------------------------------------------------------
 # Votes: left, left, right, right, tie, both_bad, left (metric score missing).
-OUTCOME = rt.encode_outcomes(["left", "left", "right", "right", "tie", "both_bad", "left"])
+OUTCOME = encode_outcomes(["left", "left", "right", "right", "tie", "both_bad", "left"])
 DELTA = np.array([1.0, 0.0, -2.0, 0.5, 0.1, -0.05, np.nan])
 
 
@@ -439,12 +440,12 @@ def test_position_bias():
         left_bias=0.4,
         metric_noise={},
     )
-    pos = ag.position_bias(rt.encode_outcomes(data.votes.outcome)).iloc[0]
+    pos = ag.position_bias(encode_outcomes(data.votes.outcome)).iloc[0]
     n_left = int((data.votes.outcome == "left").sum())
     assert pos.left_wins == n_left and pos.decisive_votes == len(data.votes)
     assert pos.left_win_rate > 0.55 and pos.p_value < 1e-6
     assert pos.ci_low < pos.left_win_rate < pos.ci_high
-    fair = ag.position_bias(rt.encode_outcomes(["left", "right"] * 50 + ["tie"] * 7)).iloc[0]
+    fair = ag.position_bias(encode_outcomes(["left", "right"] * 50 + ["tie"] * 7)).iloc[0]
     assert fair.decisive_votes == 100 and fair.p_value == pytest.approx(1.0)
 
 

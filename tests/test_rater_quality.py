@@ -9,8 +9,8 @@ from arena.stats.rater_quality import (
     QualityThresholds,
     gold_accuracy,
     leave_one_out_agreement,
-    position_bias,
     rater_report,
+    side_preference,
 )
 
 
@@ -59,12 +59,12 @@ def test_gold_accuracy_counts_the_intact_side():
     assert result.loc[2, "gold_accuracy"] == 1.0
 
 
-def test_position_bias_matches_scipy_binomtest():
+def test_side_preference_matches_scipy_binomtest():
     outcomes = ["left"] * 18 + ["right"] * 4 + ["tie"] * 3
     rows = [(7, 1, 2, o, "normal", None, 1000) for o in outcomes]
-    result = position_bias(_votes(rows)).iloc[0]
+    result = side_preference(_votes(rows)).iloc[0]
     assert result["decisive"] == 22 and result["left_rate"] == pytest.approx(18 / 22)
-    assert result["position_p"] == pytest.approx(binomtest(18, 22, 0.5).pvalue)
+    assert result["side_p"] == pytest.approx(binomtest(18, 22, 0.5).pvalue)
 
 
 def test_report_flags_always_left_and_careless_raters_but_not_good_ones():

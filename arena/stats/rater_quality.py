@@ -1,4 +1,4 @@
-"""Rater quality: gold accuracy, agreement with the majority, speed, position bias,
+"""Rater quality: gold accuracy, agreement with the majority, speed, side preference,
 targeted voting (:mod:`arena.stats.targeted`).
 
 Pure functions over the votes frame (``Store.votes_frame(include_excluded=True,
@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from arena.stats import image_pairs
+from arena.stats.pairs import encode_outcomes
 from arena.stats.targeted import targeted_report
 
 DECISIVE = ("left", "right")
@@ -28,32 +30,13 @@ class QualityThresholds:
     min_gold_accuracy: float = 0.7
     min_shared: int = 10  # votes on pairs others also voted on, before agreement counts
     min_agreement: float = 0.5
-    min_decisive: int = 20  # decisive votes before position bias counts
+    min_decisive: int = 20  # decisive votes before side preference counts
     max_side_rate: float = 0.85  # always-left / always-right raters
-    position_alpha: float = 1e-3
+    side_alpha: float = 1e-3
     max_fast_fraction: float = 0.5
     min_votes_for_fast: int = 20
     targeted_alpha: float = 1e-3  # family-wise level of the targeted-voting test
     targeted_min_votes: int = 10  # decisive votes before a rater or group is tested
-
-
-def _canonical_pairs(votes: pd.DataFrame) -> pd.DataFrame:
-    """Orient every vote on (smaller image id, larger image id): outcome 'a', 'b', 'tie', 'bad'."""
-    left, right = votes["left_image_id"].to_numpy(), votes["right_image_id"].to_numpy()
-    swap = left > right
-    outcome = votes["outcome"].to_numpy().astype(object)
-    oriented = np.where(outcome == "left", "a", np.where(outcome == "right", "b", outcome))
-    flipped = np.where(oriented == "a", "b", np.where(oriented == "b", "a", oriented))
-    return pd.DataFrame(
-        {
-            "rater_id": votes["rater_id"].to_numpy(),
-            "pair": [
-                f"{lo}-{hi}"
-                for lo, hi in zip(np.minimum(left, right), np.maximum(left, right), strict=True)
-            ],
-            "answer": np.where(swap, flipped, oriented),
-        }
-    )
 
 
 def leave_one_out_agreement(votes: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +46,15 @@ def leave_one_out_agreement(votes: pd.DataFrame) -> pd.DataFrame:
     the most common answer of the other raters on that pair (ties between answers
     in the others' votes are skipped). Returns rater_id, shared, agreement.
     """
-    frame = _canonical_pairs(votes[votes["battle_kind"] == "normal"])
+    normal = votes[votes["battle_kind"] == "normal"]
+    unit, answer = image_pairs.orient(
+        normal["left_image_id"].to_numpy(),
+        normal["right_image_id"].to_numpy(),
+        encode_outcomes(normal["outcome"].to_numpy()),
+    )
+    frame = pd.DataFrame(
+        {"rater_id": normal["rater_id"].to_numpy(), "pair": unit, "answer": answer}
+    )
     rows = []
     for pair, group in frame.groupby("pair", sort=False):
         if group["rater_id"].nunique() < 2:
@@ -95,15 +86,19 @@ def gold_accuracy(votes: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
-def position_bias(votes: pd.DataFrame) -> pd.DataFrame:
-    """Per rater: decisive votes, left-choice rate and a two-sided binomial test against 1/2."""
+def side_preference(votes: pd.DataFrame) -> pd.DataFrame:
+    """Per rater: decisive votes, left-choice rate and a two-sided binomial test against 1/2.
+
+    A rater's habit of choosing one screen side; the arena-wide left-win rate is
+    :func:`arena.stats.agreement.position_bias`.
+    """
     decisive = votes[votes["outcome"].isin(DECISIVE) & (votes["battle_kind"] == "normal")]
     rows = []
     for rater, group in decisive.groupby("rater_id"):
         n = len(group)
         lefts = int((group["outcome"] == "left").sum())
         rows.append((rater, n, lefts / n, binomtest(lefts, n, 0.5).pvalue))
-    return pd.DataFrame(rows, columns=["rater_id", "decisive", "left_rate", "position_p"])
+    return pd.DataFrame(rows, columns=["rater_id", "decisive", "left_rate", "side_p"])
 
 
 def decision_times(votes: pd.DataFrame, min_decision_ms: int) -> pd.DataFrame:
@@ -131,7 +126,7 @@ def rater_report(
     """
     t = thresholds or QualityThresholds()
     report = decision_times(votes, min_decision_ms)
-    for part in (gold_accuracy(votes), leave_one_out_agreement(votes), position_bias(votes)):
+    for part in (gold_accuracy(votes), leave_one_out_agreement(votes), side_preference(votes)):
         report = report.merge(part, on="rater_id", how="left")
     reasons = [_reasons(row, t) for row in report.itertuples(index=False)]
     flagged = report["rater_id"][[bool(r) for r in reasons]]
@@ -156,7 +151,7 @@ def _reasons(row, t: QualityThresholds) -> list[str]:
         reasons.append(f"agrees with the majority {row.agreement:.0%} < {t.min_agreement:.0%}")
     if (
         _known(row.decisive) >= t.min_decisive
-        and row.position_p < t.position_alpha
+        and row.side_p < t.side_alpha
         and abs(row.left_rate - 0.5) > t.max_side_rate - 0.5
     ):
         side = "left" if row.left_rate > 0.5 else "right"

@@ -1,0 +1,233 @@
+"""Rank correlations between the human ratings and each metric, and the per-model leaderboards.
+
+Human Bradley-Terry ratings (ties split, :mod:`arena.stats.ratings`) against each
+metric's per-model mean score: Spearman ρ and Kendall τ-b. Each metric also gets its
+own leaderboard: the same battles decided by the metric, fitted with the same BT code
+(``spearman_bt``). Model-level metrics (FID, KID, ...: one number per model) are fixed,
+so their intervals bootstrap only the human side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from arena.stats.agreement.intervals import nan_percentile_interval, ratio
+from arena.stats.bradley_terry import bt_fit, bt_fit_batch
+from arena.stats.elo import to_elo
+
+CORRELATION_COLUMNS = [
+    "metric",
+    "n_models",
+    "spearman",
+    "spearman_low",
+    "spearman_high",
+    "kendall",
+    "kendall_low",
+    "kendall_high",
+    "spearman_bt",
+    "spearman_bt_low",
+    "spearman_bt_high",
+    "level",
+]
+#: Orientation of the model-level metrics (``scoring.distribution.run.METRICS``):
+#: distances to the reference set are better low; within-prompt diversity high.
+MODEL_LEVEL_HIGHER_IS_BETTER: dict[str, bool] = {
+    "kid": False,
+    "fid": False,
+    "cmmd": False,
+    "fd-dino": False,
+    "diversity": True,
+    "as": False,
+}
+LEADERBOARD_COLUMNS = ["decider", "model", "rank", "rating", "rating_low", "rating_high", "votes"]
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman ρ between rows of x and y (R, n) (average ranks for ties); NaN if constant."""
+    rx = stats.rankdata(np.atleast_2d(x), axis=1)
+    ry = stats.rankdata(np.atleast_2d(y), axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+
+
+def kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall τ-b between rows of x and y (R, n): Σ s_x s_y / sqrt(Σ s_x² Σ s_y²)
+    over pairs i < j, with s = sign of the pair difference (ties give 0)."""
+    x, y = np.atleast_2d(x), np.atleast_2d(y)
+    i, j = np.triu_indices(x.shape[1], 1)
+    sx = np.sign(x[:, i] - x[:, j])
+    sy = np.sign(y[:, i] - y[:, j])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sx * sy).sum(axis=1) / np.sqrt((sx * sx).sum(axis=1) * (sy * sy).sum(axis=1))
+
+
+@dataclass
+class ModelLevelValues:
+    """One model-level metric against one reference, aligned to the report's models."""
+
+    label: str  # "fid", or "fid@<reference>" when there are several reference sets
+    metric: str
+    reference: str
+    value: np.ndarray  # (models,) NaN where the model has no number
+    std: np.ndarray
+    features: str  # the extractor key(s) it was computed from
+
+    @property
+    def oriented(self) -> np.ndarray:
+        """Higher is better (negated when the metric is better low)."""
+        return self.value if MODEL_LEVEL_HIGHER_IS_BETTER.get(self.metric, False) else -self.value
+
+
+def model_level_values(
+    model_metrics: pd.DataFrame | None, models: Sequence[str]
+) -> list[ModelLevelValues]:
+    """The stored model-level numbers of ``models`` (reference sets' own rows dropped)."""
+    if model_metrics is None or model_metrics.empty:
+        return []
+    frame = model_metrics[
+        (model_metrics["model_kind"] != "reference") & model_metrics["value"].notna()
+    ]
+    several = frame.loc[frame["reference"] != "", "reference"].nunique() > 1
+    index = pd.Index([str(m) for m in models])
+    out = []
+    for (metric, ref), part in frame.groupby(["metric", "reference"], sort=True):
+        rows = index.get_indexer(part["model"].astype(str))
+        ok = rows >= 0
+        value = np.full(len(index), np.nan)
+        std = np.full(len(index), np.nan)
+        value[rows[ok]] = part["value"].to_numpy(np.float64)[ok]
+        std[rows[ok]] = pd.to_numeric(part["std"], errors="coerce").to_numpy(np.float64)[ok]
+        keys = sorted({str(d.get("features", "")) for d in part["details"]} - {""})
+        label = f"{metric}@{ref}" if several and ref else str(metric)
+        out.append(ModelLevelValues(label, str(metric), str(ref), value, std, ",".join(keys)))
+    return out
+
+
+def fixed_correlation_row(f: ModelLevelValues, h_theta, h_samples, level) -> dict:
+    """ρ and τ of a fixed per-model metric with the human ratings; the bootstrap varies
+    only the human side."""
+    ok = np.isfinite(f.value)
+    row = {"metric": f.label, "n_models": int(ok.sum()), "level": "model"}
+    for key in ("spearman_bt", "spearman_bt_low", "spearman_bt_high"):
+        row[key] = np.nan
+    for key, fn in (("spearman", spearman_rows), ("kendall", kendall_rows)):
+        if ok.sum() < 3:
+            row[key] = row[f"{key}_low"] = row[f"{key}_high"] = np.nan
+            continue
+        metric = f.oriented[ok]
+        row[key] = float(fn(metric[None, :], h_theta[ok][None, :])[0])
+        samples = h_samples[:, ok]
+        lo, hi = nan_percentile_interval(
+            fn(np.broadcast_to(metric, samples.shape), samples)[:, None], level
+        )
+        row[f"{key}_low"], row[f"{key}_high"] = float(lo[0]), float(hi[0])
+    return row
+
+
+def model_level_tables(
+    models: Sequence[str],
+    metrics: Sequence[str],
+    bt_cols: Sequence[slice],
+    bt_votes: Sequence[np.ndarray],
+    mean_cols: Sequence[tuple[slice, slice]],
+    totals: np.ndarray,
+    boot: np.ndarray,
+    level: float,
+    fixed: Sequence[ModelLevelValues] = (),
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(leaderboards, models, correlations) from the resampled sums of the report.
+
+    ``bt_cols`` are the win-matrix columns of each decider (the human first, then each
+    metric), ``mean_cols`` the (sum, count) columns of each metric's per-model mean.
+    """
+    n = len(models)
+    deciders = ["human", *metrics]
+    rounds = boot.shape[0]
+    board_rows, elo = [], {}
+    theta_boot = {}
+    for name, cols, votes in zip(deciders, bt_cols, bt_votes, strict=True):
+        if n == 0:
+            break
+        wins = totals[cols].reshape(n, n)
+        theta = bt_fit(wins)
+        samples = bt_fit_batch(boot[:, cols].reshape(rounds, n, n), initial=theta)
+        theta_boot[name] = (theta, samples)
+        rating = to_elo(theta)
+        lo, hi = nan_percentile_interval(to_elo(samples), level)
+        elo[name] = (rating, lo, hi)
+        order = np.argsort(-rating, kind="stable")
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(1, n + 1)
+        for i, model in enumerate(models):
+            board_rows.append(
+                {
+                    "decider": name,
+                    "model": model,
+                    "rank": int(rank[i]),
+                    "rating": float(rating[i]),
+                    "rating_low": float(lo[i]),
+                    "rating_high": float(hi[i]),
+                    "votes": int(votes[i]),
+                }
+            )
+    leaderboards = pd.DataFrame(board_rows, columns=LEADERBOARD_COLUMNS)
+    if len(leaderboards):
+        leaderboards = leaderboards.sort_values(["decider", "rank", "model"], kind="stable")
+        leaderboards = leaderboards.reset_index(drop=True)
+
+    model_rows = {"model": list(models)}
+    corr_rows = []
+    if n:
+        h_rating, h_lo, h_hi = elo["human"]
+        model_rows.update(
+            {
+                "human_rating": h_rating,
+                "human_low": h_lo,
+                "human_high": h_hi,
+                "votes": bt_votes[0],
+            }
+        )
+        h_theta, h_samples = theta_boot["human"]
+    for m, name in enumerate(metrics):
+        s, c = mean_cols[m]
+        mean = ratio(totals[s], totals[c])[:n]
+        mean_b = ratio(boot[:, s], boot[:, c])[:, :n]
+        m_lo, m_hi = nan_percentile_interval(mean_b, level)
+        model_rows[f"{name}_mean"] = mean
+        model_rows[f"{name}_low"] = m_lo
+        model_rows[f"{name}_high"] = m_hi
+        if not n:
+            continue
+        ok = np.isfinite(mean)
+        row = {"metric": name, "n_models": int(ok.sum()), "level": "image mean"}
+        metric_theta, metric_samples = theta_boot[name]
+        pairs = [
+            ("spearman", spearman_rows, mean, mean_b, h_theta, h_samples),
+            ("kendall", kendall_rows, mean, mean_b, h_theta, h_samples),
+            ("spearman_bt", spearman_rows, metric_theta, metric_samples, h_theta, h_samples),
+        ]
+        for key, fn, point, samples, human, human_samples in pairs:
+            use = ok if key != "spearman_bt" else np.ones(n, bool)
+            if use.sum() < 3:
+                row[key] = row[f"{key}_low"] = row[f"{key}_high"] = np.nan
+                continue
+            row[key] = float(fn(point[use][None, :], human[use][None, :])[0])
+            draws = fn(samples[:, use], human_samples[:, use])
+            lo, hi = nan_percentile_interval(draws[:, None], level)
+            row[f"{key}_low"], row[f"{key}_high"] = float(lo[0]), float(hi[0])
+        corr_rows.append(row)
+    for f in fixed:
+        model_rows[f"{f.label}_value"] = f.value
+        model_rows[f"{f.label}_std"] = f.std
+        if n:
+            corr_rows.append(fixed_correlation_row(f, h_theta, h_samples, level))
+    models_frame = pd.DataFrame(model_rows)
+    correlations = pd.DataFrame(corr_rows, columns=CORRELATION_COLUMNS)
+    return leaderboards, models_frame, correlations
