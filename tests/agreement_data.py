@@ -139,7 +139,7 @@ def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
         populate_any(store, arena)
         return
     now = "2025-01-01 00:00:00.000000"
-    votes, images, prompts = arena.votes, arena.storage.images, arena.prompts
+    votes, images, prompts = arena.votes, arena.images, arena.prompts
     models = sorted(set(images["model"]))
     model_id = {m: k + 1 for k, m in enumerate(models)}
     raters = np.unique(votes["rater_id"].to_numpy())
@@ -239,7 +239,7 @@ def populate_any(store, arena: SyntheticArena) -> None:
     from arena.storage import db
 
     now = datetime(2025, 1, 1)
-    votes, images, prompts = arena.votes, arena.storage.images, arena.prompts
+    votes, images, prompts = arena.votes, arena.images, arena.prompts
     models = sorted(set(images["model"]))
     model_id = {m: k + 1 for k, m in enumerate(models)}
     kind = str(votes["rater_kind"].iloc[0]) if len(votes) else "human"
