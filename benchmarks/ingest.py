@@ -11,7 +11,7 @@ is how bands from different bases can be joined). Each file carries a tEXt
 chunk naming the model, as AUTOMATIC1111 writes it. File names follow the
 ``<prompt_id>_<seed>.png`` layout over 1,000 prompts.
 
-The import is ``arena.intake.ingest.import_images`` -- what ``arena import-images``
+The import is ``arena.intake.image_import.import_images`` -- what ``arena import-images``
 runs -- with a process pool of ``--workers`` processes. It prints images/s and
 the peak resident memory of the importing process and of its workers
 (sampled every 50 ms from /proc), at 20% of the images and at the end: equal
@@ -190,7 +190,8 @@ def main() -> None:
     display = "" if args.display_size == "none" else args.display_size
 
     from arena.config import load_settings
-    from arena.intake.ingest import import_images, import_prompts
+    from arena.intake.image_import import import_images
+    from arena.intake.prompts import import_prompts
     from arena.storage.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="arena-bench-ingest-"))

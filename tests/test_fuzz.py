@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
-from arena.intake.ingest import IngestError, import_prompts
+from arena.intake.prompts import import_prompts
+from arena.intake.reading import IngestError
 from arena.storage import db
 from arena.storage.images import ImageError, decode_rgb
 from arena.voting.battles import BattleError, record_vote, serve_battle

@@ -5,7 +5,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from arena.intake.ingest import IngestError, import_images, import_prompts, read_prompt_file
+from arena.intake.image_import import import_images
+from arena.intake.prompts import import_prompts, read_prompt_file
+from arena.intake.reading import IngestError
 from arena.storage import db
 from arena.storage.store import StoreError
 from tests.image_files import BAD_FILES, png_bytes, rgb_array, write_png

@@ -55,7 +55,8 @@ def register(sub) -> None:
 
 def cmd_import_prompts(args) -> int:
     from arena.cli import CommandError
-    from arena.intake.ingest import IngestError, import_prompts
+    from arena.intake.prompts import import_prompts
+    from arena.intake.reading import IngestError
 
     store = open_store(args)
     try:
@@ -70,7 +71,8 @@ def cmd_import_images(args) -> int:
     from tqdm import tqdm
 
     from arena.cli import CommandError
-    from arena.intake.ingest import IngestError, import_images
+    from arena.intake.image_import import import_images
+    from arena.intake.reading import IngestError
 
     store = open_store(args)
     bar = None

@@ -30,7 +30,8 @@ def register(sub) -> None:
 def cmd_add(args) -> int:
     from arena.cli import CommandError
     from arena.commands.workspace import open_store
-    from arena.intake.reference import ReferenceError_, add_reference_folder, default_workers
+    from arena.intake.pool import default_workers
+    from arena.intake.reference import ReferenceError_, add_reference_folder
 
     store = open_store(args)
     workers = default_workers() if args.workers is None else args.workers

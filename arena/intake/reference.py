@@ -10,17 +10,14 @@ per chunk, so a re-run adds only what is new.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import insert, select
-
-from arena.storage import db
+from arena.intake.layouts import IMAGE_SUFFIXES
 from arena.storage.images import store_files
+from arena.storage.intake_verbs import NewImage
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 BATCH = 32
 
 
@@ -92,50 +89,21 @@ def add_reference_folder(store, folder: str | Path, name: str, workers: int = 1)
 
 
 def _record(store, model_id: int, batch, results, report: ReferenceReport) -> None:
-    rows = []
-    with store.session() as s:
-        have = set(
-            s.scalars(
-                select(db.Image.sha256).where(
-                    db.Image.model_id == model_id,
-                    db.Image.sha256.in_([r[1] for r in results if r[0] == "ok"]),
-                )
+    images = []
+    for (label, _path), result in zip(batch, results, strict=True):
+        if result[0] == "fatal":
+            raise ReferenceError_(
+                f"{label}: {result[1]}; the workspace must be writable "
+                f"({report.added} images were recorded before this)."
             )
-        )
-        for (label, _path), result in zip(batch, results, strict=True):
-            if result[0] == "fatal":
-                raise ReferenceError_(
-                    f"{label}: {result[1]}; the workspace must be writable "
-                    f"({report.added} images were recorded before this)."
-                )
-            if result[0] == "skip":
-                report.skipped.append((label, result[1]))
-                continue
-            _ok, sha, width, height, broken = result
-            if sha in have:
-                report.present += 1
-                continue
-            have.add(sha)
-            rows.append(
-                {
-                    "sha256": sha,
-                    "model_id": model_id,
-                    "prompt_id": None,
-                    "seed": None,
-                    "width": width,
-                    "height": height,
-                    "settings_hash": "",
-                    "params": {},
-                    "broken": broken,
-                    "source_name": label,
-                    "created_at": db.utcnow(),
-                }
-            )
-            report.broken += broken is not None
-        if rows:
-            s.execute(insert(db.Image), rows)
-    report.added += len(rows)
-
-
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+        if result[0] == "skip":
+            report.skipped.append((label, result[1]))
+            continue
+        _ok, sha, width, height, broken = result
+        images.append(NewImage(sha, width, height, broken=broken, source_name=label))
+    for image, clash in zip(images, store.add_images(model_id, images), strict=True):
+        if clash is None:
+            report.added += 1
+            report.broken += image.broken is not None
+        else:  # a reference image has no prompt and no seed: only its pixels can clash
+            report.present += 1

@@ -25,12 +25,11 @@ from sqlalchemy.orm import Session
 
 from arena.config import Settings, load_settings
 from arena.storage import columnar, db
+from arena.storage.errors import StoreError
 from arena.storage.images import ImageStore, StoredImage
+from arena.storage.intake_verbs import IntakeVerbs
 from arena.storage.migrate import SchemaError, upgrade_to_head
-
-
-class StoreError(ValueError):
-    """A request the store refuses; the message says what was wrong and how to fix it."""
+from arena.storage.rater_verbs import RaterVerbs
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,13 @@ class PromptRow:
     category: str = ""
 
 
-class Store:
+class Store(IntakeVerbs, RaterVerbs):
+    """The workspace: its database and image files, spoken to through domain verbs.
+
+    Verbs for importers live in ``intake_verbs``, for bulk votes and the exclusion
+    policy in ``rater_verbs``; the rest are here.
+    """
+
     def __init__(self, settings: Settings | None = None, *, upgrade: bool = True):
         self.settings = settings or load_settings()
         self.workspace = self.settings.workspace_path

@@ -15,11 +15,9 @@ import logging
 import threading
 
 import pandas as pd
-from sqlalchemy import select
 
 from arena.config import Settings
 from arena.stats.rater_quality import QualityThresholds, rater_report
-from arena.storage import db
 from arena.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,17 +47,7 @@ def refresh_exclusions(store: Store) -> dict[str, int]:
     """Apply the policy; returns how many raters were newly excluded and re-included."""
     report = quality_report(store)
     flagged = dict(zip(report["rater_id"], report["flag_reasons"], strict=True))
-    changed = {"excluded": 0, "included": 0}
-    with store.session() as s:
-        for rater in s.scalars(select(db.Rater).where(db.Rater.exclusion_manual.is_(False))):
-            reasons = flagged.get(rater.id, "")
-            if reasons and not rater.excluded:
-                rater.excluded, rater.excluded_reason = True, f"policy: {reasons}"
-                changed["excluded"] += 1
-            elif not reasons and rater.excluded:
-                rater.excluded, rater.excluded_reason = False, ""
-                changed["included"] += 1
-    return changed
+    return store.set_policy_exclusions(flagged)
 
 
 class PolicyRefresher:
