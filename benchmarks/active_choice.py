@@ -51,7 +51,7 @@ from battle_path import build_workspace  # noqa: E402
 
 from arena.config import load_settings  # noqa: E402
 from arena.stats import active  # noqa: E402
-from arena.stats.ratings import bt_fit  # noqa: E402
+from arena.stats.bradley_terry import bt_fit  # noqa: E402
 from arena.storage.store import Store  # noqa: E402
 from arena.voting.active_pairing import ActivePolicy, load_pair_counts  # noqa: E402
 from arena.voting.matchmaking import Matchmaker  # noqa: E402

@@ -39,7 +39,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from arena.reports.leaderboard import leaderboard_frame
-from arena.stats import ratings as R
+from arena.stats.elo import THETA_TO_ELO
 
 
 # -- synthetic votes -------------------------------------------------------------------------
@@ -195,9 +195,7 @@ def main() -> None:
             df, args.rounds, args.baseline_rounds, cores
         )
         ours = min(times)
-        ours_sd = pd.Series(
-            (result.samples * R.THETA_TO_ELO).std(axis=0, ddof=1), index=result.names
-        )
+        ours_sd = pd.Series((result.samples * THETA_TO_ELO).std(axis=0, ddof=1), index=result.names)
         ours_elo = frame.set_index("model")["rating"]
         diff = (ours_elo - ours_elo.mean()) - (base_elo - base_elo.mean())
         print(f"== {n_models} models ==")

@@ -67,7 +67,7 @@ that run after excluding the raters ``arena.stats.rater_quality.rater_report`` f
 
 Votes are simulated on aggregated counts (a multinomial over pairs, binomials
 over outcomes), which has exactly the law of drawing them one by one within a
-refresh interval; the fit is the project's own BT fitter (arena.stats.ratings).
+refresh interval; the fit is the project's own BT fitter (arena.stats.bradley_terry).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ from scipy.optimize import brentq, minimize
 from scipy.stats import kendalltau, norm
 
 from arena.stats import active
+from arena.stats.pairs import pair_index
 from arena.stats.rater_quality import rater_report
 
 TIE_RATE = 0.1
@@ -111,7 +112,7 @@ def _fit(wins: np.ndarray, ties: np.ndarray, initial: np.ndarray | None = None) 
 
     ``initial`` (the previous fit) only speeds Newton up; the optimum is the same.
     """
-    from arena.stats.ratings import bt_fit
+    from arena.stats.bradley_terry import bt_fit
 
     return bt_fit(wins + ties / 2.0, initial=initial)
 
@@ -145,7 +146,7 @@ def pair_outcome_stats(wins: np.ndarray, ties: np.ndarray) -> tuple[np.ndarray, 
     variance is estimated with one pseudo-win each way, so that a pair with few or
     one-sided votes keeps a positive variance.
     """
-    rows, cols = active.pair_index(len(wins))
+    rows, cols = pair_index(len(wins))
     w, t = wins[rows, cols], ties[rows, cols]
     count = w + wins[cols, rows] + t
     mean = (w + t / 2 + 1) / (count + 2)
@@ -194,7 +195,7 @@ def _policy_probabilities(
     """Pair probabilities for the next ``refresh`` votes (upper-triangle order)."""
     counts = wins + wins.T + ties
     if policy == "uniform":
-        rows, _ = active.pair_index(len(theta))
+        rows, _ = pair_index(len(theta))
         return np.full(len(rows), 1.0 / len(rows))
     if policy == "active":
         return active.pair_probabilities(counts, theta, floor=0.1, horizon=refresh)
@@ -208,7 +209,7 @@ def _policy_probabilities(
 def _draw_batch(policy, wins, ties, theta, truth, size, rng):
     """Aggregated outcomes of ``size`` votes: (wins, ties) increments."""
     n = len(truth)
-    rows, cols = active.pair_index(n)
+    rows, cols = pair_index(n)
     if policy == "balanced":
         # Round-robin: spread the batch evenly over the least-voted pairs.
         counts = wins + wins.T + ties
@@ -290,7 +291,7 @@ def expected_discordant(
     gradient in ``share`` (the same C L C identity as arena.stats.active).
     """
     n = len(truth)
-    rows, cols = active.pair_index(n)
+    rows, cols = pair_index(n)
     p = 1.0 / (1.0 + np.exp(truth[cols] - truth[rows]))
     q = p * (1.0 - p)
     w = np.zeros((n, n))

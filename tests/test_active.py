@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from arena.stats import active
+from arena.stats.bradley_terry import RIDGE, bt_covariance, bt_fit, bt_objective, win_probability
+from arena.stats.pairs import LEFT, RIGHT, TIE, aggregate, pair_index
 
 
 def _random_state(n, rng, max_count=30):
@@ -14,12 +16,12 @@ def _random_state(n, rng, max_count=30):
 
 def _brute_force_gain(counts, theta, a, b):
     """Re-invert the information matrix with one more (a, b) vote; weighted variance drop."""
-    cov = active.fisher_covariance(counts, theta)
+    cov = bt_covariance(theta, counts)
     weights = active.order_uncertainty_weights(theta, cov)
     more = counts.astype(float).copy()
     more[a, b] += 1
     more[b, a] += 1
-    cov_after = active.fisher_covariance(more, theta)
+    cov_after = bt_covariance(theta, more)
     before = active.difference_variance(cov)
     after = active.difference_variance(cov_after)
     return 0.5 * np.sum(weights * (before - after))
@@ -53,7 +55,7 @@ def test_pair_probabilities_keep_a_floor_and_favour_new_pairs():
     assert probs.min() >= 0.1 / 15 - 1e-12
     counts[0, :] = counts[:, 0] = 0
     probs = active.pair_probabilities(counts, theta, floor=0.1, min_count=10)
-    rows, cols = active.pair_index(6)
+    rows, cols = pair_index(6)
     new = (rows == 0) | (cols == 0)
     assert probs[new].sum() == pytest.approx(0.1 * new.mean() + 0.9)
 
@@ -127,7 +129,7 @@ def test_a_new_model_draws_votes_through_the_gain_alone():
     counts[7, :] = counts[:, 7] = 0
     np.fill_diagonal(counts, 0)
     probs = active.pair_probabilities(counts, theta, floor=0.1, min_count=0)
-    rows, cols = active.pair_index(8)
+    rows, cols = pair_index(8)
     new = (rows == 7) | (cols == 7)
     assert probs[new].sum() > 0.8
 
@@ -144,7 +146,7 @@ def test_votes_to_separate_matches_re_inverting_the_information():
         more = counts.astype(float).copy()
         more[a, b] += extra
         more[b, a] += extra
-        cov = active.fisher_covariance(more, theta)
+        cov = bt_covariance(theta, more)
         sd = np.sqrt(cov[a, a] + cov[b, b] - 2 * cov[a, b])
         return abs(theta[a] - theta[b]) >= 1.959963984540054 * sd
 
@@ -168,7 +170,7 @@ def test_votes_go_to_the_pairs_adjacent_in_the_current_ranking():
     counts = np.full((n, n), 100.0)
     np.fill_diagonal(counts, 0)
     probs = active.pair_probabilities(counts, theta, floor=0.1, horizon=200)
-    rows, cols = active.pair_index(n)
+    rows, cols = pair_index(n)
     rank = np.argsort(np.argsort(-theta))
     adjacent = np.abs(rank[rows] - rank[cols]) == 1
     # 7 of 28 pairs are neighbours; uniform sampling would give them a quarter of the votes.
@@ -182,7 +184,63 @@ def test_the_one_doubtful_close_pair_takes_the_next_votes():
     np.fill_diagonal(counts, 0)
     counts[2, 3] = counts[3, 2] = 20.0
     probs = active.pair_probabilities(counts, theta, floor=0.1, horizon=100)
-    rows, cols = active.pair_index(6)
+    rows, cols = pair_index(6)
     close = (rows == 2) & (cols == 3)
     assert probs[close][0] == pytest.approx(0.9 + 0.1 / 15)
     assert np.allclose(probs[~close], 0.1 / 15)
+
+
+def _numerical_hessian(f, x, h=1e-3):
+    """Central second differences of f at x from function values only."""
+    n = len(x)
+    hess = np.zeros((n, n))
+    step = np.eye(n) * h
+    for i in range(n):
+        for j in range(i, n):
+            hess[i, j] = hess[j, i] = (
+                f(x + step[i] + step[j])
+                - f(x + step[i] - step[j])
+                - f(x - step[i] + step[j])
+                + f(x - step[i] - step[j])
+            ) / (4 * h * h)
+    return hess
+
+
+def test_active_covariance_is_the_inverse_hessian_of_the_fit():
+    """The pair-choice rule works with the covariance of the ratings fit: the inverse
+    Hessian of the penalised objective bt_fit minimises (ridge · Σθ² has curvature
+    2 · ridge). Model 5 never played, so its variance is the prior's alone, where a
+    ridge off by a factor shows at once."""
+    rng = np.random.default_rng(7)
+    truth = np.array([0.8, 0.3, 0.0, -0.4, -0.9, 0.0])
+    played = 5
+    left = rng.integers(0, played, 600)
+    right = (left + rng.integers(1, played, 600)) % played
+    p = 1 / (1 + np.exp(truth[right] - truth[left]))
+    u = rng.random(600)
+    outcome = np.where(u < 0.1, TIE, np.where(u < 0.1 + 0.9 * p, LEFT, RIGHT))
+    counts = aggregate(6, left, right, outcome)
+    wins = counts.win_matrix("split")
+    theta = bt_fit(wins)
+    battles = counts.battles.astype(float)  # what active_pairing hands to the rule
+
+    hessian = _numerical_hessian(lambda t: bt_objective(t, wins), theta)
+    assert hessian[5, 5] == pytest.approx(2 * RIDGE, rel=1e-4)
+    expected = np.linalg.inv(hessian)
+    assert np.allclose(bt_covariance(theta, battles), expected, rtol=1e-4, atol=1e-8)
+
+    # The rule's own numbers, recomputed from the numerical covariance.
+    before = active.difference_variance(expected)
+    weights = active.order_uncertainty_weights(theta, expected)
+    gain = active.expected_gain(battles, theta)
+    p_win = win_probability(theta)
+    q = p_win * (1 - p_win)
+    for a, b in [(0, 1), (2, 3), (1, 5), (4, 5)]:
+        x = np.zeros(6)
+        x[a], x[b] = 1.0, -1.0
+        after = active.difference_variance(np.linalg.inv(hessian + q[a, b] * np.outer(x, x)))
+        assert gain[a, b] == pytest.approx(0.5 * np.sum(weights * (before - after)), rel=1e-4)
+    v = expected[1, 1] + expected[5, 5] - 2 * expected[1, 5]
+    z2 = 1.959963984540054**2
+    need = np.ceil((v * z2 / (theta[1] - theta[5]) ** 2 - 1) / (q[1, 5] * v))
+    assert active.votes_to_separate(battles, theta, 1, 5) == need

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arena.stats import ratings
+from arena.stats.pairs import aggregate, encode_outcomes, index_items
 from arena.storage import db
 from arena.storage.store import PromptRow
 from arena.voting.active_pairing import ActivePolicy, load_pair_counts
@@ -57,8 +57,8 @@ def _stats(store, model_ids, names, available=None):
 def test_counts_equal_the_ratings_aggregation_of_the_votes_frame(arena):
     store, model_ids, names = arena
     frame = store.votes_frame()
-    _, left, right = ratings.index_items(frame["left_model"], frame["right_model"], names)
-    expected = ratings.aggregate(4, left, right, ratings.encode_outcomes(frame["outcome"]))
+    _, left, right = index_items(frame["left_model"], frame["right_model"], names)
+    expected = aggregate(4, left, right, encode_outcomes(frame["outcome"]))
     got = load_pair_counts(store, model_ids)
     for field in ("wins", "ties", "both_bad"):
         assert np.array_equal(getattr(got, field), getattr(expected, field)), field

@@ -20,7 +20,10 @@ from arena.reports.leaderboard import (
     metric_means,
     parse_anchor,
 )
-from arena.stats import ratings as R
+from arena.stats.bradley_terry import bt_fit
+from arena.stats.elo import online_elo, to_elo
+from arena.stats.pairs import aggregate, encode_outcomes, index_items
+from arena.stats.ratings import both_bad_rate, votes_per_model
 from arena.storage import db
 from arena.storage.store import PromptRow
 
@@ -141,15 +144,15 @@ def test_leaderboard_frame_columns_order_and_provisional(arena_store, settings):
 def test_frame_numbers_equal_the_ratings_module(arena_store, settings):
     votes = arena_store.votes_frame()
     frame, _ = leaderboard_frame(votes, np.random.default_rng(0), rounds=50, min_votes=50)
-    names, left, right = R.index_items(votes["left_model"], votes["right_model"])
-    outcome = R.encode_outcomes(votes["outcome"])
-    counts = R.aggregate(len(names), left, right, outcome)
-    theta = R.bt_fit(counts.win_matrix())
+    names, left, right = index_items(votes["left_model"], votes["right_model"])
+    outcome = encode_outcomes(votes["outcome"])
+    counts = aggregate(len(names), left, right, outcome)
+    theta = bt_fit(counts.win_matrix())
     by_model = frame.set_index("model")
-    ranked = R.votes_per_model(counts) >= 50
-    assert np.allclose(by_model.loc[names, "rating"], R.to_elo(theta, reference=ranked))
-    assert np.allclose(by_model.loc[names, "elo"], R.online_elo(len(names), left, right, outcome))
-    assert np.allclose(by_model.loc[names, "both_bad_rate"], R.both_bad_rate(counts))
+    ranked = votes_per_model(counts) >= 50
+    assert np.allclose(by_model.loc[names, "rating"], to_elo(theta, reference=ranked))
+    assert np.allclose(by_model.loc[names, "elo"], online_elo(len(names), left, right, outcome))
+    assert np.allclose(by_model.loc[names, "both_bad_rate"], both_bad_rate(counts))
 
 
 def test_filters_select_votes(arena_store, settings):

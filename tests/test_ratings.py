@@ -11,7 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from arena.stats import ratings as R
+from arena.stats.bradley_terry import RIDGE, bt_fit, bt_fit_batch, predicted_win_rate
+from arena.stats.elo import THETA_TO_ELO, online_elo, to_elo
+from arena.stats.pairs import BOTH_BAD, LEFT, OUTCOMES, RIGHT, TIE, aggregate, encode_outcomes
+from arena.stats.ratings import (
+    both_bad_rate,
+    compute_ratings,
+    observed_win_rate,
+    rank_upper_bound,
+    votes_per_model,
+    win_rate,
+)
+from arena.stats.resample import bootstrap_bt, multinomial_draws, percentile_interval, poisson_draws
 
 
 def simulate_votes(rng, theta, n_votes, tie_scale=0.4, both_bad=0.3):
@@ -31,8 +42,8 @@ def simulate_votes(rng, theta, n_votes, tie_scale=0.4, both_bad=0.3):
     u = rng.random(n_votes)
     outcome = np.where(
         u < t,
-        np.where(rng.random(n_votes) < both_bad, R.BOTH_BAD, R.TIE),
-        np.where(rng.random(n_votes) < q, R.LEFT, R.RIGHT),
+        np.where(rng.random(n_votes) < both_bad, BOTH_BAD, TIE),
+        np.where(rng.random(n_votes) < q, LEFT, RIGHT),
     )
     return left, right, outcome
 
@@ -41,9 +52,9 @@ def choix_comparisons(left, right, outcome):
     """Each vote twice: a decisive vote as two wins, a tie/both-bad as one win each way."""
     data = []
     for a, b, o in zip(left.tolist(), right.tolist(), outcome.tolist(), strict=True):
-        if o == R.LEFT:
+        if o == LEFT:
             data += [(a, b), (a, b)]
-        elif o == R.RIGHT:
+        elif o == RIGHT:
             data += [(b, a), (b, a)]
         else:
             data += [(a, b), (b, a)]
@@ -51,7 +62,7 @@ def choix_comparisons(left, right, outcome):
 
 
 def fit_votes(n, left, right, outcome, ties="split"):
-    return R.bt_fit(R.aggregate(n, left, right, outcome).win_matrix(ties))
+    return bt_fit(aggregate(n, left, right, outcome).win_matrix(ties))
 
 
 # -- references ------------------------------------------------------------------------------
@@ -61,45 +72,43 @@ def test_bt_equals_choix_maximum_likelihood(seed):
     n = 7
     theta = rng.normal(0, 1, n)
     left, right, outcome = simulate_votes(rng, theta, 400, tie_scale=1.2)
-    ours = R.to_elo(fit_votes(n, left, right, outcome))
+    ours = to_elo(fit_votes(n, left, right, outcome))
     # Duplicated comparisons double the log-likelihood, so choix's alpha is twice our ridge.
-    ref = choix.opt_pairwise(
-        n, choix_comparisons(left, right, outcome), alpha=2 * R.RIDGE, tol=1e-12
-    )
-    assert np.max(np.abs(ours - R.to_elo(ref))) < 0.01
+    ref = choix.opt_pairwise(n, choix_comparisons(left, right, outcome), alpha=2 * RIDGE, tol=1e-12)
+    assert np.max(np.abs(ours - to_elo(ref))) < 0.01
 
 
 def test_bt_drop_ties_equals_choix_on_decisive_votes():
     rng = np.random.default_rng(5)
     n = 6
     left, right, outcome = simulate_votes(rng, rng.normal(0, 1, n), 300, tie_scale=1.5)
-    ours = R.to_elo(fit_votes(n, left, right, outcome, ties="drop"))
+    ours = to_elo(fit_votes(n, left, right, outcome, ties="drop"))
     decisive = [
-        (a, b) if o == R.LEFT else (b, a)
+        (a, b) if o == LEFT else (b, a)
         for a, b, o in zip(left.tolist(), right.tolist(), outcome.tolist(), strict=True)
-        if o <= R.RIGHT
+        if o <= RIGHT
     ]
-    ref = choix.opt_pairwise(n, decisive, alpha=R.RIDGE, tol=1e-12)
-    assert np.max(np.abs(ours - R.to_elo(ref))) < 0.01
+    ref = choix.opt_pairwise(n, decisive, alpha=RIDGE, tol=1e-12)
+    assert np.max(np.abs(ours - to_elo(ref))) < 0.01
 
 
 def test_batch_fit_equals_single_fits():
     rng = np.random.default_rng(3)
     n = 9
     left, right, outcome = simulate_votes(rng, rng.normal(0, 1, n), 2000)
-    counts = R.aggregate(n, left, right, outcome)
+    counts = aggregate(n, left, right, outcome)
     wins = counts.win_matrix()
     batch = np.stack([wins * rng.uniform(0.5, 1.5, wins.shape) for _ in range(6)])
-    together = R.bt_fit_batch(batch)
-    one_by_one = np.stack([R.bt_fit(w) for w in batch])
-    assert np.max(np.abs(together - one_by_one)) * R.THETA_TO_ELO < 1e-4
+    together = bt_fit_batch(batch)
+    one_by_one = np.stack([bt_fit(w) for w in batch])
+    assert np.max(np.abs(together - one_by_one)) * THETA_TO_ELO < 1e-4
 
 
 def reference_elo(n, left, right, outcome, k=4.0, scale=400.0, base=10.0, initial=1000.0):
     rating = [initial] * n
     for a, b, o in zip(left, right, outcome, strict=True):
         expected_a = 1 / (1 + base ** ((rating[b] - rating[a]) / scale))
-        score_a = {R.LEFT: 1.0, R.RIGHT: 0.0}.get(int(o), 0.5)
+        score_a = {LEFT: 1.0, RIGHT: 0.0}.get(int(o), 0.5)
         rating[a] += k * (score_a - expected_a)
         rating[b] += k * ((1 - score_a) - (1 - expected_a))
     return np.array(rating)
@@ -109,36 +118,36 @@ def test_online_elo_equals_reference_loop():
     rng = np.random.default_rng(4)
     n = 10
     left, right, outcome = simulate_votes(rng, rng.normal(0, 1, n), 5000)
-    ours = R.online_elo(n, left, right, outcome)
+    ours = online_elo(n, left, right, outcome)
     assert np.allclose(ours, reference_elo(n, left, right, outcome), atol=1e-9)
     assert ours.mean() == pytest.approx(1000.0)
     assert np.allclose(
-        R.online_elo(n, left, right, outcome, k=32, initial=1500),
+        online_elo(n, left, right, outcome, k=32, initial=1500),
         reference_elo(n, left, right, outcome, k=32, initial=1500),
     )
 
 
 def test_online_elo_tie_and_both_bad_score_half():
-    up = R.online_elo(2, [0], [1], [R.LEFT])
+    up = online_elo(2, [0], [1], [LEFT])
     assert up[0] == pytest.approx(1002.0) and up[1] == pytest.approx(998.0)
-    for code in (R.TIE, R.BOTH_BAD):
-        assert np.allclose(R.online_elo(2, [0], [1], [code]), [1000.0, 1000.0])
+    for code in (TIE, BOTH_BAD):
+        assert np.allclose(online_elo(2, [0], [1], [code]), [1000.0, 1000.0])
 
 
 # -- aggregation, scale, matrices ------------------------------------------------------------
 def test_aggregate_counts_and_matrices():
     left = [0, 0, 1, 2, 0, 1]
     right = [1, 1, 0, 0, 2, 2]
-    outcome = R.encode_outcomes(["left", "right", "left", "tie", "both_bad", "left"])
-    c = R.aggregate(3, left, right, outcome)
+    outcome = encode_outcomes(["left", "right", "left", "tie", "both_bad", "left"])
+    c = aggregate(3, left, right, outcome)
     assert c.wins.tolist() == [[0, 1, 0], [2, 0, 1], [0, 0, 0]]
     assert c.ties[0, 2] == c.ties[2, 0] == 1 and c.both_bad[0, 2] == 1
     assert c.battles.tolist() == [[0, 3, 2], [3, 0, 1], [2, 1, 0]]
     assert c.total == 6
-    assert R.votes_per_model(c).tolist() == [5, 4, 3]
-    assert R.both_bad_rate(c) == pytest.approx([1 / 5, 0, 1 / 3])
-    assert R.win_rate(c) == pytest.approx([(1 + 1) / 5, 3 / 4, 1 / 3])
-    obs = R.observed_win_rate(c)
+    assert votes_per_model(c).tolist() == [5, 4, 3]
+    assert both_bad_rate(c) == pytest.approx([1 / 5, 0, 1 / 3])
+    assert win_rate(c) == pytest.approx([(1 + 1) / 5, 3 / 4, 1 / 3])
+    obs = observed_win_rate(c)
     assert obs[0, 1] == pytest.approx(1 / 3) and obs[0, 2] == pytest.approx(0.5)
     assert np.isnan(obs[0, 0])
     assert np.allclose(obs + obs.T, np.where(np.eye(3, dtype=bool), np.nan, 1.0), equal_nan=True)
@@ -146,20 +155,20 @@ def test_aggregate_counts_and_matrices():
 
 def test_encode_outcomes_rejects_unknown():
     with pytest.raises(ValueError, match="'draw' is not one of"):
-        R.encode_outcomes(["left", "draw"])
+        encode_outcomes(["left", "draw"])
 
 
 def test_elo_scale_centre_and_anchor():
     theta = np.array([0.0, math.log(10.0), -1.0])
-    centred = R.to_elo(theta)
+    centred = to_elo(theta)
     assert centred.mean() == pytest.approx(1000.0)
     assert centred[1] - centred[0] == pytest.approx(400.0)  # 10:1 odds = 400 points
-    anchored = R.to_elo(theta, anchor=(2, 1200.0))
+    anchored = to_elo(theta, anchor=(2, 1200.0))
     assert anchored[2] == pytest.approx(1200.0)
     assert anchored[1] - anchored[0] == pytest.approx(400.0)
-    ref = R.to_elo(theta, reference=np.array([True, True, False]))
+    ref = to_elo(theta, reference=np.array([True, True, False]))
     assert ref[:2].mean() == pytest.approx(1000.0) and ref[1] - ref[0] == pytest.approx(400.0)
-    p = R.predicted_win_rate(theta)
+    p = predicted_win_rate(theta)
     assert p[1, 0] == pytest.approx(10 / 11)
 
 
@@ -167,7 +176,7 @@ def test_rank_upper_bound():
     lower = np.array([1100.0, 1050.0, 990.0, 900.0, 1200.0])
     upper = np.array([1150.0, 1120.0, 1060.0, 980.0, 1300.0])
     ranked = np.array([True, True, True, True, False])
-    rank = R.rank_upper_bound(lower, upper, ranked)
+    rank = rank_upper_bound(lower, upper, ranked)
     # 0 and 1 overlap -> both rank 1; 2 is beaten by 0 (1100 > 1060); 3 by all three.
     assert rank[:4].tolist() == [1.0, 1.0, 2.0, 4.0]
     assert np.isnan(rank[4])
@@ -186,10 +195,10 @@ def test_compute_ratings_in_pieces_equals_one_pass():
     n = 6
     left, right, outcome = simulate_votes(rng, rng.normal(0, 1, n), 1000)
     names = np.array([f"m{i}" for i in range(n)], dtype=object)
-    labels = np.array(R.OUTCOMES, dtype=object)[outcome]
+    labels = np.array(OUTCOMES, dtype=object)[outcome]
 
     def run(chunk):
-        return R.compute_ratings(
+        return compute_ratings(
             names[left],
             names[right],
             labels,
@@ -200,7 +209,7 @@ def test_compute_ratings_in_pieces_equals_one_pass():
         )
 
     whole, pieces = run(10**6), run(37)
-    assert np.allclose(pieces.elo, R.online_elo(n, left, right, outcome))
+    assert np.allclose(pieces.elo, online_elo(n, left, right, outcome))
     assert np.allclose(whole.elo, pieces.elo)
     assert np.array_equal(whole.counts.battles, pieces.counts.battles)
     assert np.array_equal(whole.counts.wins, pieces.counts.wins)
@@ -208,7 +217,7 @@ def test_compute_ratings_in_pieces_equals_one_pass():
     assert whole.names == [f"m{i}" for i in range(n)]
     assert np.array_equal(whole.provisional, whole.votes < 300)
     with pytest.raises(ValueError, match="anchor model 'zz'"):
-        R.compute_ratings(names[left], names[right], labels, rng, anchor=("zz", 1.0))
+        compute_ratings(names[left], names[right], labels, rng, anchor=("zz", 1.0))
 
 
 # -- recovery and intervals ------------------------------------------------------------------
@@ -221,7 +230,7 @@ def test_recovery_and_interval_coverage():
         # 20 models ~30 Elo points apart over 600 points, in random order
         theta = rng.permutation(np.linspace(-1.7, 1.7, n)) + rng.normal(0, 0.02, n)
         left, right, outcome = simulate_votes(rng, theta, 50_000)
-        fit = R.compute_ratings(
+        fit = compute_ratings(
             [f"m{i:02d}" for i in left],
             [f"m{i:02d}" for i in right],
             outcome,
@@ -229,7 +238,7 @@ def test_recovery_and_interval_coverage():
             names=[f"m{i:02d}" for i in range(n)],
             rounds=400,
         )
-        truth = R.to_elo(theta)
+        truth = to_elo(theta)
         tau = stats.kendalltau(truth, fit.rating).statistic
         assert tau >= 0.95
         covered += int(np.sum((fit.lower <= truth) & (truth <= fit.upper)))
@@ -243,21 +252,21 @@ def test_aggregated_bootstrap_matches_naive_battle_resampling():
     rng = np.random.default_rng(11)
     n, n_votes, rounds = 8, 3000, 600
     left, right, outcome = simulate_votes(rng, rng.normal(0, 0.8, n), n_votes)
-    counts = R.aggregate(n, left, right, outcome)
-    fast = R.to_elo(R.bootstrap_bt(counts, np.random.default_rng(1), rounds))
+    counts = aggregate(n, left, right, outcome)
+    fast = to_elo(bootstrap_bt(counts, np.random.default_rng(1), rounds))
     naive_rng = np.random.default_rng(2)
     naive = []
     for _ in range(rounds):  # the textbook way: resample battles, aggregate, fit
         pick = naive_rng.integers(0, n_votes, n_votes)
         naive.append(fit_votes(n, left[pick], right[pick], outcome[pick]))
-    naive = R.to_elo(np.array(naive))
+    naive = to_elo(np.array(naive))
     sd_fast, sd_naive = fast.std(axis=0, ddof=1), naive.std(axis=0, ddof=1)
     # s.d. of a sample s.d. ≈ sd / sqrt(2(B-1)); of the ratio of two independent ones ≈ 1/sqrt(B-1).
     z = (sd_fast / sd_naive - 1.0) * math.sqrt(rounds - 1)
     assert np.max(np.abs(z)) < 4.0
     assert abs(np.mean(sd_fast / sd_naive) - 1.0) < 3.0 / math.sqrt((rounds - 1) * n)
-    w_fast = np.subtract(*R.percentile_interval(fast)[::-1])
-    w_naive = np.subtract(*R.percentile_interval(naive)[::-1])
+    w_fast = np.subtract(*percentile_interval(fast)[::-1])
+    w_naive = np.subtract(*percentile_interval(naive)[::-1])
     assert np.allclose(w_fast, w_naive, rtol=0.2)
     # the two bootstraps centre on the same point
     assert np.allclose(fast.mean(axis=0), naive.mean(axis=0), atol=3 * sd_naive.max() / 10)
@@ -265,7 +274,7 @@ def test_aggregated_bootstrap_matches_naive_battle_resampling():
 
 @pytest.mark.parametrize("lam", [0, 1, 4, 10, 37, 1000, 250_000])
 def test_poisson_sampler_matches_scipy(lam):
-    x = R.poisson_draws(np.random.default_rng(lam), np.full(40, lam), 1000).ravel()
+    x = poisson_draws(np.random.default_rng(lam), np.full(40, lam), 1000).ravel()
     if lam == 0:
         assert np.all(x == 0)
         return
@@ -287,7 +296,7 @@ def test_poisson_sampler_matches_scipy(lam):
 
 def test_multinomial_sampler_has_the_multinomial_law():
     counts = np.array([0, 3, 12, 40, 200, 1000, 5])
-    draws = R.multinomial_draws(np.random.default_rng(9), counts, 40_000)
+    draws = multinomial_draws(np.random.default_rng(9), counts, 40_000)
     total, p = counts.sum(), counts / counts.sum()
     assert np.all(draws.sum(axis=1) == total) and np.all(draws[:, 0] == 0)
     se_mean = np.sqrt(total * p * (1 - p) / len(draws))
@@ -305,8 +314,8 @@ def test_bootstrap_with_dropped_ties_matches_naive_resampling():
     rng = np.random.default_rng(12)
     n, n_votes, rounds = 5, 2000, 500
     left, right, outcome = simulate_votes(rng, rng.normal(0, 0.8, n), n_votes, tie_scale=1.2)
-    counts = R.aggregate(n, left, right, outcome)
-    fast = R.bootstrap_bt(counts, np.random.default_rng(1), rounds, ties="drop")
+    counts = aggregate(n, left, right, outcome)
+    fast = bootstrap_bt(counts, np.random.default_rng(1), rounds, ties="drop")
     naive_rng = np.random.default_rng(2)
     naive = []
     for _ in range(rounds):
@@ -319,10 +328,10 @@ def test_bootstrap_with_dropped_ties_matches_naive_resampling():
 def test_bootstrap_is_seeded_and_independent_of_workers():
     rng = np.random.default_rng(0)
     left, right, outcome = simulate_votes(rng, rng.normal(0, 1, 6), 2000)
-    counts = R.aggregate(6, left, right, outcome)
-    a = R.bootstrap_bt(counts, np.random.default_rng(7), 50, workers=1, chunk=8)
-    b = R.bootstrap_bt(counts, np.random.default_rng(7), 50, workers=3, chunk=8)
-    c = R.bootstrap_bt(counts, np.random.default_rng(8), 50, workers=1, chunk=8)
+    counts = aggregate(6, left, right, outcome)
+    a = bootstrap_bt(counts, np.random.default_rng(7), 50, workers=1, chunk=8)
+    b = bootstrap_bt(counts, np.random.default_rng(7), 50, workers=3, chunk=8)
+    c = bootstrap_bt(counts, np.random.default_rng(8), 50, workers=1, chunk=8)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.shape == (50, 6)
 
@@ -347,8 +356,8 @@ def test_relabelling_permutes_ratings(votes, random):
     after = fit_votes(n, perm[left], perm[right], outcome)
     assert np.allclose(after[perm], before, atol=1e-7)
     assert np.allclose(
-        R.online_elo(n, perm[left], perm[right], outcome)[perm],
-        R.online_elo(n, left, right, outcome),
+        online_elo(n, perm[left], perm[right], outcome)[perm],
+        online_elo(n, left, right, outcome),
     )
 
 
@@ -356,13 +365,13 @@ def test_relabelling_permutes_ratings(votes, random):
 @given(vote_sets())
 def test_swapping_sides_changes_nothing(votes):
     n, left, right, outcome = votes
-    swapped = np.select([outcome == R.LEFT, outcome == R.RIGHT], [R.RIGHT, R.LEFT], outcome)
-    a = R.aggregate(n, left, right, outcome)
-    b = R.aggregate(n, right, left, swapped)
+    swapped = np.select([outcome == LEFT, outcome == RIGHT], [RIGHT, LEFT], outcome)
+    a = aggregate(n, left, right, outcome)
+    b = aggregate(n, right, left, swapped)
     assert np.array_equal(a.wins, b.wins) and np.array_equal(a.ties, b.ties)
     assert np.array_equal(a.both_bad, b.both_bad)
     assert np.allclose(fit_votes(n, right, left, swapped), fit_votes(n, left, right, outcome))
-    assert np.allclose(R.online_elo(n, right, left, swapped), R.online_elo(n, left, right, outcome))
+    assert np.allclose(online_elo(n, right, left, swapped), online_elo(n, left, right, outcome))
 
 
 @settings(max_examples=60, deadline=None)
@@ -385,8 +394,8 @@ def test_model_that_wins_every_game_is_finite_and_top(votes, repeats):
     others = np.repeat(np.arange(n), repeats)
     left = np.concatenate([left, others])
     right = np.concatenate([right, np.full(others.size, champ)])
-    outcome = np.concatenate([outcome, np.full(others.size, R.RIGHT)])
+    outcome = np.concatenate([outcome, np.full(others.size, RIGHT)])
     theta = fit_votes(n + 1, left, right, outcome)
     assert np.all(np.isfinite(theta))
     assert theta[champ] > np.max(theta[:n])
-    assert R.to_elo(theta)[champ] < 1000 + 10 * R.THETA_TO_ELO * 10
+    assert to_elo(theta)[champ] < 1000 + 10 * THETA_TO_ELO * 10

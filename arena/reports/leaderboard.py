@@ -22,6 +22,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from arena.stats import ratings as R
+from arena.stats.elo import THETA_TO_ELO
 from arena.storage import db
 
 RATER_KINDS = ("human", "simulated")
@@ -447,7 +448,7 @@ def separation(ratings: R.Ratings, a: str, b: str) -> dict:
     difference = float(ratings.rating[i] - ratings.rating[j])
     lower = upper = float("nan")
     if len(ratings.samples):
-        diffs = (ratings.samples[:, i] - ratings.samples[:, j]) * R.THETA_TO_ELO
+        diffs = (ratings.samples[:, i] - ratings.samples[:, j]) * THETA_TO_ELO
         tail = (1 - ratings.level) / 2 * 100
         lower, upper = (float(x) for x in np.percentile(diffs, [tail, 100 - tail]))
     more = votes_to_separate(ratings.counts.battles.astype(float), ratings.theta, i, j)

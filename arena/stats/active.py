@@ -3,10 +3,12 @@
 Plain functions over arrays (models are indices 0..n-1), choix style.
 
 The model. Bradley-Terry strengths θ (natural-log scale) are fitted on the
-votes so far; ties count as half a win each way. The Fisher information of the
-fit is ``H = Σ_pairs N_ab p_ab (1 - p_ab) x x^T`` with ``x = e_a - e_b``; its
-(ridge-regularised) inverse ``C`` approximates the covariance of θ, and the
-variance of a rating difference is ``V_ij = C_ii + C_jj - 2 C_ij``.
+votes so far; ties count as half a win each way. The information of the fit is
+the Hessian of its penalised objective,
+``H = Σ_pairs N_ab p_ab (1 - p_ab) x x^T + 2·RIDGE·I`` with ``x = e_a - e_b``
+(:func:`arena.stats.bradley_terry.bt_information`, the same matrix the fit steps
+with); its inverse ``C`` approximates the covariance of θ, and the variance of a
+rating difference is ``V_ij = C_ii + C_jj - 2 C_ij``.
 
 What one more vote buys. A vote on pair (a, b) adds ``q x x^T`` to H with
 ``q = p_ab (1 - p_ab)``; by Sherman–Morrison the variance of the difference
@@ -42,30 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from arena.stats.ratings import RIDGE
-
-
-def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the unordered pairs a < b."""
-    return np.triu_indices(n, k=1)
-
-
-def win_probability(theta: np.ndarray) -> np.ndarray:
-    """P[i, j] = probability that i beats j under BT with log-strengths theta."""
-    diff = theta[:, None] - theta[None, :]
-    return 1.0 / (1.0 + np.exp(-diff))
-
-
-def fisher_covariance(counts: np.ndarray, theta: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
-    """Covariance of theta from the Fisher information of a BT fit.
-
-    ``counts[a, b]`` is the number of battles between a and b (symmetric, any
-    outcome). The ridge keeps the inverse finite for models with no battles.
-    """
-    p = win_probability(theta)
-    weights = counts * p * (1.0 - p)
-    info = np.diag(weights.sum(axis=1)) - weights
-    return np.linalg.inv(info + ridge * np.eye(len(theta)))
+from arena.stats.bradley_terry import RIDGE, bt_covariance, win_probability
+from arena.stats.pairs import pair_index
 
 
 def difference_variance(cov: np.ndarray) -> np.ndarray:
@@ -86,7 +66,7 @@ def _gain_terms(
     counts: np.ndarray, theta: np.ndarray, ridge: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pair: q = p(1-p), m = xᵀ(C L C)x (weighted variance numerator), v = xᵀCx."""
-    cov = fisher_covariance(counts, theta, ridge)
+    cov = bt_covariance(theta, counts, ridge)
     w = order_uncertainty_weights(theta, cov)
     laplacian = np.diag(w.sum(axis=1)) - w
     m = cov @ laplacian @ cov
@@ -203,11 +183,11 @@ def votes_to_separate(
     if a == b:
         raise ValueError("a model cannot be separated from itself")
     z = float(norm.ppf(0.5 + level / 2))
-    cov = fisher_covariance(counts, theta, ridge)
+    cov = bt_covariance(theta, counts, ridge)
     v = cov[a, a] + cov[b, b] - 2.0 * cov[a, b]
     delta = abs(theta[a] - theta[b])
     if delta == 0:
         return float("inf")
-    p = 1.0 / (1.0 + np.exp(-(theta[a] - theta[b])))
+    p = win_probability(theta)[a, b]
     q = p * (1.0 - p)
     return float(max(0.0, np.ceil((v * z * z / (delta * delta) - 1.0) / (q * v))))

@@ -7,9 +7,9 @@ votes pushed towards one model. Pure functions over the votes frame
 rater, or an address group (every vote whose battle was served to one
 ``client_group``, over all its rater ids).
 
-1. **Null model.** Bradley-Terry strengths θ (:mod:`arena.stats.ratings`) fitted on the
+1. **Null model.** Bradley-Terry strengths θ (:mod:`arena.stats.bradley_terry`) fitted on the
    decisive votes of normal battles by raters not excluded, *minus the unit's own
-   votes* (one refit per unit, batched by :func:`arena.stats.ratings.bt_fit_batch`), so a
+   votes* (one refit per unit, batched by :func:`~arena.stats.bradley_terry.bt_fit_batch`), so a
    heavy attacker cannot drag the fit towards itself. Under the null the unit votes
    like everybody else: in a decisive battle of model m against k it picks m with
    probability ``σ(θ_m - θ_k)``, independently of its other votes.
@@ -19,7 +19,7 @@ rater, or an address group (every vote whose battle was served to one
    bound above (never smaller than the exact value).
 3. **Uncertainty of θ.** The leave-one-out θ is an estimate: the p-value is moved to
    the normal scale, ``z -> z / sqrt(1 + gᵀ Cov(θ) g / Var(S))`` (g: the gradient of
-   the expected picks in θ, Cov: the inverse Fisher information of the fit). It
+   the expected picks in θ, Cov: the fit's :func:`~arena.stats.bradley_terry.bt_covariance`). It
    matters only when the unit's battles with m are a sizeable share of all of them;
    a model (almost) nobody else voted on gets no flag at all.
 4. **Correction.** Per unit, the smallest p over the models it saw, times that number
@@ -49,7 +49,8 @@ from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import norm
 
-from arena.stats import ratings as R
+from arena.stats.bradley_terry import bt_covariance, bt_fit, bt_fit_batch, bt_information
+from arena.stats.pairs import index_items
 
 #: Up to this many battles the Poisson-binomial tail is exact; above, a Chernoff bound.
 EXACT_MAX = 1000
@@ -179,16 +180,6 @@ def _decisive_votes(votes: pd.DataFrame) -> pd.DataFrame | None:
     return frame[(outcome == "left") | (outcome == "right")]
 
 
-def _information(theta: np.ndarray, battles: np.ndarray) -> np.ndarray:
-    """Fisher information of the penalised BT fit, batched: (B, n) θ, (B, n, n) battles."""
-    p = expit(theta[:, :, None] - theta[:, None, :])
-    w = battles * p * (1.0 - p)
-    n = theta.shape[1]
-    info = -w
-    info[:, np.arange(n), np.arange(n)] += w.sum(axis=2)
-    return info + 2.0 * R.RIDGE * np.eye(n)
-
-
 def unit_tests(votes: pd.DataFrame, min_votes: int = 10, alpha: float = 1e-3) -> pd.DataFrame:
     """One row per unit tested (``UNIT_COLUMNS``): its most favoured model and the p-values."""
     return _run(votes, min_votes, alpha)[0]
@@ -201,7 +192,7 @@ def _run(votes: pd.DataFrame, min_votes: int, alpha: float) -> tuple[pd.DataFram
     no_members = pd.DataFrame(columns=["rater_id", "key", "picks", "expected"])
     if frame is None or frame.empty:
         return empty, no_members
-    names, left, right = R.index_items(frame["left_model"], frame["right_model"])
+    names, left, right = index_items(frame["left_model"], frame["right_model"])
     n = len(names)
     left_won = frame["outcome"].to_numpy().astype(object) == "left"
     winner, loser = np.where(left_won, left, right), np.where(left_won, right, left)
@@ -248,8 +239,8 @@ def _run(votes: pd.DataFrame, min_votes: int, alpha: float) -> tuple[pd.DataFram
     wins = wins.reshape(n, n).astype(np.float64)
     # Every unit's fit starts from (and steps with the curvature of) the fit of all votes.
     prior = PRIOR_WINS * ((wins + wins.T) > 0)
-    theta_all = R.bt_fit(wins + prior)
-    hessian = _information(theta_all[None], (wins + wins.T + 2 * prior)[None])[0]
+    theta_all = bt_fit(wins + prior)
+    hessian = bt_information(theta_all, wins + wins.T + 2 * prior)
 
     units = len(unit_kind)
     best = np.zeros((units, 5))  # model, battles, picks, expected, p
@@ -266,8 +257,8 @@ def _run(votes: pd.DataFrame, min_votes: int, alpha: float) -> tuple[pd.DataFram
         rest = wins[None] - own.reshape(b, n, n)
         rest += PRIOR_WINS * ((rest + rest.transpose(0, 2, 1)) > 0)
         with np.errstate(all="ignore"):  # a round that diverges is refitted by bt_fit
-            theta = R.bt_fit_batch(rest, initial=theta_all, hessian=hessian)
-        cov = np.linalg.inv(_information(theta, rest + rest.transpose(0, 2, 1)))
+            theta = bt_fit_batch(rest, initial=theta_all, hessian=hessian)
+        cov = bt_covariance(theta, rest + rest.transpose(0, 2, 1))
         stats = _cell_stats(theta, cov, u, winner[v], loser[v], n)
         best[first : first + b], seen[first : first + b] = stats
         for j in range(b):

@@ -20,7 +20,8 @@ import numpy as np
 from sqlalchemy import and_, case, func, select
 
 from arena.stats import active
-from arena.stats.ratings import PairCounts, bt_fit
+from arena.stats.bradley_terry import bt_fit
+from arena.stats.pairs import PairCounts
 from arena.storage import db
 from arena.storage.columnar import positions
 from arena.voting.matchmaking import BalancedPolicy, PairStats, Policy, pair_index, register_policy

@@ -1,0 +1,220 @@
+"""Bradley-Terry with ties: the penalised maximum-likelihood fit, its information, batches.
+
+Model ``i`` has a log-strength ``θ_i`` and beats ``j`` with probability
+``σ(θ_i - θ_j)`` (:func:`win_probability`). The fit minimises
+
+    -Σ_{i≠j} W_ij log σ(θ_i - θ_j)  +  RIDGE · Σ_i θ_i²
+
+(:func:`bt_objective`) on the aggregated win matrix ``W`` (``W_ij`` = wins of
+``i`` over ``j``; ``PairCounts.win_matrix`` counts a tie and a both-bad vote as
+half a win each way, or drops them). The ridge term is the same L2 penalty as
+``choix``'s ``alpha`` (choix is the reference in the tests); ``RIDGE = 1e-3``
+is a Gaussian prior with standard deviation ``1/sqrt(2·RIDGE) ≈ 22`` on θ
+(≈ 3,900 Elo points): invisible next to the information of even a few votes
+(each vote adds up to 0.25), but enough that a model that won every game, or a
+group of models never compared with the others, gets a finite rating. Because
+the log-likelihood gradient sums to zero, the penalised optimum has ``Σθ = 0``:
+a disconnected group is centred on 0.
+
+The Hessian of that objective, ``Σ_pairs N_ab p_ab (1 - p_ab) x xᵀ + 2·RIDGE·I``
+with ``x = e_a - e_b`` (:func:`bt_information`), is the one curvature every
+user of the fit shares: Newton's steps, the chord steps of the batched and
+bootstrap fits, the covariance the pair-choice rule (:mod:`arena.stats.active`)
+and the targeted-voting test work with (:func:`bt_covariance`). Note the
+``2·``: the penalty is ``RIDGE·θ²``, so its curvature is ``2·RIDGE``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: L2 penalty on θ (choix's ``alpha``): keeps undefeated and disconnected models finite.
+RIDGE = 1e-3
+#: A block of rows shares ~1 MB buffers, which stay in cache (also the sampler's blocks).
+BLOCK_ELEMENTS = 1 << 17
+
+
+def win_probability(theta: np.ndarray) -> np.ndarray:
+    """P[..., i, j]: probability that i beats j under BT with log-strengths θ (..., n).
+
+    ``σ(x) = (1 + tanh(x/2)) / 2``: no overflow for large differences.
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(0.5 * (theta[..., :, None] - theta[..., None, :])))
+
+
+def bt_objective(theta: np.ndarray, wins: np.ndarray, ridge: float = RIDGE) -> float:
+    """Negative penalised log-likelihood (choix's ``PairwiseFcts.objective`` on counts)."""
+    diff = theta[:, None] - theta[None, :]
+    return float(np.sum(wins * np.logaddexp(0.0, -diff)) + ridge * np.sum(theta**2))
+
+
+def bt_gradient_hessian(
+    theta: np.ndarray, wins: np.ndarray, ridge: float = RIDGE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian of :func:`bt_objective`."""
+    n = wins + wins.T
+    p = win_probability(theta)
+    grad = (n * p).sum(axis=1) - wins.sum(axis=1) + 2.0 * ridge * theta
+    return grad, bt_information(theta, n, ridge)
+
+
+def bt_fit(
+    wins: np.ndarray,
+    ridge: float = RIDGE,
+    tol: float = 1e-10,
+    max_iter: int = 200,
+    initial: np.ndarray | None = None,
+) -> np.ndarray:
+    """Bradley-Terry maximum (penalised) likelihood θ from a win matrix.
+
+    ``wins[i, j]`` is the (possibly fractional) number of wins of i over j, e.g.
+    ``PairCounts.win_matrix()``. Damped Newton: each step solves the n×n system
+    and halves until the objective decreases enough (Armijo), so it converges
+    from any start, also for undefeated models. Returns θ with Σθ = 0.
+    """
+    wins = np.asarray(wins, dtype=np.float64)
+    if wins.ndim != 2 or wins.shape[0] != wins.shape[1]:
+        raise ValueError(f"wins must be a square matrix, got shape {wins.shape}.")
+    if np.any(wins < 0) or not np.all(np.isfinite(wins)):
+        raise ValueError("wins must be finite and non-negative.")
+    if ridge <= 0:
+        raise ValueError("ridge must be > 0 (it keeps undefeated models finite).")
+    wins = wins.copy()
+    np.fill_diagonal(wins, 0.0)
+    theta = np.zeros(len(wins)) if initial is None else np.array(initial, dtype=np.float64)
+    value = bt_objective(theta, wins, ridge)
+    for _ in range(max_iter):
+        grad, hess = bt_gradient_hessian(theta, wins, ridge)
+        step = np.linalg.solve(hess, grad)
+        slope = float(grad @ step)
+        t = 1.0
+        while True:
+            candidate = theta - t * step
+            new_value = bt_objective(candidate, wins, ridge)
+            if new_value <= value - 1e-4 * t * slope or t < 1e-10:
+                break
+            t *= 0.5
+        theta, value = candidate, new_value
+        if np.max(np.abs(t * step), initial=0.0) < tol:
+            break
+    return theta - theta.mean()
+
+
+def bt_information(theta: np.ndarray, battles: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
+    """Hessian of :func:`bt_objective` at θ: the Fisher information plus ``2·ridge·I``.
+
+    ``battles[..., a, b]`` counts the battles between a and b (symmetric, any outcome
+    that enters the fit); θ (..., n) and battles (..., n, n) may carry batch axes.
+    The Hessian does not depend on who won, only on how often each pair met.
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    p = win_probability(theta)
+    w = battles * p * (1.0 - p)
+    n = theta.shape[-1]
+    info = -w
+    diagonal = np.arange(n)
+    info[..., diagonal, diagonal] += w.sum(axis=-1)
+    return info + 2.0 * ridge * np.eye(n)
+
+
+def bt_covariance(theta: np.ndarray, battles: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
+    """Approximate covariance of the fitted θ: the inverse of :func:`bt_information`.
+
+    The ridge keeps it finite for models without battles (variance ``1/(2·ridge)``,
+    the prior's).
+    """
+    return np.linalg.inv(bt_information(theta, battles, ridge))
+
+
+def bt_fit_batch(
+    wins: np.ndarray,
+    ridge: float = RIDGE,
+    initial: np.ndarray | None = None,
+    hessian: np.ndarray | None = None,
+    tol: float = 1e-8,
+    max_iter: int = 40,
+) -> np.ndarray:
+    """Fit many win matrices at once: ``wins`` (B, n, n) -> θ (B, n).
+
+    Chord Newton: all rounds start at ``initial`` (default: the fit of the mean
+    matrix) and step with the inverse of one shared ``hessian`` (default: the
+    Hessian at ``initial`` on the mean matrix). For bootstrap rounds, which are
+    small perturbations of the same data, this converges in a few steps at the
+    cost of O(B·n²) per step. Rounds not converged to ``tol`` after
+    ``max_iter`` steps are refitted one by one with :func:`bt_fit`.
+    """
+    wins = np.array(wins, dtype=np.float64)
+    if wins.ndim != 3 or wins.shape[1] != wins.shape[2]:
+        raise ValueError(f"wins must have shape (B, n, n), got {wins.shape}.")
+    n = wins.shape[1]
+    idx = np.arange(n)
+    wins[:, idx, idx] = 0.0
+    mean = wins.mean(axis=0)
+    if initial is None:
+        initial = bt_fit(mean, ridge=ridge)
+    initial = np.asarray(initial, dtype=np.float64)
+    if hessian is None:
+        hessian = bt_information(initial, mean + mean.T, ridge)
+    theta, todo = chord_fit(
+        wins + wins.transpose(0, 2, 1),
+        wins.sum(axis=2),
+        initial,
+        np.linalg.inv(hessian),
+        ridge,
+        tol,
+        max_iter,
+    )
+    for r in todo:
+        theta[r] = bt_fit(wins[r], ridge=ridge)
+    return theta - theta.mean(axis=1, keepdims=True)
+
+
+def chord_fit(
+    battles: np.ndarray,
+    won: np.ndarray,
+    initial: np.ndarray,
+    inverse: np.ndarray,
+    ridge: float,
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chord Newton on (B, n, n) battle counts and (B, n) wins per model.
+
+    The gradient needs Σ_j N_ij σ(θ_i - θ_j) = π_i Σ_j N_ij / (π_i + π_j) with
+    π = exp(θ): three passes over the tensor per step, no exp on it. Returns θ
+    and the rounds that did not converge (to be refitted by :func:`bt_fit`).
+    """
+    rounds, n, _ = battles.shape
+    theta = np.repeat(initial[None, :], rounds, axis=0)
+    step_size = np.full(rounds, np.inf)
+    rows = max(1, BLOCK_ELEMENTS // (n * n))  # a block's tensors stay in cache
+    buf = np.empty((min(rows, rounds), n, n))
+    for start in range(0, rounds, rows):
+        block = slice(start, min(start + rows, rounds))
+        th, nb, wb = theta[block], battles[block], won[block]
+        bb = buf[: nb.shape[0]]
+        for _ in range(max_iter):
+            pi = np.exp(th - th.max(axis=1, keepdims=True))
+            np.add(pi[:, :, None], pi[:, None, :], out=bb)
+            np.divide(nb, bb, out=bb)
+            grad = bb.sum(axis=2)
+            grad *= pi
+            grad -= wb
+            grad += 2.0 * ridge * th
+            step = grad @ inverse
+            th -= step
+            size = np.max(np.abs(step), axis=1)
+            if size.max() < tol:
+                break
+        step_size[block] = size
+    bad = ~(step_size < tol) | ~np.all(np.isfinite(theta), axis=1)
+    return theta, np.flatnonzero(bad)
+
+
+def predicted_win_rate(theta: np.ndarray) -> np.ndarray:
+    """BT probability that i beats j; NaN on the diagonal."""
+    theta = np.asarray(theta, dtype=np.float64)
+    p = win_probability(theta)
+    np.fill_diagonal(p, np.nan)
+    return p
