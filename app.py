@@ -11,12 +11,12 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from arena.config import load_settings
 from arena.serve import serve
+from arena.storage.store import Store
 
 
 def main() -> None:
-    serve(load_settings(), build_demo_if_empty=True)
+    serve(Store(), build_demo_if_empty=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ serves three things on one port: the raters' app at ``/`` (with the
 ``/img/<sha>.png`` route), the Admin app at ``/admin`` behind its own login
 (only when ``admin_secret`` is set), and nothing else.
 
+Settings: the store's (``store.settings``) are the only ones every part of the
+server reads. A launch may override the listen address only (``host``,
+``port``) and pass the rater logins (``auth``); anything else is chosen when the
+store is opened (``ARENA_*`` variables, ``Store(settings)``).
+
 Shutdown: the server is uvicorn's. On SIGTERM or SIGINT (``block=True``, main
 thread) it stops accepting connections, lets every request already in flight
 -- a vote waiting on the database included -- run to its response for up to
@@ -30,32 +35,43 @@ SHUTDOWN_GRACE_S = 30  # longest wait for in-flight requests after SIGTERM
 
 
 def serve(
-    settings: Settings,
+    store: Store,
+    *,
+    host: str | None = None,
+    port: int | None = None,
     build_demo_if_empty: bool = False,
     block: bool = True,
     auth: list[tuple[str, str]] | None = None,
-    store: Store | None = None,
 ):
-    """Open the workspace, build the demo into it when empty (if asked), launch the app.
+    """Build the demo into the store when empty (if asked), launch the app on it.
 
-    With ``block=False`` the server runs in a background thread and a handle is
-    returned (``handle.close()`` stops it); tests and benchmarks use this.
+    ``host`` and ``port`` (default: the store's settings) are the only settings a
+    launch overrides. With ``block=False`` the server runs in a background thread and
+    a handle is returned (``handle.close()`` stops it); tests and benchmarks use this.
     ``auth`` (a list of (user, password)) turns on Gradio's login; the login name
     then becomes part of the rater identity.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    store = store or Store(settings)
     if build_demo_if_empty and store.status()["images"] == 0:
         from arena.demo.build import build_demo
 
         print(f"workspace {store.workspace} is empty: building the offline demo ...")
-        build_demo(store, seed=settings.seed)
+        build_demo(store, seed=store.settings.seed)
     if build_demo_if_empty:
-        settings = demo_reveal(settings, store)
-    admin = " (admin at /admin)" if settings.admin_secret else ""
-    print(f"arena on http://{settings.host}:{settings.port} (workspace {store.workspace}){admin}")
+        revealed = demo_reveal(store.settings, store)
+        if revealed is not store.settings:  # the store is reopened: its settings never change
+            store = store.with_settings(reveal_models=True)
+    host, port = listen_address(store, host, port)
+    admin = " (admin at /admin)" if store.settings.admin_secret else ""
+    print(f"arena on http://{host}:{port} (workspace {store.workspace}){admin}")
     sys.stdout.flush()
-    return launch_app(store, settings, block=block, auth=auth)
+    return launch_app(store, host=host, port=port, block=block, auth=auth)
+
+
+def listen_address(store: Store, host: str | None, port: int | None) -> tuple[str, int]:
+    """The launch's host and port, else the store's ``host`` and ``port`` settings."""
+    host = store.settings.host if host is None else host
+    return host, int(store.settings.port if port is None else port)
 
 
 def demo_reveal(settings: Settings, store: Store, env: dict[str, str] | None = None) -> Settings:
@@ -121,7 +137,7 @@ def quiet_queue_analytics() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 
-def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
+def build_server_app(store: Store, *, host=None, port=None, auth=None, tabs=None):
     """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the arena at /."""
     from fastapi import FastAPI
     from gradio import mount_gradio_app
@@ -131,7 +147,9 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
     from arena.ui.app import PUBLIC_API, launch_kwargs
     from arena.ui.http_guard import RequestGuard
 
-    blocks = build_app(store, settings, tabs=tabs)
+    settings = store.settings
+    host, port = listen_address(store, host, port)
+    blocks = build_app(store, tabs=tabs)
     quiet_queue_analytics()
     blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
     extra = launch_kwargs(store)
@@ -139,13 +157,13 @@ def build_server_app(store: Store, settings: Settings, *, auth=None, tabs=None):
         routes=extra["app_kwargs"]["routes"], docs_url=None, redoc_url=None, openapi_url=None
     )
     app.add_middleware(RequestGuard, settings=settings)  # size cap, uploads, schema, logins
-    mount_admin(app, store, settings)  # before "/": Starlette tries mounts in order
+    mount_admin(app, store)  # before "/": Starlette tries mounts in order
     mount_gradio_app(
         app,
         blocks,
         path="/",
-        server_name=settings.host,
-        server_port=settings.port,
+        server_name=host,
+        server_port=port,
         auth=auth,
         css=extra["css"],
         footer_links=["api"],
@@ -203,15 +221,17 @@ class RunningServer:
             self.policy.stop()
 
 
-def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs=None):
+def launch_app(store: Store, *, block: bool, host=None, port=None, auth=None, tabs=None):
     """Build the server app and run it (blocking, or in a thread with ``block=False``)."""
     import uvicorn
 
-    app, blocks = build_server_app(store, settings, auth=auth, tabs=tabs)
+    settings = store.settings
+    host, port = listen_address(store, host, port)
+    app, blocks = build_server_app(store, host=host, port=port, auth=auth, tabs=tabs)
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=host,
+        port=port,
         log_level="warning",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         ws="none",
@@ -235,7 +255,7 @@ def launch_app(store: Store, settings: Settings, *, block: bool, auth=None, tabs
     deadline = time.monotonic() + 60
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the arena server did not start on {settings.host}:{settings.port}")
+            raise RuntimeError(f"the arena server did not start on {host}:{port}")
         time.sleep(0.02)
     return RunningServer(server, thread, blocks, policy)
 

@@ -4,7 +4,7 @@
 
 Workspace: ``--models`` models x 100 prompts x 2 seeds (20,000 image rows at 100 models)
 and 200,000 votes, bulk-inserted with ``battle_path.build_workspace`` into a real SQLite
-file. The matchmaker is the one the server builds (``Matchmaker.from_settings`` with
+file. The matchmaker is the one the server builds (``Matchmaker.for_store`` with
 ``matchmaking_policy="active"``, i.e. ``arena.voting.active_pairing.ActivePolicy``).
 
 Prints:
@@ -119,12 +119,12 @@ def run(args, workspace: Path) -> None:
     )
     store = Store(settings)
     try:
-        measure(args, store, settings)
+        measure(args, store)
     finally:
         store.close()
 
 
-def measure(args, store, settings) -> None:
+def measure(args, store) -> None:
     _, build_s, _ = timed(
         build_workspace,
         store,
@@ -140,7 +140,7 @@ def measure(args, store, settings) -> None:
         f"(built in {build_s:.1f} s); BLAS threads {args.threads}; load average "
         f"{os.getloadavg()[0]:.2f}"
     )
-    mm = Matchmaker.from_settings(store, settings)
+    mm = Matchmaker.for_store(store)
     assert isinstance(mm.policy, ActivePolicy), type(mm.policy)
     mm.index()
     parts = refresh_breakdown(store, mm, args.refreshes)

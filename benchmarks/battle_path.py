@@ -136,9 +136,9 @@ def pct(values, q) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
-def server_side(store: Store, settings, n: int) -> dict:
+def server_side(store: Store, n: int) -> dict:
     t = time.perf_counter()
-    mm = Matchmaker.from_settings(store, settings)
+    mm = Matchmaker.for_store(store)
     mm.index()
     index_s = time.perf_counter() - t
     serve_t, vote_t = [], []
@@ -147,7 +147,7 @@ def server_side(store: Store, settings, n: int) -> dict:
         t0 = time.perf_counter()
         view = serve_battle(store, rater, mm, client_group=GROUP)
         t1 = time.perf_counter()
-        record_vote(store, view.token, rater, "left", 1500, matchmaker=mm, settings=settings)
+        record_vote(store, view.token, rater, "left", 1500, matchmaker=mm)
         t2 = time.perf_counter()
         serve_t.append(t1 - t0)
         vote_t.append(t2 - t1)
@@ -332,7 +332,7 @@ def main(argv=None) -> int:
         f"models {st['models']}  prompts {st['prompts']}  images {st['images']}  "
         f"battles {st['battles']}  votes {st['votes']}"
     )
-    s = server_side(store, settings, args.server_battles)
+    s = server_side(store, args.server_battles)
     print(
         f"server side ({s['n']} battles, SQLite, policy {args.policy}): matchmaker index "
         f"{s['index_build_s']:.2f} s; serve_battle p50 {s['serve_p50_ms']:.2f} ms "

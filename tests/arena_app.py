@@ -16,13 +16,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(store, settings, tabs=None, auth=None):
-    """Yield the base URL of the app, launched exactly as `arena serve` launches it."""
+def running_app(store, tabs=None, auth=None):
+    """Yield the base URL of the app, launched exactly as `arena serve` launches it.
+
+    The app reads ``store.settings``; a test that needs other settings opens its store
+    with them (``Store(settings)``, ``store.with_settings(...)``).
+    """
     from arena.serve import launch_app
 
-    settings = settings.replace(host="127.0.0.1", port=free_port())
-    app = launch_app(store, settings, block=False, auth=auth, tabs=tabs)
+    port = free_port()
+    app = launch_app(store, host="127.0.0.1", port=port, block=False, auth=auth, tabs=tabs)
     try:
-        yield f"http://127.0.0.1:{settings.port}/"
+        yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()

@@ -66,14 +66,14 @@ def test_counts_equal_the_ratings_aggregation_of_the_votes_frame(arena):
 
 def test_below_the_minimum_it_is_balanced(arena):
     store, model_ids, names = arena
-    policy = ActivePolicy(store, store.settings.replace(active_min_votes=10_000), background=False)
+    policy = ActivePolicy(store.with_settings(active_min_votes=10_000), background=False)
     stats = _stats(store, model_ids, names)
     assert np.array_equal(policy.probabilities(stats), BalancedPolicy().probabilities(stats))
 
 
 def test_allocation_favours_the_close_pair_and_skips_unservable_ones(arena):
     store, model_ids, names = arena
-    policy = ActivePolicy(store, store.settings.replace(active_min_votes=10), background=False)
+    policy = ActivePolicy(store.with_settings(active_min_votes=10), background=False)
     available = np.ones((4, 4), bool)
     available[0, 3] = available[3, 0] = False
     stats = _stats(store, model_ids, names, available)
@@ -96,7 +96,7 @@ def test_excluded_raters_do_not_steer_the_allocation(arena):
 
 def test_background_refresh_serves_balanced_until_ready(arena):
     store, model_ids, names = arena
-    policy = make_policy("active", store, store.settings.replace(active_min_votes=10))
+    policy = make_policy("active", store.with_settings(active_min_votes=10))
     stats = _stats(store, model_ids, names)
     first = policy.probabilities(stats)
     assert first.sum() == pytest.approx(1.0)
@@ -113,10 +113,10 @@ def test_active_choices_are_reproducible_for_a_seed(arena):
     from arena.voting.matchmaking import Matchmaker
 
     store, _model_ids, _names = arena
-    settings = store.settings.replace(active_min_votes=10)
+    store = store.with_settings(active_min_votes=10)
 
     def battles(seed):
-        policy = ActivePolicy(store, settings, background=False)
+        policy = ActivePolicy(store, background=False)
         mm = Matchmaker(store, policy, np.random.default_rng(seed))
         return [mm.choose(rater_id=1000 + k) for k in range(40)]
 

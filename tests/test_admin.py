@@ -20,9 +20,9 @@ def _free_port():
 
 @pytest.fixture
 def admin_server(store):
-    settings = store.settings.replace(admin_secret="s3cret-admin")
+    store = store.with_settings(admin_secret="s3cret-admin")
     store.add_model("visible-model", "import")
-    app = mount_admin(FastAPI(), store, settings)
+    app = mount_admin(FastAPI(), store)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -51,7 +51,7 @@ def test_the_admin_app_needs_the_secret(admin_server):
 
 
 def test_no_secret_means_no_admin_app(store):
-    app = mount_admin(FastAPI(), store, store.settings.replace(admin_secret=""))
+    app = mount_admin(FastAPI(), store.with_settings(admin_secret=""))
     assert not any(getattr(r, "path", "").startswith("/admin") for r in app.routes)
 
 

@@ -42,7 +42,7 @@ def test_issued_ids_verify_and_made_up_ones_do_not(store, tmp_path):
 
 
 def test_issuing_is_limited_per_address_group(store):
-    admission = Admission(store, store.settings.replace(rater_ids_per_address_per_hour=3))
+    admission = Admission(store.with_settings(rater_ids_per_address_per_hour=3))
     for _ in range(3):
         admission.issue("group-a")
     with pytest.raises(BattleError) as err:
@@ -77,8 +77,10 @@ def test_groups_are_keyed_hashes_never_addresses(store):
 
 
 def test_battle_and_vote_limits(store):
-    settings = store.settings.replace(battles_per_minute=3, address_battles_per_minute=5)
-    admission = Admission(store, settings.replace(address_votes_per_minute=2))
+    limited = store.with_settings(
+        battles_per_minute=3, address_battles_per_minute=5, address_votes_per_minute=2
+    )
+    admission = Admission(limited)
     alice, bob = RaterIdentity(admission.issue("g")), RaterIdentity(admission.issue("g"))
     for _ in range(3):
         admission.allow_battle(alice, "g")
@@ -99,7 +101,7 @@ def test_a_login_is_one_rater_and_login_can_be_required(store):
     admission = Admission(store)
     assert admission.identity("anything", "carol").key == "login:carol"
     assert admission.identity(admission.issue("g"), "carol").key == "login:carol"
-    strict = Admission(store, store.settings.replace(require_login=True))
+    strict = Admission(store.with_settings(require_login=True))
     with pytest.raises(BattleError) as err:
         strict.identity(strict.issue("g"), None)
     assert err.value.reason == "login_required"

@@ -129,7 +129,7 @@ def test_identities_cannot_be_minted_and_fresh_ids_do_not_count(tmp_path):
     assert release_before.number >= 1
 
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         # One address asks for 60 ids: `limit` come, the rest are refused.
@@ -207,7 +207,7 @@ def test_rate_limits_hold_against_loops_and_forged_addresses(tmp_path):
             return {"X-Forwarded-For": next(spoof)}
 
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         bot, ids = Spoofing(http), []
@@ -315,7 +315,7 @@ def test_a_fingerprinting_bot_does_not_lift_its_model(tmp_path):
     hits = Counter()
     fresh_votes, ids_of = [], Counter()
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         addresses = iter(f"10.0.6.{k}" for k in range(1, 250))

@@ -216,7 +216,7 @@ def scanned(tmp_path_factory):
     observed = Observed()
     raters, per_rater = 5, 36  # within the default limits (60 battles per rater-minute)
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         for r in range(raters):
@@ -327,7 +327,7 @@ def test_first_fetches_do_not_tell_the_model_when_renditions_were_missing(tmp_pa
     store = Store(settings)
     observed = Observed()
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         api = Api(http, "10.0.8.1")
@@ -360,7 +360,7 @@ def test_first_fetches_of_a_live_import_do_not_tell_the_model(tmp_path, monkeypa
         (live / f"p{k}_0.png").write_bytes(encode(img, "pillow-level-6"))
     observed = Observed()
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         monkeypatch.setenv("ARENA_DISPLAY_SIZE", "512x512")

@@ -78,7 +78,7 @@ def test_image_urls_are_unlinkable_bound_and_short_lived(tmp_path):
     # two models, one prompt, one image each: every battle shows the same two images
     build_fixture(store, model_names=MODEL_NAMES[:2], n_prompts=1, seeds=1, with_reference=False)
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         alice, bob, carol = (Api(http, f"10.0.2.{k}") for k in (1, 2, 3))
@@ -160,7 +160,7 @@ def test_gold_battles_look_like_normal_battles(tmp_path):
     build_fixture(store, n_prompts=6, seeds=2, size=192)
     observed = Observed()
     with (
-        running_app(store, settings, tabs=VOTE_TAB) as url,
+        running_app(store, tabs=VOTE_TAB) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         for r in range(4):

@@ -130,33 +130,31 @@ def test_refusals_change_nothing(arena, case, reason):
 
 def test_rate_limit_and_daily_cap(store):
     build_fixture(store, n_prompts=4, seeds=2)
-    settings = store.settings.replace(rate_limit_per_minute=3, daily_vote_cap=5)
+    store = store.with_settings(rate_limit_per_minute=3, daily_vote_cap=5)
     mm = Matchmaker(store, BalancedPolicy(), np.random.default_rng(1))
     views = [serve_battle(store, ALICE, mm) for _ in range(7)]
     t0 = views[-1].served_at + timedelta(seconds=2)
     for k in range(3):
-        record_vote(store, views[k].token, ALICE, "left", 1000, settings=settings, now=t0)
+        record_vote(store, views[k].token, ALICE, "left", 1000, now=t0)
     before = counts(store)
     with pytest.raises(BattleError) as err:
-        record_vote(store, views[3].token, ALICE, "left", 1000, settings=settings, now=t0)
+        record_vote(store, views[3].token, ALICE, "left", 1000, now=t0)
     assert err.value.reason == "rate_limited" and "break" in str(err.value)
     assert counts(store) == before
     later = t0 + timedelta(seconds=61)
     for k in (3, 4):
-        record_vote(store, views[k].token, ALICE, "left", 1000, settings=settings, now=later)
+        record_vote(store, views[k].token, ALICE, "left", 1000, now=later)
     with pytest.raises(BattleError) as err:
-        record_vote(store, views[5].token, ALICE, "left", 1000, settings=settings, now=later)
+        record_vote(store, views[5].token, ALICE, "left", 1000, now=later)
     assert err.value.reason in {"daily_cap", "rate_limited"}
     much_later = later + timedelta(seconds=120)
     if much_later.date() == later.date():
         with pytest.raises(BattleError) as err:
-            record_vote(
-                store, views[5].token, ALICE, "left", 1000, settings=settings, now=much_later
-            )
+            record_vote(store, views[5].token, ALICE, "left", 1000, now=much_later)
         assert err.value.reason == "daily_cap"
     # Another rater is not limited by Alice's votes.
     bob_view = serve_battle(store, BOB, mm)
-    record_vote(store, bob_view.token, BOB, "tie", 1000, settings=settings)
+    record_vote(store, bob_view.token, BOB, "tie", 1000)
 
 
 def test_concurrent_double_vote_stores_one(arena):

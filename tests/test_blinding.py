@@ -141,7 +141,7 @@ def test_vote_page_reveals_nothing_before_the_vote(tmp_path):
     store = Store(settings)
     fx = build_fixture(store, n_prompts=4, seeds=2)
     words = needles(store, fx)
-    with running_app(store, settings, tabs=("arena.ui.vote_tab",)) as url, chromium() as browser:
+    with running_app(store, tabs=("arena.ui.vote_tab",)) as url, chromium() as browser:
         page = browser.new_page()
         collector = Collector(page)
         page.goto(url)
@@ -168,7 +168,7 @@ def test_full_app_never_links_a_model_to_a_battle(tmp_path):
     settings = load_settings(env={}, workspace=str(tmp_path / "ws"))
     store = Store(settings)
     fx = build_fixture(store, n_prompts=4, seeds=2)
-    with running_app(store, settings) as url, chromium() as browser:
+    with running_app(store) as url, chromium() as browser:
         page = browser.new_page()
         collector = Collector(page)
         page.goto(url)

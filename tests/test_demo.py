@@ -199,7 +199,7 @@ def test_demo_leaderboard_shows_the_model_level_numbers(demo_metrics_store):
     from arena.ui.leaderboard_tab import board_outputs
 
     store = demo_metrics_store
-    service = LeaderboardService(store, store.settings.replace(bootstrap_rounds=0))
+    service = LeaderboardService(store.with_settings(bootstrap_rounds=0))
     frame = service.get().frame.set_index("model")
     assert set(frame.index) == set(DEMO_MODELS)
     for column in (*MODEL_LEVEL, "kid_std", "anomaly"):  # anomaly: the mean AS_i
@@ -253,7 +253,7 @@ def test_demo_model_level_numbers_reach_agreement_and_export(demo_metrics_store,
     # The Agreement tab: the rows, the label and the scatter panels.
     from arena.ui.agreement_tab import AgreementService, agreement_outputs
 
-    service = AgreementService(store, store.settings.replace(bootstrap_rounds=20))
+    service = AgreementService(store.with_settings(bootstrap_rounds=20))
     summary, _, _, shown, scatter, *_ = agreement_outputs(service)
     assert "random-weight stand-in extractors" in summary
     assert set(shown.loc[shown.Level == "model", "Metric"]) == set(MODEL_LEVEL)

@@ -184,7 +184,7 @@ def test_agreement_tab_renders_in_a_browser(sqlite_workspace, settings, tmp_path
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = build_app(store, settings.replace(bootstrap_rounds=50, reveal_models=True))
+    app = build_app(store.with_settings(bootstrap_rounds=50, reveal_models=True))
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with chromium() as browser:

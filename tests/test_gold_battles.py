@@ -76,3 +76,44 @@ def test_degraded_copies_are_made_once(gold_arena):
     first = degraded_copy(store, image_id, "blur")
     assert degraded_copy(store, image_id, "blur") == first
     assert degraded_copy(store, image_id, "noise") != first
+
+
+@pytest.mark.parametrize("gold_rate", [1.0, 0.0])
+def test_the_app_serves_and_records_with_the_stores_settings(tmp_path, gold_rate):
+    """Settings have one owner: the app built on a store serves gold battles at the
+    store's gold_rate and records their votes under the same store's settings (once,
+    build_app took its own settings, and serving ignored their gold_rate)."""
+    from types import SimpleNamespace
+
+    from arena.config import load_settings
+    from arena.storage.store import Store
+    from arena.ui.app import build_app
+
+    settings = load_settings(
+        env={},
+        workspace=str(tmp_path / "ws"),
+        gold_rate=gold_rate,
+        min_decision_ms=60_000,  # every vote below is "fast" only under these settings
+        probation_votes=1,  # the issued rater's votes count at once
+    )
+    store = Store(settings)
+    build_fixture(store, n_prompts=4, seeds=2)
+    app = build_app(store, tabs=("arena.ui.vote_tab",))
+    api = {fn.api_name: fn.fn for fn in app.fns.values()}
+    request = SimpleNamespace(client=SimpleNamespace(host="203.0.113.9"), username=None)
+    rater = api["rater"](request)["rater_id"]
+    receipts = []
+    for _ in range(6):
+        battle = api["battle"](rater, request)
+        with store.session() as s:
+            row = s.scalar(select(db.Battle).where(db.Battle.token == battle["token"]))
+            kind, answer = row.kind, row.gold_answer
+        assert kind == ("gold" if gold_rate == 1.0 else "normal")
+        receipts.append(api["vote"](battle["token"], rater, answer or "left", 2000, request))
+    assert all(r["stored"] and r["flag"] == "fast" for r in receipts)
+    with store.session() as s:
+        kinds = [b.kind for b in s.scalars(select(db.Battle).join(db.Vote))]
+    assert len(kinds) == 6 and set(kinds) == {"gold" if gold_rate == 1.0 else "normal"}
+    assert len(store.votes_frame(include_gold=True)) == 6
+    assert len(store.votes_frame()) == (0 if gold_rate == 1.0 else 6)  # gold: not ranked
+    store.close()

@@ -328,7 +328,7 @@ def _dated_votes(store, days: list[int]) -> None:
 def test_leaderboard_of_a_one_vote_window(arena):
     store, _mm = arena
     _dated_votes(store, [0, 1, 1, 2])
-    service = LeaderboardService(store, store.settings.replace(bootstrap_rounds=50))
+    service = LeaderboardService(store.with_settings(bootstrap_rounds=50))
     summary, table, ratings_fig, heatmap_fig = leaderboard_tab.board_outputs(
         service, since="2025-03-01", until="2025-03-01"
     )
@@ -356,9 +356,9 @@ def _queue_call(http: httpx.Client, fn_index: int, data: list) -> dict:
 def test_leaderboard_tab_of_a_one_vote_window_over_http(arena):
     store, _mm = arena
     _dated_votes(store, [0, 1, 2])
-    settings = store.settings.replace(reveal_models=True, bootstrap_rounds=50)
+    revealed = store.with_settings(reveal_models=True, bootstrap_rounds=50)
     with (
-        running_app(store, settings, tabs=("arena.ui.leaderboard_tab",)) as url,
+        running_app(revealed, tabs=("arena.ui.leaderboard_tab",)) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         config = http.get("config").json()
@@ -373,6 +373,7 @@ def test_leaderboard_tab_of_a_one_vote_window_over_http(arena):
         data = [leaderboard_tab.ALL] * 3 + ["2025-03-02", "2025-03-02"]
         assert len(dep["inputs"]) == len(data)
         msg = _queue_call(http, dep.get("id", update), data)
+    revealed.close()
     assert msg["success"] is True, msg
     summary, _table, plot, _heatmap = msg["output"]["data"]
     assert "**1** votes" in str(summary) and plot is not None

@@ -113,7 +113,7 @@ def arena_store(store):
 
 
 def test_leaderboard_frame_columns_order_and_provisional(arena_store, settings):
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=200))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=200))
     frame = service.get().frame
     assert list(frame.columns[:10]) == [
         "rank",
@@ -156,7 +156,7 @@ def test_frame_numbers_equal_the_ratings_module(arena_store, settings):
 
 
 def test_filters_select_votes(arena_store, settings):
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=0))
     total = service.get().votes_used
     assert total == 808
     assert service.get(Filters(rater_kind="human")).votes_used == 208
@@ -186,7 +186,7 @@ def test_bad_filters_are_explained():
 
 
 def test_anchor_puts_model_at_rating(arena_store, settings):
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=100))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=100))
     frame = service.get(anchor=("delta", 800.0)).frame.set_index("model")
     assert frame.loc["delta", "rating"] == pytest.approx(800.0)
     assert frame.loc["delta", "ci_lower"] == pytest.approx(800.0)
@@ -195,7 +195,7 @@ def test_anchor_puts_model_at_rating(arena_store, settings):
 
 
 def test_metric_columns_appear_once_scores_exist(arena_store, settings):
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=0))
     assert "sharpness" not in service.get().frame.columns
     images = arena_store.images_frame()
     expected = {}
@@ -222,7 +222,7 @@ def test_metric_means_empty_inputs():
 
 
 def test_cache_recomputes_only_when_votes_change(arena_store, settings):
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=50))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=50))
     first = service.get()
     assert service.get() is first and service.computations == 1
     service.get(Filters(rater_kind="human"))
@@ -281,7 +281,7 @@ def test_cli_leaderboard_on_empty_workspace(settings, capsys):
 def test_tab_renders_table_and_plots(arena_store, settings):
     from arena.ui import leaderboard_tab
 
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=50))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=50))
     summary, table, ratings_fig, heatmap_fig = leaderboard_tab.board_outputs(service)
     assert "808" in summary
     assert table["Model"].iloc[0] == "alpha" and "95% CI" in table.columns
@@ -301,7 +301,7 @@ def test_leaderboard_tab_in_a_browser(arena_store, settings, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = build_app(arena_store, settings.replace(bootstrap_rounds=100, reveal_models=True))
+    app = build_app(arena_store.with_settings(bootstrap_rounds=100, reveal_models=True))
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with sync_playwright() as p:
@@ -374,7 +374,7 @@ def test_model_level_numbers_join_the_board():
 
 
 def test_stored_model_level_numbers_appear_and_refresh_the_cache(arena_store, settings):
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=0))
     first = service.get()
     assert "kid" not in first.frame.columns
     alpha = arena_store.model_id("alpha")
@@ -390,7 +390,7 @@ def test_separation_of_two_models(arena_store, settings):
     from arena.reports.leaderboard import separation
     from arena.ui.leaderboard_tab import compare_text
 
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=200))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=200))
     ratings = service.get().ratings
     names = ratings.names
     a, b = names[0], names[1]
@@ -412,7 +412,7 @@ def test_model_level_note_names_sources_and_labels_stand_ins(arena_store, settin
     from arena.reports.leaderboard import model_level_note
     from arena.ui.leaderboard_tab import board_outputs, display_table
 
-    service = LeaderboardService(arena_store, settings.replace(bootstrap_rounds=0))
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=0))
     assert "not computed yet" not in board_outputs(service)[0]  # no reference set: no hint
     real = arena_store.add_model("real", "reference")
     arena_store.put_model_metric(real, "fid", "real", 0.0, None, 5, {"features": "x"})

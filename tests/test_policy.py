@@ -106,7 +106,7 @@ def test_the_running_server_applies_the_policy_by_itself(tmp_path):
         for _ in range(3):
             _vote(store, lefty, ids[("s", f"p{k}")], left, right, "left")
     assert len(store.votes_frame()) == 36  # counted until the policy runs
-    with running_app(store, settings, tabs=("arena.ui.workspace_tab",)):
+    with running_app(store, tabs=("arena.ui.workspace_tab",)):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(store.votes_frame()):
             time.sleep(0.2)

@@ -263,7 +263,7 @@ def blind_site(tmp_path_factory):
     votes = Votes(store, build_fixture(store, n_prompts=4, seeds=1))
     votes.cast("simulated-rater", 10)
     votes.cast("web-rater", 10, group="g-attacker")  # past probation: its votes count
-    with running_app(store, settings) as url:
+    with running_app(store) as url:
         yield store, votes, url
     store.close()
 
@@ -363,7 +363,7 @@ def test_with_the_reveal_on_the_raters_get_the_live_tabs(tmp_path):
     votes = Votes(store, build_fixture(store, n_prompts=4, seeds=1))
     votes.cast("simulated-rater", 10)
     try:
-        with running_app(store, settings) as url, httpx.Client(base_url=url, timeout=60) as http:
+        with running_app(store) as url, httpx.Client(base_url=url, timeout=60) as http:
             config = http.get("config").json()
             assert tabs(config) == ["Vote", "Workspace", "Leaderboard", "Agreement"]
             assert labels(config) >= FILTER_LABELS
@@ -398,8 +398,8 @@ def test_serve_turns_the_reveal_on_for_the_demo_only(store, monkeypatch):
     with store.session() as s:  # not empty: serve builds nothing
         s.add(db.Image(sha256="0" * 64, model_id=1, width=8, height=8))
     for demo, expected in ((True, True), (False, False)):
-        settings = store.settings.replace(host="127.0.0.1", port=free_port())
-        handle = serve(settings, build_demo_if_empty=demo, block=False, store=store)
+        port = free_port()
+        handle = serve(store, host="127.0.0.1", port=port, build_demo_if_empty=demo, block=False)
         try:
             assert ("Agreement" in tabs(handle.blocks.get_config_file())) is expected
         finally:

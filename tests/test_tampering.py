@@ -44,7 +44,7 @@ def served(tmp_path_factory):
     settings = load_settings(env={}, workspace=str(ws), battle_ttl_seconds=2, admin_secret=SECRET)
     store = Store(settings)
     build_fixture(store, n_prompts=4, seeds=2)
-    with running_app(store, settings) as url:
+    with running_app(store) as url:
         client = Client(url, verbose=False)
         global ALICE, BOB
         ALICE, BOB = issued_rater_id(client), issued_rater_id(client)
@@ -180,7 +180,7 @@ def test_authenticated_rater_is_keyed_by_login(tmp_path):
     settings = load_settings(env={}, workspace=str(tmp_path / "ws"))
     store = Store(settings)
     build_fixture(store, n_prompts=2, seeds=1)
-    with running_app(store, settings, auth=[("ann", "pw-ann-1")]) as url:
+    with running_app(store, auth=[("ann", "pw-ann-1")]) as url:
         with pytest.raises(Exception):  # noqa: B017 - no login, no app
             Client(url, verbose=False)
         client = Client(url, verbose=False, auth=("ann", "pw-ann-1"))
@@ -224,7 +224,7 @@ def xss_site(tmp_path_factory):
         mid = store.add_model(name, "import", source=name)
         for seed in range(2):
             store.add_image(mid, pid, store.images.put_image(_picture(rng, 64, "m")), seed=seed)
-    matchmaker = Matchmaker.from_settings(store, settings)
+    matchmaker = Matchmaker.for_store(store)
     for k in range(12):
         view = serve_battle(store, f"xss-voter-{k:06d}", matchmaker)
         record_vote(
@@ -234,9 +234,8 @@ def xss_site(tmp_path_factory):
             ("left", "right", "tie")[k % 3],
             4000,
             matchmaker=matchmaker,
-            settings=settings,
         )
-    with running_app(store, settings) as url, chromium() as browser:
+    with running_app(store) as url, chromium() as browser:
         yield store, url, browser
     store.close()
 

@@ -27,7 +27,7 @@ def served(tmp_path_factory):
     )
     store = Store(settings)
     build_fixture(store, n_prompts=4, seeds=2)
-    with running_app(store, settings) as url:
+    with running_app(store) as url:
         client = Client(url, verbose=False)
         global ALICE, BOB
         ALICE, BOB = issued_rater_id(client), issued_rater_id(client)
@@ -97,7 +97,7 @@ def test_rate_limit_is_polite(tmp_path):
     settings = load_settings(env={}, workspace=str(tmp_path / "ws"), rate_limit_per_minute=2)
     store = Store(settings)
     build_fixture(store, n_prompts=3, seeds=2)
-    with running_app(store, settings) as url:
+    with running_app(store) as url:
         client = Client(url, verbose=False)
         bob = issued_rater_id(client)
         for _ in range(2):

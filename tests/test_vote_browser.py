@@ -23,7 +23,7 @@ def site(tmp_path_factory):
     settings = load_settings(env={}, workspace=str(ws), min_decision_ms=300, reveal_models=True)
     store = Store(settings)
     build_fixture(store, n_prompts=4, seeds=2, size=256)
-    with running_app(store, settings) as url, chromium() as browser:
+    with running_app(store) as url, chromium() as browser:
         yield store, url, browser
     store.close()
 

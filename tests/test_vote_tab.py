@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def handlers_for(store, **overrides):
     from arena.ui.vote_tab import VoteHandlers
 
-    settings = store.settings.replace(**overrides)
+    store = store.with_settings(**overrides)  # the handlers read the store's settings
     mm = Matchmaker(store, UniformPolicy(), np.random.default_rng(0))
-    return VoteHandlers(store, settings, mm, Admission(store, settings))
+    return VoteHandlers(store, mm, Admission(store))
 
 
 def test_reveal_off_keeps_names_hidden_after_the_vote(store):

@@ -55,7 +55,5 @@ def cmd_serve(args) -> int:
 
     auth = read_auth_file(args.auth_file) if args.auth_file else None
     store = open_store(args)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = store.settings.replace(**overrides) if overrides else store.settings
-    serve(settings, build_demo_if_empty=args.demo_if_empty, auth=auth, store=store)
+    serve(store, host=args.host, port=args.port, build_demo_if_empty=args.demo_if_empty, auth=auth)
     return 0

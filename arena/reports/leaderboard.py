@@ -319,9 +319,9 @@ class LeaderboardResult:
 class LeaderboardService:
     """Leaderboards of one store, cached per (database signature, filters, options)."""
 
-    def __init__(self, store, settings=None, max_entries: int = 32):
+    def __init__(self, store, max_entries: int = 32):
         self.store = store
-        self.settings = settings or store.settings
+        self.settings = store.settings
         self.max_entries = max_entries
         self._cache: OrderedDict[tuple, LeaderboardResult] = OrderedDict()
         self._lock = threading.Lock()

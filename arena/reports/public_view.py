@@ -97,10 +97,10 @@ class PublicViews:
     board only when the release, the exclusions or the scores change.
     """
 
-    def __init__(self, store, settings=None):
+    def __init__(self, store):
         self.store = store
-        self.settings = settings or store.settings
-        self.service = LeaderboardService(store, self.settings)
+        self.settings = store.settings
+        self.service = LeaderboardService(store)
         self._lock = threading.Lock()
         self._release: tuple[tuple, Release, pd.DataFrame] | None = None
         self._board: tuple[tuple, LeaderboardResult] | None = None
@@ -149,13 +149,9 @@ _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _VIEWS_LOCK = threading.Lock()
 
 
-def public_views(store, settings=None) -> PublicViews:
-    """One :class:`PublicViews` per store and settings (the tabs of one app share it)."""
-    settings = settings or store.settings
-    key = (int(settings.public_view_min_votes), int(settings.probation_votes))
-    key += (int(settings.bootstrap_rounds), int(settings.seed), int(settings.min_votes_ranked))
+def public_views(store) -> PublicViews:
+    """One :class:`PublicViews` per store (the tabs of one app share it)."""
     with _VIEWS_LOCK:
-        per_store = _VIEWS.setdefault(store, {})
-        if key not in per_store:
-            per_store[key] = PublicViews(store, settings)
-        return per_store[key]
+        if store not in _VIEWS:
+            _VIEWS[store] = PublicViews(store)
+        return _VIEWS[store]

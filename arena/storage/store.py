@@ -65,6 +65,15 @@ class Store(IntakeVerbs, RaterVerbs):
         settings = load_settings(workspace=str(workspace) if workspace else None, **overrides)
         return cls(settings)
 
+    def with_settings(self, **overrides: Any) -> Store:
+        """Another Store on this workspace with some settings changed.
+
+        A store's settings are the only ones its readers see (the web app, the
+        services, battles), and they never change once it is open: to run with other
+        settings, open the workspace again with them.
+        """
+        return type(self)(self.settings.replace(**overrides))
+
     # -- lifecycle ---------------------------------------------------------------
     def _upgrade(self) -> None:
         if self.url.startswith("sqlite"):

@@ -117,8 +117,7 @@ def apply_policy(store: Store) -> str:
     )
 
 
-def build_admin_app(store: Store, settings: Settings | None = None) -> gr.Blocks:
-    settings = settings or store.settings
+def build_admin_app(store: Store) -> gr.Blocks:
     with gr.Blocks(title="Arena admin") as app:
         gr.Markdown("# Arena admin")
         with gr.Tab("Raters"):
@@ -179,26 +178,25 @@ def build_admin_app(store: Store, settings: Settings | None = None) -> gr.Blocks
                 "`arena import-images` (see the README)."
             )
         with gr.Tab(export_panel.TITLE):
-            export_panel.render(store, settings)
+            export_panel.render(store)
         # The live, filtered views: raters get them only with the reveal on
         # (arena.reports.public_view).
         with gr.Tab(leaderboard_tab.TITLE):
-            leaderboard_tab.render(store, settings, full=True)
+            leaderboard_tab.render(store, full=True)
         with gr.Tab(agreement_tab.TITLE):
-            agreement_tab.render(store, settings)
+            agreement_tab.render(store)
     return app
 
 
-def mount_admin(fastapi_app, store: Store, settings: Settings | None = None, path: str = "/admin"):
+def mount_admin(fastapi_app, store: Store, path: str = "/admin"):
     """Mount the Admin app on ``fastapi_app`` behind its login; no secret, no Admin app."""
-    settings = settings or store.settings
-    if not settings.admin_secret:
+    if not store.settings.admin_secret:
         return fastapi_app
     return gr.mount_gradio_app(
         fastapi_app,
-        build_admin_app(store, settings),
+        build_admin_app(store),
         path=path,
-        auth=admin_auth(settings),
+        auth=admin_auth(store.settings),
         auth_message="Arena admin: log in as 'admin' with the admin secret (ARENA_ADMIN_SECRET).",
         footer_links=[],
     )

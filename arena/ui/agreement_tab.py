@@ -51,10 +51,10 @@ class AgreementResult:
 class AgreementService:
     """Agreement reports of one store, cached per (database signature, filters, protocol)."""
 
-    def __init__(self, store, settings=None, max_entries: int = 16):
+    def __init__(self, store, max_entries: int = 16):
         self.store = store
-        self.settings = settings or store.settings
-        self._signature = LeaderboardService(store, self.settings)
+        self.settings = store.settings
+        self._signature = LeaderboardService(store)
         self._cache: OrderedDict[tuple, AgreementResult] = OrderedDict()
         self._lock = threading.Lock()
         self.max_entries = max_entries
@@ -274,8 +274,8 @@ def agreement_outputs(
 PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 
-def render(store, settings) -> None:
-    service = AgreementService(store, settings)
+def render(store) -> None:
+    service = AgreementService(store)
     options = service.options()
     gr.Markdown(
         "How often does each automatic metric prefer the image the raters chose? "

@@ -1,11 +1,15 @@
-"""The `build_app(store, settings)` factory.
+"""The `build_app(store)` factory.
 
-Each tab is a module of ``arena.ui`` with a ``TITLE`` and a
-``render(store, settings)`` function that lays out its components inside the
-current ``gr.Tab`` and wires its events to plain Python. Tabs stay independent:
-adding one is one line in ``TABS``. A tab module may also define ``CSS`` (a
-string) and ``routes(store)`` (Starlette routes); ``launch_kwargs`` gathers
-them for ``Blocks.launch`` (Gradio 6 takes css and routes at launch).
+Each tab is a module of ``arena.ui`` with a ``TITLE`` and a ``render(store)``
+function that lays out its components inside the current ``gr.Tab`` and wires
+its events to plain Python. Tabs stay independent: adding one is one line in
+``TABS``. A tab module may also define ``enabled(settings)`` (shown or not,
+given ``store.settings``), ``CSS`` (a string) and ``routes(store)`` (Starlette
+routes); ``launch_kwargs`` gathers them for ``Blocks.launch`` (Gradio 6 takes
+css and routes at launch).
+
+Settings have one owner, the store: every tab and service reads
+``store.settings``; to run the app with other settings, open the store with them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from arena.config import Settings
 from arena.storage.store import Store
 
 # The only events that programmatic clients may call (see arena.ui.vote_tab).
@@ -31,18 +34,15 @@ TABS = (
 )
 
 
-def build_app(
-    store: Store, settings: Settings | None = None, tabs: tuple[str, ...] | None = None
-) -> gr.Blocks:
+def build_app(store: Store, tabs: tuple[str, ...] | None = None) -> gr.Blocks:
     """The app with every tab of ``TABS`` (or only ``tabs``, e.g. a vote-only kiosk)."""
-    settings = settings or store.settings
     with gr.Blocks(title="Text-to-image arena") as app:
         gr.Markdown("# Text-to-image arena")
         for name in TABS if tabs is None else tabs:
             module = importlib.import_module(name)
-            if getattr(module, "enabled", lambda _s: True)(settings):
+            if getattr(module, "enabled", lambda _s: True)(store.settings):
                 with gr.Tab(module.TITLE):
-                    module.render(store, settings)
+                    module.render(store)
     hide_internal_events(app)
     return app
 

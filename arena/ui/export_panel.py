@@ -29,7 +29,7 @@ def build_zip(store, fmt: str = "csv") -> tuple[Path, str]:
     return archive, f"Export ready ({fmt}): {len(result.files)} files. Rows: {rows}."
 
 
-def render(store, settings) -> None:
+def render(store) -> None:
     gr.Markdown(
         "Votes joined with prompts, models and image hashes; scores; the leaderboard; the "
         "agreement tables; and a self-contained `report.html` — the same files as "

@@ -63,7 +63,7 @@ def image_routes(store) -> list[Route]:
     renditions = store.images.renditions
 
     def read(handle: str, group: str) -> bytes | None:
-        sha = resolve(store, handle, group, admission.settings.battle_ttl_seconds)
+        sha = resolve(store, handle, group, store.settings.battle_ttl_seconds)
         if sha is None:
             return None
         return renditions.ensure(sha, store.images).read_bytes()

@@ -320,11 +320,11 @@ def board_components(initial):
     return summary, table, ratings_plot, heatmap
 
 
-def render_public(store, settings) -> None:
+def render_public(store) -> None:
     """The whole-arena board over the released snapshot: no filter, no Compare."""
     from arena.reports.public_view import public_views
 
-    views = public_views(store, settings)
+    views = public_views(store)
 
     def initial(k: int):
         return lambda: public_board_outputs(views, (k,))[0]
@@ -338,16 +338,16 @@ def render_public(store, settings) -> None:
     )
 
 
-def render(store, settings, full: bool | None = None) -> None:
+def render(store, full: bool | None = None) -> None:
     """The tab; ``full`` (default: the reveal is on) adds the filters and Compare.
 
     With the reveal off the raters' app gets :func:`render_public` (a released snapshot,
     see :mod:`arena.reports.public_view`); the Admin app always renders the full tab.
     """
-    if not (settings.reveal_models if full is None else full):
-        render_public(store, settings)
+    if not (store.settings.reveal_models if full is None else full):
+        render_public(store)
         return
-    service = LeaderboardService(store, settings)
+    service = LeaderboardService(store)
     options = service.options()
     category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
 

@@ -121,8 +121,8 @@ def _login(request: gr.Request | None) -> str | None:
 
 
 class VoteHandlers:
-    def __init__(self, store, settings, matchmaker: Matchmaker, admission: Admission):
-        self.store, self.settings, self.matchmaker = store, settings, matchmaker
+    def __init__(self, store, matchmaker: Matchmaker, admission: Admission):
+        self.store, self.settings, self.matchmaker = store, store.settings, matchmaker
         self.admission = admission
 
     def _serve(self, session: dict) -> BattleView | None:
@@ -196,7 +196,6 @@ class VoteHandlers:
                 outcome,
                 decision_ms,
                 matchmaker=self.matchmaker,
-                settings=self.settings,
             )
         except BattleError as exc:
             if exc.reason in ("rate_limited", "daily_cap"):
@@ -257,7 +256,6 @@ class VoteHandlers:
                 outcome,
                 decision_ms,
                 matchmaker=self.matchmaker,
-                settings=self.settings,
             )
         except BattleError as exc:
             raise gr.Error(f"{exc.reason}: {exc}") from None
@@ -272,14 +270,15 @@ class VoteHandlers:
         return out
 
 
-def render(store, settings) -> None:
-    matchmaker = Matchmaker.from_settings(store, settings)
+def render(store) -> None:
+    settings = store.settings
+    matchmaker = Matchmaker.for_store(store)
     # Built now, at start-up: at 160k images and 1M votes it takes seconds, which
     # would otherwise fall on the first rater (and every rater queued behind them).
     matchmaker.index()
     if settings.gold_rate > 0:
         GoldPool.of(store)  # gold copies made now, not while a rater waits for a battle
-    handlers = VoteHandlers(store, settings, matchmaker, Admission.of(store, settings))
+    handlers = VoteHandlers(store, matchmaker, Admission.of(store))
     # A fixed secret (Gradio's default is random per process): the id stored in the browser
     # stays readable after a restart and on every server process. The page encrypts with it,
     # so it is no secret from the rater; it only has to stay the same.

@@ -10,16 +10,15 @@ from arena.storage.store import Store
 TITLE = "Workspace"
 
 
-def status_summary(store: Store, settings=None) -> str:
+def status_summary(store: Store) -> str:
     """Counts of the workspace; with the reveal off the vote count is the leaderboard's
     released one (arena.reports.public_view), so it does not move with each vote."""
     status = store.status()
-    settings = settings or store.settings
     votes = f"**{status['votes']}** votes"
-    if not settings.reveal_models:
+    if not store.settings.reveal_models:
         from arena.reports.public_view import public_views
 
-        release = public_views(store, settings).release()
+        release = public_views(store).release()
         votes = f"**{release.votes}** votes on the leaderboard (released every {release.step})"
     return (
         f"**{status['models']}** models · **{status['prompts']}** prompts · "
@@ -31,15 +30,15 @@ def images_per_model(store: Store) -> pd.DataFrame:
     return pd.DataFrame(store.status()["per_model"], columns=["model", "kind", "images"])
 
 
-def render(store: Store, settings) -> None:
+def render(store: Store) -> None:
     # Callable values are evaluated on every page load.
-    summary = gr.Markdown(lambda: status_summary(store, settings))
+    summary = gr.Markdown(lambda: status_summary(store))
     table = gr.Dataframe(
         lambda: images_per_model(store), interactive=False, label="Images per model"
     )
     refresh = gr.Button("Refresh", size="sm")
     refresh.click(
-        lambda: (status_summary(store, settings), images_per_model(store)),
+        lambda: (status_summary(store), images_per_model(store)),
         outputs=[summary, table],
         api_visibility="private",
     )

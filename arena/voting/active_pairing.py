@@ -94,13 +94,12 @@ class ActivePolicy(Policy):
     def __init__(
         self,
         store,
-        settings,
         refresh_seconds: float = 30.0,
         floor: float = 0.1,
         background: bool = True,
     ):
         self.store = store
-        self.min_votes = settings.active_min_votes
+        self.min_votes = store.settings.active_min_votes
         self.refresh_seconds = refresh_seconds
         self.floor = floor
         self.background = background
@@ -167,4 +166,4 @@ class ActivePolicy(Policy):
         return state
 
 
-register_policy("active", lambda store=None, settings=None: ActivePolicy(store, settings))
+register_policy("active", lambda store=None: ActivePolicy(store))

@@ -76,19 +76,19 @@ class Limits:
 class Admission:
     """Issues and checks rater ids, hashes address groups and applies the rate limits."""
 
-    def __init__(self, store, settings=None):
-        self.settings = settings or store.settings
+    def __init__(self, store):
+        self.settings = store.settings
         self._id_key = bytes.fromhex(store.server_secret("rater_ids"))
         self._group_key = bytes.fromhex(store.server_secret("address_groups"))
         self.limits = Limits.from_settings(self.settings)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     @classmethod
-    def of(cls, store, settings=None) -> Admission:
+    def of(cls, store) -> Admission:
         """The one Admission of a store (shared by the vote tab and the image route)."""
         admission = store.__dict__.get("_admission")
         if admission is None:
-            admission = store.__dict__["_admission"] = cls(store, settings)
+            admission = store.__dict__["_admission"] = cls(store)
         return admission
 
     # -- ids ----------------------------------------------------------------------

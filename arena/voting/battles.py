@@ -258,11 +258,10 @@ def record_vote(
     decision_ms: int | None = None,
     *,
     matchmaker: Matchmaker | None = None,
-    settings=None,
     now: datetime | None = None,
 ) -> VoteReceipt:
     """Store the one vote of a battle, or raise ``BattleError`` and change nothing."""
-    settings = settings or store.settings
+    settings = store.settings
     if outcome not in OUTCOMES:
         raise BattleError(
             "bad_outcome",

@@ -7,8 +7,8 @@ Two layers:
   unordered model pairs ``a < b`` (``numpy.triu_indices(n, 1)`` order), given
   ``PairStats`` (votes so far, battles pending, which pairs can be served).
   ``uniform`` and ``balanced`` live here; more policies register themselves
-  with ``register_policy(name, factory)`` where ``factory(store, settings)``
-  builds the policy (so a policy may read what it needs, e.g. ratings).
+  with ``register_policy(name, factory)`` where ``factory(store)`` builds
+  the policy (so a policy may read what it needs: ratings, ``store.settings``).
 * The **matchmaker** turns a model pair into a concrete battle: a random prompt
   both models have images for, a random (non-broken) image of each, random
   left/right, never an image pair this rater was already shown. It keeps the
@@ -105,13 +105,13 @@ class BalancedPolicy(Policy):
 
 PolicyFactory = Callable[..., Policy]
 POLICIES: dict[str, PolicyFactory] = {
-    "uniform": lambda store=None, settings=None: UniformPolicy(),
-    "balanced": lambda store=None, settings=None: BalancedPolicy(),
+    "uniform": lambda store=None: UniformPolicy(),
+    "balanced": lambda store=None: BalancedPolicy(),
 }
 
 
 def register_policy(name: str, factory: PolicyFactory) -> None:
-    """Add a policy: ``factory(store, settings)`` returns an object with ``probabilities``."""
+    """Add a policy: ``factory(store)`` returns an object with ``probabilities``."""
     POLICIES[name] = factory
 
 
@@ -120,7 +120,7 @@ def register_policy(name: str, factory: PolicyFactory) -> None:
 POLICY_MODULES: tuple[str, ...] = ("arena.voting.active_pairing",)
 
 
-def make_policy(name: str, store=None, settings=None) -> Policy:
+def make_policy(name: str, store=None) -> Policy:
     """The policy called ``name`` (the ``matchmaking_policy`` setting)."""
     if name not in POLICIES:
         for module in POLICY_MODULES:
@@ -132,7 +132,7 @@ def make_policy(name: str, store=None, settings=None) -> Policy:
             f"matchmaking policy {name!r} is not known; use one of {', '.join(sorted(POLICIES))} "
             "(setting matchmaking_policy / ARENA_MATCHMAKING_POLICY)."
         ) from None
-    return factory(store, settings)
+    return factory(store)
 
 
 # -- the candidate index ----------------------------------------------------------------
@@ -351,9 +351,10 @@ class Matchmaker:
         self._seen: OrderedDict[int, set[tuple[int, int]]] = OrderedDict()
 
     @classmethod
-    def from_settings(cls, store, settings=None, **kwargs) -> Matchmaker:
-        settings = settings or store.settings
-        policy = make_policy(settings.matchmaking_policy, store, settings)
+    def for_store(cls, store, **kwargs) -> Matchmaker:
+        """The matchmaker the store's settings ask for (policy and seed)."""
+        settings = store.settings
+        policy = make_policy(settings.matchmaking_policy, store)
         return cls(store, policy, np.random.default_rng(settings.seed), **kwargs)
 
     # -- index lifecycle
