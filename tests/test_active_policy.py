@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arena.stats.pairs import aggregate, encode_outcomes, index_items
+from arena.stats.pairs import aggregate, encode_outcomes, index_items, pair_index
 from arena.storage import db
 from arena.storage.store import PromptRow
 from arena.voting.active_pairing import ActivePolicy, load_pair_counts
-from arena.voting.matchmaking import BalancedPolicy, PairStats, make_policy, pair_index
+from arena.voting.matchmaking import BalancedPolicy, PairStats, make_policy
 
 STRENGTH = {"m0": 2.0, "m1": 0.05, "m2": 0.0, "m3": -2.0}
 

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 from sqlalchemy import select
 
+from arena.stats.pairs import pair_index
 from arena.storage import db
 from arena.voting.battles import record_vote, serve_battle
 from arena.voting.matchmaking import (
@@ -16,7 +17,6 @@ from arena.voting.matchmaking import (
     NoPairAvailable,
     UniformPolicy,
     make_policy,
-    pair_index,
 )
 from tests.arena_fixtures import build_fixture
 

@@ -116,6 +116,14 @@ class PairCounts:
             w = w + 0.5 * (self.ties + self.both_bad)
         return w
 
+    @classmethod
+    def of_cells(cls, cells: np.ndarray) -> PairCounts:
+        """From votes per (left model, right model, outcome) cell, shape (n, n, 4)."""
+        wins = cells[:, :, LEFT] + cells[:, :, RIGHT].T
+        ties = cells[:, :, TIE] + cells[:, :, TIE].T
+        both_bad = cells[:, :, BOTH_BAD] + cells[:, :, BOTH_BAD].T
+        return cls(wins, ties, both_bad)
+
     def __add__(self, other: PairCounts) -> PairCounts:
         return PairCounts(
             self.wins + other.wins, self.ties + other.ties, self.both_bad + other.both_bad
@@ -135,7 +143,4 @@ def aggregate(n_items: int, left, right, outcome) -> PairCounts:
     code *= 4
     code += outcome
     cells = np.bincount(code, minlength=n_items * n_items * 4).reshape(n_items, n_items, 4)
-    wins = cells[:, :, LEFT] + cells[:, :, RIGHT].T
-    ties = cells[:, :, TIE] + cells[:, :, TIE].T
-    both_bad = cells[:, :, BOTH_BAD] + cells[:, :, BOTH_BAD].T
-    return PairCounts(wins, ties, both_bad)
+    return PairCounts.of_cells(cells)

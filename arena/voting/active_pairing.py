@@ -1,10 +1,11 @@
-"""The ``active`` matchmaking policy: arena.stats.active's pair allocation, refreshed in the
+"""The ``active`` pairing policy: arena.stats.active's pair allocation, refreshed in the
 background.
 
 Per request the policy only looks up cached pair probabilities (O(1) in the
 number of votes; microseconds at 100 models). A background thread refits
-Bradley-Terry on the vote counts (one SQL aggregate: wins per left model, right
-model and outcome, over normal battles of raters not excluded) and recomputes
+Bradley-Terry on the vote counts (one SQL aggregate, ``Store.pair_outcome_counts``:
+votes per left model, right model and outcome, over normal battles of raters not
+excluded) and recomputes
 the allocation when the cache is older than ``refresh_seconds`` or the set of
 models changed. Until ``active_min_votes`` votes exist, or before the first
 refresh finishes, it behaves exactly like ``balanced``.
@@ -17,14 +18,16 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import and_, case, func, select
 
 from arena.stats import active
 from arena.stats.bradley_terry import bt_fit
-from arena.stats.pairs import PairCounts
-from arena.storage import db
-from arena.storage.columnar import positions
-from arena.voting.matchmaking import BalancedPolicy, PairStats, Policy, pair_index, register_policy
+from arena.stats.pairs import PairCounts, pair_index
+from arena.voting.matchmaking import (
+    BalancedPolicy,
+    PairingPolicy,
+    PairStats,
+    register_policy,
+)
 
 MIN_HORIZON = 100
 
@@ -39,56 +42,15 @@ class ActiveState:
 
 
 def load_pair_counts(store, model_ids: tuple[int, ...]) -> PairCounts:
-    """Outcome counts per model pair over normal battles of raters who are not excluded.
-
-    The outcomes are pivoted in SQL (one row per ordered model pair, not per pair and
-    outcome) and accumulated with numpy: the background refresh then holds the GIL for
-    a few milliseconds instead of a Python loop over every row, which would stall the
-    request threads choosing pairs (the database work itself releases the GIL).
-    """
-    v, b, r = db.Vote.__table__, db.Battle.__table__, db.Rater.__table__
-    li, ri = db.Image.__table__.alias("li"), db.Image.__table__.alias("ri")
-
-    def count_of(outcome: str):
-        return func.sum(case((v.c.outcome == outcome, 1), else_=0))
-
-    query = (
-        select(
-            li.c.model_id,
-            ri.c.model_id,
-            count_of("left"),
-            count_of("right"),
-            count_of("tie"),
-            func.count(v.c.id),
-        )
-        .select_from(v)
-        .join(b, and_(b.c.id == v.c.battle_id, b.c.kind == "normal"))
-        .join(r, and_(r.c.id == v.c.rater_id, r.c.excluded.is_(False)))
-        .join(li, li.c.id == b.c.left_image_id)
-        .join(ri, ri.c.id == b.c.right_image_id)
-        .group_by(li.c.model_id, ri.c.model_id)
+    """Outcome counts per model pair over normal battles of raters who are not excluded
+    (votes of raters on probation count: see arena.storage.vote_counts)."""
+    cells = store.pair_outcome_counts(
+        model_ids, include_excluded=False, include_probation=True, include_gold=False
     )
-    with store.engine.connect() as conn:
-        rows = np.array(
-            [tuple(row) for row in conn.execute(query).tuples()], dtype=np.int64
-        ).reshape(-1, 6)
-    n = len(model_ids)
-    ids = np.asarray(model_ids, dtype=np.int64)
-    left, right = (positions(rows[:, k], ids) for k in (0, 1))
-    keep = (left >= 0) & (right >= 0) & (left != right)
-    left, right, rows = left[keep], right[keep], rows[keep]
-    left_wins, right_wins, tied, total = (rows[:, k].astype(float) for k in (2, 3, 4, 5))
-    wins, ties, bad = (np.zeros((n, n)) for _ in range(3))
-    np.add.at(wins, (left, right), left_wins)
-    np.add.at(wins, (right, left), right_wins)
-    other = total - left_wins - right_wins - tied  # both_bad and any other outcome
-    for matrix, values in ((ties, tied), (bad, other)):
-        np.add.at(matrix, (left, right), values)
-        np.add.at(matrix, (right, left), values)
-    return PairCounts(wins, ties, bad)
+    return PairCounts.of_cells(cells)
 
 
-class ActivePolicy(Policy):
+class ActivePolicy(PairingPolicy):
     name = "active"
 
     def __init__(

@@ -2,9 +2,10 @@
 
 Two layers:
 
-* A **policy** decides *which model pair* deserves the next vote. It is a small
-  object with a ``name`` and ``probabilities(stats) -> array`` over the
-  unordered model pairs ``a < b`` (``numpy.triu_indices(n, 1)`` order), given
+* A **pairing policy** (:class:`PairingPolicy`) decides *which model pair*
+  deserves the next vote. It is a small object with a ``name`` and
+  ``probabilities(stats) -> array`` over the unordered model pairs ``a < b``
+  (:func:`arena.stats.pairs.pair_index` order), given
   ``PairStats`` (votes so far, battles pending, which pairs can be served).
   ``uniform`` and ``balanced`` live here; more policies register themselves
   with ``register_policy(name, factory)`` where ``factory(store)`` builds
@@ -35,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Integer, and_, func, select
+from sqlalchemy import Integer, func, select
 
+from arena.stats.pairs import pair_index
 from arena.storage import db
 from arena.storage.renditions import complete_renditions
 
@@ -48,11 +50,6 @@ class NoPairAvailable(RuntimeError):
 
 
 # -- pairs and statistics ---------------------------------------------------------------
-def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the unordered pairs a < b (the order of policy probabilities)."""
-    return np.triu_indices(n, k=1)
-
-
 @dataclass(frozen=True)
 class PairStats:
     """What a policy sees. Matrices are symmetric ``(n, n)`` over ``model_ids`` order."""
@@ -64,8 +61,10 @@ class PairStats:
     available: np.ndarray  # bool: the pair has at least one shared prompt with images
 
 
-class Policy:
-    """Base class: ``probabilities`` returns one weight per unordered pair (sums to 1)."""
+class PairingPolicy:
+    """Which model pair gets the next vote: ``probabilities`` returns one weight per
+    unordered pair (sums to 1). Not to be confused with the rater-exclusion policy
+    (``arena.voting.exclusion``)."""
 
     name = "policy"
 
@@ -73,7 +72,7 @@ class Policy:
         raise NotImplementedError
 
 
-class UniformPolicy(Policy):
+class UniformPolicy(PairingPolicy):
     """Every servable model pair equally likely."""
 
     name = "uniform"
@@ -84,7 +83,7 @@ class UniformPolicy(Policy):
         return ok / ok.sum()
 
 
-class BalancedPolicy(Policy):
+class BalancedPolicy(PairingPolicy):
     """The servable pairs with the fewest votes (stored + pending) so far, equally likely.
 
     Counting pending battles (served, not yet voted, younger than the matchmaker's
@@ -103,14 +102,14 @@ class BalancedPolicy(Policy):
         return best / best.sum()
 
 
-PolicyFactory = Callable[..., Policy]
-POLICIES: dict[str, PolicyFactory] = {
+PairingPolicyFactory = Callable[..., PairingPolicy]
+POLICIES: dict[str, PairingPolicyFactory] = {
     "uniform": lambda store=None: UniformPolicy(),
     "balanced": lambda store=None: BalancedPolicy(),
 }
 
 
-def register_policy(name: str, factory: PolicyFactory) -> None:
+def register_policy(name: str, factory: PairingPolicyFactory) -> None:
     """Add a policy: ``factory(store)`` returns an object with ``probabilities``."""
     POLICIES[name] = factory
 
@@ -120,7 +119,7 @@ def register_policy(name: str, factory: PolicyFactory) -> None:
 POLICY_MODULES: tuple[str, ...] = ("arena.voting.active_pairing",)
 
 
-def make_policy(name: str, store=None) -> Policy:
+def make_policy(name: str, store=None) -> PairingPolicy:
     """The policy called ``name`` (the ``matchmaking_policy`` setting)."""
     if name not in POLICIES:
         for module in POLICY_MODULES:
@@ -274,31 +273,14 @@ def index_signature(store) -> tuple:
 
 
 def load_pair_votes(store, index: CandidateIndex) -> np.ndarray:
-    """Votes per unordered model pair over normal battles, as a symmetric matrix."""
-    v, b, li, ri = (
-        db.Vote.__table__,
-        db.Battle.__table__,
-        db.Image.__table__.alias("li"),
-        db.Image.__table__.alias("ri"),
+    """Votes per unordered model pair, as a symmetric matrix: every vote on a normal
+    battle, excluded raters and raters on probation too (balance is about what was
+    shown; see arena.storage.vote_counts)."""
+    cells = store.pair_outcome_counts(
+        index.model_ids, include_excluded=True, include_probation=True, include_gold=False
     )
-    query = (
-        select(li.c.model_id, ri.c.model_id, func.count(v.c.id))
-        .select_from(v)
-        .join(b, and_(b.c.id == v.c.battle_id, b.c.kind == "normal"))
-        .join(li, li.c.id == b.c.left_image_id)
-        .join(ri, ri.c.id == b.c.right_image_id)
-        .group_by(li.c.model_id, ri.c.model_id)
-    )
-    n = index.n_models
-    votes = np.zeros((n, n), dtype=np.int64)
-    pos = {int(mid): k for k, mid in enumerate(index.model_ids)}
-    with store.engine.connect() as conn:
-        for left, right, count in conn.execute(query):
-            a, c = pos.get(left), pos.get(right)
-            if a is not None and c is not None and a != c:
-                votes[a, c] += count
-                votes[c, a] += count
-    return votes
+    votes = cells.sum(axis=2)
+    return votes + votes.T
 
 
 def load_seen_pairs(store, rater_id: int) -> set[tuple[int, int]]:
@@ -328,7 +310,7 @@ class Matchmaker:
     def __init__(
         self,
         store,
-        policy: Policy,
+        policy: PairingPolicy,
         rng: np.random.Generator,
         refresh_seconds: float = 10.0,
         pending_seconds: float = 120.0,
