@@ -16,7 +16,7 @@ def register(sub) -> None:
             "of different quality, 3 seeds each, plus the 'demo-real' reference set) into the "
             "workspace when it has no images, then add N votes from simulated raters "
             "(kind 'simulated') with a hidden strength per model "
-            "(arena.demo.build.DEMO_TRUE_STRENGTH)."
+            "(arena.demo.models.DEMO_TRUE_STRENGTH)."
         ),
     )
     p.add_argument(
@@ -43,7 +43,9 @@ def register(sub) -> None:
 
 def cmd_demo(args) -> int:
     from arena.cli import CommandError
-    from arena.demo.build import DEMO_EXTRACTOR_TAG, build_demo, demo_model_metrics, simulate_votes
+    from arena.demo.build import build_demo
+    from arena.demo.model_metrics import DEMO_EXTRACTOR_TAG, demo_model_metrics
+    from arena.demo.raters import simulate_votes
 
     if args.simulate_votes < 0:
         raise CommandError(f"--simulate-votes {args.simulate_votes}: expected 0 or more.")
