@@ -13,18 +13,15 @@ body for every handle that does not work, whatever the reason.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
-from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from arena.storage import db
 from arena.storage.renditions import MEDIA_TYPE
 from arena.voting.admission import Admission
-from arena.voting.battles import IMAGE_ROUTE
+from arena.voting.battles import IMAGE_ROUTE, handle_image
 
 HANDLE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 # One set of headers for every image: private (the URL is one rater's), kept for as long
@@ -36,25 +33,7 @@ def resolve(store, handle: str, group: str, ttl_seconds: int) -> str | None:
     """The pixel hash behind a live handle served to ``group``, else None."""
     if not HANDLE.match(handle):
         return None
-    b = db.Battle.__table__
-    with store.session() as s:
-        row = s.execute(
-            select(
-                b.c.left_handle,
-                b.c.left_image_id,
-                b.c.right_image_id,
-                b.c.served_at,
-                b.c.client_group,
-            ).where(or_(b.c.left_handle == handle, b.c.right_handle == handle))
-        ).first()
-        if row is None:
-            return None
-        left_handle, left_id, right_id, served_at, battle_group = row
-        ttl = timedelta(seconds=ttl_seconds)
-        if db.utcnow() - served_at > ttl or (battle_group is not None and battle_group != group):
-            return None
-        image_id = left_id if left_handle == handle else right_id
-        return s.scalar(select(db.Image.sha256).where(db.Image.id == image_id))
+    return handle_image(store, handle, group, ttl_seconds)
 
 
 def image_routes(store) -> list[Route]:

@@ -28,7 +28,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from arena.storage import db
@@ -364,3 +364,31 @@ def _check_limits(s, rater_id: int, now: datetime, settings) -> None:
             f"You have cast {today} votes today, the daily maximum; thank you! Voting opens "
             "again at midnight UTC.",
         )
+
+
+def handle_image(store, handle: str, group: str | None, ttl_seconds: int) -> str | None:
+    """The pixel hash behind a handle, while its battle is open and only for ``group``.
+
+    A handle works ``ttl_seconds`` after its battle was served, from the address group it
+    was served to; for anything else the answer is None (the image route, arena.ui.images,
+    answers every such request with the same 404).
+    """
+    b = db.Battle.__table__
+    with store.session() as s:
+        row = s.execute(
+            select(
+                b.c.left_handle,
+                b.c.left_image_id,
+                b.c.right_image_id,
+                b.c.served_at,
+                b.c.client_group,
+            ).where(or_(b.c.left_handle == handle, b.c.right_handle == handle))
+        ).first()
+        if row is None:
+            return None
+        left_handle, left_id, right_id, served_at, battle_group = row
+        ttl = timedelta(seconds=ttl_seconds)
+        if db.utcnow() - served_at > ttl or (battle_group is not None and battle_group != group):
+            return None
+        image_id = left_id if left_handle == handle else right_id
+        return s.scalar(select(db.Image.sha256).where(db.Image.id == image_id))
