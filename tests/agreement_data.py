@@ -92,12 +92,20 @@ def synthetic_arena(
         bias = rng.normal(0.0, metric_model_bias.get(name, 0.0), n_models)
         value = quality + bias[image_model] + rng.normal(0.0, noise, n_images)
         score_frames.append(
-            pd.DataFrame({"image_id": image_id, "metric": name, "version": "1", "value": value})
+            pd.DataFrame(
+                {
+                    "image_id": image_id,
+                    "metric": name,
+                    "version": "1",
+                    "value": value,
+                    "higher_is_better": True,
+                }
+            )
         )
     scores = (
         pd.concat(score_frames, ignore_index=True)
         if score_frames
-        else pd.DataFrame(columns=["image_id", "metric", "version", "value"])
+        else pd.DataFrame(columns=["image_id", "metric", "version", "value", "higher_is_better"])
     )
     images = pd.DataFrame(
         {
@@ -203,13 +211,14 @@ def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
                 strict=True,
             )
         ),
-        "INSERT INTO scores (image_id, metric, version, value, details, created_at) "
-        "VALUES (?, ?, ?, ?, NULL, ?)": list(
+        "INSERT INTO scores (image_id, metric, version, value, higher_is_better, details, "
+        "created_at) VALUES (?, ?, ?, ?, ?, NULL, ?)": list(
             zip(
                 arena.scores["image_id"].tolist(),
                 arena.scores["metric"].tolist(),
                 arena.scores["version"].tolist(),
                 arena.scores["value"].tolist(),
+                [bool(h) for h in arena.scores["higher_is_better"]],
                 [now] * len(arena.scores),
                 strict=True,
             )
@@ -320,13 +329,15 @@ def populate_any(store, arena: SyntheticArena) -> None:
                 "metric": m,
                 "version": ver,
                 "value": None if pd.isna(x) else float(x),
+                "higher_is_better": bool(h),
                 "created_at": now,
             }
-            for i, m, ver, x in zip(
+            for i, m, ver, x, h in zip(
                 arena.scores["image_id"],
                 arena.scores["metric"],
                 arena.scores["version"],
                 arena.scores["value"],
+                arena.scores["higher_is_better"],
                 strict=True,
             )
         ],

@@ -218,6 +218,7 @@ def test_ceiling_and_alpha_through_the_report():
             "image_id": [11, 12, 21, 22, 31, 32],
             "metric": "s",
             "version": "1",
+            "higher_is_better": True,
             "value": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
         }
     )
@@ -277,6 +278,7 @@ def test_random_metric_sits_at_half_and_its_interval_covers_it():
                 "image_id": data.images.image_id,
                 "metric": "random",
                 "version": "1",
+                "higher_is_better": True,
                 "value": rng.normal(size=len(data.images)),
             }
         )
@@ -411,6 +413,7 @@ def test_prompt_bootstrap_is_wider_than_wilson_on_clustered_data():
             "image_id": data.images.image_id,
             "metric": "half",
             "version": "1",
+            "higher_is_better": True,
             "value": data.quality * flip,
         }
     )
@@ -476,6 +479,10 @@ def test_bad_frames_are_refused_with_the_column_named():
 
 
 # -- model-level metrics (KID, FID ...: one number per model) ----------------------------------
+#: The directions these tests store (distances better low, diversity high).
+LOWER_IS_BETTER = {"fid", "kid"}
+
+
 def _model_metrics(rows) -> pd.DataFrame:
     """A frame shaped like ``Store.model_metrics_frame()``."""
     return pd.DataFrame(
@@ -489,6 +496,7 @@ def _model_metrics(rows) -> pd.DataFrame:
                 "std": std,
                 "n": 50,
                 "warning": "",
+                "higher_is_better": metric not in LOWER_IS_BETTER,
                 "computed_at": pd.Timestamp("2025-01-01"),
                 "details": {"features": f"inception@x#abc+{tag}" if tag else "inception@x#abc"},
             }
@@ -589,14 +597,56 @@ def test_model_level_interval_bootstraps_the_human_side_only():
         assert corr.loc[label, "spearman_low"] == corr.loc[label, "spearman_high"] == 1.0
 
 
-def test_model_level_orientation_covers_every_distribution_metric():
-    from scoring.distribution.run import METRICS
+# -- direction: read from the data, never from a list of names ---------------------------------
+def test_a_metric_stored_lower_is_better_is_negated_from_the_data():
+    """The same numbers stored with higher_is_better False give the report of their
+    negation stored higher-is-better, and the opposite verdict on every decisive vote."""
+    data = synthetic_arena(
+        np.random.default_rng(11), n_models=5, n_prompts=60, n_votes=1500, metric_noise={"q": 0.3}
+    )
+    good = data.scores.assign(higher_is_better=True)
+    low = data.scores.assign(value=-data.scores.value, higher_is_better=False)
+    wrong = data.scores.assign(value=-data.scores.value, higher_is_better=True)
 
-    assert set(ag.MODEL_LEVEL_HIGHER_IS_BETTER) == set(METRICS)
+    def report(scores):
+        return ag.agreement_report(data.votes, scores, np.random.default_rng(0), rounds=50)
+
+    a, b, c = report(good), report(low), report(wrong)
+    for name, table in a.tables().items():
+        pd.testing.assert_frame_equal(table, b.tables()[name], check_exact=True)
+    decisive_a = a.accuracy.set_index(["metric", "protocol"]).loc[("q", "decisive"), "accuracy"]
+    decisive_c = c.accuracy.set_index(["metric", "protocol"]).loc[("q", "decisive"), "accuracy"]
+    assert decisive_a > 0.6
+    assert decisive_c == pytest.approx(1.0 - decisive_a)  # no metric ties in continuous scores
+    assert a.correlations.spearman.iloc[0] == pytest.approx(-c.correlations.spearman.iloc[0])
 
 
-def test_per_image_lower_is_better_matches_the_metric_registry():
-    from scoring.metrics.base import get_metric, list_metrics
-
-    lower = {name for name in list_metrics() if not get_metric(name).higher_is_better}
-    assert set(ag.PER_IMAGE_LOWER_IS_BETTER) == lower
+def test_model_level_direction_comes_from_the_frame():
+    """A model-level number stored higher-is-better is not negated, whatever its name; a
+    frame without the direction is refused rather than guessed."""
+    data = synthetic_arena(
+        np.random.default_rng(5), n_models=5, n_prompts=60, n_votes=1500, metric_noise={}
+    )
+    models = sorted(data.votes.left_model.unique())
+    strength = pd.Series(data.strength, index=models)
+    frame = _model_metrics([(m, "demo", "fid", "r", float(strength[m]), None, "") for m in models])
+    rng = np.random.default_rng(0)
+    as_stored = ag.agreement_report(data.votes, data.scores, rng, rounds=50, model_metrics=frame)
+    assert as_stored.correlations.set_index("metric").loc["fid", "spearman"] < -0.5
+    upward = frame.assign(higher_is_better=True)
+    flipped = ag.agreement_report(
+        data.votes, data.scores, np.random.default_rng(0), rounds=50, model_metrics=upward
+    )
+    assert flipped.correlations.set_index("metric").loc["fid", "spearman"] > 0.5
+    with pytest.raises(ValueError, match="higher_is_better"):
+        ag.agreement_report(
+            data.votes,
+            data.scores,
+            np.random.default_rng(0),
+            rounds=5,
+            model_metrics=frame.drop(columns="higher_is_better"),
+        )
+    with pytest.raises(ValueError, match="higher_is_better"):
+        ag.agreement_report(
+            data.votes, data.scores.drop(columns="higher_is_better"), np.random.default_rng(0)
+        )

@@ -68,7 +68,7 @@ def rowwise_votes(store, include_excluded=False, include_gold=False) -> pd.DataF
 
 def rowwise_scores(store, metrics=None) -> pd.DataFrame:
     sc = db.Score.__table__
-    query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value)
+    query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value, sc.c.higher_is_better)
     if metrics is not None:
         query = query.where(sc.c.metric.in_(list(metrics)))
     with store.engine.connect() as conn:
@@ -110,6 +110,7 @@ def varied(db_store):
         conn.execute(
             update(sc).where(sc.c.image_id == 3, sc.c.metric == "vague").values(value=None)
         )
+        conn.execute(update(sc).where(sc.c.metric == "vague").values(higher_is_better=False))
         im = db.Image.__table__
         conn.execute(update(im).where(im.c.id == 5).values(broken="unreadable"))
     return db_store
@@ -140,6 +141,8 @@ def test_columnar_scores_frame_is_the_rowwise_frame(varied):
     for metrics in (None, ["vague"], ["sharp", "nothing"]):
         pd.testing.assert_frame_equal(varied.scores_frame(metrics), rowwise_scores(varied, metrics))
     assert varied.scores_frame()["value"].isna().sum() == 1
+    directions = varied.scores_frame().groupby("metric")["higher_is_better"].unique()
+    assert [list(d) for d in directions] == [[True], [False]]  # sharp, vague
 
 
 def test_empty_frames_are_the_rowwise_frames(db_store):

@@ -6,6 +6,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from arena.storage import db
 from arena.storage.migrate import SchemaError, current_revision, head_revision, upgrade_to_head
@@ -26,6 +27,87 @@ def test_upgrade_is_idempotent(tmp_path):
     upgrade_to_head(engine)
     upgrade_to_head(engine)
     assert current_revision(engine) == head_revision()
+
+
+def _at_revision_0002_with_scores(url: str):
+    """A database at revision 0002 holding scores and model-level numbers of several
+    metrics, inserted with the SQL of that revision (no direction column yet)."""
+    from alembic import command
+
+    from arena.storage.migrate import alembic_config
+
+    engine = db.make_engine(url)
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO models (id, name, kind, source, params, description, active, "
+                "created_at) VALUES (1, 'm', 'import', '', '{}', '', true, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO images (id, sha256, model_id, width, height, settings_hash, params, "
+                "source_name, created_at) VALUES (1, 'ab', 1, 8, 8, '', '{}', '', :now)"
+            ),
+            {"now": now},
+        )
+        for k, metric in enumerate(("anomaly", "clip", "a-plugin-metric"), start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO scores (id, image_id, metric, version, value, created_at) "
+                    "VALUES (:id, 1, :metric, '1', 0.5, :now)"
+                ),
+                {"id": k, "metric": metric, "now": now},
+            )
+        for k, metric in enumerate(("fid", "as", "diversity", "a-plugin-metric"), start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO model_metrics (id, model_id, metric, reference, value, n, "
+                    "computed_at) VALUES (:id, 1, :metric, 'real', 1.0, 5, :now)"
+                ),
+                {"id": k, "metric": metric, "now": now},
+            )
+    return engine
+
+
+def test_upgrade_backfills_the_metric_direction_of_existing_rows(db_url, tmp_path):
+    """0003 adds a non-null higher_is_better beside scores and model-level numbers and
+    fills it from the registry's directions of that time; unknown names are higher-is-better."""
+    engine = _at_revision_0002_with_scores(db_url or f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_to_head(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        scores = dict(conn.execute(text("SELECT metric, higher_is_better FROM scores")).all())
+        levels = dict(
+            conn.execute(text("SELECT metric, higher_is_better FROM model_metrics")).all()
+        )
+        diff = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
+    assert {m: bool(v) for m, v in scores.items()} == {
+        "anomaly": False,
+        "clip": True,
+        "a-plugin-metric": True,
+    }
+    assert {m: bool(v) for m, v in levels.items()} == {
+        "fid": False,
+        "as": False,
+        "diversity": True,
+        "a-plugin-metric": True,
+    }
+    assert diff == [], f"migrations and models differ: {diff}"
+    with pytest.raises(IntegrityError, match=r"(?i)null"), engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scores (image_id, metric, version, value, created_at) "
+                "VALUES (1, 'clip', '2', 0.5, '2026-01-01 00:00:00')"
+            )
+        )
+    engine.dispose()
 
 
 def test_sqlite_runs_in_wal_with_full_sync_and_busy_timeout(store):

@@ -212,12 +212,13 @@ def test_export_has_the_model_level_metrics_table(workspace, tmp_path):
     models = sorted(data.images.model.unique())
     real = store.add_model("real", "reference")
     key = "inception@tf.1#0123456789ab+demo-random"
+    low = {"higher_is_better": False}
     for k, name in enumerate(models):
         mid = store.model_id(name)
         fid_details = {"features": key, "warning": "FID on 30 images"}
-        store.put_model_metric(mid, "fid", "real", 10.0 + k, None, 30, fid_details)
-        store.put_model_metric(mid, "kid", "real", 0.01 * k, 0.002, 30, {"features": key})
-    store.put_model_metric(real, "fid", "real", 0.0, None, 30, {"features": key})
+        store.put_model_metric(mid, "fid", "real", 10.0 + k, None, 30, fid_details, **low)
+        store.put_model_metric(mid, "kid", "real", 0.01 * k, 0.002, 30, {"features": key}, **low)
+    store.put_model_metric(real, "fid", "real", 0.0, None, 30, {"features": key}, **low)
     for fmt in FORMATS:
         out = tmp_path / fmt
         export_workspace(store, out, fmt=fmt, rounds=ROUNDS, seed=7)

@@ -31,7 +31,6 @@ import pandas as pd
 from arena.reports import plots
 from arena.reports.leaderboard import STAND_IN_TAG
 from arena.stats.agreement import (
-    PER_IMAGE_LOWER_IS_BETTER,
     PROTOCOLS,
     AgreementReport,
     agreement_report,
@@ -374,7 +373,6 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
         prompts=prompts,
         rounds=rounds,
         model_metrics=model_metrics,
-        lower_is_better=PER_IMAGE_LOWER_IS_BETTER,
     )
     tables = {
         "votes": votes_table(votes, prompts),

@@ -52,6 +52,11 @@ def strings(values: Sequence) -> pd.api.extensions.ExtensionArray:
     return pd.array(values, dtype="str")
 
 
+def bools(values: Sequence) -> np.ndarray:
+    """A non-null boolean column (SQLite gives 0/1, PostgreSQL True/False)."""
+    return np.asarray(values, dtype=bool)
+
+
 def times(values: Sequence) -> np.ndarray:
     """A DateTime column (SQLite: ISO text; PostgreSQL: naive datetimes) as datetime64[us]."""
     try:

@@ -171,6 +171,8 @@ class Score(Base):
     metric: Mapped[str] = mapped_column(String(80), index=True)
     version: Mapped[str] = mapped_column(String(80))
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The metric's direction when the score was written, so readers need no registry.
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
     # Metric-specific extras, e.g. per-tag hits for tag accuracy.
     details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -201,6 +203,7 @@ class ModelMetric(Base):
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     std: Mapped[float | None] = mapped_column(Float, nullable=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)  # e.g. False for FID
     details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     computed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -413,8 +413,14 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
         std: float | None = None,
         n: int = 0,
         details: dict | None = None,
+        *,
+        higher_is_better: bool,
     ) -> None:
-        """Store (or replace) one model-level number against a reference set ("" for none)."""
+        """Store (or replace) one model-level number against a reference set ("" for none).
+
+        ``higher_is_better`` is the metric's direction (False for FID), kept beside the
+        number so that readers orient it without the scoring registry.
+        """
         with self.session() as s:
             row = s.scalar(
                 select(db.ModelMetric).where(
@@ -427,11 +433,13 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
                 row = db.ModelMetric(model_id=model_id, metric=metric, reference=reference)
                 s.add(row)
             row.value, row.std, row.n, row.details = value, std, n, details
+            row.higher_is_better = bool(higher_is_better)
             row.computed_at = db.utcnow()
 
     def model_metrics_frame(self, reference: str | None = None) -> pd.DataFrame:
         """One row per (model, metric, reference): model, model_kind, metric, reference,
-        value, std, n, warning (the sample-size warning, "" if none), computed_at, details.
+        value, std, n, warning (the sample-size warning, "" if none), higher_is_better,
+        computed_at, details.
 
         ``reference`` keeps only numbers computed against that reference set (and the
         reference-free ones such as diversity, whose reference is "").
@@ -446,6 +454,7 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
                 mm.c.value,
                 mm.c.std,
                 mm.c.n,
+                mm.c.higher_is_better,
                 mm.c.details,
                 mm.c.computed_at,
             )
@@ -459,12 +468,15 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
         frame["details"] = [d if isinstance(d, dict) else {} for d in frame["details"]]
         frame["warning"] = [str(d.get("warning", "")) for d in frame["details"]]
         columns = ["model", "model_kind", "metric", "reference", "value", "std", "n", "warning"]
-        return frame[[*columns, "computed_at", "details"]]
+        frame["higher_is_better"] = frame["higher_is_better"].astype(bool)
+        return frame[[*columns, "higher_is_better", "computed_at", "details"]]
 
     def scores_frame(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
-        """One row per (image, metric): image_id, metric, version, value."""
+        """One row per (image, metric): image_id, metric, version, value, higher_is_better."""
         sc = db.Score.__table__
-        query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value)
+        query = select(
+            sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value, sc.c.higher_is_better
+        )
         if metrics is not None:
             query = query.where(sc.c.metric.in_(list(metrics)))
         col = columnar.fetch_columns(self.engine, query.order_by(sc.c.image_id, sc.c.metric))
@@ -476,6 +488,7 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
                 "metric": columnar.strings(col["metric"]),
                 "version": columnar.strings(col["version"]),
                 "value": columnar.inferred(col["value"]),
+                "higher_is_better": columnar.bools(col["higher_is_better"]),
             }
         )
 

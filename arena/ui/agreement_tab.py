@@ -23,7 +23,6 @@ from arena.reports import plots
 from arena.reports.leaderboard import STAND_IN_TAG, Filters, LeaderboardError, LeaderboardService
 from arena.stats.agreement import (
     CEILING,
-    PER_IMAGE_LOWER_IS_BETTER,
     PROTOCOLS,
     AgreementReport,
     agreement_report,
@@ -99,7 +98,6 @@ class AgreementService:
             rounds=max(1, self.settings.bootstrap_rounds),
             slice_protocol=slice_protocol,
             model_metrics=self.store.model_metrics_frame(),
-            lower_is_better=PER_IMAGE_LOWER_IS_BETTER,
         )
         self.computations += 1
         return AgreementResult(report, filters, len(votes), time.perf_counter() - start)

@@ -6,8 +6,9 @@ no database, no UI. Random numbers come from a seeded ``numpy.random.Generator``
 passed in.
 
 **Pairwise accuracy.** For a vote between images L and R and a metric with
-scores s(L), s(R), let Δ = s(L) - s(R) (higher is better; metrics named in
-``lower_is_better`` are negated). Three protocols are reported side by side:
+scores s(L), s(R), let Δ = s(L) - s(R) (higher is better; scores stored with
+``higher_is_better`` False are negated: the direction travels with the data).
+Three protocols are reported side by side:
 
 ``decisive``  (a) over decisive human votes (left or right), the metric is right
               when it scores the chosen image strictly higher; a metric tie
@@ -50,8 +51,8 @@ which resamples votes and images together.
 **Model-level metrics.** Numbers that exist only per model (KID, FID, CMMD,
 FD-DINO, diversity, AS against a reference set: ``Store.model_metrics_frame()``,
 passed as ``model_metrics``) join the same table: Spearman ρ and Kendall τ-b
-between the human ratings and the metric, oriented by
-:data:`MODEL_LEVEL_HIGHER_IS_BETTER` (a lower FID for a higher human rating counts
+between the human ratings and the metric, oriented by the ``higher_is_better``
+stored with it (a lower FID for a higher human rating counts
 as agreement, ρ > 0). The metric is fixed per model, so its intervals bootstrap
 only the human side (the same prompt-bootstrap rounds of the human BT fit);
 ``spearman_bt`` does not apply. Rows carry ``level`` = ``model``; per-image means
@@ -74,14 +75,12 @@ Modules: :mod:`~arena.stats.agreement.intervals` (Wilson, cluster bootstrap),
 from arena.stats.agreement.correlations import (
     CORRELATION_COLUMNS,
     LEADERBOARD_COLUMNS,
-    MODEL_LEVEL_HIGHER_IS_BETTER,
     ModelLevelValues,
     kendall_rows,
     model_level_values,
     spearman_rows,
 )
 from arena.stats.agreement.inputs import (
-    PER_IMAGE_LOWER_IS_BETTER,
     TAG_BINS,
     count_tags,
     metric_matrix,
@@ -116,8 +115,6 @@ __all__ = [
     "CEILING_PROTOCOL",
     "CORRELATION_COLUMNS",
     "LEADERBOARD_COLUMNS",
-    "MODEL_LEVEL_HIGHER_IS_BETTER",
-    "PER_IMAGE_LOWER_IS_BETTER",
     "POSITION_COLUMNS",
     "PROTOCOLS",
     "RELIABILITY_COLUMNS",

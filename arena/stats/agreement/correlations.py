@@ -34,16 +34,6 @@ CORRELATION_COLUMNS = [
     "spearman_bt_high",
     "level",
 ]
-#: Orientation of the model-level metrics (``scoring.distribution.run.METRICS``):
-#: distances to the reference set are better low; within-prompt diversity high.
-MODEL_LEVEL_HIGHER_IS_BETTER: dict[str, bool] = {
-    "kid": False,
-    "fid": False,
-    "cmmd": False,
-    "fd-dino": False,
-    "diversity": True,
-    "as": False,
-}
 LEADERBOARD_COLUMNS = ["decider", "model", "rank", "rating", "rating_low", "rating_high", "votes"]
 
 
@@ -78,19 +68,26 @@ class ModelLevelValues:
     value: np.ndarray  # (models,) NaN where the model has no number
     std: np.ndarray
     features: str  # the extractor key(s) it was computed from
+    higher_is_better: bool  # as stored with the numbers (False for FID)
 
     @property
     def oriented(self) -> np.ndarray:
         """Higher is better (negated when the metric is better low)."""
-        return self.value if MODEL_LEVEL_HIGHER_IS_BETTER.get(self.metric, False) else -self.value
+        return self.value if self.higher_is_better else -self.value
 
 
 def model_level_values(
     model_metrics: pd.DataFrame | None, models: Sequence[str]
 ) -> list[ModelLevelValues]:
-    """The stored model-level numbers of ``models`` (reference sets' own rows dropped)."""
+    """The stored model-level numbers of ``models`` (reference sets' own rows dropped),
+    each oriented by the ``higher_is_better`` stored with it."""
     if model_metrics is None or model_metrics.empty:
         return []
+    if "higher_is_better" not in model_metrics.columns:
+        raise ValueError(
+            "model-level metrics frame lacks column 'higher_is_better'; "
+            "use store.model_metrics_frame()."
+        )
     frame = model_metrics[
         (model_metrics["model_kind"] != "reference") & model_metrics["value"].notna()
     ]
@@ -106,7 +103,14 @@ def model_level_values(
         std[rows[ok]] = pd.to_numeric(part["std"], errors="coerce").to_numpy(np.float64)[ok]
         keys = sorted({str(d.get("features", "")) for d in part["details"]} - {""})
         label = f"{metric}@{ref}" if several and ref else str(metric)
-        out.append(ModelLevelValues(label, str(metric), str(ref), value, std, ",".join(keys)))
+        directions = set(part["higher_is_better"].astype(bool))
+        if len(directions) != 1:
+            raise ValueError(f"model-level metric {label!r} is stored with both directions.")
+        out.append(
+            ModelLevelValues(
+                label, str(metric), str(ref), value, std, ",".join(keys), directions.pop()
+            )
+        )
     return out
 
 

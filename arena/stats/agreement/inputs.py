@@ -15,10 +15,6 @@ import pandas as pd
 
 from arena.stats.pairs import encode_outcomes
 
-#: Per-image metrics whose ``higher_is_better`` is False (the scoring registry's, kept
-#: here because the registry imports torch and the web side must not): the Agreement
-#: tab and the exports negate them, so that a higher score always means "better".
-PER_IMAGE_LOWER_IS_BETTER: tuple[str, ...] = ("anomaly",)
 #: Lower edges of the tag-count bins: 0, 1-3, 4-7, 8-15, 16+.
 TAG_BINS: tuple[int, ...] = (0, 1, 4, 8, 16)
 
@@ -42,15 +38,15 @@ def tag_bin_labels(edges: Sequence[int] = TAG_BINS) -> list[str]:
     return labels
 
 
-def metric_matrix(
-    scores: pd.DataFrame, lower_is_better: Iterable[str] = ()
-) -> tuple[list[str], np.ndarray, np.ndarray]:
+def metric_matrix(scores: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(metric labels, sorted image ids, values (images, metrics)) from a scores frame.
 
     A metric scored under several versions becomes one column per version,
-    labelled ``metric@version``. Metrics in ``lower_is_better`` are negated.
+    labelled ``metric@version``. Scores stored with ``higher_is_better`` False
+    (e.g. anomaly) are negated, so that a higher value always means "better": the
+    direction is the one written with the score, not a copy of the scoring registry.
     """
-    needed = {"image_id", "metric", "version", "value"}
+    needed = {"image_id", "metric", "version", "value", "higher_is_better"}
     missing = needed - set(scores.columns)
     if missing:
         raise ValueError(f"scores frame lacks columns {sorted(missing)}; use store.scores_frame().")
@@ -68,11 +64,8 @@ def metric_matrix(
     col = pd.Index(labels).get_indexer(pair_label)[pair_codes.ravel()]
     image_ids, row = np.unique(scores["image_id"].to_numpy(np.int64), return_inverse=True)
     values = np.full((image_ids.size, len(labels)), np.nan)
-    values[row, col] = scores["value"].to_numpy(np.float64)
-    flip = {str(m) for m in lower_is_better}
-    for c, name in enumerate(labels):
-        if name.split("@")[0] in flip:
-            values[:, c] = -values[:, c]
+    value = scores["value"].to_numpy(np.float64)
+    values[row, col] = np.where(scores["higher_is_better"].to_numpy(bool), value, -value)
     return labels, image_ids, values
 
 
@@ -121,7 +114,6 @@ def prepare(
     images: pd.DataFrame | None,
     prompts: pd.DataFrame | None,
     tag_bins: Sequence[int],
-    lower_is_better: Iterable[str],
 ) -> Inputs:
     """Check the frames' columns and align them: one row per vote, one per scored image."""
     needed = {
@@ -145,7 +137,7 @@ def prepare(
     rm = index.get_indexer([str(m) for m in r_names])[r_codes].astype(np.int64)
     if np.any(lm == rm):
         raise ValueError("a vote compares a model with itself; drop those votes.")
-    labels, score_ids, values = metric_matrix(scores, lower_is_better)
+    labels, score_ids, values = metric_matrix(scores)
     li = votes["left_image_id"].to_numpy(np.int64)
     ri = votes["right_image_id"].to_numpy(np.int64)
     lrow, rrow = lookup(score_ids, li), lookup(score_ids, ri)

@@ -8,7 +8,7 @@ order, so a seed gives the same report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +99,6 @@ def agreement_report(
     tie_folds: int = 2,
     tag_bins: Sequence[int] = TAG_BINS,
     max_pair_slices: int = 45,
-    lower_is_better: Iterable[str] = (),
     model_metrics: pd.DataFrame | None = None,
 ) -> AgreementReport:
     """Every agreement table from the store's frames (see :mod:`arena.stats.agreement`).
@@ -109,14 +108,15 @@ def agreement_report(
     ``prompts`` (``store.prompts_frame()``) gives tag counts. ``max_pair_slices``
     keeps the model pairs with the most votes. ``rounds`` bootstrap rounds over
     prompts, at coverage ``level``. ``model_metrics`` (``Store.model_metrics_frame()``)
-    adds the model-level numbers to ``correlations`` and ``models``.
+    adds the model-level numbers to ``correlations`` and ``models``. Both score frames
+    carry ``higher_is_better``: metrics better low are negated before any comparison.
     """
     if slice_protocol not in PROTOCOLS:
         raise ValueError(f"slice_protocol {slice_protocol!r}: expected one of {tuple(PROTOCOLS)}.")
     if tie_folds < 1:
         raise ValueError(f"tie_folds={tie_folds}: need at least 1 fold.")
     z_value(level)
-    x = prepare(votes, scores, images, prompts, tag_bins, lower_is_better)
+    x = prepare(votes, scores, images, prompts, tag_bins)
     fold_rng, boot_rng = rng.spawn(2)
     table = SumTable(x.n_clusters)
     accuracy_rows, slice_credits = _accuracy_sums(x, table, fold_rng, tie_folds, slice_protocol)
