@@ -5,10 +5,18 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from arena.demo.build import DEMO_SEEDS, REFERENCE_MODEL, build_demo
-from arena.demo.models import DEMO_MODELS, DEMO_TRUE_STRENGTH, render
-from arena.demo.raters import outcome_probabilities, simulate_votes
-from arena.demo.scenes import COLOURS, parse_tags
+from arena.demo.build import (
+    COLOURS,
+    DEMO_MODELS,
+    DEMO_SEEDS,
+    DEMO_TRUE_STRENGTH,
+    REFERENCE_MODEL,
+    build_demo,
+    outcome_probabilities,
+    parse_tags,
+    render,
+    simulate_votes,
+)
 from arena.storage.store import Store, StoreError
 
 
@@ -243,7 +251,8 @@ def test_demo_model_level_numbers_reach_agreement_and_export(demo_metrics_store,
     expect = stats.spearmanr(-fid, models["human_rating"]).statistic
     assert corr.loc["fid", "spearman"] == pytest.approx(expect)
     # The Agreement tab: the rows, the label and the scatter panels.
-    from arena.ui.agreement_tab import AgreementService, agreement_outputs
+    from arena.reports.agreement import AgreementService
+    from arena.ui.agreement_tab import agreement_outputs
 
     service = AgreementService(store.with_settings(bootstrap_rounds=20))
     summary, _, _, shown, scatter, *_ = agreement_outputs(service)
@@ -266,7 +275,7 @@ def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_
     cached features are reused and the numbers come out identical."""
     from sqlalchemy import func, select
 
-    from arena.demo.model_metrics import demo_model_metrics
+    from arena.demo.build import demo_model_metrics
     from arena.storage import db
 
     store = demo_metrics_store
@@ -281,7 +290,7 @@ def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_
 
 
 def test_demo_model_metrics_refuses_a_workspace_without_the_demo(store):
-    from arena.demo.model_metrics import DEMO_WEIGHTS_FOLDER, demo_model_metrics
+    from arena.demo.build import DEMO_WEIGHTS_FOLDER, demo_model_metrics
 
     store.add_model("mine", "import")
     with pytest.raises(StoreError, match=r"not a demo workspace.*demo-real"):

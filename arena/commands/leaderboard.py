@@ -7,13 +7,9 @@ import math
 
 import pandas as pd
 
-from arena.reports.leaderboard import (
-    RATER_KINDS,
-    Filters,
-    LeaderboardError,
-    LeaderboardService,
-    parse_anchor,
-)
+from arena.reports.frames import Filters, ReportError
+from arena.reports.leaderboard import LeaderboardService, parse_anchor
+from arena.storage.vocabulary import RATER_KINDS
 
 
 def register(sub) -> None:
@@ -97,7 +93,7 @@ def cmd_leaderboard(args) -> int:
         result = LeaderboardService(store).get(
             filters, rounds=args.bootstrap, anchor=anchor, ties=args.ties
         )
-    except LeaderboardError as exc:
+    except ReportError as exc:  # a filter's or the leaderboard's (LeaderboardError)
         from arena.cli import CommandError
 
         raise CommandError(str(exc)) from None

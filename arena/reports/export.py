@@ -29,12 +29,11 @@ import numpy as np
 import pandas as pd
 
 from arena.reports import plots
-from arena.reports.leaderboard import STAND_IN_TAG
-from arena.stats.agreement import (
-    PROTOCOLS,
-    AgreementReport,
-    agreement_report,
-)
+from arena.reports.agreement import report_of
+from arena.reports.frames import load_report_frames
+from arena.reports.leaderboard import leaderboard_frame, metric_columns
+from arena.reports.stand_in import stand_in_label, stand_in_warning
+from arena.stats.agreement import PROTOCOLS, AgreementReport
 from arena.storage.columnar import positions
 from arena.storage.table_io import restore_text, write_csv
 
@@ -280,7 +279,7 @@ def report_html(
             plots.scatter_figure(
                 report.models,
                 [*metrics, *report.info.get("model_metrics", [])],
-                f"[{STAND_IN_TAG}]" if _stand_in(model_metrics) else "",
+                stand_in_label(_extractors(model_metrics)),
             ),
             "human rating vs metric per model",
         ),
@@ -305,22 +304,16 @@ def report_html(
     return "\n".join(parts)
 
 
-def _stand_in(model_metrics: pd.DataFrame | None) -> bool:
-    return model_metrics is not None and any(
-        str(k).endswith(f"+{STAND_IN_TAG}") for k in model_metrics.get("extractor", [])
-    )
+def _extractors(model_metrics: pd.DataFrame | None) -> list:
+    """The feature keys of the exported model-level table (its ``extractor`` column)."""
+    return [] if model_metrics is None else list(model_metrics.get("extractor", []))
 
 
 def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
     if model_metrics is None or model_metrics.empty:
         return []
-    warning = (
-        f"<p class='note'><strong>⚠ Demo numbers: computed with random-weight stand-in "
-        f"extractors ({STAND_IN_TAG}), not the real Inception/CLIP/DINOv2 weights — they rank "
-        "the demo models but are not comparable with any published FID/KID.</strong></p>"
-        if _stand_in(model_metrics)
-        else ""
-    )
+    warning = stand_in_warning(_extractors(model_metrics))
+    warning = f"<p class='note'><strong>{html.escape(warning)}</strong></p>" if warning else ""
     return [
         "<h2>Model-level metrics</h2>",
         "<p class='note'>One number per model over all its images, against the reference set "
@@ -340,52 +333,39 @@ class ExportResult:
 
 
 def compute_tables(store, rounds: int | None = None, seed: int | None = None):
-    """Everything an export writes, as frames: (tables by name, leaderboard, report, summary)."""
-    from arena.reports.leaderboard import leaderboard_frame, metric_means, model_level_columns
+    """Everything an export writes, as frames: (tables by name, leaderboard, report, summary).
 
+    The same frames, metric columns and agreement report as the Leaderboard and
+    Agreement pages with no filter (:mod:`arena.reports.frames`), at ``seed`` and
+    ``rounds`` (default: the settings').
+    """
     settings = store.settings
     rounds = settings.bootstrap_rounds if rounds is None else int(rounds)
     seed = settings.seed if seed is None else int(seed)
     if rounds < 1:
         raise ExportError(f"bootstrap rounds {rounds}: expected at least 1.")
-    votes = store.votes_frame()
-    prompts = store.prompts_frame()
-    scores = store.scores_frame()
-    images_all = store.images_frame(include_broken=True)
-    images = images_all[images_all["broken"].isna()]
-    means = metric_means(scores, images) if len(scores) else None
-    model_metrics = store.model_metrics_frame()
-    model_level = model_level_columns(model_metrics)
-    if model_level is not None:
-        means = model_level if means is None else means.join(model_level, how="outer")
+    frames = load_report_frames(store)
+    votes, prompts = frames.votes, frames.prompts
     board, _ = leaderboard_frame(
         votes,
         np.random.default_rng(seed),
         rounds=rounds,
         min_votes=settings.min_votes_ranked,
-        metrics=means,
+        metrics=metric_columns(frames),
     )
-    report = agreement_report(
-        votes,
-        scores[scores["image_id"].isin(images["image_id"])],
-        np.random.default_rng(seed),
-        images=images,
-        prompts=prompts,
-        rounds=rounds,
-        model_metrics=model_metrics,
-    )
+    report = report_of(frames, np.random.default_rng(seed), rounds)
     tables = {
         "votes": votes_table(votes, prompts),
-        "scores": scores_table(scores, images_all),
+        "scores": scores_table(frames.scores, frames.images_all),
         "leaderboard": leaderboard_table(board),
-        "model_metrics": model_metrics_table(model_metrics),
+        "model_metrics": model_metrics_table(frames.model_metrics),
         **report.tables(),
     }
     summary = {
         "votes": len(votes),
         "models": len(board),
         "prompts": len(prompts),
-        "images": len(images_all),
+        "images": len(frames.images_all),
         "metrics": ", ".join(report.info.get("metrics", [])) or "none",
         "raters": int(votes["rater_id"].nunique()) if len(votes) else 0,
         "bootstrap rounds": rounds,

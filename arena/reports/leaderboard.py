@@ -3,29 +3,31 @@
 :func:`leaderboard_frame` is a pure function of data frames (the votes table
 of ``Store.votes_frame``, optionally per-model metric means); everything
 statistical is in :mod:`arena.stats.ratings`. :class:`LeaderboardService` reads the
-store, applies :class:`Filters`, and caches results keyed on a cheap
-signature of the database (vote count and newest vote id, excluded raters,
-score count and newest score id), so a page load recomputes only when votes,
-rater exclusions or scores changed.
+store's frames under :class:`arena.reports.frames.Filters`
+(:func:`arena.reports.frames.load_report_frames`) and caches results
+(:class:`arena.reports.service.CachedReports`), so a page load recomputes only when
+votes, rater exclusions or scores changed.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
 
+from arena.reports.frames import (
+    Filters,
+    ReportError,
+    ReportFrames,
+    load_report_frames,
+)
+from arena.reports.service import CachedReports
+from arena.reports.stand_in import stand_in_warning
 from arena.stats import ratings as R
 from arena.stats.elo import THETA_TO_ELO
-from arena.storage import db
-
-RATER_KINDS = ("human", "simulated")
 
 #: Columns of the leaderboard frame, in order (metric columns follow).
 COLUMNS = (
@@ -42,85 +44,8 @@ COLUMNS = (
 )
 
 
-class LeaderboardError(ValueError):
-    """A filter or option the leaderboard cannot use; the message says how to fix it."""
-
-
-def _as_datetime(value, end: bool) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        day = datetime(value.year, value.month, value.day)
-        return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
-    try:
-        parsed = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise LeaderboardError(
-            f"date {value!r}: expected an ISO date such as 2025-01-31 or 2025-01-31T12:00."
-        ) from None
-    if end and len(str(value).strip()) <= 10:  # a bare date: the whole day
-        parsed += timedelta(days=1) - timedelta(microseconds=1)
-    return parsed.replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which votes count. Dates are UTC, ``until`` inclusive (a bare date = whole day)."""
-
-    category: str | None = None
-    prompt_set: str | None = None
-    rater_kind: str | None = None
-    since: datetime | date | str | None = None
-    until: datetime | date | str | None = None
-
-    def __post_init__(self):
-        if self.rater_kind not in (None, "", *RATER_KINDS):
-            raise LeaderboardError(
-                f"rater kind {self.rater_kind!r}: expected one of {', '.join(RATER_KINDS)}."
-            )
-        start, stop = _as_datetime(self.since, False), _as_datetime(self.until, True)
-        if start and stop and start > stop:
-            raise LeaderboardError(f"date range is empty: since {start} is after until {stop}.")
-
-    def key(self) -> tuple:
-        return (
-            self.category or None,
-            self.prompt_set or None,
-            self.rater_kind or None,
-            _as_datetime(self.since, False),
-            _as_datetime(self.until, True),
-        )
-
-    def apply(self, votes: pd.DataFrame) -> pd.DataFrame:
-        """The votes that pass every filter (a view of ``votes``' rows, order kept)."""
-        category, prompt_set, rater_kind, start, stop = self.key()
-        keep = np.ones(len(votes), dtype=bool)
-        if category is not None:
-            keep &= (votes["category"] == category).to_numpy()
-        if prompt_set is not None:
-            keep &= (votes["prompt_set"] == prompt_set).to_numpy()
-        if rater_kind is not None:
-            keep &= (votes["rater_kind"] == rater_kind).to_numpy()
-        if start is not None or stop is not None:
-            created = pd.to_datetime(votes["created_at"])
-            if start is not None:
-                keep &= (created >= start).to_numpy()
-            if stop is not None:
-                keep &= (created <= stop).to_numpy()
-        return votes if keep.all() else votes[keep]
-
-    def describe(self) -> str:
-        category, prompt_set, rater_kind, start, stop = self.key()
-        parts = [
-            f"category {category}" if category else "",
-            f"prompt set {prompt_set}" if prompt_set else "",
-            f"{rater_kind} raters" if rater_kind else "",
-            f"since {start:%Y-%m-%d %H:%M}" if start else "",
-            f"until {stop:%Y-%m-%d %H:%M}" if stop else "",
-        ]
-        return ", ".join(p for p in parts if p) or "all votes"
+class LeaderboardError(ReportError):
+    """An option the leaderboard cannot use (anchor, rounds, models to compare)."""
 
 
 def parse_anchor(text: str | None) -> tuple[str, float] | None:
@@ -192,10 +117,6 @@ def model_level_columns(model_metrics: pd.DataFrame) -> pd.DataFrame | None:
     return table[sorted(table.columns)]
 
 
-#: Tag of feature extractors with stand-in (random) weights, as the offline demo uses.
-STAND_IN_TAG = "demo-random"
-
-
 def extractor_label(key: str) -> str:
     """``name@version`` of a feature key, with the stand-in tag when there is one."""
     if not key:
@@ -210,9 +131,8 @@ def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] =
 
     Names the reference set(s) and the feature extractors (from each row's
     ``details["features"]``), and says plainly when any number was computed with
-    stand-in extractors (tag :data:`STAND_IN_TAG`): such numbers rank the demo models
-    but are not FID/KID values of the real networks. With no numbers and a reference
-    set present, says how to compute them.
+    stand-in extractors (:func:`arena.reports.stand_in.stand_in_warning`). With no
+    numbers and a reference set present, says how to compute them.
     """
     frame = None
     if model_metrics is not None and not model_metrics.empty:
@@ -239,13 +159,18 @@ def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] =
         )
         + "; lower is better except diversity. They ignore the filters."
     )
-    if any(k.endswith(f"+{STAND_IN_TAG}") for k in keys):
-        text = (
-            f"**⚠ Demo numbers: computed with random-weight stand-in extractors "
-            f"({STAND_IN_TAG}), not the real Inception/CLIP/DINOv2 weights — they rank the "
-            f"demo models but are not comparable with any published FID/KID.** {text}"
-        )
-    return text
+    warning = stand_in_warning(keys)
+    return f"**{warning}** {text}" if warning else text
+
+
+def metric_columns(frames: ReportFrames) -> pd.DataFrame | None:
+    """The board's metric columns: per-model means over the frames' images (the filter's
+    prompts), then the model-level numbers; None when there are neither."""
+    metrics = metric_means(frames.scores, frames.images) if len(frames.scores) else None
+    model_level = model_level_columns(frames.model_metrics)
+    if model_level is not None:
+        metrics = model_level if metrics is None else metrics.join(model_level, how="outer")
+    return metrics
 
 
 def leaderboard_frame(
@@ -316,42 +241,8 @@ class LeaderboardResult:
     model_level_note: str = ""
 
 
-class LeaderboardService:
-    """Leaderboards of one store, cached per (database signature, filters, options)."""
-
-    def __init__(self, store, max_entries: int = 32):
-        self.store = store
-        self.settings = store.settings
-        self.max_entries = max_entries
-        self._cache: OrderedDict[tuple, LeaderboardResult] = OrderedDict()
-        self._lock = threading.Lock()
-        self.computations = 0  # how many times a board was actually computed
-
-    def signature(self) -> tuple:
-        """Changes whenever votes, rater exclusions or scores change."""
-        v, r, sc = db.Vote.__table__, db.Rater.__table__, db.Score.__table__
-        with self.store.engine.connect() as conn:
-            votes = conn.execute(select(func.count(v.c.id), func.max(v.c.id))).one()
-            excluded = conn.execute(
-                select(func.count(r.c.id), func.coalesce(func.sum(r.c.id), 0)).where(
-                    r.c.excluded.is_(True)
-                )
-            ).one()
-            scores = conn.execute(select(func.count(sc.c.id), func.max(sc.c.id))).one()
-            mm = db.ModelMetric.__table__
-            model_level = conn.execute(
-                select(func.count(mm.c.id), func.max(mm.c.computed_at))
-            ).one()
-        return (tuple(votes), tuple(excluded), tuple(scores), tuple(model_level))
-
-    def options(self) -> dict[str, list[str]]:
-        """Values the filters can take (categories, prompt sets) from the prompts table."""
-        prompts = self.store.prompts_frame()
-        return {
-            "category": sorted(c for c in prompts["category"].dropna().unique() if c),
-            "prompt_set": sorted(prompts["prompt_set"].dropna().unique()),
-            "rater_kind": list(RATER_KINDS),
-        }
+class LeaderboardService(CachedReports):
+    """Leaderboards of one store, cached per (data signature, filters, options)."""
 
     def get(
         self,
@@ -364,17 +255,8 @@ class LeaderboardService:
         rounds = self.settings.bootstrap_rounds if rounds is None else int(rounds)
         if rounds < 0:
             raise LeaderboardError(f"bootstrap rounds {rounds}: expected 0 or more.")
-        signature = self.signature()
-        key = (signature, filters.key(), rounds, anchor, ties, self.settings.min_votes_ranked)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            result = self._compute(filters, rounds, anchor, ties, signature)
-            self._cache[key] = result
-            while len(self._cache) > self.max_entries:
-                self._cache.popitem(last=False)
-            return result
+        key = (filters.key(), rounds, anchor, ties, self.settings.min_votes_ranked)
+        return self.cached(key, lambda sig: self._compute(filters, rounds, anchor, ties, sig))
 
     def board_of(self, votes: pd.DataFrame, filters: Filters | None = None) -> LeaderboardResult:
         """The board over these votes (rows of ``Store.votes_frame``), uncached; the
@@ -384,45 +266,25 @@ class LeaderboardService:
 
     def _compute(self, filters, rounds, anchor, ties, signature, votes=None) -> LeaderboardResult:
         start = time.perf_counter()
-        votes = filters.apply(self.store.votes_frame() if votes is None else votes)
-        metrics = None
-        scores = self.store.scores_frame()
-        if not scores.empty:
-            prompt_ids = None
-            if filters.category or filters.prompt_set:
-                prompts = self.store.prompts_frame()
-                keep = np.ones(len(prompts), dtype=bool)
-                if filters.category:
-                    keep &= (prompts["category"] == filters.category).to_numpy()
-                if filters.prompt_set:
-                    keep &= (prompts["prompt_set"] == filters.prompt_set).to_numpy()
-                prompt_ids = set(prompts.loc[keep, "prompt_id"].tolist())
-            metrics = metric_means(scores, self.store.images_frame(), prompt_ids)
-        model_metrics = self.store.model_metrics_frame()
-        model_level = model_level_columns(model_metrics)
-        references = sorted(
-            set(self.store.model_names(include_reference=True)) - set(self.store.model_names())
-        )
-        if model_level is not None:
-            metrics = model_level if metrics is None else metrics.join(model_level, how="outer")
+        frames = load_report_frames(self.store, filters, votes)
         frame, ratings = leaderboard_frame(
-            votes,
+            frames.votes,
             np.random.default_rng(self.settings.seed),
             rounds=rounds,
             anchor=anchor,
             min_votes=self.settings.min_votes_ranked,
             ties=ties,
-            metrics=metrics,
+            metrics=metric_columns(frames),
         )
         self.computations += 1
         return LeaderboardResult(
             frame=frame,
             ratings=ratings,
             filters=filters,
-            votes_used=len(votes),
+            votes_used=len(frames.votes),
             seconds=time.perf_counter() - start,
             signature=signature,
-            model_level_note=model_level_note(model_metrics, references),
+            model_level_note=model_level_note(frames.model_metrics, frames.references),
         )
 
 

@@ -39,10 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
 
-from arena.reports.leaderboard import Filters, LeaderboardResult, LeaderboardService
-from arena.storage import db
+from arena.reports.frames import Filters
+from arena.reports.leaderboard import LeaderboardResult, LeaderboardService
+from arena.reports.service import CachedReports
 
 
 @dataclass(frozen=True)
@@ -90,45 +90,33 @@ def current_release(keys: np.ndarray, step: int) -> Release:
     return Release(number=number, last_key=int(last), votes=have, step=step)
 
 
-class PublicViews:
+class PublicViews(CachedReports):
     """The released snapshot of one store and the leaderboard over it, cached.
 
-    The release is recomputed when the database signature changes (every vote); the
+    The release is recomputed when the data signature changes (every vote); the
     board only when the release, the exclusions or the scores change.
     """
 
-    def __init__(self, store):
-        self.store = store
-        self.settings = store.settings
+    def __init__(self, store, max_entries: int = 4):
+        super().__init__(store, max_entries)
         self.service = LeaderboardService(store)
-        self._lock = threading.Lock()
-        self._release: tuple[tuple, Release, pd.DataFrame] | None = None
-        self._board: tuple[tuple, LeaderboardResult] | None = None
 
     @property
     def step(self) -> int:
         return max(1, int(self.settings.public_view_min_votes))
 
     def _released(self) -> tuple[tuple, Release, pd.DataFrame]:
-        signature = self.service.signature()
-        with self._lock:
-            if self._release is None or self._release[0] != signature:
-                votes = self.store.votes_frame()
-                probation = int(self.settings.probation_votes)
-                web = self._web_raters() if probation > 1 else set()
-                everything = self.store.votes_frame(include_gold=True) if web else votes
-                keys = release_keys(votes, everything, probation, web)
-                release = current_release(keys, self.step)
-                released = votes[keys <= release.last_key] if release.number else votes[:0]
-                self._release = (signature, release, released)
-            return self._release
+        return self.cached(("release",), self._release_of)
 
-    def _web_raters(self) -> set[int]:
-        """Raters the web app created (``db.web_raters``): on probation."""
-        r = db.Rater.__table__
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(r.c.id).where(db.web_raters(r)))
-            return {row[0] for row in rows}
+    def _release_of(self, signature: tuple) -> tuple[tuple, Release, pd.DataFrame]:
+        votes = self.store.votes_frame()
+        probation = int(self.settings.probation_votes)
+        web = self.store.web_rater_ids() if probation > 1 else set()
+        everything = self.store.votes_frame(include_gold=True) if web else votes
+        keys = release_keys(votes, everything, probation, web)
+        release = current_release(keys, self.step)
+        released = votes[keys <= release.last_key] if release.number else votes[:0]
+        return signature, release, released
 
     def release(self) -> Release:
         return self._released()[1]
@@ -138,11 +126,8 @@ class PublicViews:
         signature, release, released = self._released()
         if release.number == 0:
             return release, None
-        key = (release.last_key, release.votes, signature[1:])
-        with self._lock:
-            if self._board is None or self._board[0] != key:
-                self._board = (key, self.service.board_of(released, Filters()))
-            return release, self._board[1]
+        key = ("board", release.last_key, release.votes, signature[1:])
+        return release, self.remember(key, lambda: self.service.board_of(released, Filters()))
 
 
 _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

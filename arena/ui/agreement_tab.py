@@ -1,32 +1,24 @@
 """The Agreement tab: which automatic metric agrees with the raters, how often, and where not.
 
-Numbers come from :func:`arena.stats.agreement.agreement_report` (pure), computed by
-:class:`AgreementService` from the store's frames with the leaderboard's
-filters (:class:`arena.reports.leaderboard.Filters`) and cached until votes, rater
-exclusions or scores change. Figures are matplotlib ``Figure`` objects from
+Numbers come from :class:`arena.reports.agreement.AgreementService` (the leaderboard's
+filters and frames, cached until votes, rater exclusions or scores change); this module
+only formats them. Figures are matplotlib ``Figure`` objects from
 :mod:`arena.reports.plots`. No torch anywhere on this path.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
 from arena.reports import plots
-from arena.reports.leaderboard import STAND_IN_TAG, Filters, LeaderboardError, LeaderboardService
-from arena.stats.agreement import (
-    CEILING,
-    PROTOCOLS,
-    AgreementReport,
-    agreement_report,
-)
+from arena.reports.agreement import AgreementService
+from arena.reports.frames import Filters
+from arena.reports.stand_in import stand_in_label, stand_in_warning
+from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.ui.leaderboard_tab import ALL, filter_row
 
 TITLE = "Agreement"
@@ -37,70 +29,6 @@ def enabled(settings) -> bool:
     """On the raters' app only with the reveal on: its filters and per-pair slices would
     isolate single votes (arena.reports.public_view); the Admin app always has it."""
     return bool(settings.reveal_models)
-
-
-@dataclass
-class AgreementResult:
-    report: AgreementReport
-    filters: Filters
-    votes_used: int
-    seconds: float
-
-
-class AgreementService:
-    """Agreement reports of one store, cached per (database signature, filters, protocol)."""
-
-    def __init__(self, store, max_entries: int = 16):
-        self.store = store
-        self.settings = store.settings
-        self._signature = LeaderboardService(store)
-        self._cache: OrderedDict[tuple, AgreementResult] = OrderedDict()
-        self._lock = threading.Lock()
-        self.max_entries = max_entries
-        self.computations = 0
-
-    def options(self) -> dict[str, list[str]]:
-        return self._signature.options()
-
-    def get(self, filters: Filters | None = None, slice_protocol: str = "ties_half"):
-        filters = filters or Filters()
-        key = (self._signature.signature(), filters.key(), slice_protocol)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            result = self._compute(filters, slice_protocol)
-            self._cache[key] = result
-            while len(self._cache) > self.max_entries:
-                self._cache.popitem(last=False)
-            return result
-
-    def _compute(self, filters: Filters, slice_protocol: str) -> AgreementResult:
-        start = time.perf_counter()
-        votes = filters.apply(self.store.votes_frame())
-        prompts = self.store.prompts_frame()
-        images = self.store.images_frame()
-        if filters.category or filters.prompt_set:  # metric means over the same prompts
-            keep = np.ones(len(prompts), dtype=bool)
-            if filters.category:
-                keep &= (prompts["category"] == filters.category).to_numpy()
-            if filters.prompt_set:
-                keep &= (prompts["prompt_set"] == filters.prompt_set).to_numpy()
-            images = images[images["prompt_id"].isin(prompts.loc[keep, "prompt_id"])]
-        scores = self.store.scores_frame()
-        scores = scores[scores["image_id"].isin(images["image_id"])]
-        report = agreement_report(
-            votes,
-            scores,
-            np.random.default_rng(self.settings.seed),
-            images=images,
-            prompts=prompts,
-            rounds=max(1, self.settings.bootstrap_rounds),
-            slice_protocol=slice_protocol,
-            model_metrics=self.store.model_metrics_frame(),
-        )
-        self.computations += 1
-        return AgreementResult(report, filters, len(votes), time.perf_counter() - start)
 
 
 # -- formatting --------------------------------------------------------------------------------
@@ -227,14 +155,14 @@ def agreement_outputs(
         filters = Filters(pick(category), pick(prompt_set), pick(rater_kind), since, until)
         filters.key()
         result = service.get(filters, slice_protocol or "ties_half")
-    except (LeaderboardError, ValueError) as exc:
+    except ValueError as exc:  # a filter's (ReportError) or a protocol's
         return (f"**Cannot compute agreement:** {exc}", *empty)
     report = result.report
     if result.votes_used == 0:
         return (f"No votes yet for {filters.describe()}.", *empty)
     metrics = report.info["metrics"]
     model_level = report.info.get("model_metrics", [])
-    stand_in = any(k.endswith(f"+{STAND_IN_TAG}") for k in report.info["model_metric_features"])
+    features = report.info["model_metric_features"]
     summary = (
         f"**{result.votes_used}** votes ({filters.describe()}) on "
         f"**{report.info['prompts']}** prompts · {len(report.info['models'])} models · "
@@ -248,11 +176,8 @@ def agreement_outputs(
             "its images, not filtered; ρ and τ oriented so that > 0 = agrees with the raters, "
             "e.g. lower FID for a higher rating; intervals bootstrap the human ratings only)."
         )
-        if stand_in:
-            summary += (
-                f" **⚠ Demo numbers: computed with random-weight stand-in extractors "
-                f"({STAND_IN_TAG}), not comparable with any published FID/KID.**"
-            )
+        if stand_in_warning(features):
+            summary += f" **{stand_in_warning(features)}**"
     return (
         summary,
         accuracy_display(report.accuracy),
@@ -261,7 +186,7 @@ def agreement_outputs(
         plots.scatter_figure(
             report.models,
             [*metrics, *model_level],
-            f"[{STAND_IN_TAG}]" if stand_in else "",
+            stand_in_label(features),
         ),
         boards_display(report.leaderboards),
         plots.slices_figure(report.slices, kind=slice_kind or "category"),
@@ -272,7 +197,8 @@ def agreement_outputs(
 PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 
-def render(store) -> None:
+def render(store):
+    """The tab; returns its refresh (fn, inputs, outputs) for when it is opened."""
     service = AgreementService(store)
     options = service.options()
     gr.Markdown(
@@ -320,3 +246,4 @@ def render(store) -> None:
     refresh.click(update, inputs=inputs, outputs=outputs, api_visibility="private")
     slice_kind.change(update, inputs=inputs, outputs=outputs, api_visibility="private")
     slice_protocol.change(update, inputs=inputs, outputs=outputs, api_visibility="private")
+    return update, inputs, outputs

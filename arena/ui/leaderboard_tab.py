@@ -14,13 +14,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from arena.reports.leaderboard import (
-    RATER_KINDS,
-    Filters,
-    LeaderboardError,
-    LeaderboardService,
-    separation,
-)
+from arena.reports.frames import Filters, ReportError
+from arena.reports.leaderboard import LeaderboardService, separation
+from arena.storage.vocabulary import RATER_KINDS
 
 TITLE = "Leaderboard"
 ALL = "(all)"
@@ -157,7 +153,7 @@ def _board(
         filters = Filters(pick(category), pick(prompt_set), pick(rater_kind), since, until)
         filters.key()
         result = service.get(filters)
-    except LeaderboardError as exc:
+    except ReportError as exc:  # a filter's or the leaderboard's (LeaderboardError)
         return f"**Cannot show the leaderboard:** {exc}", None
     frame = result.frame
     if frame.empty:
@@ -239,7 +235,7 @@ def compare_text(service, a, b, *filter_values) -> str:
         return summary
     try:
         sep = separation(result.ratings, a, b)
-    except (LeaderboardError, ValueError) as exc:
+    except ValueError as exc:  # LeaderboardError among them
         return str(exc)
     interval = (
         f" (95% interval {sep['lower']:+.0f} to {sep['upper']:+.0f})"
@@ -320,8 +316,9 @@ def board_components(initial):
     return summary, table, ratings_plot, heatmap
 
 
-def render_public(store) -> None:
-    """The whole-arena board over the released snapshot: no filter, no Compare."""
+def render_public(store):
+    """The whole-arena board over the released snapshot: no filter, no Compare; returns
+    its refresh (fn, inputs, outputs) for when the tab is opened."""
     from arena.reports.public_view import public_views
 
     views = public_views(store)
@@ -331,22 +328,24 @@ def render_public(store) -> None:
 
     summary, table, ratings_plot, heatmap = board_components(initial)
     refresh = gr.Button("Refresh", size="sm")
-    refresh.click(
-        lambda: public_board_outputs(views),
-        outputs=[summary, table, ratings_plot, heatmap],
-        api_visibility="private",
-    )
+    outputs = [summary, table, ratings_plot, heatmap]
+
+    def update():
+        return public_board_outputs(views)
+
+    refresh.click(update, outputs=outputs, api_visibility="private")
+    return update, [], outputs
 
 
-def render(store, full: bool | None = None) -> None:
+def render(store, full: bool | None = None):
     """The tab; ``full`` (default: the reveal is on) adds the filters and Compare.
+    Returns its refresh (fn, inputs, outputs) for when the tab is opened.
 
     With the reveal off the raters' app gets :func:`render_public` (a released snapshot,
     see :mod:`arena.reports.public_view`); the Admin app always renders the full tab.
     """
     if not (store.settings.reveal_models if full is None else full):
-        render_public(store)
-        return
+        return render_public(store)
     service = LeaderboardService(store)
     options = service.options()
     category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
@@ -393,3 +392,4 @@ def render(store, full: bool | None = None) -> None:
         outputs=outputs,
         api_visibility="private",
     )
+    return update, inputs, outputs

@@ -1,0 +1,70 @@
+"""The agreement report of one store: which automatic metric agrees with the raters.
+
+Numbers come from :func:`arena.stats.agreement.agreement_report` (pure), computed over
+the same frames and filters as the leaderboard
+(:func:`arena.reports.frames.load_report_frames`) and cached until votes, rater
+exclusions or scores change (:class:`arena.reports.service.CachedReports`). The
+Agreement tab reads it from here; no torch anywhere on this path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from arena.reports.frames import Filters, ReportFrames, load_report_frames
+from arena.reports.service import CachedReports
+from arena.stats.agreement import AgreementReport, agreement_report
+
+
+def report_of(
+    frames: ReportFrames, rng: np.random.Generator, rounds: int, slice_protocol: str = "ties_half"
+) -> AgreementReport:
+    """The agreement report over these frames: the filter's votes, the scores of the
+    filter's images (metric means over the same prompts as the leaderboard's)."""
+    return agreement_report(
+        frames.votes,
+        frames.image_scores,
+        rng,
+        images=frames.images,
+        prompts=frames.prompts,
+        rounds=rounds,
+        slice_protocol=slice_protocol,
+        model_metrics=frames.model_metrics,
+    )
+
+
+@dataclass
+class AgreementResult:
+    report: AgreementReport
+    filters: Filters
+    votes_used: int
+    seconds: float
+
+
+class AgreementService(CachedReports):
+    """Agreement reports of one store, cached per (data signature, filters, protocol)."""
+
+    def __init__(self, store, max_entries: int = 16):
+        super().__init__(store, max_entries)
+
+    def get(
+        self, filters: Filters | None = None, slice_protocol: str = "ties_half"
+    ) -> AgreementResult:
+        filters = filters or Filters()
+        key = (filters.key(), slice_protocol)
+        return self.cached(key, lambda _signature: self._compute(filters, slice_protocol))
+
+    def _compute(self, filters: Filters, slice_protocol: str) -> AgreementResult:
+        start = time.perf_counter()
+        frames = load_report_frames(self.store, filters)
+        report = report_of(
+            frames,
+            np.random.default_rng(self.settings.seed),
+            max(1, self.settings.bootstrap_rounds),
+            slice_protocol,
+        )
+        self.computations += 1
+        return AgreementResult(report, filters, len(frames.votes), time.perf_counter() - start)

@@ -1,0 +1,177 @@
+"""The one step every report starts with: the store's frames under a filter.
+
+The leaderboard, the agreement page and the exports all read the same things
+(counted votes, prompts, images, scores, model-level metrics) and apply the same
+filters (:class:`Filters`: category and prompt set restrict prompts, rater kind and
+dates restrict votes). :func:`load_report_frames` does it once, through the store's
+verbs, so every report counts the same votes and averages over the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+RATER_KINDS = ("human", "simulated")
+
+
+class ReportError(ValueError):
+    """A filter or option a report cannot use; the message says how to fix it."""
+
+
+def _as_datetime(value, end: bool) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        day = datetime(value.year, value.month, value.day)
+        return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
+    try:
+        parsed = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ReportError(
+            f"date {value!r}: expected an ISO date such as 2025-01-31 or 2025-01-31T12:00."
+        ) from None
+    if end and len(str(value).strip()) <= 10:  # a bare date: the whole day
+        parsed += timedelta(days=1) - timedelta(microseconds=1)
+    return parsed.replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which votes count. Dates are UTC, ``until`` inclusive (a bare date = whole day)."""
+
+    category: str | None = None
+    prompt_set: str | None = None
+    rater_kind: str | None = None
+    since: datetime | date | str | None = None
+    until: datetime | date | str | None = None
+
+    def __post_init__(self):
+        if self.rater_kind not in (None, "", *RATER_KINDS):
+            raise ReportError(
+                f"rater kind {self.rater_kind!r}: expected one of {', '.join(RATER_KINDS)}."
+            )
+        start, stop = _as_datetime(self.since, False), _as_datetime(self.until, True)
+        if start and stop and start > stop:
+            raise ReportError(f"date range is empty: since {start} is after until {stop}.")
+
+    def key(self) -> tuple:
+        return (
+            self.category or None,
+            self.prompt_set or None,
+            self.rater_kind or None,
+            _as_datetime(self.since, False),
+            _as_datetime(self.until, True),
+        )
+
+    def apply(self, votes: pd.DataFrame) -> pd.DataFrame:
+        """The votes that pass every filter (a view of ``votes``' rows, order kept)."""
+        category, prompt_set, rater_kind, start, stop = self.key()
+        keep = np.ones(len(votes), dtype=bool)
+        if category is not None:
+            keep &= (votes["category"] == category).to_numpy()
+        if prompt_set is not None:
+            keep &= (votes["prompt_set"] == prompt_set).to_numpy()
+        if rater_kind is not None:
+            keep &= (votes["rater_kind"] == rater_kind).to_numpy()
+        if start is not None or stop is not None:
+            created = pd.to_datetime(votes["created_at"])
+            if start is not None:
+                keep &= (created >= start).to_numpy()
+            if stop is not None:
+                keep &= (created <= stop).to_numpy()
+        return votes if keep.all() else votes[keep]
+
+    def prompt_ids(self, prompts: pd.DataFrame) -> set[int] | None:
+        """The prompts (of ``Store.prompts_frame()``) in the category and prompt set;
+        None when neither is set (every prompt)."""
+        if not (self.category or self.prompt_set):
+            return None
+        keep = np.ones(len(prompts), dtype=bool)
+        if self.category:
+            keep &= (prompts["category"] == self.category).to_numpy()
+        if self.prompt_set:
+            keep &= (prompts["prompt_set"] == self.prompt_set).to_numpy()
+        return set(prompts.loc[keep, "prompt_id"].tolist())
+
+    def describe(self) -> str:
+        category, prompt_set, rater_kind, start, stop = self.key()
+        parts = [
+            f"category {category}" if category else "",
+            f"prompt set {prompt_set}" if prompt_set else "",
+            f"{rater_kind} raters" if rater_kind else "",
+            f"since {start:%Y-%m-%d %H:%M}" if start else "",
+            f"until {stop:%Y-%m-%d %H:%M}" if stop else "",
+        ]
+        return ", ".join(p for p in parts if p) or "all votes"
+
+
+def filter_options(store) -> dict[str, list[str]]:
+    """Values the filters can take (categories, prompt sets) from the prompts table."""
+    prompts = store.prompts_frame()
+    return {
+        "category": sorted(c for c in prompts["category"].dropna().unique() if c),
+        "prompt_set": sorted(prompts["prompt_set"].dropna().unique()),
+        "rater_kind": list(RATER_KINDS),
+    }
+
+
+@dataclass(frozen=True)
+class ReportFrames:
+    """What a report is computed from, under one :class:`Filters`.
+
+    ``votes``: the counted votes (``Store.votes_frame``) that pass the filters.
+    ``prompts``: every prompt. ``images``: the images that are not broken, of the
+    filter's prompts. ``scores``: every score as stored (a metric's version is chosen
+    over all its scores); :attr:`image_scores` keeps those of ``images``.
+    ``images_all``: every image, broken ones included (the exported scores table).
+    ``model_metrics``: the model-level numbers (not filtered: one per model).
+    ``references``: names of the reference image sets.
+    """
+
+    filters: Filters
+    votes: pd.DataFrame
+    prompts: pd.DataFrame
+    images: pd.DataFrame
+    images_all: pd.DataFrame
+    scores: pd.DataFrame
+    model_metrics: pd.DataFrame
+    references: list[str]
+
+    @property
+    def image_scores(self) -> pd.DataFrame:
+        return self.scores[self.scores["image_id"].isin(self.images["image_id"])]
+
+
+def load_report_frames(
+    store, filters: Filters | None = None, votes: pd.DataFrame | None = None
+) -> ReportFrames:
+    """The frames of :class:`ReportFrames` from ``store`` under ``filters``.
+
+    ``votes`` replaces ``store.votes_frame()`` (the released snapshot of
+    :mod:`arena.reports.public_view`); the filters still apply to it.
+    """
+    filters = filters or Filters()
+    counted = filters.apply(store.votes_frame() if votes is None else votes)
+    prompts = store.prompts_frame()
+    images_all = store.images_frame(include_broken=True)
+    images = images_all[images_all["broken"].isna()]
+    prompt_ids = filters.prompt_ids(prompts)
+    if prompt_ids is not None:
+        images = images[images["prompt_id"].isin(prompt_ids)]
+    references = sorted(set(store.model_names(include_reference=True)) - set(store.model_names()))
+    return ReportFrames(
+        filters=filters,
+        votes=counted,
+        prompts=prompts,
+        images=images.reset_index(drop=True),
+        images_all=images_all,
+        scores=store.scores_frame(),
+        model_metrics=store.model_metrics_frame(),
+        references=references,
+    )
