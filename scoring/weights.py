@@ -4,10 +4,17 @@ Resolution order for each ``WeightFile`` a metric declares:
 
 1. the explicit path given to ``from_pretrained(weights=...)`` (a file, or a folder
    that holds the file under its own name or under ``<repo_id>/<filename>``);
-2. ``$ARENA_WEIGHTS_DIR`` (setting ``weights_dir``): ``<dir>/<repo_id>/<filename>``
-   or ``<dir>/<filename>``;
-3. the Hugging Face cache (``$HF_HOME`` / ``~/.cache/huggingface``), offline;
-4. a download from the hub, only when ``ARENA_ALLOW_NETWORK=1``.
+2. the weights folder (``WeightSources.folder``, the ``weights_dir`` setting):
+   ``<dir>/<repo_id>/<filename>`` or ``<dir>/<filename>``;
+3. the Hugging Face cache (huggingface_hub's, ``$HF_HOME``), offline;
+4. a download from the hub, only when ``WeightSources.allow_network`` (the
+   ``allow_network`` setting).
+
+The folder and the network permission are arguments (a ``WeightSources``), never read
+from the environment here: the ``arena`` commands build one from the workspace's
+settings (:meth:`WeightSources.of`) and pass it down through ``build_metrics``,
+``from_pretrained`` and the extractors' ``load``. Without one, only explicit paths and
+the Hugging Face cache are searched.
 
 When none has the file, ``MissingWeightsError`` names the metric, the file, every
 place searched and the setting or command that provides it.
@@ -15,7 +22,7 @@ place searched and the setting or command that provides it.
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from scoring.metrics.base import WeightFile
@@ -25,24 +32,30 @@ class MissingWeightsError(FileNotFoundError):
     """A metric's weight file is not in any of the places it is looked for."""
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+@dataclass(frozen=True)
+class WeightSources:
+    """Where weights are looked for besides an explicit path, and whether to download."""
+
+    folder: Path | None = None  # the weights_dir setting
+    allow_network: bool = False  # the allow_network setting
+
+    @classmethod
+    def of(cls, settings) -> WeightSources:
+        """From the workspace's settings (``weights_dir``, ``allow_network``)."""
+        folder = settings.weights_dir
+        return cls(Path(folder).expanduser() if folder else None, bool(settings.allow_network))
 
 
-def weights_dir() -> Path | None:
-    value = os.environ.get("ARENA_WEIGHTS_DIR", "")
-    return Path(value).expanduser() if value else None
-
-
-def network_allowed() -> bool:
-    return _truthy(os.environ.get("ARENA_ALLOW_NETWORK"))
+LOCAL_ONLY = WeightSources()  # explicit paths and the Hugging Face cache only
 
 
 def _relative(spec: WeightFile) -> str:
     return f"{spec.subfolder}/{spec.filename}" if spec.subfolder else spec.filename
 
 
-def candidates(spec: WeightFile, explicit: str | Path | None) -> list[Path]:
+def candidates(
+    spec: WeightFile, explicit: str | Path | None, sources: WeightSources | None = None
+) -> list[Path]:
     """Local paths to try, in order (explicit path first, then the weights folder)."""
     found: list[Path] = []
     rel = _relative(spec)
@@ -52,7 +65,7 @@ def candidates(spec: WeightFile, explicit: str | Path | None) -> list[Path]:
             found += [path, path / spec.repo_id]
         else:
             found += [path, path / spec.filename, path / spec.repo_id / rel]
-    folder = weights_dir()
+    folder = (sources or LOCAL_ONLY).folder
     if folder is not None:
         if spec.is_folder:
             found += [folder / spec.repo_id]
@@ -91,17 +104,26 @@ def _download(spec: WeightFile) -> Path:
     return Path(hf_hub_download(spec.repo_id, spec.filename, subfolder=spec.subfolder or None))
 
 
-def locate(spec: WeightFile) -> Path | None:
+def locate(spec: WeightFile, sources: WeightSources | None = None) -> Path | None:
     """Where ``spec`` is found without an explicit path and without downloading, or None."""
-    for path in candidates(spec, None):
+    for path in candidates(spec, None, sources):
         if _exists(path, spec):
             return path
     return _from_hf_cache(spec)
 
 
-def resolve(metric: str, spec: WeightFile, explicit: str | Path | None = None) -> Path:
-    """The local path of ``spec`` (a file, or a folder when ``spec.is_folder``)."""
-    searched = candidates(spec, explicit)
+def resolve(
+    metric: str,
+    spec: WeightFile,
+    explicit: str | Path | None = None,
+    sources: WeightSources | None = None,
+) -> Path:
+    """The local path of ``spec`` (a file, or a folder when ``spec.is_folder``).
+
+    ``sources`` (default: ``LOCAL_ONLY``) adds the weights folder and allows downloads.
+    """
+    sources = sources or LOCAL_ONLY
+    searched = candidates(spec, explicit, sources)
     for path in searched:
         if _exists(path, spec):
             return path
@@ -109,9 +131,18 @@ def resolve(metric: str, spec: WeightFile, explicit: str | Path | None = None) -
         cached = _from_hf_cache(spec)
         if cached is not None:
             return cached
-        if network_allowed():
+        if sources.allow_network:
             return _download(spec)
     raise MissingWeightsError(_missing_message(metric, spec, searched, explicit))
+
+
+def hf_hub_cache() -> str:
+    """The Hugging Face hub cache folder (huggingface_hub's own resolution of $HF_HOME)."""
+    try:
+        from huggingface_hub import constants
+    except ModuleNotFoundError:
+        return "~/.cache/huggingface/hub"
+    return str(constants.HF_HUB_CACHE)
 
 
 def _missing_message(
@@ -120,8 +151,7 @@ def _missing_message(
     what = "folder" if spec.is_folder else "file"
     places = [str(p) for p in searched]
     if explicit is None:
-        hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        places.append(f"the Hugging Face cache ({hf_home}/hub, repo {spec.repo_id})")
+        places.append(f"the Hugging Face cache ({hf_hub_cache()}, repo {spec.repo_id})")
     lines = [
         f"metric {metric!r} needs the weight {what} {_relative(spec)!r} "
         f"(hub repo {spec.repo_id}) and it was not found. Searched:",

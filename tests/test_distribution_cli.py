@@ -35,7 +35,7 @@ def _image(rng, tint):
 
 @pytest.fixture
 def workspace(store, tmp_path, weights_dir, monkeypatch):
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(weights_dir))  # the CLI's weights_dir setting
     rng = np.random.default_rng(0)
     store.add_prompts([PromptRow("a cat", "p1"), PromptRow("a dog", "p2")], "set")
     pids = store.prompt_ids("set")
@@ -120,11 +120,6 @@ def test_reference_and_distribution_round_trip(workspace, capsys):
     frame = store.model_metrics_frame(reference="real")
     assert set(frame.metric) == {"cmmd", "fd-dino", "diversity"}
     assert set(frame.model) == {"sharp", "dull"}
-    # Each number carries its metric's direction: distances better low, diversity high.
-    from scoring.distribution.run import HIGHER_IS_BETTER
-
-    assert (frame.higher_is_better == frame.metric.map(HIGHER_IS_BETTER)).all()
-    assert set(frame.higher_is_better) == {True, False}
     row = frame[(frame.model == "sharp") & (frame.metric == "fd-dino")].iloc[0]
     assert row.n == 4 and row.reference == "real" and "biased" in row.warning
     div = frame[(frame.model == "dull") & (frame.metric == "diversity")].iloc[0]
@@ -154,6 +149,7 @@ def test_distribution_errors_are_clear(workspace, capsys):
 
 def test_kid_fid_and_anomaly_through_the_job(workspace, weights_dir):
     from scoring.distribution.run import run
+    from scoring.weights import WeightSources
 
     store, real = workspace
     from arena.intake.reference import add_reference_folder
@@ -165,6 +161,7 @@ def test_kid_fid_and_anomaly_through_the_job(workspace, weights_dir):
         "real",
         models=["dull"],
         batch_size=8,
+        sources=WeightSources(weights_dir),  # what `arena distribution` passes from settings
         progress=False,
         kid_subsets=5,
     )

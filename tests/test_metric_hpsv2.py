@@ -22,7 +22,7 @@ from scoring.metrics.hpsv2 import (
     preprocess,
     resize_longest_and_pad,
 )
-from scoring.weights import MissingWeightsError
+from scoring.weights import MissingWeightsError, WeightSources
 
 # ViT-H-14's family (ViT, patch 14, 224 px, 77-token text, 49408 BPE vocab), narrow and shallow.
 TINY = {
@@ -171,11 +171,9 @@ def test_registered_and_needs_prompts(metric):
 
 
 def test_missing_weights_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("ARENA_ALLOW_NETWORK", raising=False)
     with pytest.raises(MissingWeightsError) as err:
-        HPSv2.from_pretrained()
+        HPSv2.from_pretrained(sources=WeightSources(tmp_path / "weights"))
     message = str(err.value)
     assert "HPS_v2.1_compressed.pt" in message and "xswu/HPSv2" in message
     assert str(tmp_path / "weights") in message
@@ -187,8 +185,9 @@ def test_weights_found_in_weights_dir(tiny, tmp_path, monkeypatch):
     folder = tmp_path / "weights" / "xswu" / "HPSv2"
     folder.mkdir(parents=True)
     (folder / "HPS_v2.1_compressed.pt").write_bytes(tiny[1].read_bytes())
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(tmp_path / "weights"))
-    loaded = HPSv2.from_pretrained(model_overrides=TINY)
+    loaded = HPSv2.from_pretrained(
+        model_overrides=TINY, sources=WeightSources(tmp_path / "weights")
+    )
     image = _images()[:1]
     np.testing.assert_allclose(
         loaded.score(image, ["x"]),

@@ -19,7 +19,7 @@ from PIL import Image
 
 from scoring.metrics.base import get_metric
 from scoring.metrics.pickscore import PickScore, load_image_processor, pickscore_scores
-from scoring.weights import MissingWeightsError
+from scoring.weights import MissingWeightsError, WeightSources
 
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -212,11 +212,9 @@ def test_folders_passed_separately_and_bin_weights(weights, metric, tmp_path):
 
 def test_missing_weights_name_the_files(weights, tmp_path, monkeypatch):
     _, root = weights
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("ARENA_ALLOW_NETWORK", raising=False)
     with pytest.raises(MissingWeightsError) as err:
-        PickScore.from_pretrained()
+        PickScore.from_pretrained(sources=WeightSources(tmp_path / "weights"))
     assert "config.json" in str(err.value) and MODEL_REPO in str(err.value)
 
     # The model is there but the LAION processor is not: the error names the processor.

@@ -26,7 +26,7 @@ from scoring.metrics.tags import (
     tag_hits,
     tag_hits_frame,
 )
-from scoring.weights import MissingWeightsError
+from scoring.weights import MissingWeightsError, WeightSources
 
 # (name, category): general 0, character 4, rating 9 — like the real file's three kinds.
 TAGS = [
@@ -324,11 +324,10 @@ def test_mismatched_or_broken_files_give_clear_errors(tmp_path):
 
 
 def test_missing_weights_name_the_files(tmp_path, monkeypatch, folder):
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("ARENA_ALLOW_NETWORK", raising=False)
+    sources = WeightSources(tmp_path / "weights")
     with pytest.raises(MissingWeightsError) as err:
-        TagAccuracy.from_pretrained()
+        TagAccuracy.from_pretrained(sources=sources)
     assert "model.onnx" in str(err.value) and TAGGER_REPO in str(err.value)
 
     only_model = tmp_path / "only_model"
@@ -342,7 +341,7 @@ def test_missing_weights_name_the_files(tmp_path, monkeypatch, folder):
     repo.mkdir(parents=True)
     for name in ("model.onnx", "selected_tags.csv"):
         (repo / name).write_bytes((folder / name).read_bytes())
-    assert TagAccuracy.from_pretrained().size == 32
+    assert TagAccuracy.from_pretrained(sources=sources).size == 32
 
 
 def test_the_scoring_job_stores_values_and_per_tag_details(store, folder):

@@ -18,7 +18,7 @@ from scoring.metrics.aesthetic import AESTHETIC_MLP, Aesthetic, aesthetic_from_e
 from scoring.metrics.clip_score import ClipScore, clip_scores
 from scoring.metrics.openai_clip import VITL14_OPENAI, parse_dtype
 from scoring.testing.tiny_clip import TINY_MODEL_CFG, write_tiny_aesthetic, write_tiny_clip
-from scoring.weights import MissingWeightsError
+from scoring.weights import MissingWeightsError, WeightSources
 
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
 STD = np.array([0.26862954, 0.26130258, 0.27577711])
@@ -197,11 +197,9 @@ def test_wrong_files_give_clear_errors(weights, tmp_path):
         ClipScore.from_pretrained(weights / AESTHETIC_MLP.filename)
 
 
-def test_missing_weights_name_file_places_and_fix(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(tmp_path / "wdir"))
-    monkeypatch.delenv("ARENA_ALLOW_NETWORK", raising=False)
+def test_missing_weights_name_file_places_and_fix(tmp_path):
     with pytest.raises(MissingWeightsError) as info:
-        ClipScore.from_pretrained(tmp_path / "nowhere")
+        ClipScore.from_pretrained(tmp_path / "nowhere", sources=WeightSources(tmp_path / "wdir"))
     text = str(info.value)
     assert "open_clip_pytorch_model.bin" in text and "timm/vit_large_patch14_clip_224" in text
     assert str(tmp_path / "nowhere") in text and "--weights clip=" in text

@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 def cmd_distribution(args) -> int:
     from arena.cli import CommandError
-    from arena.commands.score import _device, export_weight_settings, parse_weights
+    from arena.commands.score import _device, parse_weights
     from arena.commands.workspace import open_store
 
     store = open_store(args)
@@ -61,11 +61,10 @@ def cmd_distribution(args) -> int:
     if args.kid_subsets < 1 or args.kid_subset_size < 2:
         raise CommandError("--kid-subsets must be ≥ 1 and --kid-subset-size ≥ 2.")
     weights = parse_weights(args.weights)
-    export_weight_settings(settings)
 
     import scoring  # noqa: F401  (torchvision shim first)
     from scoring.distribution.run import DistributionError, format_results, run
-    from scoring.weights import MissingWeightsError
+    from scoring.weights import MissingWeightsError, WeightSources
 
     device = _device(args.device)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
@@ -79,6 +78,7 @@ def cmd_distribution(args) -> int:
             batch_size=batch,
             num_workers=workers,
             weights=weights,
+            sources=WeightSources.of(settings),
             seed=args.seed,
             kid_subsets=args.kid_subsets,
             kid_subset_size=args.kid_subset_size,

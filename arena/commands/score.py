@@ -6,8 +6,6 @@ so `arena --help` and the web side never load them.
 
 from __future__ import annotations
 
-import os
-
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -79,14 +77,6 @@ def parse_weights(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def export_weight_settings(settings) -> None:
-    """scoring.weights reads the environment; pass the workspace's settings on to it."""
-    if settings.weights_dir:
-        os.environ["ARENA_WEIGHTS_DIR"] = settings.weights_dir
-    if settings.allow_network:
-        os.environ["ARENA_ALLOW_NETWORK"] = "1"
-
-
 def _device(requested: str) -> str:
     import torch
 
@@ -120,17 +110,19 @@ def cmd_score(args) -> int:
     if not names:
         raise CommandError("--metrics is empty; name at least one metric (see `arena metrics`).")
     weights = parse_weights(args.weights)
-    export_weight_settings(settings)
 
     import scoring  # noqa: F401  (torchvision shim before open_clip/transformers)
     from scoring.metrics.openai_clip import parse_dtype
     from scoring.metrics.runner import build_metrics, run
+    from scoring.weights import WeightSources
 
     device = _device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
     try:
         parse_dtype(device, dtype)
-        metrics = build_metrics(names, device=device, dtype=dtype, weights=weights)
+        metrics = build_metrics(
+            names, device=device, dtype=dtype, weights=weights, sources=WeightSources.of(settings)
+        )
     except KeyError as exc:
         raise CommandError(exc.args[0]) from None
     except ValueError as exc:  # unreadable weights, dtype/device mismatch
@@ -156,12 +148,12 @@ def cmd_score(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from arena.cli import settings_from_args
-
-    export_weight_settings(settings_from_args(args))
     import scoring  # noqa: F401
+    from arena.cli import settings_from_args
     from scoring.metrics.base import METRIC_GROUPS, get_metric, list_metrics
-    from scoring.weights import candidates, locate
+    from scoring.weights import WeightSources, candidates, locate
+
+    sources = WeightSources.of(settings_from_args(args))
 
     for name in list_metrics():
         cls = get_metric(name)
@@ -173,10 +165,10 @@ def cmd_metrics(args) -> int:
         if not cls.weight_files:
             print("    weights: none")
         for spec in cls.weight_files:
-            found = locate(spec)
+            found = locate(spec, sources)
             status = f"found: {found}" if found else "MISSING"
             print(f"    weights: {spec.repo_id} / {spec.filename}  [{status}]")
-            places = [str(p) for p in candidates(spec, None)]
+            places = [str(p) for p in candidates(spec, None, sources)]
             places.append(f"Hugging Face cache (repo {spec.repo_id})")
             print(f"      looked for in: {'; '.join(places)}")
     for group, members in METRIC_GROUPS.items():

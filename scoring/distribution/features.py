@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring.metrics.base import WeightFile
-from scoring.weights import MissingWeightsError, network_allowed, resolve
+from scoring.weights import LOCAL_ONLY, MissingWeightsError, WeightSources, resolve
 
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -153,24 +153,26 @@ def _to_uint8_tensor(img: PILImage.Image):
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
-def resolve_inception(explicit: str | Path | None) -> Path:
+def resolve_inception(explicit: str | Path | None, sources: WeightSources | None = None) -> Path:
     """The Inception weights: explicit path / weights folder / torch hub cache / download.
 
     The file is a GitHub release asset of torch-fidelity (not on the Hugging Face hub),
     so the hub cache is replaced by torch's hub cache, where torch-fidelity itself keeps
-    it, and ``ARENA_ALLOW_NETWORK=1`` downloads it from the release URL.
+    it, and ``sources.allow_network`` (setting allow_network) downloads it from the
+    release URL.
     """
     import torch
 
+    sources = sources or LOCAL_ONLY
     try:
-        return resolve("inception", INCEPTION, explicit)
+        return resolve("inception", INCEPTION, explicit, sources)
     except MissingWeightsError as exc:
         if explicit is not None:
             raise
         cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION.filename
         if cached.is_file():
             return cached
-        if network_allowed():
+        if sources.allow_network:
             cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(INCEPTION_URL, str(cached))
             return cached
@@ -187,10 +189,15 @@ class InceptionExtractor(Extractor):
     description: ClassVar[str] = "Inception-v3 pool3 (2048-d), torch-fidelity, for KID/FID"
 
     @classmethod
-    def load(cls, weights: str | Path | None = None, device: str = "cpu") -> InceptionExtractor:
+    def load(
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        sources: WeightSources | None = None,
+    ) -> InceptionExtractor:
         from scoring import _compat  # noqa: F401  (torch-fidelity imports torchvision)
 
-        path = resolve_inception(weights)
+        path = resolve_inception(weights, sources)
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         try:
@@ -226,13 +233,18 @@ class ClipL336Extractor(Extractor):
         self._preprocess = preprocess
 
     @classmethod
-    def load(cls, weights: str | Path | None = None, device: str = "cpu") -> ClipL336Extractor:
+    def load(
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        sources: WeightSources | None = None,
+    ) -> ClipL336Extractor:
         import open_clip
 
         from scoring import _compat  # noqa: F401
         from scoring.metrics.openai_clip import read_local_config
 
-        path = resolve("cmmd", CLIP_L14_336, weights)
+        path = resolve("cmmd", CLIP_L14_336, weights, sources)
         overrides: dict[str, Any] = {}
         image_kwargs: dict[str, Any] = {}
         config = read_local_config(path)
@@ -294,13 +306,17 @@ class DinoExtractor(Extractor):
 
     @classmethod
     def load(
-        cls, weights: str | Path | None = None, device: str = "cpu", metric: str = "fd-dino"
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        metric: str = "fd-dino",
+        sources: WeightSources | None = None,
     ) -> DinoExtractor:
         from transformers import Dinov2Model
 
         from scoring import _compat  # noqa: F401
 
-        path = resolve(metric, DINOV2_LARGE, weights)
+        path = resolve(metric, DINOV2_LARGE, weights, sources)
         try:
             model = Dinov2Model.from_pretrained(str(path))
         except (OSError, ValueError) as exc:

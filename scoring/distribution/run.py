@@ -26,18 +26,9 @@ import numpy as np
 
 from scoring.distribution import stats as dist
 from scoring.distribution.features import EXTRACTORS, Extractor, cached_features
+from scoring.weights import WeightSources
 
-#: Each model-level metric and whether higher is better: distances to the reference set
-#: are better low, within-prompt diversity high. Stored beside every number written.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "kid": False,
-    "fid": False,
-    "cmmd": False,
-    "fd-dino": False,
-    "diversity": True,
-    "as": False,
-}
-METRICS = tuple(HIGHER_IS_BETTER)
+METRICS = ("kid", "fid", "cmmd", "fd-dino", "diversity", "as")
 EXTRACTOR_FOR = {
     "kid": "inception",
     "fid": "inception",
@@ -139,6 +130,7 @@ def run(
     batch_size: int = 32,
     num_workers: int = 0,
     weights: dict[str, str] | None = None,
+    sources: WeightSources | None = None,
     seed: int = 0,
     kid_subsets: int = dist.KID_SUBSETS,
     kid_subset_size: int = dist.KID_SUBSET_SIZE,
@@ -147,8 +139,11 @@ def run(
 ) -> list[Result]:
     """Compute and store ``metrics`` for each model against ``reference``; returns the rows.
 
-    ``extractors`` (name -> loaded extractor) overrides loading; the benchmark and the
-    tests pass their own to count the work done.
+    ``weights`` maps an extractor or metric name to an explicit path; ``sources`` is
+    where weights are looked for otherwise (scoring.weights.WeightSources, built by
+    the command from the workspace's settings). ``extractors`` (name -> loaded
+    extractor) overrides loading; the benchmark and the tests pass their own to count
+    the work done.
     """
     metrics = parse_metrics(metrics)
     weights = dict(weights or {})
@@ -156,7 +151,9 @@ def run(
     loaded = dict(extractors or {})
     for name in dict.fromkeys(EXTRACTOR_FOR[m] for m in metrics if m in EXTRACTOR_FOR):
         if name not in loaded:
-            loaded[name] = EXTRACTORS[name].load(_weights_for(name, weights), device=device)
+            loaded[name] = EXTRACTORS[name].load(
+                _weights_for(name, weights), device=device, sources=sources
+            )
 
     def feats(name: str, ids) -> np.ndarray:
         return cached_features(
@@ -169,7 +166,7 @@ def run(
         if any(EXTRACTOR_FOR.get(m) == name and m != "diversity" for m in metrics)
     }
     anomaly, anomaly_key = _anomaly_points(
-        store, metrics, weights, device, batch_size, num_workers, progress, loaded
+        store, metrics, weights, sources, device, batch_size, num_workers, progress, loaded
     )
     model_ids = {name: store.model_id(name) for name in sorted(set(pool.model))}
     kid_cache: dict = {}
@@ -200,14 +197,7 @@ def run(
                 details["seed"] = seed
             value = None if est.value is None or not np.isfinite(est.value) else est.value
             store.put_model_metric(
-                model_ids[model],
-                metric,
-                ref_label,
-                value,
-                est.std,
-                est.n,
-                details,
-                higher_is_better=HIGHER_IS_BETTER[metric],
+                model_ids[model], metric, ref_label, value, est.std, est.n, details
             )
             results.append(
                 Result(model, metric, ref_label, value, est.std, est.n, est.warning, details)
@@ -234,7 +224,9 @@ def _one(metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subset
     return dist.cmmd(x, y)
 
 
-def _anomaly_points(store, metrics, weights, device, batch_size, num_workers, progress, loaded):
+def _anomaly_points(
+    store, metrics, weights, sources, device, batch_size, num_workers, progress, loaded
+):
     """(image id -> (complexity, vulnerability), the DINOv2 key), scoring missing images
     with the runner. The DINOv2 already loaded for FD-DINO (or passed in) is reused
     unless ``anomaly`` weights of their own are given."""
@@ -250,7 +242,9 @@ def _anomaly_points(store, metrics, weights, device, batch_size, num_workers, pr
         metric = AnomalyScore(loaded["dinov2-l14"])
     else:
         metric = AnomalyScore.from_pretrained(
-            weights.get("anomaly") or _weights_for("dinov2-l14", weights), device=device
+            weights.get("anomaly") or _weights_for("dinov2-l14", weights),
+            device=device,
+            sources=sources,
         )
     runner.run(
         store,

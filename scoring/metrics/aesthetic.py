@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 
 from scoring.metrics.base import Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import VITL14_OPENAI, ClipEncoder, load_shared_encoder
-from scoring.weights import resolve
+from scoring.weights import WeightSources, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -119,15 +119,16 @@ class Aesthetic(Metric):
         encoder_weights: str | Path | None = None,
         shared: dict[str, Any] | None = None,
         model_overrides: dict[str, Any] | None = None,
+        sources: WeightSources | None = None,
     ) -> Aesthetic:
         """``weights``: the MLP file (or a folder holding both files); ``encoder_weights``:
         the ViT-L/14 checkpoint (default: ``weights`` when it is a folder, else the usual
         search); ``shared`` lets CLIP score and this metric use one loaded encoder."""
-        mlp_path = resolve(cls.name, AESTHETIC_MLP, weights)
+        mlp_path = resolve(cls.name, AESTHETIC_MLP, weights, sources)
         if encoder_weights is None and weights is not None and Path(weights).is_dir():
             encoder_weights = weights
         encoder = load_shared_encoder(
-            cls.name, encoder_weights, device, dtype, shared, model_overrides
+            cls.name, encoder_weights, device, dtype, shared, model_overrides, sources=sources
         )
         return cls(load_mlp(mlp_path, device), encoder)
 

@@ -43,6 +43,7 @@ from PIL import Image as PILImage
 
 from scoring.distribution.features import DINOV2_LARGE, DinoExtractor
 from scoring.metrics.base import Metric, WeightFile, register_metric
+from scoring.weights import WeightSources
 
 COMPLEXITY_STEPS = 10
 COMPLEXITY_EPS = 0.01
@@ -169,10 +170,15 @@ class AnomalyScore(Metric):
 
     @classmethod
     def from_pretrained(
-        cls, weights: str | Path | None = None, device: str = "cpu", dtype: Any = None
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        dtype: Any = None,
+        *,
+        sources: WeightSources | None = None,
     ) -> AnomalyScore:
         """Load the DINOv2 folder (fp32 always: the attack needs accurate gradients)."""
-        return cls(DinoExtractor.load(weights, device=device, metric=cls.name))
+        return cls(DinoExtractor.load(weights, device=device, metric=cls.name, sources=sources))
 
     def preprocessor(self):
         return self.extractor.preprocessor()

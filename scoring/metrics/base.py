@@ -34,10 +34,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from PIL import Image as PILImage
+
+if TYPE_CHECKING:
+    from scoring.weights import WeightSources
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,16 @@ class Metric(ABC):
     @classmethod
     @abstractmethod
     def from_pretrained(
-        cls, weights: str | Path | None = None, device: str = "cpu", dtype: Any = None
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        dtype: Any = None,
+        *,
+        sources: WeightSources | None = None,
     ) -> Metric:
-        """Load the metric's model(s) once; ``weights`` overrides where files are looked for."""
+        """Load the metric's model(s) once; ``weights`` overrides where files are looked for,
+        ``sources`` (scoring.weights.WeightSources: the weights folder, downloads allowed)
+        is where they are looked for otherwise."""
 
     @abstractmethod
     def score(

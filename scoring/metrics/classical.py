@@ -83,7 +83,12 @@ class _Classical(Metric):
 
     @classmethod
     def from_pretrained(
-        cls, weights: str | Path | None = None, device: str = "cpu", dtype: Any = None
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        dtype: Any = None,
+        *,
+        sources: Any = None,
     ) -> _Classical:
         if weights is not None:
             raise ValueError(f"metric {cls.name!r} has no weights; do not pass --weights for it.")

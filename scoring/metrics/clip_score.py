@@ -18,6 +18,7 @@ from PIL import Image as PILImage
 
 from scoring.metrics.base import Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import VITL14_OPENAI, ClipEncoder, load_shared_encoder
+from scoring.weights import WeightSources
 
 
 def clip_scores(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
@@ -59,9 +60,14 @@ class ClipScore(Metric):
         *,
         shared: dict[str, Any] | None = None,
         model_overrides: dict[str, Any] | None = None,
+        sources: WeightSources | None = None,
     ) -> ClipScore:
         """Load (or reuse from ``shared``) the ViT-L/14 encoder; ``weights``: its checkpoint."""
-        return cls(load_shared_encoder(cls.name, weights, device, dtype, shared, model_overrides))
+        return cls(
+            load_shared_encoder(
+                cls.name, weights, device, dtype, shared, model_overrides, sources=sources
+            )
+        )
 
     def preprocessor(self) -> Callable[[PILImage.Image], Any]:
         return self.encoder.preprocess

@@ -35,7 +35,7 @@ from PIL import Image as PILImage
 
 from scoring.metrics.base import Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
-from scoring.weights import resolve
+from scoring.weights import WeightSources, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -152,6 +152,7 @@ class HPSv2(Metric):
         dtype: Any = None,
         *,
         model_overrides: dict[str, Any] | None = None,
+        sources: WeightSources | None = None,
     ) -> HPSv2:
         """Build open_clip ``ViT-H-14`` and load the HPSv2.1 checkpoint strictly.
 
@@ -160,7 +161,7 @@ class HPSv2(Metric):
         """
         import open_clip
 
-        path = resolve(cls.name, cls.weight_files[0], weights)
+        path = resolve(cls.name, cls.weight_files[0], weights, sources)
         state = load_state_dict(path)
         model = open_clip.create_model(ARCH, pretrained=None, **(model_overrides or {}))
         try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scoring.metrics.base import WeightFile
-from scoring.weights import resolve
+from scoring.weights import WeightSources, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -170,9 +170,11 @@ def load_shared_encoder(
     dtype: Any,
     shared: dict[str, Any] | None,
     model_overrides: dict[str, Any] | None = None,
+    *,
+    sources: WeightSources | None = None,
 ) -> ClipEncoder:
     """Resolve the ViT-L/14 checkpoint for ``metric`` and load it once per ``shared`` dict."""
-    path = resolve(metric, VITL14_OPENAI, weights)
+    path = resolve(metric, VITL14_OPENAI, weights, sources)
     key = f"{ARCH}-openai|{path.resolve()}|{device}|{parse_dtype(device, dtype)}"
     if model_overrides:
         key += "|" + json.dumps(model_overrides, sort_keys=True)

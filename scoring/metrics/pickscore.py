@@ -27,7 +27,7 @@ from PIL import Image as PILImage
 
 from scoring.metrics.base import Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
-from scoring.weights import MissingWeightsError, resolve
+from scoring.weights import MissingWeightsError, WeightSources, resolve
 
 MAX_TOKENS = 77
 MODEL_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
@@ -106,7 +106,10 @@ class PickScore(Metric):
 
     @classmethod
     def resolve_folders(
-        cls, weights: str | Path | None = None, processor: str | Path | None = None
+        cls,
+        weights: str | Path | None = None,
+        processor: str | Path | None = None,
+        sources: WeightSources | None = None,
     ) -> tuple[Path, Path]:
         """(model folder, processor folder).
 
@@ -118,7 +121,7 @@ class PickScore(Metric):
         the reference's processor is the one used.
         """
         model_spec, proc_spec = cls.weight_files
-        model_dir = resolve(cls.name, model_spec, weights)
+        model_dir = resolve(cls.name, model_spec, weights, sources)
         if not any((model_dir / name).is_file() for name in MODEL_WEIGHT_NAMES):
             raise MissingWeightsError(
                 f"metric 'pickscore': the model folder {model_dir} has config.json but no "
@@ -126,11 +129,11 @@ class PickScore(Metric):
                 f"huggingface-cli download {model_spec.repo_id}"
             )
         if processor is not None:
-            return model_dir, resolve(cls.name, proc_spec, processor)
+            return model_dir, resolve(cls.name, proc_spec, processor, sources)
         nested = Path(weights).expanduser() / proc_spec.repo_id if weights is not None else None
         if nested is not None and (nested / proc_spec.filename).is_file():
             return model_dir, nested
-        return model_dir, resolve(cls.name, proc_spec, None)
+        return model_dir, resolve(cls.name, proc_spec, None, sources)
 
     @classmethod
     def from_pretrained(
@@ -140,10 +143,11 @@ class PickScore(Metric):
         dtype: Any = None,
         *,
         processor: str | Path | None = None,
+        sources: WeightSources | None = None,
     ) -> PickScore:
         from transformers import AutoTokenizer, CLIPModel
 
-        model_dir, proc_dir = cls.resolve_folders(weights, processor)
+        model_dir, proc_dir = cls.resolve_folders(weights, processor, sources)
         try:
             model = CLIPModel.from_pretrained(model_dir, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(proc_dir, local_files_only=True)

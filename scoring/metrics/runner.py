@@ -32,6 +32,7 @@ from sqlalchemy import and_, select
 from arena.storage import db
 from scoring.metrics.base import Metric, collate_inputs, expand_metric_names, get_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
+from scoring.weights import WeightSources
 
 IMAGE_KEY = "__image__"  # preprocess key of metrics without a preprocessor (PIL image)
 
@@ -42,12 +43,15 @@ def build_metrics(
     device: str = "cpu",
     dtype: Any = None,
     weights: dict[str, str] | None = None,
+    sources: WeightSources | None = None,
 ) -> list[Metric]:
     """Instantiate metrics by name (groups such as ``classical`` expanded).
 
-    ``weights`` maps a metric name to an explicit weight path. Metrics accepting
-    ``shared`` share loaded encoders; a metric accepting ``encoder_weights`` (aesthetic)
-    gets the path given for ``clip``, the metric whose weights are its encoder.
+    ``weights`` maps a metric name to an explicit weight path; ``sources`` is where
+    weights are looked for otherwise (the weights folder, downloads allowed; the
+    command builds it from the workspace's settings). Metrics accepting ``shared``
+    share loaded encoders; a metric accepting ``encoder_weights`` (aesthetic) gets the
+    path given for ``clip``, the metric whose weights are its encoder.
     """
     weights = dict(weights or {})
     selected = expand_metric_names(names)
@@ -67,6 +71,8 @@ def build_metrics(
             kwargs["shared"] = shared
         if "encoder_weights" in params and "clip" in weights:
             kwargs["encoder_weights"] = weights["clip"]
+        if "sources" in params:
+            kwargs["sources"] = sources
         metrics.append(cls.from_pretrained(weights.get(name), device=device, dtype=dtype, **kwargs))
     return metrics
 
@@ -187,7 +193,6 @@ class Row:
     version: str
     value: float | None
     details: dict | None
-    higher_is_better: bool  # the metric's direction, stored beside the score
 
 
 def _check(metric: Metric, values: Any, n: int) -> np.ndarray:
@@ -202,14 +207,7 @@ def _check(metric: Metric, values: Any, n: int) -> np.ndarray:
 def _rows(metric, items, values, details) -> list[Row]:
     details = details if details is not None else [None] * len(items)
     return [
-        Row(
-            it.image_id,
-            metric.name,
-            metric.version,
-            None if math.isnan(v) else float(v),
-            d,
-            metric.higher_is_better,
-        )
+        Row(it.image_id, metric.name, metric.version, None if math.isnan(v) else float(v), d)
         for it, v, d in zip(items, values, details, strict=True)
     ]
 
@@ -261,7 +259,7 @@ def write_rows(store, rows: Sequence[Row]) -> int:
     plain, detailed = [], []
     for r in rows:
         value = {"image_id": r.image_id, "metric": r.metric, "version": r.version}
-        value.update(value=r.value, higher_is_better=bool(r.higher_is_better), created_at=now)
+        value.update(value=r.value, created_at=now)
         if r.details is None:  # left out, so the column is SQL NULL (not JSON "null")
             plain.append(value)
         else:

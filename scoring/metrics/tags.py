@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring.metrics.base import Metric, WeightFile, register_metric
-from scoring.weights import resolve
+from scoring.weights import WeightSources, resolve
 
 TAGGER_REPO = "SmilingWolf/wd-v1-4-moat-tagger-v2"
 THRESHOLD = 0.35
@@ -332,22 +332,32 @@ class TagAccuracy(Metric):
         return shape[1], shape[0]
 
     @classmethod
-    def resolve_files(cls, weights: str | Path | None = None) -> tuple[Path, Path]:
+    def resolve_files(
+        cls, weights: str | Path | None = None, sources: WeightSources | None = None
+    ) -> tuple[Path, Path]:
         """(model.onnx, selected_tags.csv): ``weights`` is the .onnx file or a folder."""
         model_spec, tags_spec = cls.weight_files
         explicit = Path(weights).expanduser() if weights is not None else None
         if explicit is not None and explicit.is_file():
-            return explicit, resolve(cls.name, tags_spec, explicit.parent)
-        return resolve(cls.name, model_spec, explicit), resolve(cls.name, tags_spec, explicit)
+            return explicit, resolve(cls.name, tags_spec, explicit.parent, sources)
+        return (
+            resolve(cls.name, model_spec, explicit, sources),
+            resolve(cls.name, tags_spec, explicit, sources),
+        )
 
     @classmethod
     def from_pretrained(
-        cls, weights: str | Path | None = None, device: str = "cpu", dtype: Any = None
+        cls,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        dtype: Any = None,
+        *,
+        sources: WeightSources | None = None,
     ) -> TagAccuracy:
         """Load the ONNX tagger (fp32 whatever ``dtype``; CUDA provider on ``cuda``)."""
         import onnxruntime
 
-        model_path, tags_path = cls.resolve_files(weights)
+        model_path, tags_path = cls.resolve_files(weights, sources)
         table = load_tag_table(tags_path)
         try:
             session = onnxruntime.InferenceSession(str(model_path), providers=_providers(device))
