@@ -120,6 +120,11 @@ def test_reference_and_distribution_round_trip(workspace, capsys):
     frame = store.model_metrics_frame(reference="real")
     assert set(frame.metric) == {"cmmd", "fd-dino", "diversity"}
     assert set(frame.model) == {"sharp", "dull"}
+    # Each number carries its metric's direction: distances better low, diversity high.
+    from scoring.distribution.run import HIGHER_IS_BETTER
+
+    assert (frame.higher_is_better == frame.metric.map(HIGHER_IS_BETTER)).all()
+    assert set(frame.higher_is_better) == {True, False}
     row = frame[(frame.model == "sharp") & (frame.metric == "fd-dino")].iloc[0]
     assert row.n == 4 and row.reference == "real" and "biased" in row.warning
     div = frame[(frame.model == "dull") & (frame.metric == "diversity")].iloc[0]

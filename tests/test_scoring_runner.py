@@ -177,8 +177,8 @@ def test_shared_encoder_runs_once_per_batch_and_matches_direct_scores(store, tmp
 def test_write_rows_details_json_nan_and_conflicts(store):
     ids = fill(store, n=2)
     rows = [
-        Row(ids[0], "tags", "t1", 0.5, {"hits": {"cat": True, "hat": False}}),
-        Row(ids[1], "tags", "t1", None, None),
+        Row(ids[0], "tags", "t1", 0.5, {"hits": {"cat": True, "hat": False}}, True),
+        Row(ids[1], "tags", "t1", None, None, True),
     ]
     assert write_rows(store, rows) == 2
     assert write_rows(store, rows) == 2  # the same rows again are ignored, not duplicated
@@ -188,6 +188,22 @@ def test_write_rows_details_json_nan_and_conflicts(store):
     assert len(got) == 2
     assert got[ids[0]].details == {"hits": {"cat": True, "hat": False}}
     assert got[ids[1]].value is None and n_null == 1  # SQL NULL, not the JSON text "null"
+
+
+def test_each_metric_is_stored_with_its_registry_direction(db_store):
+    """The writer records every registered metric's higher_is_better beside its scores,
+    and scores_frame gives it back (anomaly is the one better low)."""
+    from scoring.metrics.base import get_metric, list_metrics
+    from scoring.metrics.runner import WorkItem, _rows
+
+    ids = fill(db_store, n=1)
+    item = WorkItem(ids[0], "", "", "a prompt", ())
+    rows = [r for name in list_metrics() for r in _rows(get_metric(name), [item], [0.5], None)]
+    write_rows(db_store, rows)
+    stored = db_store.scores_frame().set_index("metric")["higher_is_better"]
+    expected = {name: get_metric(name).higher_is_better for name in list_metrics()}
+    assert stored.to_dict() == expected
+    assert expected["anomaly"] is False and expected["clip"] is True
 
 
 def test_cli_score_classical_and_metrics(settings, capsys):
@@ -279,7 +295,7 @@ def test_job_and_conflict_handling_on_both_back_ends(db_store):
     run(db_store, metrics, batch_size=2, progress=False)
     rows = score_rows(db_store)
     assert sorted(r[0] for r in rows) == sorted(ids)
-    assert write_rows(db_store, [Row(ids[0], "contrast", "1", 0.0, {"a": 1})]) == 1
+    assert write_rows(db_store, [Row(ids[0], "contrast", "1", 0.0, {"a": 1}, True)]) == 1
     assert len(score_rows(db_store)) == 5  # the existing row wins; nothing duplicated
 
 

@@ -28,7 +28,17 @@ from scoring.distribution import stats as dist
 from scoring.distribution.features import EXTRACTORS, Extractor, cached_features
 from scoring.weights import WeightSources
 
-METRICS = ("kid", "fid", "cmmd", "fd-dino", "diversity", "as")
+#: Each model-level metric and whether higher is better: distances to the reference set
+#: are better low, within-prompt diversity high. Stored beside every number written.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "kid": False,
+    "fid": False,
+    "cmmd": False,
+    "fd-dino": False,
+    "diversity": True,
+    "as": False,
+}
+METRICS = tuple(HIGHER_IS_BETTER)
 EXTRACTOR_FOR = {
     "kid": "inception",
     "fid": "inception",
@@ -197,7 +207,14 @@ def run(
                 details["seed"] = seed
             value = None if est.value is None or not np.isfinite(est.value) else est.value
             store.put_model_metric(
-                model_ids[model], metric, ref_label, value, est.std, est.n, details
+                model_ids[model],
+                metric,
+                ref_label,
+                value,
+                est.std,
+                est.n,
+                details,
+                higher_is_better=HIGHER_IS_BETTER[metric],
             )
             results.append(
                 Result(model, metric, ref_label, value, est.std, est.n, est.warning, details)

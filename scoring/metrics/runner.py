@@ -193,6 +193,7 @@ class Row:
     version: str
     value: float | None
     details: dict | None
+    higher_is_better: bool  # the metric's direction, stored beside the score
 
 
 def _check(metric: Metric, values: Any, n: int) -> np.ndarray:
@@ -207,7 +208,14 @@ def _check(metric: Metric, values: Any, n: int) -> np.ndarray:
 def _rows(metric, items, values, details) -> list[Row]:
     details = details if details is not None else [None] * len(items)
     return [
-        Row(it.image_id, metric.name, metric.version, None if math.isnan(v) else float(v), d)
+        Row(
+            it.image_id,
+            metric.name,
+            metric.version,
+            None if math.isnan(v) else float(v),
+            d,
+            metric.higher_is_better,
+        )
         for it, v, d in zip(items, values, details, strict=True)
     ]
 
@@ -259,7 +267,7 @@ def write_rows(store, rows: Sequence[Row]) -> int:
     plain, detailed = [], []
     for r in rows:
         value = {"image_id": r.image_id, "metric": r.metric, "version": r.version}
-        value.update(value=r.value, created_at=now)
+        value.update(value=r.value, higher_is_better=bool(r.higher_is_better), created_at=now)
         if r.details is None:  # left out, so the column is SQL NULL (not JSON "null")
             plain.append(value)
         else:
