@@ -5,18 +5,10 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from arena.demo.build import (
-    COLOURS,
-    DEMO_MODELS,
-    DEMO_SEEDS,
-    DEMO_TRUE_STRENGTH,
-    REFERENCE_MODEL,
-    build_demo,
-    outcome_probabilities,
-    parse_tags,
-    render,
-    simulate_votes,
-)
+from arena.demo.build import DEMO_SEEDS, REFERENCE_MODEL, build_demo
+from arena.demo.models import DEMO_MODELS, DEMO_TRUE_STRENGTH, render
+from arena.demo.raters import outcome_probabilities, simulate_votes
+from arena.demo.scenes import COLOURS, parse_tags
 from arena.storage.store import Store, StoreError
 
 
@@ -275,7 +267,7 @@ def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_
     cached features are reused and the numbers come out identical."""
     from sqlalchemy import func, select
 
-    from arena.demo.build import demo_model_metrics
+    from arena.demo.model_metrics import demo_model_metrics
     from arena.storage import db
 
     store = demo_metrics_store
@@ -290,7 +282,7 @@ def test_demo_model_metrics_rerun_reuses_the_cache_and_repeats_the_numbers(demo_
 
 
 def test_demo_model_metrics_refuses_a_workspace_without_the_demo(store):
-    from arena.demo.build import DEMO_WEIGHTS_FOLDER, demo_model_metrics
+    from arena.demo.model_metrics import DEMO_WEIGHTS_FOLDER, demo_model_metrics
 
     store.add_model("mine", "import")
     with pytest.raises(StoreError, match=r"not a demo workspace.*demo-real"):

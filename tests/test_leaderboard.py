@@ -202,10 +202,26 @@ def test_metric_columns_appear_once_scores_exist(arena_store, settings):
     with arena_store.session() as s:
         for row in images.itertuples():
             value = len(row.model) + row.prompt_id / 10
-            s.add(db.Score(image_id=row.image_id, metric="sharpness", version="1", value=value))
+            s.add(
+                db.Score(
+                    image_id=row.image_id,
+                    metric="sharpness",
+                    version="1",
+                    value=value,
+                    higher_is_better=True,
+                )
+            )
             # an older version with fewer scores is ignored
             if row.prompt_id == 1:
-                s.add(db.Score(image_id=row.image_id, metric="sharpness", version="0", value=99))
+                s.add(
+                    db.Score(
+                        image_id=row.image_id,
+                        metric="sharpness",
+                        version="0",
+                        value=99,
+                        higher_is_better=True,
+                    )
+                )
             expected.setdefault(row.model, []).append(value)
     frame = service.get().frame.set_index("model")
     for model, values in expected.items():
@@ -378,7 +394,9 @@ def test_stored_model_level_numbers_appear_and_refresh_the_cache(arena_store, se
     first = service.get()
     assert "kid" not in first.frame.columns
     alpha = arena_store.model_id("alpha")
-    arena_store.put_model_metric(alpha, "kid", "real", 0.02, std=0.001, n=500)
+    arena_store.put_model_metric(
+        alpha, "kid", "real", 0.02, std=0.001, n=500, higher_is_better=False
+    )
     frame = service.get().frame.set_index("model")
     assert service.computations == 2
     assert frame.loc["alpha", "kid"] == pytest.approx(0.02)
@@ -415,17 +433,28 @@ def test_model_level_note_names_sources_and_labels_stand_ins(arena_store, settin
     service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=0))
     assert "not computed yet" not in board_outputs(service)[0]  # no reference set: no hint
     real = arena_store.add_model("real", "reference")
-    arena_store.put_model_metric(real, "fid", "real", 0.0, None, 5, {"features": "x"})
+    arena_store.put_model_metric(
+        real, "fid", "real", 0.0, None, 5, {"features": "x"}, higher_is_better=False
+    )
     summary = board_outputs(service)[0]
     assert "not computed yet" in summary and "--reference real" in summary
     alpha = arena_store.model_id("alpha")
     real_key = "inception@tf-2015-12-05-pool3.1#0123456789ab"
-    arena_store.put_model_metric(alpha, "fid", "real", 12345.6, None, 50, {"features": real_key})
+    arena_store.put_model_metric(
+        alpha, "fid", "real", 12345.6, None, 50, {"features": real_key}, higher_is_better=False
+    )
     summary = board_outputs(service)[0]
     assert "against the reference set real" in summary
     assert "inception@tf-2015-12-05-pool3.1" in summary and "stand-in" not in summary
     arena_store.put_model_metric(
-        alpha, "kid", "real", 3.2e10, 1e9, 50, {"features": real_key + "+demo-random"}
+        alpha,
+        "kid",
+        "real",
+        3.2e10,
+        1e9,
+        50,
+        {"features": real_key + "+demo-random"},
+        higher_is_better=False,
     )
     summary = board_outputs(service)[0]
     assert "random-weight stand-in extractors" in summary and "[demo-random]" in summary

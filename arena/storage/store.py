@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from arena.storage.images import ImageStore, StoredImage
 from arena.storage.intake_verbs import IntakeVerbs
 from arena.storage.migrate import SchemaError, upgrade_to_head
 from arena.storage.rater_verbs import RaterVerbs
+from arena.storage.vote_counts import VoteCountVerbs, counted_votes
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,12 @@ class PromptRow:
     category: str = ""
 
 
-class Store(IntakeVerbs, RaterVerbs):
+class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
     """The workspace: its database and image files, spoken to through domain verbs.
 
     Verbs for importers live in ``intake_verbs``, for bulk votes and the exclusion
-    policy in ``rater_verbs``; the rest are here.
+    policy in ``rater_verbs``, for votes counted per model pair in ``vote_counts``;
+    the rest are here.
     """
 
     def __init__(self, settings: Settings | None = None, *, upgrade: bool = True):
@@ -350,9 +352,9 @@ class Store(IntakeVerbs, RaterVerbs):
         the database, names and hashes from the small tables by id. Without
         ``include_excluded``, the votes of excluded raters and of raters the web app
         created that are still in probation (fewer than ``probation_votes`` votes) are
-        left out.
+        left out (:func:`arena.storage.vote_counts.counted_votes`).
         """
-        v, b, r = db.Vote.__table__, db.Battle.__table__, db.Rater.__table__
+        v, b = db.Vote.__table__, db.Battle.__table__
         query = select(
             v.c.id.label("vote_id"),
             v.c.battle_id,
@@ -369,18 +371,13 @@ class Store(IntakeVerbs, RaterVerbs):
             b.c.right_image_id,
             b.c.client_group,
         ).join(b, b.c.id == v.c.battle_id)
-        if not include_excluded:
-            query = query.join(r, r.c.id == v.c.rater_id).where(r.c.excluded.is_(False))
-            if self.settings.probation_votes > 1:  # new web raters: stored, not counted yet
-                p = db.Vote.__table__.alias("probation")
-                counted = (
-                    select(p.c.rater_id)
-                    .group_by(p.c.rater_id)
-                    .having(func.count() >= self.settings.probation_votes)
-                )
-                query = query.where(or_(~db.web_raters(r), v.c.rater_id.in_(counted)))
-        if not include_gold:
-            query = query.where(b.c.kind == "normal")
+        query = counted_votes(
+            query,
+            self.settings.probation_votes,
+            include_excluded=include_excluded,
+            include_probation=include_excluded,
+            include_gold=include_gold,
+        )
         return columnar.read_votes(self.engine, query)
 
     def images_frame(self, include_broken: bool = False) -> pd.DataFrame:
@@ -416,8 +413,14 @@ class Store(IntakeVerbs, RaterVerbs):
         std: float | None = None,
         n: int = 0,
         details: dict | None = None,
+        *,
+        higher_is_better: bool,
     ) -> None:
-        """Store (or replace) one model-level number against a reference set ("" for none)."""
+        """Store (or replace) one model-level number against a reference set ("" for none).
+
+        ``higher_is_better`` is the metric's direction (False for FID), kept beside the
+        number so that readers orient it without the scoring registry.
+        """
         with self.session() as s:
             row = s.scalar(
                 select(db.ModelMetric).where(
@@ -430,11 +433,13 @@ class Store(IntakeVerbs, RaterVerbs):
                 row = db.ModelMetric(model_id=model_id, metric=metric, reference=reference)
                 s.add(row)
             row.value, row.std, row.n, row.details = value, std, n, details
+            row.higher_is_better = bool(higher_is_better)
             row.computed_at = db.utcnow()
 
     def model_metrics_frame(self, reference: str | None = None) -> pd.DataFrame:
         """One row per (model, metric, reference): model, model_kind, metric, reference,
-        value, std, n, warning (the sample-size warning, "" if none), computed_at, details.
+        value, std, n, warning (the sample-size warning, "" if none), higher_is_better,
+        computed_at, details.
 
         ``reference`` keeps only numbers computed against that reference set (and the
         reference-free ones such as diversity, whose reference is "").
@@ -449,6 +454,7 @@ class Store(IntakeVerbs, RaterVerbs):
                 mm.c.value,
                 mm.c.std,
                 mm.c.n,
+                mm.c.higher_is_better,
                 mm.c.details,
                 mm.c.computed_at,
             )
@@ -462,12 +468,15 @@ class Store(IntakeVerbs, RaterVerbs):
         frame["details"] = [d if isinstance(d, dict) else {} for d in frame["details"]]
         frame["warning"] = [str(d.get("warning", "")) for d in frame["details"]]
         columns = ["model", "model_kind", "metric", "reference", "value", "std", "n", "warning"]
-        return frame[[*columns, "computed_at", "details"]]
+        frame["higher_is_better"] = frame["higher_is_better"].astype(bool)
+        return frame[[*columns, "higher_is_better", "computed_at", "details"]]
 
     def scores_frame(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
-        """One row per (image, metric): image_id, metric, version, value."""
+        """One row per (image, metric): image_id, metric, version, value, higher_is_better."""
         sc = db.Score.__table__
-        query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value)
+        query = select(
+            sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value, sc.c.higher_is_better
+        )
         if metrics is not None:
             query = query.where(sc.c.metric.in_(list(metrics)))
         col = columnar.fetch_columns(self.engine, query.order_by(sc.c.image_id, sc.c.metric))
@@ -479,6 +488,7 @@ class Store(IntakeVerbs, RaterVerbs):
                 "metric": columnar.strings(col["metric"]),
                 "version": columnar.strings(col["version"]),
                 "value": columnar.inferred(col["value"]),
+                "higher_is_better": columnar.bools(col["higher_is_better"]),
             }
         )
 
