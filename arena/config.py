@@ -3,6 +3,15 @@
 Resolution order for every setting: an explicit override (CLI flag or keyword
 argument) > the environment variable ``ARENA_<NAME>`` > the default below.
 ``arena settings`` prints this table; a test checks every setting has help.
+
+The resolved ``Settings`` have one owner, the ``Store`` opened with them
+(``store.settings``): the web app, its tabs, the report services, battles,
+matchmaking and admission all read them there, and they do not change while the
+store is open (``Store.with_settings`` opens the workspace again with others). A
+server overrides only its listen address (``arena.serve.serve(store, host=, port=)``).
+``ARENA_*`` variables are read here (and by ``arena.serve.demo_reveal``, which asks
+whether ``ARENA_REVEAL_MODELS`` was set at all); the torch side (``scoring``) reads
+none and gets what it needs as arguments, e.g. ``scoring.weights.WeightSources``.
 """
 
 from __future__ import annotations
