@@ -9,7 +9,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from arena.ui.admin import admin_auth, models_table, mount_admin, raters_table
+from arena.ui.admin import admin_auth, mount_admin, raters_table
 
 
 def _free_port():
@@ -65,5 +65,5 @@ def test_tables_render_on_an_empty_and_a_filled_workspace(store):
     assert raters_table(store).empty
     store.add_model("m1", "import")
     store.set_model_active("m1", False)
-    table = models_table(store)
+    table = store.models_frame()
     assert table.loc[0, "model"] == "m1" and not bool(table.loc[0, "active"])

@@ -48,6 +48,27 @@ def test_images_are_recorded_once_and_frames_join(db_store):
     assert status["images"] == 1 and status["per_model"][0]["images"] == 1
 
 
+def test_models_frame_lists_every_model_with_its_images(db_store):
+    db_store.add_prompts([PromptRow("a cat", "p1")], "s")
+    pid = db_store.prompt_ids()[("s", "p1")]
+    beta, alpha = db_store.add_model("beta", "import"), db_store.add_model("alpha", "reference")
+    db_store.add_model("gamma", "demo")
+    db_store.set_model_active("gamma", False)
+    for k in range(2):
+        db_store.add_image(beta, pid, db_store.images.put_image(_image((k, 0, 0))), seed=k)
+    db_store.add_image(alpha, pid, db_store.images.put_image(_image((9, 9, 9))), seed=0)
+    frame = db_store.models_frame()
+    assert frame.to_dict("records") == [
+        {"model": "alpha", "kind": "reference", "active": True, "images": 1},
+        {"model": "beta", "kind": "import", "active": True, "images": 2},
+        {"model": "gamma", "kind": "demo", "active": False, "images": 0},
+    ]
+    assert db_store.status()["per_model"] == [
+        {"model": m, "kind": k, "images": n}
+        for m, k, n in [("alpha", "reference", 1), ("beta", "import", 2), ("gamma", "demo", 0)]
+    ]
+
+
 def test_a_failed_transaction_writes_nothing(db_store):
     with pytest.raises(RuntimeError), db_store.session() as s:
         s.add(db.Model(name="ghost", kind="import"))
@@ -63,6 +84,16 @@ def test_rater_ids_are_stable(db_store):
     assert db_store.rater_id("sim-1", kind="simulated") != a
     with pytest.raises(StoreError, match="rater kind"):
         db_store.rater_id("x", kind="robot")
+    assert db_store.find_rater("browser-123") == a and db_store.find_rater("nobody") is None
+
+
+def test_a_web_rater_keeps_the_address_group_of_its_first_sight(db_store):
+    rid = db_store.rater_id("browser-abcdefgh", login="ann", client_group="g1")
+    assert db_store.rater_id("browser-abcdefgh", client_group="g2") == rid
+    with db_store.session() as s:
+        rater = s.get(db.Rater, rid)
+        assert (rater.client_group, rater.login, rater.kind) == ("g1", "ann", "human")
+        assert s.scalar(select(db.Rater.id).where(db.web_raters())) == rid
 
 
 def test_migrations_match_the_models_on_this_back_end(db_store):

@@ -31,7 +31,7 @@ def cmd_add(args) -> int:
     from arena.cli import CommandError
     from arena.commands.workspace import open_store
     from arena.intake.pool import default_workers
-    from arena.intake.reference import ReferenceError_, add_reference_folder
+    from arena.intake.reference import ReferenceSetError, add_reference_folder
 
     store = open_store(args)
     workers = default_workers() if args.workers is None else args.workers
@@ -39,7 +39,7 @@ def cmd_add(args) -> int:
         raise CommandError(f"--workers {workers}: must be 1 or more.")
     try:
         report = add_reference_folder(store, args.folder, args.set_name, workers=workers)
-    except ReferenceError_ as exc:
+    except ReferenceSetError as exc:
         raise CommandError(str(exc)) from None
     print(report.summary())
     return 0

@@ -21,7 +21,7 @@ from arena.storage.intake_verbs import NewImage
 BATCH = 32
 
 
-class ReferenceError_(ValueError):
+class ReferenceSetError(ValueError):
     """A reference folder that cannot be imported; the message says how to fix it."""
 
 
@@ -59,12 +59,12 @@ def add_reference_folder(store, folder: str | Path, name: str, workers: int = 1)
     folder = Path(folder)
     name = name.strip()
     if not name:
-        raise ReferenceError_("the reference set name is empty; give one with --set NAME.")
+        raise ReferenceSetError("the reference set name is empty; give one with --set NAME.")
     if not folder.is_dir():
-        raise ReferenceError_(f"{folder}: no such folder; expected a folder of real images.")
+        raise ReferenceSetError(f"{folder}: no such folder; expected a folder of real images.")
     files = list_images(folder)
     if not files:
-        raise ReferenceError_(
+        raise ReferenceSetError(
             f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the folder or below it."
         )
     model_id = store.add_model(
@@ -92,7 +92,7 @@ def _record(store, model_id: int, batch, results, report: ReferenceReport) -> No
     images = []
     for (label, _path), result in zip(batch, results, strict=True):
         if result[0] == "fatal":
-            raise ReferenceError_(
+            raise ReferenceSetError(
                 f"{label}: {result[1]}; the workspace must be writable "
                 f"({report.added} images were recorded before this)."
             )

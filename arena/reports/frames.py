@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-RATER_KINDS = ("human", "simulated")
+from arena.storage.vocabulary import RATER_KINDS
 
 
 class ReportError(ValueError):

@@ -28,9 +28,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-OUTCOMES = ("left", "right", "tie", "both_bad")
-MODEL_KINDS = ("demo", "import", "diffusers", "reference")
-RATER_KINDS = ("human", "simulated")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 

@@ -30,6 +30,7 @@ from arena.storage.images import ImageStore, StoredImage
 from arena.storage.intake_verbs import IntakeVerbs
 from arena.storage.migrate import SchemaError, upgrade_to_head
 from arena.storage.rater_verbs import RaterVerbs
+from arena.storage.vocabulary import MODEL_KINDS, RATER_KINDS
 from arena.storage.vote_counts import VoteCountVerbs, counted_votes
 
 
@@ -143,8 +144,8 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
         name = name.strip()
         if not name:
             raise StoreError("model name is empty; give a non-empty --model name.")
-        if kind not in db.MODEL_KINDS:
-            raise StoreError(f"model kind {kind!r} is not one of {db.MODEL_KINDS}.")
+        if kind not in MODEL_KINDS:
+            raise StoreError(f"model kind {kind!r} is not one of {MODEL_KINDS}.")
         with self.session() as s:
             existing = s.scalar(select(db.Model).where(db.Model.name == name))
             if existing is not None:
@@ -277,15 +278,24 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
         kind: str = "human",
         login: str | None = None,
         session: Session | None = None,
+        client_group: str | None = None,
     ) -> int:
-        """The id of the rater with this external id, created on first sight."""
-        if kind not in db.RATER_KINDS:
-            raise StoreError(f"rater kind {kind!r} is not one of {db.RATER_KINDS}.")
+        """The id of the rater with this external id, created on first sight.
+
+        ``client_group`` is the keyed address-group hash of a rater the web app
+        created (``db.web_raters``); scripts and simulations leave it None. Without
+        ``session`` the lookup is a read and only a first sight takes the write lock:
+        the web app asks on every battle it serves.
+        """
+        if kind not in RATER_KINDS:
+            raise StoreError(f"rater kind {kind!r} is not one of {RATER_KINDS}.")
 
         def get(s: Session) -> int:
-            rid = s.scalar(select(db.Rater.id).where(db.Rater.external_id == external_id))
+            rid = self.find_rater(external_id, s)
             if rid is None:
-                rater = db.Rater(external_id=external_id, kind=kind, login=login)
+                rater = db.Rater(
+                    external_id=external_id, kind=kind, login=login, client_group=client_group
+                )
                 s.add(rater)
                 s.flush()
                 rid = rater.id
@@ -293,8 +303,19 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
 
         if session is not None:
             return get(session)
+        rid = self.find_rater(external_id)
+        if rid is not None:
+            return rid
+        with self.write_session() as s:
+            return get(s)  # another request may have created it meanwhile
+
+    def find_rater(self, external_id: str, session: Session | None = None) -> int | None:
+        """The id of the rater with this external id, or None (never creates one)."""
+        query = select(db.Rater.id).where(db.Rater.external_id == external_id)
+        if session is not None:
+            return session.scalar(query)
         with self.session() as s:
-            return get(s)
+            return s.scalar(query)
 
     def server_secret(self, name: str) -> str:
         """A random 256-bit key (hex) shared by every server process, made on first use."""
@@ -379,6 +400,18 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
             include_gold=include_gold,
         )
         return columnar.read_votes(self.engine, query)
+
+    def models_frame(self, session: Session | None = None) -> pd.DataFrame:
+        """One row per model (reference sets too), by name: model, kind, active, images."""
+        query = (
+            select(db.Model.name, db.Model.kind, db.Model.active, func.count(db.Image.id))
+            .outerjoin(db.Image, db.Image.model_id == db.Model.id)
+            .group_by(db.Model.id)
+            .order_by(db.Model.name)
+        )
+        with nullcontext(session) if session is not None else self.session() as s:
+            rows = s.execute(query).all()
+        return pd.DataFrame(rows, columns=["model", "kind", "active", "images"])
 
     def images_frame(self, include_broken: bool = False) -> pd.DataFrame:
         """One row per image: image_id, sha256, model, model_kind, prompt_id, seed, size."""
@@ -552,19 +585,15 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
                 "votes": s.scalar(select(func.count(db.Vote.id))),
                 "scores": s.scalar(select(func.count(db.Score.id))),
             }
-            per_model = s.execute(
-                select(db.Model.name, db.Model.kind, func.count(db.Image.id))
-                .outerjoin(db.Image, db.Image.model_id == db.Model.id)
-                .group_by(db.Model.id)
-                .order_by(db.Model.name)
-            ).all()
+            models = self.models_frame(session=s)
             metrics = s.execute(
                 select(db.Score.metric, db.Score.version, func.count(db.Score.id))
                 .group_by(db.Score.metric, db.Score.version)
                 .order_by(db.Score.metric)
             ).all()
         counts["per_model"] = [
-            {"model": name, "kind": kind, "images": n} for name, kind, n in per_model
+            {"model": row.model, "kind": row.kind, "images": int(row.images)}
+            for row in models.itertuples()
         ]
         counts["metrics"] = [{"metric": m, "version": ver, "scores": n} for m, ver, n in metrics]
         counts["workspace"] = str(self.workspace)

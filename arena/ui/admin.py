@@ -13,10 +13,8 @@ import hmac
 
 import gradio as gr
 import pandas as pd
-from sqlalchemy import func, select
 
 from arena.config import Settings
-from arena.storage import db
 from arena.storage.store import Store, StoreError
 from arena.ui import agreement_tab, export_panel, leaderboard_tab
 from arena.voting.exclusion import quality_report, refresh_exclusions
@@ -67,17 +65,6 @@ def raters_table(store: Store) -> pd.DataFrame:
     # p-values keep their digits (a rounded 2e-9 would read 0); the rest to 3 decimals
     keep = ("targeted_p", "targeted_p_adj")
     return report[RATER_COLUMNS].round({c: 3 for c in RATER_COLUMNS if c not in keep})
-
-
-def models_table(store: Store) -> pd.DataFrame:
-    with store.session() as s:
-        rows = s.execute(
-            select(db.Model.name, db.Model.kind, db.Model.active, func.count(db.Image.id))
-            .outerjoin(db.Image, db.Image.model_id == db.Model.id)
-            .group_by(db.Model.id)
-            .order_by(db.Model.name)
-        ).all()
-    return pd.DataFrame(rows, columns=["model", "kind", "active", "images"])
 
 
 def prompt_sets_table(store: Store) -> pd.DataFrame:
@@ -154,7 +141,7 @@ def build_admin_app(store: Store) -> gr.Blocks:
                 lambda: raters_table(store), None, raters, api_visibility="private"
             )
         with gr.Tab("Models and prompts"):
-            models = gr.Dataframe(lambda: models_table(store), interactive=False, label="Models")
+            models = gr.Dataframe(lambda: store.models_frame(), interactive=False, label="Models")
             with gr.Row():
                 model_name = gr.Textbox(label="Model name")
                 stop = gr.Button("Stop serving")
@@ -165,13 +152,13 @@ def build_admin_app(store: Store) -> gr.Blocks:
                 model_name,
                 model_message,
                 api_visibility="private",
-            ).then(lambda: models_table(store), None, models, api_visibility="private")
+            ).then(lambda: store.models_frame(), None, models, api_visibility="private")
             resume.click(
                 lambda n: set_model_active(store, n, True),
                 model_name,
                 model_message,
                 api_visibility="private",
-            ).then(lambda: models_table(store), None, models, api_visibility="private")
+            ).then(lambda: store.models_frame(), None, models, api_visibility="private")
             gr.Dataframe(lambda: prompt_sets_table(store), interactive=False, label="Prompt sets")
             gr.Markdown(
                 "Import prompts and images with `arena import-prompts` and "

@@ -31,12 +31,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from arena.stats.pairs import OUTCOMES
 from arena.storage import db
 from arena.voting.echo import echo
 from arena.voting.gold import GoldPair, GoldPool, plan_gold
 from arena.voting.matchmaking import Matchmaker
 
-OUTCOMES = db.OUTCOMES
 OUTCOME_LABELS = {
     "left": "Left is better",
     "right": "Right is better",
@@ -141,30 +141,6 @@ class VoteReceipt:
     right_model: str
 
 
-def _rater_id(s, identity: RaterIdentity) -> int | None:
-    return s.scalar(select(db.Rater.id).where(db.Rater.external_id == identity.key))
-
-
-def _rater_row_id(store, identity: RaterIdentity, client_group: str | None = None) -> int:
-    """The rater's row id; the row is created (a write) on first sight only."""
-    with store.session() as s:
-        rid = _rater_id(s, identity)
-    if rid is None:
-        with store.write_session() as s:
-            rid = _rater_id(s, identity)  # another request may have created it meanwhile
-            if rid is None:
-                rater = db.Rater(
-                    external_id=identity.key,
-                    kind=identity.kind,
-                    login=identity.login,
-                    client_group=client_group,
-                )
-                s.add(rater)
-                s.flush()
-                rid = rater.id
-    return rid
-
-
 def serve_battle(
     store,
     rater: RaterIdentity | str,
@@ -180,7 +156,9 @@ def serve_battle(
     identity = as_identity(rater)
     from arena.voting.matchmaking import NoPairAvailable
 
-    rater_id = _rater_row_id(store, identity, client_group)
+    rater_id = store.rater_id(
+        identity.key, identity.kind, identity.login, client_group=client_group
+    )
     # No transaction is held while choosing: the matchmaker is shared (locked) and may
     # read the database itself; holding a connection here could starve the pool.
     try:
@@ -280,7 +258,7 @@ def record_vote(
             raise BattleError(
                 "unknown_token", "no battle has this token; ask for a new battle and vote on it."
             )
-        rater_id = _rater_id(s, identity)
+        rater_id = store.find_rater(identity.key, s)
         if rater_id is None or rater_id != battle.rater_id:
             raise BattleError(
                 "wrong_rater",
