@@ -21,7 +21,7 @@ def orient(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(unit, answer) per vote: the unordered image pair's index and the oriented answer.
 
-    ``outcome`` holds vote codes (:func:`arena.stats.ratings.encode_outcomes`: 0 left,
+    ``outcome`` holds vote codes (:func:`arena.stats.pairs.encode_outcomes`: 0 left,
     1 right, 2 tie, 3 both bad). Units number the distinct pairs 0..U-1 in order of
     (lower id, higher id); the answer is :data:`LOWER` (0) when the pair's lower image
     id won, :data:`HIGHER` (1) when the higher won, and the tie codes 2 and 3 unchanged.

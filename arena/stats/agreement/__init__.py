@@ -41,7 +41,7 @@ for each vote, does it agree with the majority of the *other* raters' votes on
 the same pair (a tied majority counts half)? One vote per rater and pair (the
 latest) is kept. Metrics are read against this, not against 100%.
 
-**Model level.** Human Bradley-Terry ratings (ties split, :mod:`arena.stats.ratings`)
+**Model level.** Human Bradley-Terry ratings (ties split, :mod:`arena.stats.bradley_terry`)
 against each metric's per-model mean score (over all scored images of the
 model): Spearman ρ and Kendall τ-b. Each metric also gets its own leaderboard:
 the same battles decided by the metric (higher score wins, equal scores tie),

@@ -1,6 +1,6 @@
 """Rank correlations between the human ratings and each metric, and the per-model leaderboards.
 
-Human Bradley-Terry ratings (ties split, :mod:`arena.stats.ratings`) against each
+Human Bradley-Terry ratings (ties split, :mod:`arena.stats.bradley_terry`) against each
 metric's per-model mean score: Spearman ρ and Kendall τ-b. Each metric also gets its
 own leaderboard: the same battles decided by the metric, fitted with the same BT code
 (``spearman_bt``). Model-level metrics (FID, KID, ...: one number per model) are fixed,
