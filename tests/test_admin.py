@@ -67,3 +67,29 @@ def test_tables_render_on_an_empty_and_a_filled_workspace(store):
     store.set_model_active("m1", False)
     table = store.models_frame()
     assert table.loc[0, "model"] == "m1" and not bool(table.loc[0, "active"])
+
+
+def _refreshed_on_open(app) -> set[str]:
+    """Titles of the tabs whose select event (opening the tab) runs a handler."""
+    import gradio as gr
+
+    tabs = {block._id: block.label for block in app.blocks.values() if isinstance(block, gr.Tab)}
+    return {
+        tabs[target[0]]
+        for fn in app.fns.values()
+        for target in fn.targets
+        if target[1] == "select" and target[0] in tabs
+    }
+
+
+def test_report_tabs_recompute_when_opened(store):
+    """Leaderboard and Agreement (Admin app), and Workspace (raters' app) refresh on open;
+    tests/test_tab_refresh_browser.py checks that a vote then shows in a real browser."""
+    from arena.ui.admin import build_admin_app
+    from arena.ui.app import build_app
+
+    assert {"Leaderboard", "Agreement"} <= _refreshed_on_open(build_admin_app(store))
+    raters_app = build_app(store.with_settings(reveal_models=True))
+    assert {"Workspace", "Leaderboard", "Agreement"} <= _refreshed_on_open(raters_app)
+    blind = build_app(store)  # reveal off: the released snapshot, refreshed all the same
+    assert {"Workspace", "Leaderboard"} <= _refreshed_on_open(blind)

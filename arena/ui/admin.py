@@ -17,6 +17,7 @@ import pandas as pd
 from arena.config import Settings
 from arena.storage.store import Store, StoreError
 from arena.ui import agreement_tab, export_panel, leaderboard_tab
+from arena.ui.app import refresh_on_open
 from arena.voting.exclusion import quality_report, refresh_exclusions
 
 ADMIN_USER = "admin"
@@ -168,10 +169,12 @@ def build_admin_app(store: Store) -> gr.Blocks:
             export_panel.render(store)
         # The live, filtered views: raters get them only with the reveal on
         # (arena.reports.public_view).
-        with gr.Tab(leaderboard_tab.TITLE):
-            leaderboard_tab.render(store, full=True)
-        with gr.Tab(agreement_tab.TITLE):
-            agreement_tab.render(store)
+        with gr.Tab(leaderboard_tab.TITLE) as tab:
+            refresh = leaderboard_tab.render(store, full=True)
+        refresh_on_open(tab, refresh)
+        with gr.Tab(agreement_tab.TITLE) as tab:
+            refresh = agreement_tab.render(store)
+        refresh_on_open(tab, refresh)
     return app
 
 

@@ -6,7 +6,9 @@ its events to plain Python. Tabs stay independent: adding one is one line in
 ``TABS``. A tab module may also define ``enabled(settings)`` (shown or not,
 given ``store.settings``), ``CSS`` (a string) and ``routes(store)`` (Starlette
 routes); ``launch_kwargs`` gathers them for ``Blocks.launch`` (Gradio 6 takes
-css and routes at launch).
+css and routes at launch). A ``render`` that returns ``(fn, inputs, outputs)``
+gets that refresh run whenever its tab is opened (:func:`refresh_on_open`), so a
+vote cast in the Vote tab shows on the Leaderboard without pressing Refresh.
 
 Settings have one owner, the store: every tab and service reads
 ``store.settings``; to run the app with other settings, open the store with them.
@@ -41,10 +43,22 @@ def build_app(store: Store, tabs: tuple[str, ...] | None = None) -> gr.Blocks:
         for name in TABS if tabs is None else tabs:
             module = importlib.import_module(name)
             if getattr(module, "enabled", lambda _s: True)(store.settings):
-                with gr.Tab(module.TITLE):
-                    module.render(store)
+                with gr.Tab(module.TITLE) as tab:
+                    refresh = module.render(store)
+                refresh_on_open(tab, refresh)
     hide_internal_events(app)
     return app
+
+
+def refresh_on_open(tab: gr.Tab, refresh: tuple | None) -> None:
+    """Run a tab's refresh ``(fn, inputs, outputs)`` each time the tab is selected.
+
+    The report services are cached on the data's signature, so opening a tab recomputes
+    only when votes, exclusions or scores changed since; otherwise it redraws.
+    """
+    if refresh is not None:
+        fn, inputs, outputs = refresh
+        tab.select(fn, inputs, outputs, api_visibility="private", show_progress="minimal")
 
 
 def hide_internal_events(app: gr.Blocks) -> None:

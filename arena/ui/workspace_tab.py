@@ -30,15 +30,17 @@ def images_per_model(store: Store) -> pd.DataFrame:
     return pd.DataFrame(store.status()["per_model"], columns=["model", "kind", "images"])
 
 
-def render(store: Store) -> None:
+def render(store: Store):
+    """The tab; returns its refresh (fn, inputs, outputs) for when it is opened."""
     # Callable values are evaluated on every page load.
     summary = gr.Markdown(lambda: status_summary(store))
     table = gr.Dataframe(
         lambda: images_per_model(store), interactive=False, label="Images per model"
     )
     refresh = gr.Button("Refresh", size="sm")
-    refresh.click(
-        lambda: (status_summary(store), images_per_model(store)),
-        outputs=[summary, table],
-        api_visibility="private",
-    )
+
+    def update():
+        return status_summary(store), images_per_model(store)
+
+    refresh.click(update, outputs=[summary, table], api_visibility="private")
+    return update, [], [summary, table]
