@@ -1,8 +1,10 @@
-"""Raters and their votes outside the web app: simulated votes in bulk, the policy's exclusions.
+"""Raters: their ids, who is excluded (by an admin or the policy), and votes in bulk.
 
-A mixin of :class:`arena.storage.store.Store`. The web app's own battles and votes are
-written by ``arena.voting.battles`` (the hot path); these verbs serve the offline demo
-and the rater-exclusion policy (``arena.voting.exclusion``).
+A mixin of :class:`arena.storage.store.Store`. The web app asks for a rater's id on
+every battle it serves (``rater_id``: a read, the write lock only on first sight);
+the web app's own battles and votes are written by ``arena.voting.battles`` (the hot
+path); ``add_voted_battles`` serves the offline demo's simulated raters and
+``set_policy_exclusions`` the rater-exclusion policy (``arena.voting.exclusion``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,17 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+import pandas as pd
 from sqlalchemy import func, insert, select
 
 from arena.storage import db
+from arena.storage.errors import StoreError
+from arena.storage.vocabulary import RATER_KINDS
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,78 @@ class VotedBattle:
 
 class RaterVerbs:
     """Store verbs for raters and bulk votes; ``self`` is the Store."""
+
+    def rater_id(
+        self,
+        external_id: str,
+        kind: str = "human",
+        login: str | None = None,
+        session: Session | None = None,
+        client_group: str | None = None,
+    ) -> int:
+        """The id of the rater with this external id, created on first sight.
+
+        ``client_group`` is the keyed address-group hash of a rater the web app
+        created (``db.web_raters``); scripts and simulations leave it None. Without
+        ``session`` the lookup is a read and only a first sight takes the write lock:
+        the web app asks on every battle it serves.
+        """
+        if kind not in RATER_KINDS:
+            raise StoreError(f"rater kind {kind!r} is not one of {RATER_KINDS}.")
+
+        def get(s: Session) -> int:
+            rid = self.find_rater(external_id, s)
+            if rid is None:
+                rater = db.Rater(
+                    external_id=external_id, kind=kind, login=login, client_group=client_group
+                )
+                s.add(rater)
+                s.flush()
+                rid = rater.id
+            return rid
+
+        if session is not None:
+            return get(session)
+        rid = self.find_rater(external_id)
+        if rid is not None:
+            return rid
+        with self.write_session() as s:
+            return get(s)  # another request may have created it meanwhile
+
+    def find_rater(self, external_id: str, session: Session | None = None) -> int | None:
+        """The id of the rater with this external id, or None (never creates one)."""
+        query = select(db.Rater.id).where(db.Rater.external_id == external_id)
+        if session is not None:
+            return session.scalar(query)
+        with self.session() as s:
+            return s.scalar(query)
+
+    def set_rater_exclusion(self, rater_id: int, excluded: bool, reason: str = "") -> None:
+        """An admin's decision: (re-)include or exclude a rater; the policy won't undo it."""
+        with self.session() as s:
+            rater = s.get(db.Rater, rater_id)
+            if rater is None:
+                raise StoreError(f"unknown rater id {rater_id}; see the Raters table on Admin.")
+            rater.excluded = excluded
+            rater.excluded_reason = (
+                f"admin: {reason}" if excluded and reason else ("admin" if excluded else "")
+            )
+            rater.exclusion_manual = True
+
+    def raters_frame(self) -> pd.DataFrame:
+        """rater_id, external_id, kind, login, excluded, excluded_reason, exclusion_manual."""
+        r = db.Rater.__table__
+        query = select(
+            r.c.id.label("rater_id"),
+            r.c.external_id,
+            r.c.kind,
+            r.c.login,
+            r.c.excluded,
+            r.c.excluded_reason,
+            r.c.exclusion_manual,
+        ).order_by(r.c.id)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
 
     def last_vote_at(self) -> datetime | None:
         """When the latest vote was cast (naive UTC), or None with no votes."""

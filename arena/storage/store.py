@@ -30,7 +30,8 @@ from arena.storage.images import ImageStore, StoredImage
 from arena.storage.intake_verbs import IntakeVerbs
 from arena.storage.migrate import SchemaError, upgrade_to_head
 from arena.storage.rater_verbs import RaterVerbs
-from arena.storage.vocabulary import MODEL_KINDS, RATER_KINDS
+from arena.storage.score_verbs import ScoreVerbs
+from arena.storage.vocabulary import MODEL_KINDS
 from arena.storage.vote_counts import VoteCountVerbs, counted_votes
 
 
@@ -42,12 +43,12 @@ class PromptRow:
     category: str = ""
 
 
-class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
+class Store(IntakeVerbs, RaterVerbs, ScoreVerbs, VoteCountVerbs):
     """The workspace: its database and image files, spoken to through domain verbs.
 
-    Verbs for importers live in ``intake_verbs``, for bulk votes and the exclusion
-    policy in ``rater_verbs``, for votes counted per model pair in ``vote_counts``;
-    the rest are here.
+    Verbs for importers live in ``intake_verbs``, for raters (ids, exclusions, bulk
+    votes) in ``rater_verbs``, for scores and model-level metrics in ``score_verbs``,
+    for votes counted per model pair in ``vote_counts``; the rest are here.
     """
 
     def __init__(self, settings: Settings | None = None, *, upgrade: bool = True):
@@ -271,52 +272,7 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
         with self.session() as s:
             return insert(s)
 
-    # -- raters ------------------------------------------------------------------
-    def rater_id(
-        self,
-        external_id: str,
-        kind: str = "human",
-        login: str | None = None,
-        session: Session | None = None,
-        client_group: str | None = None,
-    ) -> int:
-        """The id of the rater with this external id, created on first sight.
-
-        ``client_group`` is the keyed address-group hash of a rater the web app
-        created (``db.web_raters``); scripts and simulations leave it None. Without
-        ``session`` the lookup is a read and only a first sight takes the write lock:
-        the web app asks on every battle it serves.
-        """
-        if kind not in RATER_KINDS:
-            raise StoreError(f"rater kind {kind!r} is not one of {RATER_KINDS}.")
-
-        def get(s: Session) -> int:
-            rid = self.find_rater(external_id, s)
-            if rid is None:
-                rater = db.Rater(
-                    external_id=external_id, kind=kind, login=login, client_group=client_group
-                )
-                s.add(rater)
-                s.flush()
-                rid = rater.id
-            return rid
-
-        if session is not None:
-            return get(session)
-        rid = self.find_rater(external_id)
-        if rid is not None:
-            return rid
-        with self.write_session() as s:
-            return get(s)  # another request may have created it meanwhile
-
-    def find_rater(self, external_id: str, session: Session | None = None) -> int | None:
-        """The id of the rater with this external id, or None (never creates one)."""
-        query = select(db.Rater.id).where(db.Rater.external_id == external_id)
-        if session is not None:
-            return session.scalar(query)
-        with self.session() as s:
-            return s.scalar(query)
-
+    # -- secrets -----------------------------------------------------------------
     def server_secret(self, name: str) -> str:
         """A random 256-bit key (hex) shared by every server process, made on first use."""
         with self.session() as s:
@@ -330,33 +286,6 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
             pass
         with self.session() as s:
             return s.scalar(select(db.ServerSecret.value).where(db.ServerSecret.name == name))
-
-    def set_rater_exclusion(self, rater_id: int, excluded: bool, reason: str = "") -> None:
-        """An admin's decision: (re-)include or exclude a rater; the policy won't undo it."""
-        with self.session() as s:
-            rater = s.get(db.Rater, rater_id)
-            if rater is None:
-                raise StoreError(f"unknown rater id {rater_id}; see the Raters table on Admin.")
-            rater.excluded = excluded
-            rater.excluded_reason = (
-                f"admin: {reason}" if excluded and reason else ("admin" if excluded else "")
-            )
-            rater.exclusion_manual = True
-
-    def raters_frame(self) -> pd.DataFrame:
-        """rater_id, external_id, kind, login, excluded, excluded_reason, exclusion_manual."""
-        r = db.Rater.__table__
-        query = select(
-            r.c.id.label("rater_id"),
-            r.c.external_id,
-            r.c.kind,
-            r.c.login,
-            r.c.excluded,
-            r.c.excluded_reason,
-            r.c.exclusion_manual,
-        ).order_by(r.c.id)
-        with self.engine.connect() as conn:
-            return pd.read_sql(query, conn)
 
     # -- frames ------------------------------------------------------------------
     def votes_frame(
@@ -435,95 +364,6 @@ class Store(IntakeVerbs, RaterVerbs, VoteCountVerbs):
             query = query.where(i.c.broken.is_(None))
         with self.engine.connect() as conn:
             return pd.read_sql(query, conn)
-
-    # -- model-level metrics (KID, FID, CMMD, FD-DINO, diversity, AS) --------------------
-    def put_model_metric(
-        self,
-        model_id: int,
-        metric: str,
-        reference: str,
-        value: float | None,
-        std: float | None = None,
-        n: int = 0,
-        details: dict | None = None,
-        *,
-        higher_is_better: bool,
-    ) -> None:
-        """Store (or replace) one model-level number against a reference set ("" for none).
-
-        ``higher_is_better`` is the metric's direction (False for FID), kept beside the
-        number so that readers orient it without the scoring registry.
-        """
-        with self.session() as s:
-            row = s.scalar(
-                select(db.ModelMetric).where(
-                    db.ModelMetric.model_id == model_id,
-                    db.ModelMetric.metric == metric,
-                    db.ModelMetric.reference == reference,
-                )
-            )
-            if row is None:
-                row = db.ModelMetric(model_id=model_id, metric=metric, reference=reference)
-                s.add(row)
-            row.value, row.std, row.n, row.details = value, std, n, details
-            row.higher_is_better = bool(higher_is_better)
-            row.computed_at = db.utcnow()
-
-    def model_metrics_frame(self, reference: str | None = None) -> pd.DataFrame:
-        """One row per (model, metric, reference): model, model_kind, metric, reference,
-        value, std, n, warning (the sample-size warning, "" if none), higher_is_better,
-        computed_at, details.
-
-        ``reference`` keeps only numbers computed against that reference set (and the
-        reference-free ones such as diversity, whose reference is "").
-        """
-        mm, m = db.ModelMetric.__table__, db.Model.__table__
-        query = (
-            select(
-                m.c.name.label("model"),
-                m.c.kind.label("model_kind"),
-                mm.c.metric,
-                mm.c.reference,
-                mm.c.value,
-                mm.c.std,
-                mm.c.n,
-                mm.c.higher_is_better,
-                mm.c.details,
-                mm.c.computed_at,
-            )
-            .join(m, m.c.id == mm.c.model_id)
-            .order_by(m.c.name, mm.c.metric, mm.c.reference)
-        )
-        if reference is not None:
-            query = query.where(mm.c.reference.in_([reference, ""]))
-        with self.engine.connect() as conn:
-            frame = pd.read_sql(query, conn)
-        frame["details"] = [d if isinstance(d, dict) else {} for d in frame["details"]]
-        frame["warning"] = [str(d.get("warning", "")) for d in frame["details"]]
-        columns = ["model", "model_kind", "metric", "reference", "value", "std", "n", "warning"]
-        frame["higher_is_better"] = frame["higher_is_better"].astype(bool)
-        return frame[[*columns, "higher_is_better", "computed_at", "details"]]
-
-    def scores_frame(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
-        """One row per (image, metric): image_id, metric, version, value, higher_is_better."""
-        sc = db.Score.__table__
-        query = select(
-            sc.c.image_id, sc.c.metric, sc.c.version, sc.c.value, sc.c.higher_is_better
-        )
-        if metrics is not None:
-            query = query.where(sc.c.metric.in_(list(metrics)))
-        col = columnar.fetch_columns(self.engine, query.order_by(sc.c.image_id, sc.c.metric))
-        if not len(col["image_id"]):
-            return columnar.empty_frame(col)
-        return pd.DataFrame(
-            {
-                "image_id": columnar.ints(col["image_id"]),
-                "metric": columnar.strings(col["metric"]),
-                "version": columnar.strings(col["version"]),
-                "value": columnar.inferred(col["value"]),
-                "higher_is_better": columnar.bools(col["higher_is_better"]),
-            }
-        )
 
     def prompts_frame(self) -> pd.DataFrame:
         p = db.Prompt.__table__
