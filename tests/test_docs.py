@@ -38,7 +38,7 @@ def test_the_docs_site_builds_strict(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert (site / "index.html").exists()
     # The Benchmarks page includes benchmarks/README.md, the figures file.
-    benchmarks = (site / "benchmarks" / "index.html").read_text(encoding="utf-8")
+    benchmarks = (site / "benchmarks.html").read_text(encoding="utf-8")
     assert "Sample efficiency of matchmaking" in benchmarks
 
 
