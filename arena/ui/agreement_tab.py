@@ -16,10 +16,9 @@ import pandas as pd
 
 from arena.reports import plots
 from arena.reports.agreement import AgreementService
-from arena.reports.frames import Filters
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
-from arena.ui.leaderboard_tab import ALL, filter_row
+from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
 SLICE_KINDS = ("category", "tags", "model pair")
@@ -138,10 +137,6 @@ def agreement_outputs(
     slice_kind="category",
 ):
     """Everything the tab shows, for these filters."""
-
-    def pick(value):
-        return None if value in (None, "", ALL) else value
-
     empty = (
         accuracy_display(pd.DataFrame()),
         None,
@@ -152,8 +147,7 @@ def agreement_outputs(
         "",
     )
     try:
-        filters = Filters(pick(category), pick(prompt_set), pick(rater_kind), since, until)
-        filters.key()
+        filters = filters_of(category, prompt_set, rater_kind, since, until)
         result = service.get(filters, slice_protocol or "ties_half")
     except ValueError as exc:  # a filter's (ReportError) or a protocol's
         return (f"**Cannot compute agreement:** {exc}", *empty)

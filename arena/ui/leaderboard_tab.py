@@ -145,13 +145,8 @@ def _board(
     until=None,
 ):
     """(summary markdown, leaderboard result or None) for these filters."""
-
-    def pick(value):
-        return None if value in (None, "", ALL) else value
-
     try:
-        filters = Filters(pick(category), pick(prompt_set), pick(rater_kind), since, until)
-        filters.key()
+        filters = filters_of(category, prompt_set, rater_kind, since, until)
         result = service.get(filters)
     except ReportError as exc:  # a filter's or the leaderboard's (LeaderboardError)
         return f"**Cannot show the leaderboard:** {exc}", None
@@ -162,10 +157,7 @@ def _board(
     summary = (
         f"**{result.votes_used}** votes ({filters.describe()}) · **{ranked}** ranked models · "
         f"{int(frame['provisional'].sum())} provisional (fewer than "
-        f"{service.settings.min_votes_ranked} votes). Ratings: Bradley-Terry on the Elo scale "
-        f"(ties and both-bad count half a win each way) with 95% bootstrap intervals "
-        f"({service.settings.bootstrap_rounds} rounds); rank = upper bound (1 + models "
-        f"whose interval lies wholly above). Elo is the online rating in vote order."
+        f"{service.settings.min_votes_ranked} votes). {ratings_note(service.settings)}"
     )
     if result.model_level_note:
         summary += "\n\n" + result.model_level_note
@@ -208,6 +200,28 @@ def _initial(service: LeaderboardService, part: int):
         return heatmap_figure(result.frame, result.ratings)
 
     return value
+
+
+def ratings_note(settings) -> str:
+    """How the board's numbers are made, for the summary under it."""
+    return (
+        "Ratings: Bradley-Terry on the Elo scale (ties and both-bad count half a win each "
+        f"way) with 95% bootstrap intervals ({settings.bootstrap_rounds} rounds); rank = upper "
+        "bound (1 + models whose interval lies wholly above). Elo is the online rating in "
+        "vote order."
+    )
+
+
+def filters_of(category=None, prompt_set=None, rater_kind=None, since=None, until=None):
+    """The :class:`Filters` of the filter row's values (``(all)`` or empty: no filter);
+    raises :class:`arena.reports.frames.ReportError` with what to fix."""
+
+    def pick(value):
+        return None if value in (None, "", ALL) else value
+
+    filters = Filters(pick(category), pick(prompt_set), pick(rater_kind), since, until)
+    filters.key()  # parses the dates
+    return filters
 
 
 def filter_row(options: dict[str, list[str]]):
@@ -284,10 +298,7 @@ def public_board_outputs(views, parts: tuple[int, ...] = (0, 1, 2, 3)) -> tuple:
             f"{views.settings.min_votes_ranked} votes). The board is released in steps of "
             f"{step} votes and is the same for every rater between two releases; the model "
             f"names stay hidden in the Vote tab, and filters, Compare and the Agreement "
-            f"analysis are for the arena's operators. Ratings: Bradley-Terry on the Elo scale "
-            f"(ties and both-bad count half a win each way) with 95% bootstrap intervals "
-            f"({views.settings.bootstrap_rounds} rounds); rank = upper bound (1 + models "
-            f"whose interval lies wholly above). Elo is the online rating in vote order."
+            f"analysis are for the arena's operators. {ratings_note(views.settings)}"
         )
         if result.model_level_note:
             summary += "\n\n" + result.model_level_note
