@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-import scoring  # noqa: F401  (torchvision shim)
+from scoring import _compat  # noqa: F401  (torchvision shim)
 
 
 class SmallExtractor:

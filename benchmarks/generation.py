@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import scoring  # noqa: F401  (before diffusers imports torchvision)
+from scoring import _compat  # noqa: F401  (before diffusers imports torchvision)
 
 
 def build_sd15_random(device: str, dtype):

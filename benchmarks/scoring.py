@@ -33,10 +33,10 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 sys.path[:] = [_ROOT] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import scoring  # noqa: F401,E402  (torchvision shim first)
 from arena.config import load_settings  # noqa: E402
 from arena.storage import db  # noqa: E402
 from arena.storage.store import PromptRow, Store  # noqa: E402
+from scoring import _compat  # noqa: F401,E402  (torchvision shim)
 
 
 def build_workspace(root: Path, n_images: int, seed: int = 0) -> Store:

@@ -1,3 +1,6 @@
-"""The machine side: automatic metrics and generation (torch lives here)."""
+"""The machine side: automatic metrics and generation (torch lives here).
 
-from scoring import _compat  # noqa: F401  (must run before torchvision is imported)
+Importing the package does nothing: a module that imports torchvision, directly or
+through open_clip, transformers, diffusers or torch-fidelity, imports
+:mod:`scoring._compat` first itself.
+"""

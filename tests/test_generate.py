@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-import scoring  # noqa: F401  (before diffusers imports torchvision)
 from arena.cli import main
 from arena.storage import db
 from arena.storage.store import PromptRow, Store
+from scoring import _compat  # noqa: F401  (before diffusers imports torchvision)
 from scoring.generation.checks import broken_reason
 from scoring.generation.job import ModelSummary, run_generation
 from scoring.generation.plan import Job, call_layout, derive_seed, plan_jobs

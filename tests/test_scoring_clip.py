@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import scoring  # noqa: F401
+from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
 from scoring.metrics.aesthetic import AESTHETIC_MLP, Aesthetic, aesthetic_from_embeddings
 from scoring.metrics.clip_score import ClipScore, clip_scores
 from scoring.metrics.openai_clip import VITL14_OPENAI, parse_dtype

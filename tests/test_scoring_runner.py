@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select, update
 
-import scoring  # noqa: F401
 from arena.cli import main
 from arena.storage import db
 from arena.storage.store import PromptRow

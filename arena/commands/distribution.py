@@ -62,7 +62,6 @@ def cmd_distribution(args) -> int:
         raise CommandError("--kid-subsets must be ≥ 1 and --kid-subset-size ≥ 2.")
     weights = parse_weights(args.weights)
 
-    import scoring  # noqa: F401  (torchvision shim first)
     from scoring.distribution.run import DistributionError, format_results, run
     from scoring.weights import MissingWeightsError, WeightSources
 

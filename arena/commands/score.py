@@ -111,7 +111,6 @@ def cmd_score(args) -> int:
         raise CommandError("--metrics is empty; name at least one metric (see `arena metrics`).")
     weights = parse_weights(args.weights)
 
-    import scoring  # noqa: F401  (torchvision shim before open_clip/transformers)
     from scoring.metrics.openai_clip import parse_dtype
     from scoring.metrics.runner import build_metrics, run
     from scoring.weights import WeightSources
@@ -148,7 +147,6 @@ def cmd_score(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    import scoring  # noqa: F401
     from arena.cli import settings_from_args
     from scoring.metrics.base import METRIC_GROUPS, get_metric, list_metrics
     from scoring.weights import WeightSources, candidates, locate

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image as PILImage
 
+from scoring import _compat  # noqa: F401  (before torchvision, open_clip, torch-fidelity)
 from scoring.metrics.base import WeightFile
 from scoring.weights import LOCAL_ONLY, MissingWeightsError, WeightSources, resolve
 
@@ -195,7 +196,6 @@ class InceptionExtractor(Extractor):
         device: str = "cpu",
         sources: WeightSources | None = None,
     ) -> InceptionExtractor:
-        from scoring import _compat  # noqa: F401  (torch-fidelity imports torchvision)
 
         path = resolve_inception(weights, sources)
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -241,7 +241,6 @@ class ClipL336Extractor(Extractor):
     ) -> ClipL336Extractor:
         import open_clip
 
-        from scoring import _compat  # noqa: F401
         from scoring.metrics.openai_clip import read_local_config
 
         path = resolve("cmmd", CLIP_L14_336, weights, sources)
@@ -314,7 +313,6 @@ class DinoExtractor(Extractor):
     ) -> DinoExtractor:
         from transformers import Dinov2Model
 
-        from scoring import _compat  # noqa: F401
 
         path = resolve(metric, DINOV2_LARGE, weights, sources)
         try:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from PIL import Image as PILImage
 
+from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
 from scoring.metrics.base import Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
 from scoring.weights import WeightSources, resolve

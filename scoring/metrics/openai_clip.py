@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
 from scoring.metrics.base import WeightFile
 from scoring.weights import WeightSources, resolve
 

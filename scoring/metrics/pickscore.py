@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image as PILImage
 
+from scoring import _compat  # noqa: F401  (before transformers imports torchvision)
 from scoring.metrics.base import Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
 from scoring.weights import MissingWeightsError, WeightSources, resolve
