@@ -62,17 +62,12 @@ def parse_anchor(text: str | None) -> tuple[str, float] | None:
     return name.strip(), rating
 
 
-def metric_means(
-    scores: pd.DataFrame,
-    images: pd.DataFrame,
-    prompt_ids: set[int] | None = None,
-) -> pd.DataFrame:
+def metric_means(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Per-model mean of each automatic metric: models as index, metrics as columns.
 
-    ``scores`` is ``Store.scores_frame()``, ``images`` is ``Store.images_frame()``
-    (broken images are already left out there). Where a metric has several
-    versions, the version with the most scores is used. ``prompt_ids``
-    restricts the images to those prompts (the prompt filters of the board).
+    ``scores`` is ``Store.scores_frame()``; ``images`` are the images to average over
+    (``ReportFrames.images``: not broken, of the filter's prompts). Where a metric has
+    several versions, the version with the most scores (over all images) is used.
     """
     if scores.empty or images.empty:
         return pd.DataFrame()
@@ -80,9 +75,7 @@ def metric_means(
     per_version = scores.groupby(["metric", "version"]).size().reset_index(name="n")
     best = per_version.sort_values(["metric", "n", "version"]).groupby("metric").tail(1)
     scores = scores.merge(best[["metric", "version"]], on=["metric", "version"])
-    merged = scores.merge(images[["image_id", "model", "prompt_id"]], on="image_id")
-    if prompt_ids is not None:
-        merged = merged[merged["prompt_id"].isin(prompt_ids)]
+    merged = scores.merge(images[["image_id", "model"]], on="image_id")
     if merged.empty:
         return pd.DataFrame()
     table = merged.pivot_table(index="model", columns="metric", values="value", aggfunc="mean")
