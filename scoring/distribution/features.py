@@ -313,7 +313,6 @@ class DinoExtractor(Extractor):
     ) -> DinoExtractor:
         from transformers import Dinov2Model
 
-
         path = resolve(metric, DINOV2_LARGE, weights, sources)
         try:
             model = Dinov2Model.from_pretrained(str(path))
