@@ -1,4 +1,4 @@
-# The two commands of the README:
+# The two commands of the README (and the docs site):
 #   make demo   -> installs the web side into .venv and opens the arena on the demo workspace
 #   make test   -> installs everything (torch CPU build first, chromium from Debian) and runs pytest
 #   make docs   -> builds the documentation site (docs/, mkdocs.yml) into site/, --strict

@@ -15,7 +15,7 @@ battle are one rater step), vote latency p50/p95/p99, the CPU time per battle+vo
 the server process (its capacity per core is 1000 / that) and of the rater client
 processes (on the same cores here), and stored == acknowledged.
 With ``--server-procs N`` the app runs as N ``arena serve`` processes on one workspace and
-database (a deployment that outgrows one event loop, README "Deployment"); rater k talks
+database (a deployment that outgrows one event loop, docs/deployment.md); rater k talks
 to process k mod N, as behind a sticky proxy, and the server CPU is summed over them.
 PostgreSQL is a private server started from Debian's binaries (tests/pg_server.py) or
 $ARENA_TEST_POSTGRES_URL.

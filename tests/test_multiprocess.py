@@ -1,4 +1,4 @@
-"""Two `arena serve` processes on one workspace and database (README "Deployment").
+"""Two `arena serve` processes on one workspace and database (docs/deployment.md).
 
 Battles and votes live in the database, so a battle served by one process can be
 voted on through the other, every acknowledged vote is stored once, and the

@@ -15,7 +15,7 @@ def register(sub) -> None:
             "Write one file per table into --out (votes joined with prompts, models and image "
             "hashes; scores; the leaderboard; the agreement tables) plus manifest.json and a "
             "self-contained report.html. The same data gives the same bytes. Columns are "
-            "documented in README.md, section 'Agreement and exports'."
+            "documented in docs/exports.md."
         ),
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")

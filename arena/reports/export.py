@@ -298,7 +298,7 @@ def report_html(
         "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
         _fmt_table(report.reliability, 3),
         f"<h2>Files</h2><ul>{file_list}</ul>",
-        "<p class='note'>Column definitions: README.md, section “Agreement and exports”.</p>",
+        "<p class='note'>Column definitions: docs/exports.md.</p>",
         "</body></html>\n",
     ]
     return "\n".join(parts)

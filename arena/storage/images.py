@@ -1,6 +1,6 @@
 """Content-addressed image store.
 
-Decision (documented in the README): an image's name is the sha256 of its
+Decision (docs/importing.md, "Image identity"): an image's name is the sha256 of its
 *decoded pixels* -- ``b"RGB8" + width + height (uint32 big-endian) + the RGB
 bytes`` -- not of the file. Two files with the same pixels (one with a PNG
 text chunk naming the model, one without; a PNG and a lossless WebP) are the

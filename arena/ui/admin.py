@@ -163,7 +163,7 @@ def build_admin_app(store: Store) -> gr.Blocks:
             gr.Dataframe(lambda: prompt_sets_table(store), interactive=False, label="Prompt sets")
             gr.Markdown(
                 "Import prompts and images with `arena import-prompts` and "
-                "`arena import-images` (see the README)."
+                "`arena import-images` (see docs/importing.md)."
             )
         with gr.Tab(export_panel.TITLE):
             export_panel.render(store)

@@ -33,7 +33,7 @@ def render(store) -> None:
     gr.Markdown(
         "Votes joined with prompts, models and image hashes; scores; the leaderboard; the "
         "agreement tables; and a self-contained `report.html` — the same files as "
-        "`arena export --out DIR`. Columns are documented in the README."
+        "`arena export --out DIR`. Columns are documented in docs/exports.md."
     )
     with gr.Row():
         fmt = gr.Dropdown(list(FORMATS), value="csv", label="Format")
