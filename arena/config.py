@@ -194,7 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         300,
         "The running server applies the rater-exclusion policy (flagged fractions, gold, "
-        "agreement, position bias, targeted voting) every this many seconds; 0 leaves it "
+        "agreement, side preference, targeted voting) every this many seconds; 0 leaves it "
         "to the Admin app's button.",
     ),
     Setting(

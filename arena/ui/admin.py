@@ -111,7 +111,7 @@ def build_admin_app(store: Store) -> gr.Blocks:
         with gr.Tab("Raters"):
             gr.Markdown(
                 "Quality signals per rater: gold accuracy, agreement with the majority of the "
-                "others on shared pairs, position bias, decision times, and targeted voting "
+                "others on shared pairs, side preference, decision times, and targeted voting "
                 "(the model a rater, or its address group, picks more often than the "
                 "Bradley-Terry fit of everyone else predicts: picks vs expected in its battles "
                 "with that model, p, and p corrected over models and raters). Flagged raters "
