@@ -236,7 +236,8 @@ def render(store):
     def update(*values):
         return agreement_outputs(service, *values)
 
-    gr.on(triggers=None, fn=update, inputs=inputs, outputs=outputs, api_visibility="private")
+    # Computed when the tab is opened (the returned refresh, arena.ui.app.refresh_on_open),
+    # not on every page load: most visitors of the page never open this tab.
     refresh.click(update, inputs=inputs, outputs=outputs, api_visibility="private")
     slice_kind.change(update, inputs=inputs, outputs=outputs, api_visibility="private")
     slice_protocol.change(update, inputs=inputs, outputs=outputs, api_visibility="private")
