@@ -133,6 +133,20 @@ def synthetic_arena(
     return SyntheticArena(votes, scores, images, prompts, quality, strength)
 
 
+def small_arena(n_votes: int = 900, metric_noise: dict[str, float] | None = None):
+    """The small arena the export and docs tests share: 4 models, 30 prompts, 12 raters."""
+    return synthetic_arena(
+        np.random.default_rng(3),
+        n_models=4,
+        n_prompts=30,
+        n_votes=n_votes,
+        n_raters=12,
+        rater_sd=0.6,
+        tie_band=0.2,
+        metric_noise=metric_noise or {"sharp": 0.4, "vague": 2.0},
+    )
+
+
 def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
     """Insert a synthetic arena into a real, empty workspace with bulk inserts.
 

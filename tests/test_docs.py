@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).parent.parent
 
 
@@ -93,18 +91,9 @@ def undocumented(columns: list[str], row: str, metrics: set[str]) -> list[str]:
 
 def test_the_export_schema_names_every_column_of_every_table(store, tmp_path):
     from arena.reports.export import export_workspace
-    from tests.agreement_data import populate_store, synthetic_arena
+    from tests.agreement_data import populate_store, small_arena
 
-    data = synthetic_arena(
-        np.random.default_rng(3),
-        n_models=4,
-        n_prompts=30,
-        n_votes=600,
-        n_raters=12,
-        rater_sd=0.6,
-        tie_band=0.2,
-        metric_noise={"sharp": 0.4},
-    )
+    data = small_arena(n_votes=600, metric_noise={"sharp": 0.4})
     populate_store(store, data)
     store.add_model("real", "reference")
     for k, name in enumerate(sorted(data.images.model.unique())):

@@ -20,22 +20,13 @@ from arena.reports.export import (
     read_table,
 )
 from arena.reports.leaderboard import leaderboard_frame
-from tests.agreement_data import populate_store, synthetic_arena
+from tests.agreement_data import populate_store, small_arena
 
 ROUNDS = 60
 
 
 def _populated(store):
-    data = synthetic_arena(
-        np.random.default_rng(3),
-        n_models=4,
-        n_prompts=30,
-        n_votes=900,
-        n_raters=12,
-        rater_sd=0.6,
-        tie_band=0.2,
-        metric_noise={"sharp": 0.4, "vague": 2.0},
-    )
+    data = small_arena()
     populate_store(store, data)
     return store, data
 
