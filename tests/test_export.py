@@ -87,6 +87,10 @@ def test_votes_and_scores_tables(workspace, tmp_path):
     assert list(scores.columns) == SCORE_COLUMNS
     assert len(scores) == len(data.images) * 2  # one row per image and metric
     assert not scores.duplicated(["image_id", "metric", "version"]).any()
+    # the direction travels with the data: each row carries the direction stored with it
+    stored = store.scores_frame().set_index(["image_id", "metric"])["higher_is_better"]
+    exported = scores.set_index(["image_id", "metric"])["higher_is_better"]
+    assert exported.astype(bool).equals(stored.loc[exported.index].astype(bool))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["tables"]["votes"]["rows"] == len(data.votes)
 
@@ -223,6 +227,7 @@ def test_export_has_the_model_level_metrics_table(workspace, tmp_path):
         assert fid.loc[models[0], "warning"] == "FID on 30 images"
         assert int(fid.loc[models[0], "n"]) == 30
         assert (table.extractor == key).all()
+        assert not table.higher_is_better.astype(bool).any()  # distances: lower is better
         kid = table[table.metric == "kid"].set_index("model")
         assert kid.loc[models[1], "std"] == pytest.approx(0.002)
         corr = read_table(out / f"agreement_correlations.{fmt}").set_index("metric")

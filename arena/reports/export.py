@@ -78,6 +78,7 @@ SCORE_COLUMNS = [
     "metric",
     "version",
     "value",
+    "higher_is_better",
     "broken",
 ]
 
@@ -87,6 +88,7 @@ MODEL_METRIC_COLUMNS = [
     "metric",
     "reference",
     "value",
+    "higher_is_better",
     "std",
     "n",
     "extractor",
