@@ -16,15 +16,16 @@ in ``camenduru/improved-aesthetic-predictor``; plus the ViT-L/14 checkpoint of C
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from PIL import Image as PILImage
 
-from scoring.metrics.base import Metric, WeightFile, register_metric
+from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import VITL14_OPENAI, ClipEncoder, load_shared_encoder
-from scoring.weights import WeightSources, resolve
+from scoring.weights import resolve
 
 if TYPE_CHECKING:
     import torch
@@ -110,27 +111,17 @@ class Aesthetic(Metric):
         self.feature_key = encoder.key
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        dtype: Any = None,
-        *,
-        encoder_weights: str | Path | None = None,
-        shared: dict[str, Any] | None = None,
-        model_overrides: dict[str, Any] | None = None,
-        sources: WeightSources | None = None,
-    ) -> Aesthetic:
+    def load(cls, request: LoadRequest) -> Aesthetic:
         """``weights``: the MLP file (or a folder holding both files); ``encoder_weights``:
         the ViT-L/14 checkpoint (default: ``weights`` when it is a folder, else the usual
         search); ``shared`` lets CLIP score and this metric use one loaded encoder."""
-        mlp_path = resolve(cls.name, AESTHETIC_MLP, weights, sources)
+        weights = request.weights
+        mlp_path = resolve(cls.name, AESTHETIC_MLP, weights, request.sources)
+        encoder_weights = request.encoder_weights
         if encoder_weights is None and weights is not None and Path(weights).is_dir():
             encoder_weights = weights
-        encoder = load_shared_encoder(
-            cls.name, encoder_weights, device, dtype, shared, model_overrides, sources=sources
-        )
-        return cls(load_mlp(mlp_path, device), encoder)
+        encoder = load_shared_encoder(cls.name, replace(request, weights=encoder_weights))
+        return cls(load_mlp(mlp_path, request.device), encoder)
 
     def preprocessor(self) -> Callable[[PILImage.Image], Any]:
         return self.encoder.preprocess

@@ -35,15 +35,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image as PILImage
 
 from scoring.distribution.features import DINOV2_LARGE, DinoExtractor
-from scoring.metrics.base import Metric, WeightFile, register_metric
-from scoring.weights import WeightSources
+from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 
 COMPLEXITY_STEPS = 10
 COMPLEXITY_EPS = 0.01
@@ -169,16 +167,12 @@ class AnomalyScore(Metric):
             self.version = f"{type(self).version}+{extractor.tag}"
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        dtype: Any = None,
-        *,
-        sources: WeightSources | None = None,
-    ) -> AnomalyScore:
+    def load(cls, request: LoadRequest) -> AnomalyScore:
         """Load the DINOv2 folder (fp32 always: the attack needs accurate gradients)."""
-        return cls(DinoExtractor.load(weights, device=device, metric=cls.name, sources=sources))
+        extractor = DinoExtractor.load(
+            request.weights, device=request.device, metric=cls.name, sources=request.sources
+        )
+        return cls(extractor)
 
     def preprocessor(self):
         return self.extractor.preprocessor()

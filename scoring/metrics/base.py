@@ -3,6 +3,8 @@
 A metric is a small class over a pure function: ``from_pretrained`` resolves and
 loads weights once, ``score(images, prompts)`` scores a batch and returns one
 float per image. Semantics are class attributes, as in torchmetrics.
+``from_pretrained`` is written once, here: it packs its arguments into a
+``LoadRequest`` and calls the metric's ``load(request)``, the one loader a metric writes.
 
 How the batched job (``scoring/metrics/runner.py``) drives a metric -- every hook has a
 default, so a metric that only implements ``score`` works unchanged:
@@ -34,7 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 from PIL import Image as PILImage
@@ -55,6 +57,32 @@ class WeightFile:
     is_folder: bool = False
 
 
+@dataclass(frozen=True)
+class LoadRequest:
+    """The arguments of ``Metric.from_pretrained``, handed whole to a metric's ``load``.
+
+    Options only some metrics use default to None, so the batched job can pass the
+    same ones to every metric.
+    """
+
+    # Overrides where the files are looked for: a file, or a folder holding them.
+    weights: str | Path | None = None
+    device: str = "cpu"
+    # The compute dtype: a name such as "fp16", a torch dtype, or None (the metric's default).
+    dtype: Any = None
+    # scoring.weights.WeightSources: the weights folder, downloads allowed; where files
+    # are looked for when ``weights`` is not given.
+    sources: WeightSources | None = None
+    # Loaded models shared between metrics (CLIP score and aesthetic: one ViT-L/14).
+    shared: dict[str, Any] | None = None
+    # Config overrides for the model builder (tests build tiny architectures this way).
+    model_overrides: dict[str, Any] | None = None
+    # Aesthetic: the ViT-L/14 checkpoint, when it is not beside the MLP.
+    encoder_weights: str | Path | None = None
+    # PickScore: the processor folder, when it is not beside the model.
+    processor: str | Path | None = None
+
+
 class Metric(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
@@ -68,7 +96,6 @@ class Metric(ABC):
     device: str = "cpu"
 
     @classmethod
-    @abstractmethod
     def from_pretrained(
         cls,
         weights: str | Path | None = None,
@@ -76,10 +103,31 @@ class Metric(ABC):
         dtype: Any = None,
         *,
         sources: WeightSources | None = None,
-    ) -> Metric:
-        """Load the metric's model(s) once; ``weights`` overrides where files are looked for,
-        ``sources`` (scoring.weights.WeightSources: the weights folder, downloads allowed)
-        is where they are looked for otherwise."""
+        shared: dict[str, Any] | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        encoder_weights: str | Path | None = None,
+        processor: str | Path | None = None,
+    ) -> Self:
+        """Load the metric's model(s) once (see ``LoadRequest`` for the arguments).
+
+        The one signature every metric is loaded through; a metric implements ``load``.
+        """
+        request = LoadRequest(
+            weights=weights,
+            device=device,
+            dtype=dtype,
+            sources=sources,
+            shared=shared,
+            model_overrides=model_overrides,
+            encoder_weights=encoder_weights,
+            processor=processor,
+        )
+        return cls.load(request)
+
+    @classmethod
+    @abstractmethod
+    def load(cls, request: LoadRequest) -> Self:
+        """Build the metric from ``request``; options it has no use for are ignored."""
 
     @abstractmethod
     def score(

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image as PILImage
 
-from scoring.metrics.base import Metric, register_metric
+from scoring.metrics.base import LoadRequest, Metric, register_metric
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -82,15 +81,9 @@ class _Classical(Metric):
     func: ClassVar[Callable[[np.ndarray], float]]
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        dtype: Any = None,
-        *,
-        sources: Any = None,
-    ) -> _Classical:
-        if weights is not None:
+    def load(cls, request: LoadRequest) -> _Classical:
+        """Nothing to load: refuses ``weights``, ignores the rest."""
+        if request.weights is not None:
             raise ValueError(f"metric {cls.name!r} has no weights; do not pass --weights for it.")
         return cls()
 

@@ -10,15 +10,13 @@ Each distinct prompt is encoded once per job.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image as PILImage
 
-from scoring.metrics.base import Metric, WeightFile, register_metric
+from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import VITL14_OPENAI, ClipEncoder, load_shared_encoder
-from scoring.weights import WeightSources
 
 
 def clip_scores(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
@@ -52,22 +50,9 @@ class ClipScore(Metric):
         self.feature_key = encoder.key
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        dtype: Any = None,
-        *,
-        shared: dict[str, Any] | None = None,
-        model_overrides: dict[str, Any] | None = None,
-        sources: WeightSources | None = None,
-    ) -> ClipScore:
+    def load(cls, request: LoadRequest) -> ClipScore:
         """Load (or reuse from ``shared``) the ViT-L/14 encoder; ``weights``: its checkpoint."""
-        return cls(
-            load_shared_encoder(
-                cls.name, weights, device, dtype, shared, model_overrides, sources=sources
-            )
-        )
+        return cls(load_shared_encoder(cls.name, request))
 
     def preprocessor(self) -> Callable[[PILImage.Image], Any]:
         return self.encoder.preprocess

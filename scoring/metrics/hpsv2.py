@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
-from scoring.metrics.base import Metric, WeightFile, register_metric
+from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
-from scoring.weights import WeightSources, resolve
+from scoring.weights import resolve
 
 if TYPE_CHECKING:
     import torch
@@ -146,15 +146,7 @@ class HPSv2(Metric):
         self.dtype = parse_dtype(device, dtype)  # the compute dtype under autocast
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        dtype: Any = None,
-        *,
-        model_overrides: dict[str, Any] | None = None,
-        sources: WeightSources | None = None,
-    ) -> HPSv2:
+    def load(cls, request: LoadRequest) -> HPSv2:
         """Build open_clip ``ViT-H-14`` and load the HPSv2.1 checkpoint strictly.
 
         ``model_overrides`` passes config overrides to ``open_clip.create_model``
@@ -162,9 +154,9 @@ class HPSv2(Metric):
         """
         import open_clip
 
-        path = resolve(cls.name, cls.weight_files[0], weights, sources)
+        path = resolve(cls.name, cls.weight_files[0], request.weights, request.sources)
         state = load_state_dict(path)
-        model = open_clip.create_model(ARCH, pretrained=None, **(model_overrides or {}))
+        model = open_clip.create_model(ARCH, pretrained=None, **(request.model_overrides or {}))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -174,8 +166,8 @@ class HPSv2(Metric):
                 "HPS_v2.1_compressed.pt from the hub repo xswu/HPSv2."
             ) from None
         # Weights stay fp32; fp16/bf16 on CUDA runs under autocast (the reference's "amp").
-        model = model.to(device).eval()
-        return cls(model, open_clip.get_tokenizer(ARCH), device, dtype)
+        model = model.to(request.device).eval()
+        return cls(model, open_clip.get_tokenizer(ARCH), request.device, request.dtype)
 
     def preprocessor(self) -> Callable[[PILImage.Image], torch.Tensor]:
         """Runs in the job's DataLoader workers: image -> padded, normalised (3, 224, 224)."""

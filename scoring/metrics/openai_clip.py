@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
-from scoring.metrics.base import WeightFile
-from scoring.weights import WeightSources, resolve
+from scoring.metrics.base import LoadRequest, WeightFile
+from scoring.weights import resolve
 
 if TYPE_CHECKING:
     import torch
@@ -164,18 +164,12 @@ class ClipEncoder:
         return torch.stack([self._text_cache[p] for p in prompts])
 
 
-def load_shared_encoder(
-    metric: str,
-    weights: str | Path | None,
-    device: str,
-    dtype: Any,
-    shared: dict[str, Any] | None,
-    model_overrides: dict[str, Any] | None = None,
-    *,
-    sources: WeightSources | None = None,
-) -> ClipEncoder:
-    """Resolve the ViT-L/14 checkpoint for ``metric`` and load it once per ``shared`` dict."""
-    path = resolve(metric, VITL14_OPENAI, weights, sources)
+def load_shared_encoder(metric: str, request: LoadRequest) -> ClipEncoder:
+    """Resolve the ViT-L/14 checkpoint for ``metric`` (``request.weights``) and load it
+    once per ``request.shared`` dict."""
+    device, dtype, shared = request.device, request.dtype, request.shared
+    model_overrides = request.model_overrides
+    path = resolve(metric, VITL14_OPENAI, request.weights, request.sources)
     key = f"{ARCH}-openai|{path.resolve()}|{device}|{parse_dtype(device, dtype)}"
     if model_overrides:
         key += "|" + json.dumps(model_overrides, sort_keys=True)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring import _compat  # noqa: F401  (before transformers imports torchvision)
-from scoring.metrics.base import Metric, WeightFile, register_metric
+from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
 from scoring.weights import MissingWeightsError, WeightSources, resolve
 
@@ -137,18 +137,13 @@ class PickScore(Metric):
         return model_dir, resolve(cls.name, proc_spec, None, sources)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        dtype: Any = None,
-        *,
-        processor: str | Path | None = None,
-        sources: WeightSources | None = None,
-    ) -> PickScore:
+    def load(cls, request: LoadRequest) -> PickScore:
+        """Load the CLIP model and its processor (``processor``: a separate folder for it)."""
         from transformers import AutoTokenizer, CLIPModel
 
-        model_dir, proc_dir = cls.resolve_folders(weights, processor, sources)
+        model_dir, proc_dir = cls.resolve_folders(
+            request.weights, request.processor, request.sources
+        )
         try:
             model = CLIPModel.from_pretrained(model_dir, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(proc_dir, local_files_only=True)
@@ -159,8 +154,8 @@ class PickScore(Metric):
                 f"processor from {proc_dir}: {str(exc).splitlines()[0]}"
             ) from None
         # Weights stay fp32; fp16/bf16 on CUDA runs under autocast.
-        model = model.to(device).eval()
-        return cls(model, image_processor, tokenizer, device, dtype)
+        model = model.to(request.device).eval()
+        return cls(model, image_processor, tokenizer, request.device, request.dtype)
 
     def preprocessor(self) -> Callable[[PILImage.Image], Any]:
         """Runs in the job's DataLoader workers: image -> (3, 224, 224) pixel tensor."""

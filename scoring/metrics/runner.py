@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -49,9 +48,10 @@ def build_metrics(
 
     ``weights`` maps a metric name to an explicit weight path; ``sources`` is where
     weights are looked for otherwise (the weights folder, downloads allowed; the
-    command builds it from the workspace's settings). Metrics accepting ``shared``
-    share loaded encoders; a metric accepting ``encoder_weights`` (aesthetic) gets the
-    path given for ``clip``, the metric whose weights are its encoder.
+    command builds it from the workspace's settings). Every metric gets the same
+    options and uses those it needs: one ``shared`` dict lets metrics share loaded
+    encoders, and ``encoder_weights`` (used by aesthetic) is the path given for ``clip``,
+    the metric whose weights are its encoder.
     """
     weights = dict(weights or {})
     selected = expand_metric_names(names)
@@ -62,19 +62,17 @@ def build_metrics(
             f"({', '.join(selected)}); use NAME=PATH with a selected metric name."
         )
     shared: dict[str, Any] = {}
-    metrics = []
-    for name in selected:
-        cls = get_metric(name)
-        params = inspect.signature(cls.from_pretrained).parameters
-        kwargs: dict[str, Any] = {}
-        if "shared" in params:
-            kwargs["shared"] = shared
-        if "encoder_weights" in params and "clip" in weights:
-            kwargs["encoder_weights"] = weights["clip"]
-        if "sources" in params:
-            kwargs["sources"] = sources
-        metrics.append(cls.from_pretrained(weights.get(name), device=device, dtype=dtype, **kwargs))
-    return metrics
+    return [
+        get_metric(name).from_pretrained(
+            weights.get(name),
+            device=device,
+            dtype=dtype,
+            sources=sources,
+            shared=shared,
+            encoder_weights=weights.get("clip"),
+        )
+        for name in selected
+    ]
 
 
 # -- selection -----------------------------------------------------------------------

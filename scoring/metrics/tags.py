@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image as PILImage
 
-from scoring.metrics.base import Metric, WeightFile, register_metric
+from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 from scoring.weights import WeightSources, resolve
 
 TAGGER_REPO = "SmilingWolf/wd-v1-4-moat-tagger-v2"
@@ -346,27 +346,22 @@ class TagAccuracy(Metric):
         )
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        dtype: Any = None,
-        *,
-        sources: WeightSources | None = None,
-    ) -> TagAccuracy:
+    def load(cls, request: LoadRequest) -> TagAccuracy:
         """Load the ONNX tagger (fp32 whatever ``dtype``; CUDA provider on ``cuda``)."""
         import onnxruntime
 
-        model_path, tags_path = cls.resolve_files(weights, sources)
+        model_path, tags_path = cls.resolve_files(request.weights, request.sources)
         table = load_tag_table(tags_path)
         try:
-            session = onnxruntime.InferenceSession(str(model_path), providers=_providers(device))
+            session = onnxruntime.InferenceSession(
+                str(model_path), providers=_providers(request.device)
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ValueError(
                 f"metric 'tags': {model_path} is not a loadable ONNX model: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
-        return cls(session, table, device=device)
+        return cls(session, table, device=request.device)
 
     def preprocessor(self) -> Callable[[PILImage.Image], np.ndarray]:
         """Runs in the job's DataLoader workers: image -> (size, size, 3) BGR float32."""
