@@ -136,7 +136,7 @@ def bench_cache(n: int, batch_size: int) -> None:
 
 def _kid_breakdown(x: np.ndarray, y: np.ndarray, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per subset of each step of the CPU KID path, on one thread (best of)."""
-    from scoring.distribution.stats import _CUBE_CHUNK, _cube_sum
+    from scoring.distribution.mmd import _CUBE_CHUNK, _cube_sum
 
     m, d = 1000, x.shape[1]
     inv_d = np.float32(1.0 / d)
@@ -181,7 +181,7 @@ def _gemm_rate(threads: int) -> float:
 def bench_kid(target_s: float = 5.0) -> None:
     from threadpoolctl import threadpool_limits
 
-    from scoring.distribution.stats import kid
+    from scoring.distribution.mmd import kid
 
     rng = np.random.default_rng(0)
     x = rng.random((10_000, 2048), dtype=np.float32)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from scoring.distribution import mmd
 from scoring.distribution import stats as dist
 
 
@@ -45,14 +46,14 @@ def test_mmd2_poly_matches_double_loop():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(9, 6))
     y = rng.normal(0.4, 1.2, size=(11, 6))
-    assert dist.mmd2_poly_unbiased(x, y) == pytest.approx(_mmd2_poly_loop(x, y), rel=1e-5)
+    assert mmd.mmd2_poly_unbiased(x, y) == pytest.approx(_mmd2_poly_loop(x, y), rel=1e-5)
 
 
 def test_kid_with_full_subsets_is_the_full_estimator():
     rng = np.random.default_rng(1)
     x = rng.random((10, 5))
     y = rng.random((10, 5)) + 0.3
-    est = dist.kid(x, y, np.random.default_rng(0), n_subsets=4, subset_size=10)
+    est = mmd.kid(x, y, np.random.default_rng(0), n_subsets=4, subset_size=10)
     assert est.value == pytest.approx(_mmd2_poly_loop(x, y), rel=1e-5, abs=1e-7)
     assert est.std == pytest.approx(0.0, abs=1e-5)
     assert est.details["subset_size"] == 10
@@ -64,7 +65,7 @@ def test_kid_subsets_match_an_independent_loop():
     data = np.random.default_rng(2)
     x = data.random((30, 4))
     y = data.random((25, 4)) * 1.3
-    est = dist.kid(x, y, np.random.default_rng(7), n_subsets=5, subset_size=8)
+    est = mmd.kid(x, y, np.random.default_rng(7), n_subsets=5, subset_size=8)
     rng_y, rng_x = np.random.default_rng(7).spawn(2)
     iy = [rng_y.choice(25, 8, replace=False) for _ in range(5)]
     ix = [rng_x.choice(30, 8, replace=False) for _ in range(5)]
@@ -77,9 +78,9 @@ def test_kid_self_is_zero_and_shift_is_positive():
     rng = np.random.default_rng(3)
     x = rng.random((400, 32))
     twin = rng.random((400, 32))  # an independent draw from the same distribution
-    same = dist.kid(x, x, np.random.default_rng(0), n_subsets=50, subset_size=200)
-    draw = dist.kid(x, twin, np.random.default_rng(0), n_subsets=50, subset_size=200)
-    shifted = dist.kid(x, x + 0.2, np.random.default_rng(0), n_subsets=50, subset_size=200)
+    same = mmd.kid(x, x, np.random.default_rng(0), n_subsets=50, subset_size=200)
+    draw = mmd.kid(x, twin, np.random.default_rng(0), n_subsets=50, subset_size=200)
+    shifted = mmd.kid(x, x + 0.2, np.random.default_rng(0), n_subsets=50, subset_size=200)
     assert shifted.value > 0 and shifted.value > 20 * draw.std
     # Against itself only the overlap of the two subsets (shared points) is left.
     assert abs(same.value) < 0.02 * shifted.value
@@ -89,11 +90,11 @@ def test_kid_self_is_zero_and_shift_is_positive():
 def test_kid_reference_cache_and_torch_path_agree():
     rng = np.random.default_rng(4)
     x, y = rng.random((60, 16)), rng.random((50, 16)) + 0.05
-    plain = dist.kid(x, y, np.random.default_rng(5), n_subsets=6, subset_size=20)
+    plain = mmd.kid(x, y, np.random.default_rng(5), n_subsets=6, subset_size=20)
     cache: dict = {}
-    first = dist.kid(x, y, np.random.default_rng(5), 6, 20, reference_cache=cache)
-    again = dist.kid(x, y, np.random.default_rng(5), 6, 20, reference_cache=cache)
-    on_torch = dist.kid(x, y, np.random.default_rng(5), 6, 20, device="cpu")
+    first = mmd.kid(x, y, np.random.default_rng(5), 6, 20, reference_cache=cache)
+    again = mmd.kid(x, y, np.random.default_rng(5), 6, 20, reference_cache=cache)
+    on_torch = mmd.kid(x, y, np.random.default_rng(5), 6, 20, device="cpu")
     assert len(cache) == 1
     assert first.value == plain.value == again.value
     assert on_torch.value == pytest.approx(plain.value, rel=1e-5, abs=1e-8)
@@ -101,13 +102,13 @@ def test_kid_reference_cache_and_torch_path_agree():
 
 def test_kid_rejects_bad_input():
     with pytest.raises(ValueError, match="dimensions differ"):
-        dist.kid(np.ones((5, 3)), np.ones((5, 4)), np.random.default_rng(0))
+        mmd.kid(np.ones((5, 3)), np.ones((5, 4)), np.random.default_rng(0))
     with pytest.raises(ValueError, match="at least 2"):
-        dist.kid(np.ones((1, 3)), np.ones((5, 3)), np.random.default_rng(0))
+        mmd.kid(np.ones((1, 3)), np.ones((5, 3)), np.random.default_rng(0))
     with pytest.raises(ValueError, match="NaN"):
-        dist.kid(np.full((3, 3), np.nan), np.ones((5, 3)), np.random.default_rng(0))
+        mmd.kid(np.full((3, 3), np.nan), np.ones((5, 3)), np.random.default_rng(0))
     with pytest.raises(ValueError, match="threads must be at least 1"):
-        dist.kid(np.ones((5, 3)), np.ones((5, 3)), np.random.default_rng(0), threads=0)
+        mmd.kid(np.ones((5, 3)), np.ones((5, 3)), np.random.default_rng(0), threads=0)
 
 
 def _kernel_sums_loop(a, b, d):
@@ -125,7 +126,7 @@ def _kernel_sums_loop(a, b, d):
 def test_kid_cpu_kernel_sums_match_double_loop(monkeypatch, chunk):
     """The threaded syrk/GEMM path, sum by sum, against float64 loops (n < 1000, d = 37)."""
     if chunk is not None:
-        monkeypatch.setattr(dist, "_CUBE_CHUNK", chunk)
+        monkeypatch.setattr(mmd, "_CUBE_CHUNK", chunk)
     data = np.random.default_rng(11)
     x = data.random((70, 37))
     y = data.random((64, 37)) * 1.2 + 0.1
@@ -134,14 +135,14 @@ def test_kid_cpu_kernel_sums_match_double_loop(monkeypatch, chunk):
     iy = [rng_y.choice(64, m, replace=False) for _ in range(k)]
     ix = [rng_x.choice(70, m, replace=False) for _ in range(k)]
     xs, ys = x.astype(np.float32), y.astype(np.float32)
-    sums = dist._kid_sums_cpu(xs, ys, ix, iy, None, threads=2)
+    sums = mmd._kid_sums_cpu(xs, ys, ix, iy, None, threads=2)
     for s in range(k):
         ref = _kernel_sums_loop(x[ix[s]], y[iy[s]], d)
         assert sums[s] == pytest.approx(ref, rel=1e-6)
-    cached = dist._kid_sums_cpu(xs, ys, ix, iy, sums[:, 1], threads=1)
+    cached = mmd._kid_sums_cpu(xs, ys, ix, iy, sums[:, 1], threads=1)
     assert np.array_equal(cached, sums)
 
-    est = dist.kid(x, y, np.random.default_rng(8), n_subsets=k, subset_size=m)
+    est = mmd.kid(x, y, np.random.default_rng(8), n_subsets=k, subset_size=m)
     ref_values = [_mmd2_poly_loop(x[a], y[b]) for a, b in zip(ix, iy, strict=True)]
     assert est.value == pytest.approx(np.mean(ref_values), rel=1e-6)
     assert est.std == pytest.approx(np.std(ref_values), rel=1e-5)
@@ -150,14 +151,14 @@ def test_kid_cpu_kernel_sums_match_double_loop(monkeypatch, chunk):
 def test_kid_does_not_depend_on_threads_and_cache_is_keyed_by_subsets():
     data = np.random.default_rng(12)
     x, y = data.random((300, 50)), data.random((280, 50)) + 0.02
-    runs = [dist.kid(x, y, np.random.default_rng(3), 7, 120, threads=t) for t in (1, 2, 3)]
+    runs = [mmd.kid(x, y, np.random.default_rng(3), 7, 120, threads=t) for t in (1, 2, 3)]
     assert runs[0].value == runs[1].value == runs[2].value
     assert runs[0].std == runs[1].std == runs[2].std
     cache: dict = {}
-    dist.kid(x, y, np.random.default_rng(3), 7, 120, reference_cache=cache)
-    other_seed = dist.kid(x, y, np.random.default_rng(4), 7, 120, reference_cache=cache)
+    mmd.kid(x, y, np.random.default_rng(3), 7, 120, reference_cache=cache)
+    other_seed = mmd.kid(x, y, np.random.default_rng(4), 7, 120, reference_cache=cache)
     assert len(cache) == 2  # another seed draws other reference subsets: no stale hit
-    assert other_seed.value == dist.kid(x, y, np.random.default_rng(4), 7, 120).value
+    assert other_seed.value == mmd.kid(x, y, np.random.default_rng(4), 7, 120).value
 
 
 def _fid_scipy(x, y):
@@ -194,13 +195,13 @@ def test_cmmd_matches_reference_double_loop():
     y = rng.normal(1.0, 2.0, size=(9, 6))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     y /= np.linalg.norm(y, axis=1, keepdims=True)
-    assert dist.mmd2_rbf(x, y) == pytest.approx(_mmd2_rbf_loop(x, y), rel=1e-9, abs=1e-15)
-    est = dist.cmmd(x, y)
+    assert mmd.mmd2_rbf(x, y) == pytest.approx(_mmd2_rbf_loop(x, y), rel=1e-9, abs=1e-15)
+    est = mmd.cmmd(x, y)
     assert est.value == pytest.approx(1000 * _mmd2_rbf_loop(x, y), rel=1e-9)
     # Unscaled features far apart: blocks of rows must give the same sums.
     a, b = rng.normal(size=(50, 3)) * 20, rng.normal(size=(40, 3)) * 20
-    blocked = dist._rbf_kernel_mean(a, b, 1 / 200, block=7)
-    assert blocked == pytest.approx(dist._rbf_kernel_mean(a, b, 1 / 200), rel=1e-12)
+    blocked = mmd._rbf_kernel_mean(a, b, 1 / 200, block=7)
+    assert blocked == pytest.approx(mmd._rbf_kernel_mean(a, b, 1 / 200), rel=1e-12)
 
 
 def test_diversity_matches_loop_and_orders_sets():

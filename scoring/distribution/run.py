@@ -3,7 +3,7 @@
 Reads images from the workspace, gets features through the cache
 (``scoring.distribution.features.cached_features``: the reference set's features are computed once
 per extractor and reused for every model and every later run), computes the numbers
-with the pure functions of ``scoring.distribution.stats`` and stores one ``model_metrics``
+with the pure functions of ``scoring.distribution.stats`` and ``.mmd`` and stores one ``model_metrics``
 row per (model, metric, reference) with n, the spread and the sample-size warning.
 
 Metrics and their features:
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scoring.distribution import mmd
 from scoring.distribution import stats as dist
 from scoring.distribution.features import EXTRACTORS, Extractor, cached_features
 from scoring.weights import WeightSources
@@ -142,8 +143,8 @@ def run(
     weights: dict[str, str] | None = None,
     sources: WeightSources | None = None,
     seed: int = 0,
-    kid_subsets: int = dist.KID_SUBSETS,
-    kid_subset_size: int = dist.KID_SUBSET_SIZE,
+    kid_subsets: int = mmd.KID_SUBSETS,
+    kid_subset_size: int = mmd.KID_SUBSET_SIZE,
     progress: bool = True,
     extractors: dict[str, Extractor] | None = None,
 ) -> list[Result]:
@@ -233,12 +234,12 @@ def _one(metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subset
     x, y = feats(name, rows.image_id), ref_feats[name]
     if metric == "kid":
         kid_device = device if str(device).startswith("cuda") else None
-        return dist.kid(x, y, np.random.default_rng(seed), subsets, size, kid_device, cache)
+        return mmd.kid(x, y, np.random.default_rng(seed), subsets, size, kid_device, cache)
     if metric == "fid":
         return dist.fid_from_features(x, y, "FID")
     if metric == "fd-dino":
         return dist.fid_from_features(x, y, "FD-DINO")
-    return dist.cmmd(x, y)
+    return mmd.cmmd(x, y)
 
 
 def _anomaly_points(
