@@ -308,61 +308,40 @@ def test_tab_renders_table_and_plots(arena_store, settings):
 
 def test_leaderboard_tab_in_a_browser(arena_store, settings, tmp_path):
     """The real page in headless Debian chromium at laptop size: table, both plots, a filter."""
-    import socket
+    from playwright.sync_api import expect
 
-    from playwright.sync_api import expect, sync_playwright
+    from tests.arena_app import running_app
+    from tests.browser import chromium
 
-    from arena.ui.app import build_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = build_app(arena_store.with_settings(bootstrap_rounds=100, reveal_models=True))
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                    "--disable-sync",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.get_by_role("tab", name="Leaderboard").click()
-            summary = page.get_by_text("votes (all votes)")
-            expect(summary).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("808", exact=True)).to_be_visible()
-            for text in ("alpha", "delta", "newbie", "provisional", "95% CI"):
-                expect(page.locator(f'text="{text}" >> visible=true').first).to_be_visible()
-            for plot in ("#lb-ratings-plot", "#lb-heatmap"):
-                image = page.locator(f"{plot} img").first
-                expect(image).to_be_visible()
-                assert image.evaluate("i => i.naturalWidth") > 300
-            expect(page.get_by_text("processing")).to_have_count(0, timeout=60_000)
-            page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
-            # filter to human raters: the summary and the vote count follow
-            page.get_by_label("Raters").click()
-            page.get_by_role("option", name="human").click()
-            expect(page.get_by_text("votes (human raters)")).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("208", exact=True)).to_be_visible()
-            # a date range applies on Enter; a bad date is explained on the page
-            page.get_by_label("From (UTC date)").fill("2025-03-04")
-            page.get_by_label("Until (inclusive)").fill("2025-03-04")
-            page.get_by_label("Until (inclusive)").press("Enter")
-            expect(page.get_by_text("until 2025-03-04 23:59")).to_be_visible(timeout=60_000)
-            page.get_by_label("From (UTC date)").fill("someday")
-            page.get_by_label("From (UTC date)").press("Enter")
-            expect(page.get_by_text("expected an ISO date")).to_be_visible(timeout=60_000)
-            browser.close()
-    finally:
-        app.close()
+    store = arena_store.with_settings(bootstrap_rounds=100, reveal_models=True)
+    with running_app(store, tabs=("arena.ui.leaderboard_tab",)) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(url)
+        page.get_by_role("tab", name="Leaderboard").click()
+        summary = page.get_by_text("votes (all votes)")
+        expect(summary).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("808", exact=True)).to_be_visible()
+        for text in ("alpha", "delta", "newbie", "provisional", "95% CI"):
+            expect(page.locator(f'text="{text}" >> visible=true').first).to_be_visible()
+        for plot in ("#lb-ratings-plot", "#lb-heatmap"):
+            image = page.locator(f"{plot} img").first
+            expect(image).to_be_visible()
+            assert image.evaluate("i => i.naturalWidth") > 300
+        expect(page.get_by_text("processing")).to_have_count(0, timeout=60_000)
+        page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
+        # filter to human raters: the summary and the vote count follow
+        page.get_by_label("Raters").click()
+        page.get_by_role("option", name="human").click()
+        expect(page.get_by_text("votes (human raters)")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("208", exact=True)).to_be_visible()
+        # a date range applies on Enter; a bad date is explained on the page
+        page.get_by_label("From (UTC date)").fill("2025-03-04")
+        page.get_by_label("Until (inclusive)").fill("2025-03-04")
+        page.get_by_label("Until (inclusive)").press("Enter")
+        expect(page.get_by_text("until 2025-03-04 23:59")).to_be_visible(timeout=60_000)
+        page.get_by_label("From (UTC date)").fill("someday")
+        page.get_by_label("From (UTC date)").press("Enter")
+        expect(page.get_by_text("expected an ISO date")).to_be_visible(timeout=60_000)
 
 
 def test_model_level_numbers_join_the_board():

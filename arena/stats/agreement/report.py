@@ -61,29 +61,10 @@ class AgreementReport:
         }
 
 
-ACCURACY_COLUMNS = [
-    "metric",
-    "protocol",
-    "description",
-    "accuracy",
-    "n",
-    "ci_low",
-    "ci_high",
-    "wilson_low",
-    "wilson_high",
-    "tie_threshold",
-]
-SLICE_COLUMNS = [
-    "metric",
-    "slice_kind",
-    "slice",
-    "accuracy",
-    "n",
-    "ci_low",
-    "ci_high",
-    "wilson_low",
-    "wilson_high",
-]
+# An accuracy with its count and both intervals (prompt bootstrap, Wilson).
+_ACCURACY_STATS = ["accuracy", "n", "ci_low", "ci_high", "wilson_low", "wilson_high"]
+ACCURACY_COLUMNS = ["metric", "protocol", "description", *_ACCURACY_STATS, "tie_threshold"]
+SLICE_COLUMNS = ["metric", "slice_kind", "slice", *_ACCURACY_STATS]
 RELIABILITY_COLUMNS = ["alpha", "alpha_low", "alpha_high", "units", "votes", "raters"]
 
 
