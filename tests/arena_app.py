@@ -30,3 +30,27 @@ def running_app(store, tabs=None, auth=None):
         yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()
+
+
+@contextmanager
+def served_fixture(workspace, **settings):
+    """The small fixture arena (4 prompts, 2 seeds) served as `arena serve` serves it.
+
+    Yields ``(store, client, url, alice, bob)``: a gradio client and two rater ids the
+    server issued to it.
+    """
+    from gradio_client import Client
+
+    from arena.config import load_settings
+    from arena.storage.store import Store
+    from tests.arena_fixtures import build_fixture
+    from tests.arena_process import issued_rater_id
+
+    store = Store(load_settings(env={}, workspace=str(workspace), **settings))
+    try:
+        build_fixture(store, n_prompts=4, seeds=2)
+        with running_app(store) as url:
+            client = Client(url, verbose=False)
+            yield store, client, url, issued_rater_id(client), issued_rater_id(client)
+    finally:
+        store.close()

@@ -23,9 +23,8 @@ from arena.storage import db
 from arena.storage.store import PromptRow, Store
 from arena.voting.battles import record_vote, serve_battle
 from arena.voting.matchmaking import Matchmaker
-from tests.arena_app import running_app
+from tests.arena_app import running_app, served_fixture
 from tests.arena_fixtures import _picture, build_fixture
-from tests.arena_process import issued_rater_id
 from tests.browser import chromium
 
 # Rater ids are issued by the server (/rater); the module's app issues these two.
@@ -40,16 +39,11 @@ def counts(store) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    global ALICE, BOB
     ws = tmp_path_factory.mktemp("tamper") / "ws"
-    settings = load_settings(env={}, workspace=str(ws), battle_ttl_seconds=2, admin_secret=SECRET)
-    store = Store(settings)
-    build_fixture(store, n_prompts=4, seeds=2)
-    with running_app(store) as url:
-        client = Client(url, verbose=False)
-        global ALICE, BOB
-        ALICE, BOB = issued_rater_id(client), issued_rater_id(client)
+    with served_fixture(ws, battle_ttl_seconds=2, admin_secret=SECRET) as served_app:
+        store, client, url, ALICE, BOB = served_app
         yield store, client, url
-    store.close()
 
 
 def refused(client, *args) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from arena.config import load_settings
 from arena.storage import db
 from arena.storage.store import Store
-from tests.arena_app import running_app
+from tests.arena_app import running_app, served_fixture
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 from tests.arena_process import issued_rater_id
 
@@ -22,17 +22,10 @@ ALICE = BOB = ""
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    settings = load_settings(
-        env={}, workspace=str(tmp_path_factory.mktemp("api") / "ws"), reveal_models=True
-    )
-    store = Store(settings)
-    build_fixture(store, n_prompts=4, seeds=2)
-    with running_app(store) as url:
-        client = Client(url, verbose=False)
-        global ALICE, BOB
-        ALICE, BOB = issued_rater_id(client), issued_rater_id(client)
+    global ALICE, BOB
+    with served_fixture(tmp_path_factory.mktemp("api") / "ws", reveal_models=True) as served_app:
+        store, client, url, ALICE, BOB = served_app
         yield store, client, url
-    store.close()
 
 
 def vote_count(store) -> int:
