@@ -1,1 +1,1 @@
-"""."""
+"""The generation job: diffusers checkpoints x a prompt set -> the images of a workspace."""
