@@ -1,1 +1,1 @@
-"""The offline demo: procedural models, a project-written prompt set, simulated raters (no weights, no network)."""
+"""The offline demo: procedural models, a prompt set, simulated raters (no weights, no network)."""

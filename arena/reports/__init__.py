@@ -1,1 +1,1 @@
-"""One report layer: the store's frames under a filter -> leaderboard, agreement, exports; cached on the data."""
+"""One report layer: the frames under a filter -> leaderboard, agreement, exports; cached."""

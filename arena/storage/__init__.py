@@ -1,1 +1,1 @@
-"""The schema, its migrations and the Store façade: the one owner of the database and the image files."""
+"""The schema, its migrations and the Store façade, owner of the database and image files."""

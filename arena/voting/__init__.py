@@ -1,1 +1,1 @@
-"""The live arena: which pair next, serving a battle, recording a vote, who may vote, gold checks, exclusion."""
+"""The live arena: pairing, battles, votes, who may vote, gold checks, rater exclusion."""

@@ -1,1 +1,1 @@
-"""Model-level metrics against a reference set: the math (stats, mmd), the feature extractors and the job."""
+"""Model-level metrics: the math (stats, mmd), the feature extractors and the job."""

@@ -1,1 +1,1 @@
-"""Per-image metrics behind one contract and registry (base), one module per metric, and the batched job."""
+"""Per-image metrics: one contract and registry (base), a module per metric, the batch job."""
