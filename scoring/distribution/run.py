@@ -3,8 +3,8 @@
 Reads images from the workspace, gets features through the cache
 (``scoring.distribution.features.cached_features``: the reference set's features are computed once
 per extractor and reused for every model and every later run), computes the numbers
-with the pure functions of ``scoring.distribution.stats`` and ``.mmd`` and stores one ``model_metrics``
-row per (model, metric, reference) with n, the spread and the sample-size warning.
+with the pure functions of ``scoring.distribution.stats`` and ``.mmd`` and stores one
+``model_metrics`` row per (model, metric, reference) with n, the spread and the sample-size warning.
 
 Metrics and their features:
 
