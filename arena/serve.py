@@ -207,8 +207,8 @@ def _server_class(uvicorn):
 class RunningServer:
     """A server running in a background thread (``block=False``); ``close()`` stops it."""
 
-    def __init__(self, server, thread: threading.Thread, blocks, policy=None):
-        self.server, self.thread, self.blocks, self.policy = server, thread, blocks, policy
+    def __init__(self, server, thread: threading.Thread, blocks, exclusion=None):
+        self.server, self.thread, self.blocks, self.exclusion = server, thread, blocks, exclusion
 
     def close(self, grace_s: float = 3) -> None:
         """Stop; open streams (a client's heartbeat) are cut after ``grace_s`` seconds."""
@@ -217,8 +217,8 @@ class RunningServer:
             gradio_app.stop_event.set()
         self.server.should_exit = True
         self.thread.join(grace_s + 30)
-        if self.policy is not None:
-            self.policy.stop()
+        if self.exclusion is not None:
+            self.exclusion.stop()
 
 
 def launch_app(store: Store, *, block: bool, host=None, port=None, auth=None, tabs=None):
@@ -241,13 +241,13 @@ def launch_app(store: Store, *, block: bool, host=None, port=None, auth=None, ta
         forwarded_allow_ips=trusted_proxies(settings) or None,
     )
     server = _server_class(uvicorn)(config, _gradio_apps(app))
-    from arena.voting.exclusion import PolicyRefresher
+    from arena.voting.exclusion import ExclusionRefresher
 
-    policy = PolicyRefresher(store, settings.policy_refresh_seconds).start()
+    exclusion = ExclusionRefresher(store, settings.policy_refresh_seconds).start()
     if block:
         _exit_zero_on_sigterm()
         server.run()  # uvicorn handles SIGTERM/SIGINT: graceful shutdown, see module doc
-        policy.stop()
+        exclusion.stop()
         print("arena: stopped (in-flight requests finished)", flush=True)
         return blocks
     thread = threading.Thread(target=server.run, name="arena-server", daemon=True)
@@ -257,7 +257,7 @@ def launch_app(store: Store, *, block: bool, host=None, port=None, auth=None, ta
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the arena server did not start on {host}:{port}")
         time.sleep(0.02)
-    return RunningServer(server, thread, blocks, policy)
+    return RunningServer(server, thread, blocks, exclusion)
 
 
 def _exit_zero_on_sigterm() -> None:

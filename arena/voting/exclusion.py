@@ -50,7 +50,7 @@ def refresh_exclusions(store: Store) -> dict[str, int]:
     return store.set_policy_exclusions(flagged)
 
 
-class PolicyRefresher:
+class ExclusionRefresher:
     """Applies the exclusion policy every ``interval`` seconds in a daemon thread.
 
     Without it a flagged rater's votes would count until an admin pressed the button.
@@ -62,9 +62,9 @@ class PolicyRefresher:
         self.store, self.interval = store, interval
         self.runs, self.last_error = 0, ""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="arena-policy", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="arena-exclusion", daemon=True)
 
-    def start(self) -> PolicyRefresher:
+    def start(self) -> ExclusionRefresher:
         if self.interval > 0:
             self._thread.start()
         return self
