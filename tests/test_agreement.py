@@ -228,9 +228,11 @@ def test_ceiling_and_alpha_through_the_report():
     # Pair 2: 1, 1. Total 3 / 5.
     assert ceiling.n == 5
     assert ceiling.accuracy == pytest.approx(0.6)
-    # Alpha on the same 5 votes: values (canonical orientation) 1, 0, 1 | 0, 0.
-    expect = ag.krippendorff_alpha_nominal([0, 0, 0, 1, 1], [1, 0, 1, 0, 0])
-    assert report.reliability.alpha.iloc[0] == pytest.approx(expect)
+    # Alpha on the same 5 votes: values (canonical orientation) 1, 0, 1 | 0, 0, coincidences
+    # symmetrised over the pair's orientation: o_00 = o_11 = 0.5 + 1, o_01 = o_10 = 1, so
+    # n_0 = n_1 = 2.5, n = 5 and alpha = 1 - 4 * 2 / (25 - 2 * 2.5**2) = 0.36 (coded one way
+    # only, n_0 = 3, n_1 = 2 would give 1 - 8 / 12 = 1/3).
+    assert report.reliability.alpha.iloc[0] == pytest.approx(0.36, abs=1e-12)
     assert report.reliability.units.iloc[0] == 2
     # Metric accuracy (a) over all 7 decisive votes: the metric prefers the lower id.
     acc = report.accuracy.set_index(["metric", "protocol"]).loc[("s", "decisive")]

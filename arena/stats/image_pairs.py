@@ -3,7 +3,10 @@
 Several raters judging the same two images can only be compared once the screen side
 is forgotten: the human ceiling and Krippendorff's α (:mod:`arena.stats.agreement`) and
 a rater's agreement with the majority (:mod:`arena.stats.rater_quality`) all read votes
-this way. This is the one definition of that orientation.
+this way. This is the one definition of that orientation. Which image is "lower" is a
+label (ids follow import order), so what is read this way must not depend on it: α
+symmetrises its coincidences over both orientations; the ceiling and the majority
+agreement only compare answers on one pair with each other.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ from arena.stats.agreement.protocols import (
 from arena.stats.agreement.reliability import (
     POSITION_COLUMNS,
     krippendorff_alpha_nominal,
+    krippendorff_alpha_pairs,
+    pair_coincidences,
     position_bias,
 )
 from arena.stats.agreement.report import (
@@ -76,8 +78,10 @@ __all__ = [
     "fit_tie_threshold",
     "kendall_rows",
     "krippendorff_alpha_nominal",
+    "krippendorff_alpha_pairs",
     "metric_matrix",
     "model_level_values",
+    "pair_coincidences",
     "position_bias",
     "protocol_credit",
     "spearman_rows",

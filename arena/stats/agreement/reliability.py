@@ -1,7 +1,8 @@
 """Whether the raters can be relied on as a group: Krippendorff's α and the arena's position bias.
 
 α (nominal) is read on image pairs with several votes, answers oriented to the pair's
-canonical image order (:mod:`arena.stats.image_pairs`). Position bias here is the
+canonical image order (:mod:`arena.stats.image_pairs`) and the coincidences symmetrised
+over that orientation (:func:`pair_coincidences`). Position bias here is the
 arena-wide left-win rate among decisive votes; the per-rater signal of always choosing
 one side is :func:`arena.stats.rater_quality.side_preference`.
 """
@@ -12,7 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from arena.stats.pairs import LEFT, RIGHT
+from arena.stats.image_pairs import HIGHER, LOWER
+from arena.stats.pairs import BOTH_BAD, LEFT, RIGHT, TIE
+
+#: Answers about an image pair (:func:`arena.stats.image_pairs.orient`): lower id won,
+#: higher won, tie, both bad; and the same answers with the pair's images swapped.
+PAIR_VALUES = 4
+SWAPPED = np.array([HIGHER, LOWER, TIE, BOTH_BAD])
 
 POSITION_COLUMNS = [
     "decisive_votes",
@@ -51,6 +58,40 @@ def coincidences(units, values) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     weighted = counts * inv[:, None]
     o = weighted.T @ counts - np.diag(weighted.sum(axis=0))
     return o, unit_codes, counts, inv
+
+
+def pair_coincidences(unit, answer) -> tuple[np.ndarray, np.ndarray]:
+    """Per image pair, its nominal coincidences averaged over both orientations of the pair.
+
+    Which image of a pair counts as first follows the image ids, i.e. import order: an
+    arbitrary label. Coded one way only, the pooled frequencies of "first won" and
+    "second won" (and with them the expected disagreement, hence α) change with it.
+    Each unit's matrix ``O_u`` is therefore replaced by ``(O_u + S O_u S) / 2``, S
+    swapping :data:`LOWER` and :data:`HIGHER` (ties and both-bad map to themselves):
+    the observed disagreement is unchanged, the totals stay the number of pairable
+    values, and α no longer depends on the labelling. ``unit``: pair index per answer
+    (0..U-1, as from :func:`~arena.stats.image_pairs.orient`), ``answer``: 0..3.
+    Returns (contributions (P, 4, 4), unit index (P,)) for the P units with ≥ 2 answers.
+    """
+    unit = np.asarray(unit, dtype=np.int64)
+    answer = np.asarray(answer, dtype=np.int64)
+    n_units = int(unit.max()) + 1 if unit.size else 0
+    counts = np.bincount(unit * PAIR_VALUES + answer, minlength=n_units * PAIR_VALUES)
+    counts = counts.reshape(n_units, PAIR_VALUES).astype(np.float64)
+    m = counts.sum(axis=1)
+    pairable = np.flatnonzero(m >= 2)
+    c = counts[pairable]
+    o = c[:, :, None] * c[:, None, :]
+    diag = np.arange(PAIR_VALUES)
+    o[:, diag, diag] -= c
+    o /= (m[pairable] - 1.0)[:, None, None]
+    return 0.5 * (o + o[:, SWAPPED][:, :, SWAPPED]), pairable
+
+
+def krippendorff_alpha_pairs(unit, answer) -> float:
+    """Nominal α of answers about image pairs, invariant to which image of a pair is first
+    (:func:`pair_coincidences`)."""
+    return alpha_from_coincidences(pair_coincidences(unit, answer)[0].sum(axis=0))
 
 
 def alpha_from_coincidences(o: np.ndarray) -> float:

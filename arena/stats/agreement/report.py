@@ -32,7 +32,12 @@ from arena.stats.agreement.protocols import (
     cross_fitted_thresholds,
     protocol_credit,
 )
-from arena.stats.agreement.reliability import alpha_from_coincidences, coincidences, position_bias
+from arena.stats.agreement.reliability import (
+    PAIR_VALUES,
+    alpha_from_coincidences,
+    pair_coincidences,
+    position_bias,
+)
 from arena.stats.pairs import LEFT, RIGHT, TIE
 
 
@@ -225,27 +230,25 @@ class _PairSums:
             table.add(x.cluster[keep], credit),
             table.add(x.cluster[keep], counted.astype(np.float64)),
         )
-        o_full, unit_codes, counts, inv = coincidences(unit, value)
-        multi = (counts.sum(axis=1) >= 2)[unit_codes]
-        n_values = counts.shape[1]
-        unit_cluster = np.zeros(counts.shape[0], dtype=np.int64)
-        unit_cluster[unit_codes] = x.cluster[keep]
-        # Per-unit coincidence contributions, summed per cluster: one column per (c, k).
-        pairable = counts.sum(axis=1) >= 2
-        c_units = counts[pairable].astype(np.float64)
-        w_units = c_units * inv[pairable, None]
+        # Per-pair coincidence contributions (symmetrised over the pair's orientation),
+        # summed per cluster: one column per (c, k).
+        contrib, pairable = pair_coincidences(unit, value)
+        answers = np.bincount(unit, minlength=int(unit.max()) + 1)
+        multi = (answers >= 2)[unit]
+        unit_cluster = np.zeros(answers.size, dtype=np.int64)
+        unit_cluster[unit] = x.cluster[keep]
         u_cluster = unit_cluster[pairable]
-        alpha_cols = []
-        for c in range(n_values):
-            for k in range(n_values):
-                contrib = w_units[:, c] * (c_units[:, k] - (c == k))
-                alpha_cols.append(table.add(u_cluster, contrib).start)
+        alpha_cols = [
+            table.add(u_cluster, contrib[:, c, k]).start
+            for c in range(PAIR_VALUES)
+            for k in range(PAIR_VALUES)
+        ]
         return cls(
             ceiling=ceiling,
             alpha_cols=alpha_cols,
-            n_values=n_values,
-            coincidences=o_full,
-            units=int(pairable.sum()),
+            n_values=PAIR_VALUES,
+            coincidences=contrib.sum(axis=0),
+            units=int(pairable.size),
             votes=int(multi.sum()),
             raters=int(np.unique(x.rater[keep][multi]).size),
         )
