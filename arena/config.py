@@ -9,9 +9,9 @@ The resolved ``Settings`` have one owner, the ``Store`` opened with them
 matchmaking and admission all read them there, and they do not change while the
 store is open (``Store.with_settings`` opens the workspace again with others). A
 server overrides only its listen address (``arena.serve.serve(store, host=, port=)``).
-``ARENA_*`` variables are read here (and by ``arena.serve.demo_reveal``, which asks
-whether ``ARENA_REVEAL_MODELS`` was set at all); the torch side (``scoring``) reads
-none and gets what it needs as arguments, e.g. ``scoring.weights.WeightSources``.
+``ARENA_*`` variables are read here only (``Settings.explicit`` says which settings were
+given rather than defaulted); the torch side (``scoring``) reads none and gets what it
+needs as arguments, e.g. ``scoring.weights.WeightSources``.
 """
 
 from __future__ import annotations
@@ -302,8 +302,11 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
 class Settings:
     """Resolved settings; attribute access by name (``settings.port``)."""
 
-    def __init__(self, values: dict[str, Any]):
+    def __init__(self, values: dict[str, Any], explicit: frozenset[str] = frozenset()):
         self._values = dict(values)
+        # The names given by an override or an ARENA_* variable, not left at the default:
+        # a default that depends on the workspace (the demo's reveal) yields to them.
+        self.explicit = explicit
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -334,11 +337,14 @@ def load_settings(
     """Resolve every setting: overrides (not None) > environment > base or default."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    explicit = set(base.explicit) if base is not None else set()
     for setting in SETTINGS:
         if overrides.get(setting.name) is not None:
             values[setting.name] = _coerce(setting, overrides[setting.name], f"--{setting.name}")
+            explicit.add(setting.name)
         elif base is None and setting.env_var in env:
             values[setting.name] = _coerce(setting, env[setting.env_var], setting.env_var)
+            explicit.add(setting.name)
         elif base is not None:
             values[setting.name] = base._values[setting.name]
         else:
@@ -346,7 +352,7 @@ def load_settings(
     unknown = set(overrides) - set(_BY_NAME)
     if unknown:
         raise SettingsError(f"unknown setting(s) {sorted(unknown)}; known: {', '.join(_BY_NAME)}")
-    return Settings(values)
+    return Settings(values, frozenset(explicit))
 
 
 def settings_table() -> list[tuple[str, str, str, str]]:

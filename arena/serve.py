@@ -57,10 +57,11 @@ def serve(
 
         print(f"workspace {store.workspace} is empty: building the offline demo ...")
         build_demo(store, seed=store.settings.seed)
-    if build_demo_if_empty:
-        revealed = demo_reveal(store.settings, store)
-        if revealed is not store.settings:  # the store is reopened: its settings never change
-            store = store.with_settings(reveal_models=True)
+    if build_demo_if_empty and demo_reveal(store):
+        print(
+            "offline demo: model names are revealed after each vote (ARENA_REVEAL_MODELS=0 hides)"
+        )
+        store = store.with_settings(reveal_models=True)  # reopened: settings never change
     host, port = listen_address(store, host, port)
     admin = " (admin at /admin)" if store.settings.admin_secret else ""
     print(f"arena on http://{host}:{port} (workspace {store.workspace}){admin}")
@@ -74,22 +75,19 @@ def listen_address(store: Store, host: str | None, port: int | None) -> tuple[st
     return host, int(store.settings.port if port is None else port)
 
 
-def demo_reveal(settings: Settings, store: Store, env: dict[str, str] | None = None) -> Settings:
+def demo_reveal(store: Store) -> bool:
     """The offline demo reveals the models after each vote; nothing else does by default.
 
-    On when the workspace holds only the demo's procedural models (kind ``demo``; the
-    ``reference`` set aside) and ``ARENA_REVEAL_MODELS`` is not set: the demo has nothing
-    to keep blind and shows the whole arena, the reveal and the live, filtered views.
-    Once any other model is imported the default (off) holds again.
+    True when the workspace holds only the demo's procedural models (kind ``demo``; the
+    ``reference`` set aside) and ``reveal_models`` was left at its default: the demo has
+    nothing to keep blind and shows the whole arena, the reveal and the live, filtered
+    views. Once any other model is imported the default (off) holds again.
     """
-    env = os.environ if env is None else env
-    if settings.reveal_models or "ARENA_REVEAL_MODELS" in env:
-        return settings
+    settings = store.settings
+    if settings.reveal_models or "reveal_models" in settings.explicit:
+        return False
     kinds = {m["kind"] for m in store.status()["per_model"]} - {"reference"}
-    if kinds != {"demo"}:
-        return settings
-    print("offline demo: model names are revealed after each vote (ARENA_REVEAL_MODELS=0 hides)")
-    return settings.replace(reveal_models=True)
+    return kinds == {"demo"}
 
 
 # Gradio routes that call an event by its api_name (the page itself calls events by index

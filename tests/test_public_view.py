@@ -379,21 +379,25 @@ def test_with_the_reveal_on_the_raters_get_the_live_tabs(tmp_path):
 
 # -- the offline demo reveals -------------------------------------------------------------------
 def test_the_demo_workspace_reveals_unless_told_otherwise(store):
-    assert demo_reveal(store.settings, store, env={}).reveal_models is False  # empty
+    assert demo_reveal(store) is False  # empty
     store.add_model("demo-real", "reference")
     store.add_model("faithful", "demo")
-    assert demo_reveal(store.settings, store, env={}).reveal_models is True
-    off = {"ARENA_REVEAL_MODELS": "0"}
-    assert demo_reveal(store.settings, store, env=off).reveal_models is False
+    assert demo_reveal(store) is True
+    told = load_settings(env={"ARENA_REVEAL_MODELS": "0"}, workspace=str(store.workspace))
+    assert "reveal_models" in told.explicit and "port" not in told.explicit
+    hidden = Store(told)
+    try:
+        assert demo_reveal(hidden) is False  # ARENA_REVEAL_MODELS=0 is a choice, not a default
+    finally:
+        hidden.close()
     store.add_model("my-real-model", "import")
-    assert demo_reveal(store.settings, store, env={}).reveal_models is False
+    assert demo_reveal(store) is False
 
 
-def test_serve_turns_the_reveal_on_for_the_demo_only(store, monkeypatch):
+def test_serve_turns_the_reveal_on_for_the_demo_only(store):
     from arena.serve import serve
     from tests.arena_app import free_port
 
-    monkeypatch.delenv("ARENA_REVEAL_MODELS", raising=False)
     store.add_model("faithful", "demo")
     with store.session() as s:  # not empty: serve builds nothing
         s.add(db.Image(sha256="0" * 64, model_id=1, width=8, height=8))
