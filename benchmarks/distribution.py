@@ -5,7 +5,7 @@
    ``scoring.distribution.features.Extractor``):
    ``cached_features`` twice. The first run decodes, extracts and stores every vector;
    the second must extract nothing (the extractor's own call counter) and only read.
-2. ``scoring.distribution.stats.kid`` on two 10,000 x 2048 float32 matrices, 100 subsets of
+2. ``scoring.distribution.mmd.kid`` on two 10,000 x 2048 float32 matrices, 100 subsets of
    1,000, on 2 threads (``threadpool_limits(2)``; kid() runs 2 single-threaded BLAS
    workers), cold and with the reference's sums cached; wall and CPU time, the GFLOP/s
    achieved, a plain 1000x2048x1000 GEMM rate measured just before and after (this

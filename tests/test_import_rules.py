@@ -26,7 +26,6 @@ SQL_ALLOWED = (
     "arena/storage/",
     "arena/voting/battles.py",
     "arena/voting/matchmaking.py",
-    "arena/voting/active_pairing.py",
     "arena/voting/gold.py",
     "scoring/metrics/runner.py",
     "scoring/distribution/features.py",

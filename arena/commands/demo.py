@@ -44,8 +44,9 @@ def register(sub) -> None:
 def cmd_demo(args) -> int:
     from arena.cli import CommandError
     from arena.demo.build import build_demo
-    from arena.demo.model_metrics import DEMO_EXTRACTOR_TAG, demo_model_metrics
+    from arena.demo.model_metrics import demo_model_metrics
     from arena.demo.raters import simulate_votes
+    from arena.reports.stand_in import STAND_IN_TAG
 
     if args.simulate_votes < 0:
         raise CommandError(f"--simulate-votes {args.simulate_votes}: expected 0 or more.")
@@ -77,6 +78,6 @@ def cmd_demo(args) -> int:
         print(
             f"model-level numbers of {len({r.model for r in results})} demo models in "
             f"{time.perf_counter() - t0:.1f}s, with the demo's random-weight stand-in "
-            f"extractors (tag '{DEMO_EXTRACTOR_TAG}'): not comparable with real FID/KID values."
+            f"extractors (tag '{STAND_IN_TAG}'): not comparable with real FID/KID values."
         )
     return 0

@@ -12,7 +12,6 @@ from arena.demo.models import DEMO_MODELS
 from arena.reports.stand_in import STAND_IN_TAG
 from arena.storage.store import Store, StoreError
 
-DEMO_EXTRACTOR_TAG = STAND_IN_TAG  # "demo-random": what the pages look for to label numbers
 DEMO_WEIGHTS_FOLDER = "demo-weights"
 
 
@@ -59,7 +58,7 @@ def demo_model_metrics(store: Store, seed: int = 0, progress: bool = False) -> l
     paths = write_all(folder, seed=seed)
     by_name = {"inception": "inception", "clip-l14-336": "cmmd", "dinov2-l14": "fd-dino"}
     extractors = {
-        name: EXTRACTORS[name].load(paths[key]).tagged(DEMO_EXTRACTOR_TAG)
+        name: EXTRACTORS[name].load(paths[key]).tagged(STAND_IN_TAG)
         for name, key in by_name.items()
     }
     return distribution_run.run(

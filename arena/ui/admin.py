@@ -97,10 +97,10 @@ def set_model_active(store: Store, name: str, active: bool) -> str:
     return f"Model {name.strip()!r} {'is served again' if active else 'is no longer served'}."
 
 
-def apply_policy(store: Store) -> str:
+def apply_exclusion_rules(store: Store) -> str:
     changed = refresh_exclusions(store)
     return (
-        f"Policy applied: {changed['excluded']} rater(s) excluded, "
+        f"Exclusion rules applied: {changed['excluded']} rater(s) excluded, "
         f"{changed['included']} included again."
     )
 
@@ -115,7 +115,8 @@ def build_admin_app(store: Store) -> gr.Blocks:
                 "(the model a rater, or its address group, picks more often than the "
                 "Bradley-Terry fit of everyone else predicts: picks vs expected in its battles "
                 "with that model, p, and p corrected over models and raters). Flagged raters "
-                "are excluded from the leaderboard by policy; an admin decision overrides it."
+                "are excluded from the leaderboard by the exclusion rules; an admin decision "
+                "overrides them."
             )
             raters = gr.Dataframe(lambda: raters_table(store), interactive=False)
             with gr.Row():
@@ -124,7 +125,7 @@ def build_admin_app(store: Store) -> gr.Blocks:
             with gr.Row():
                 exclude = gr.Button("Exclude rater")
                 include = gr.Button("Include rater")
-                policy = gr.Button("Apply the policy now", variant="primary")
+                apply_rules = gr.Button("Apply the exclusion rules now", variant="primary")
             message = gr.Markdown()
             exclude.click(
                 lambda r, why: set_exclusion(store, r, True, why),
@@ -138,9 +139,9 @@ def build_admin_app(store: Store) -> gr.Blocks:
                 message,
                 api_visibility="private",
             ).then(lambda: raters_table(store), None, raters, api_visibility="private")
-            policy.click(lambda: apply_policy(store), None, message, api_visibility="private").then(
-                lambda: raters_table(store), None, raters, api_visibility="private"
-            )
+            apply_rules.click(
+                lambda: apply_exclusion_rules(store), None, message, api_visibility="private"
+            ).then(lambda: raters_table(store), None, raters, api_visibility="private")
         with gr.Tab("Models and prompts"):
             models = gr.Dataframe(lambda: store.models_frame(), interactive=False, label="Models")
             with gr.Row():
