@@ -9,6 +9,8 @@
   ``arena.storage.db``. Everything else uses Store verbs.
 * The tiny stand-in models (``scoring.testing``) are imported by the product only in
   the offline demo's model-level numbers.
+* Every module that imports a torchvision-loading library imports ``scoring._compat``
+  first (``scoring/__init__.py`` has no side effects).
 """
 
 from __future__ import annotations
@@ -166,3 +168,65 @@ def test_the_web_side_never_imports_torch(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "loaded: []" in result.stdout
+
+
+# Libraries that import torchvision when they load: on this CPU torch the CUDA-only
+# torchvision wheel imports only after ``scoring._compat`` has run.
+NEEDS_SHIM = ("torchvision", "open_clip", "diffusers", "transformers", "torch_fidelity", "timm")
+
+
+def _is_shim(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "scoring" and any(a.name == "_compat" for a in node.names)
+    return isinstance(node, ast.Import) and any(a.name == "scoring._compat" for a in node.names)
+
+
+def unshimmed_imports(path: Path) -> list[int]:
+    """Lines importing a torchvision-loading library with no ``scoring._compat`` import
+    before it, either at module level or earlier in the same function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    top_shims = [n.lineno for n in tree.body if _is_shim(n)]
+    enclosing: dict[ast.AST, ast.AST] = {}
+    for function in ast.walk(tree):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                enclosing.setdefault(node, function)  # outer functions are walked first
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        if not any(_in(n, lib) for n in names for lib in NEEDS_SHIM):
+            continue
+        scope = enclosing.get(node)
+        local = [n.lineno for n in ast.walk(scope) if _is_shim(n)] if scope else []
+        if not any(line < node.lineno for line in (*top_shims, *local)):
+            bad.append(node.lineno)
+    return sorted(set(bad))
+
+
+def test_modules_that_load_torchvision_run_the_shim_first():
+    """``scoring/__init__.py`` has no side effects, so each module calls the shim itself."""
+    modules = [p for p in project_modules(*PACKAGES) if _rel(p) != "scoring/_compat.py"]
+    bad = {_rel(p): lines for p in modules if (lines := unshimmed_imports(p))}
+    assert not bad, f"import scoring._compat before these torchvision-loading imports: {bad}"
+
+
+def test_the_shim_checker_sees_a_missing_shim(tmp_path):
+    cases = {
+        "late.py": "import open_clip\nfrom scoring import _compat\n",
+        "inner.py": "def f():\n    from diffusers import UNet2DModel\n",
+        "ok_top.py": "from scoring import _compat\n\ndef f():\n    import torchvision\n",
+        "ok_inner.py": "def f():\n    import scoring._compat\n    import transformers\n",
+        "elsewhere.py": "def g():\n    from scoring import _compat\n\nimport timm\n",
+    }
+    for name, source in cases.items():
+        (tmp_path / name).write_text(source)
+    assert unshimmed_imports(tmp_path / "late.py") == [1]
+    assert unshimmed_imports(tmp_path / "inner.py") == [2]
+    assert unshimmed_imports(tmp_path / "ok_top.py") == []
+    assert unshimmed_imports(tmp_path / "ok_inner.py") == []
+    assert unshimmed_imports(tmp_path / "elsewhere.py") == [4]  # another function's shim
