@@ -33,12 +33,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from arena.config import load_settings
+from arena.stats.pairs import OUTCOMES as VOTE_OUTCOMES
 from arena.storage.store import Store
 from arena.voting.battles import record_vote, serve_battle
 from arena.voting.matchmaking import Matchmaker
 from benchmarks.load import cpu_seconds
 
-OUTCOMES = np.array(["left", "right", "tie", "both_bad"])
+OUTCOMES = np.array(VOTE_OUTCOMES)
 GROUP = "0" * 32  # an address group's hash, stored with each battle as the web app does
 
 

@@ -130,7 +130,8 @@ def run_rater(client, k: int, battles: int, stop: threading.Event, log: RaterLog
     """Battle, then vote, ``battles`` times through gradio_client; stops on ``stop``."""
     from gradio_client.exceptions import AppError
 
-    outcomes = ("left", "right", "tie", "both_bad")
+    from arena.stats.pairs import OUTCOMES as outcomes
+
     rid = issued_rater_id(client)
     for i in range(battles):
         if stop.is_set():
