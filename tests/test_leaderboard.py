@@ -115,7 +115,7 @@ def arena_store(store):
 def test_leaderboard_frame_columns_order_and_provisional(arena_store, settings):
     service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=200))
     frame = service.get().frame
-    assert list(frame.columns[:10]) == [
+    assert list(frame.columns[:11]) == [
         "rank",
         "model",
         "rating",
@@ -126,6 +126,7 @@ def test_leaderboard_frame_columns_order_and_provisional(arena_store, settings):
         "win_rate",
         "both_bad_rate",
         "provisional",
+        "identified",
     ]
     assert frame["model"].tolist()[:4] == ["alpha", "beta", "gamma", "delta"]
     newbie = frame.set_index("model").loc["newbie"]

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from arena.reports.frames import Filters, ReportError
-from arena.reports.leaderboard import LeaderboardService, parse_anchor
+from arena.reports.leaderboard import COLUMNS, LeaderboardService, parse_anchor
 from arena.storage.vocabulary import RATER_KINDS
 
 
@@ -55,7 +55,7 @@ def _fmt(value, digits: int = 0) -> str:
 
 def format_table(frame: pd.DataFrame, level: float = 0.95) -> str:
     """A fixed-width text table: rank, model, rating with interval, Elo, votes, rates, metrics."""
-    metric_cols = list(frame.columns[10:])
+    metric_cols = list(frame.columns[len(COLUMNS) :])
     width = max([5, *(len(m) for m in frame["model"])])
     ci = f"{level:.0%} CI"
     head = (
@@ -65,6 +65,7 @@ def format_table(frame: pd.DataFrame, level: float = 0.95) -> str:
     lines = [head, "-" * len(head)]
     for row in frame.to_dict("records"):
         rank = "prov" if row["provisional"] else _fmt(row["rank"])
+        rank = rank if row["identified"] else "n/a"
         interval = f"{_fmt(row['ci_lower'])} - {_fmt(row['ci_upper'])}"
         line = (
             f"{rank:>4}  {row['model']:<{width}}  {_fmt(row['rating']):>7}  {interval:>15}  "
@@ -112,6 +113,7 @@ def cmd_leaderboard(args) -> int:
         print(
             f"\n{result.votes_used} votes ({filters.describe()}); BT ratings on the Elo scale "
             f"with bootstrap intervals; 'prov' = provisional (fewer than "
-            f"{store.settings.min_votes_ranked} votes). Computed in {result.seconds:.2f} s."
+            f"{store.settings.min_votes_ranked} votes); 'n/a' = no rating: the votes do not "
+            f"determine it (the model never won or never lost). Computed in {result.seconds:.2f} s."
         )
     return 0

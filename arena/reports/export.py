@@ -257,7 +257,9 @@ def report_html(
         f"<table class='t'>{facts}</table>",
         "<h2>Leaderboard</h2>",
         "<p class='note'>Bradley-Terry ratings on the Elo scale (ties and both-bad as half a win "
-        "each way) with bootstrap 95% intervals; rank is the rank upper bound.</p>",
+        "each way) with bootstrap 95% intervals; rank is the rank upper bound. A model with "
+        "<code>identified</code> false never won or never lost against the others: the votes "
+        "determine no finite rating for it, so it has none and is not ranked.</p>",
         _fmt_table(leaderboard, 3),
         _img(plots.ratings_figure(leaderboard), "ratings with intervals"),
         *_model_metrics_section(model_metrics),
@@ -286,6 +288,9 @@ def report_html(
             "human rating vs metric per model",
         ),
         "<h3>Leaderboards side by side (ratings)</h3>",
+        "<p class='note'>– : no rating; that decider never (or always) preferred the model, "
+        "so its rating is not identified (<code>identified</code> in "
+        "<code>agreement_leaderboards</code>).</p>",
         _fmt_table(side_by_side, 1),
         "<h2>Where metrics fail: slices</h2>",
         f"<p class='note'>Protocol <code>{html.escape(str(report.info.get('slice_protocol')))}"

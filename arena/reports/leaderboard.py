@@ -41,6 +41,7 @@ COLUMNS = (
     "win_rate",
     "both_bad_rate",
     "provisional",
+    "identified",
 )
 
 
@@ -214,6 +215,7 @@ def leaderboard_frame(
             "win_rate": result.win_rate,
             "both_bad_rate": result.both_bad_rate,
             "provisional": result.provisional,
+            "identified": result.identified,
         }
     )
     if metrics is not None and len(metric_cols):

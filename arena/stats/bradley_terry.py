@@ -12,7 +12,8 @@ half a win each way, or drops them). The ridge term is the same L2 penalty as
 is a Gaussian prior with standard deviation ``1/sqrt(2·RIDGE) ≈ 22`` on θ
 (≈ 3,900 Elo points): invisible next to the information of even a few votes
 (each vote adds up to 0.25), but enough that a model that won every game, or a
-group of models never compared with the others, gets a finite rating. Because
+group of models never compared with the others, gets a finite rating (a number the
+fit needs, not one the votes determine: :func:`identified` says which are). Because
 the log-likelihood gradient sums to zero, the penalised optimum has ``Σθ = 0``:
 a disconnected group is centred on 0.
 
@@ -32,6 +33,33 @@ import numpy as np
 RIDGE = 1e-3
 #: A block of rows shares ~1 MB buffers, which stay in cache (also the sampler's blocks).
 BLOCK_ELEMENTS = 1 << 17
+
+
+def identified(wins: np.ndarray) -> np.ndarray:
+    """Which models' ratings the votes determine: a boolean mask (n,).
+
+    Without the ridge the BT likelihood has a finite maximum only on a set of models
+    where each can reach each other by a chain of wins (a strongly connected "beat"
+    graph, edge i -> j when ``wins[i, j] > 0``; Zermelo 1929, Ford 1957). A model
+    that never won (or never lost) sits outside it: its maximum is at -inf (+inf), so
+    the finite number the fit prints is set by the ridge alone. Returns the largest
+    such set (ties: the one with the most battles); none when it has fewer than 2
+    models. A tie counted as half a win each way links the pair both ways.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    wins = np.asarray(wins, dtype=np.float64)
+    n = len(wins)
+    beat = wins > 0
+    np.fill_diagonal(beat, False)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    _, label = connected_components(csr_matrix(beat), directed=True, connection="strong")
+    size = np.bincount(label, minlength=n)
+    battles = np.bincount(label, weights=(wins + wins.T).sum(axis=1), minlength=n)
+    best = max(range(len(size)), key=lambda c: (size[c], battles[c], -c))
+    return (label == best) if size[best] >= 2 else np.zeros(n, dtype=bool)
 
 
 def win_probability(theta: np.ndarray) -> np.ndarray:

@@ -10,12 +10,15 @@ This module puts them together and adds the per-model and per-pair tables.
 
 Ratings are reported on the Elo scale ``1000 + 400/ln(10) · θ`` (a
 400-point gap means 10:1 odds), centred so that the ranked models (those with
-at least ``min_votes`` votes; all models if none is) average 1000, or anchored
+at least ``min_votes`` votes and a rating the votes determine; all of the latter if
+none is) average 1000, or anchored
 so that a named model sits at a given rating (:func:`arena.stats.elo.to_elo`).
 Every bootstrap round is centred or anchored the same way before the
 percentiles are taken. With ``ties="split"`` (the default) a tie and a both-bad
 vote each count as half a win each way; ``ties="drop"`` leaves them out of the
-fit. Random numbers come from a seeded ``numpy.random.Generator`` passed in.
+fit. A model outside :func:`arena.stats.bradley_terry.identified` (it never won or
+never lost) gets no rating: the others are fitted on their own battles. Random numbers
+come from a seeded ``numpy.random.Generator`` passed in.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from arena.stats.bradley_terry import RIDGE, bt_fit, predicted_win_rate
+from arena.stats.bradley_terry import RIDGE, bt_fit, identified, predicted_win_rate
 from arena.stats.elo import ELO_INITIAL, online_elo, to_elo
 from arena.stats.pairs import OUTCOMES, PairCounts, aggregate, check_ties
 from arena.stats.resample import bootstrap_bt, percentile_interval
@@ -85,17 +88,18 @@ class Ratings:
 
     names: list[str]
     counts: PairCounts
-    theta: np.ndarray  # BT log-strengths, Σθ = 0
-    rating: np.ndarray  # BT on the Elo scale (centred or anchored)
+    theta: np.ndarray  # BT log-strengths of all models (ridge fit, finite), Σθ = 0
+    rating: np.ndarray  # BT on the Elo scale (centred or anchored); NaN if not identified
     lower: np.ndarray  # bootstrap interval of ``rating``
     upper: np.ndarray
-    samples: np.ndarray  # (rounds, n) bootstrap θ
+    samples: np.ndarray  # (rounds, n) bootstrap θ of the identified models, NaN elsewhere
     elo: np.ndarray  # online Elo
     votes: np.ndarray
     win_rate: np.ndarray
     both_bad_rate: np.ndarray
     provisional: np.ndarray  # fewer than min_votes votes: listed, not ranked
-    rank_ub: np.ndarray  # float, NaN for provisional models
+    identified: np.ndarray  # the votes determine the rating (bradley_terry.identified)
+    rank_ub: np.ndarray  # float, NaN for provisional and not identified models
     observed: np.ndarray  # observed win-rate matrix
     predicted: np.ndarray  # BT-predicted win-rate matrix
     level: float
@@ -173,24 +177,43 @@ def compute_ratings(
             outcome = codes(outcomes.iloc[piece], outcome_lookup, "outcome")
         counts = counts + aggregate(n, left, right, outcome)
         elo = online_elo(n, left, right, outcome, initial=elo)
-    with threadpool_limits(1, user_api="blas"):  # n×n solves: BLAS threads only contend
-        theta = bt_fit(counts.win_matrix(ties), ridge=ridge)
-        samples = (
-            bootstrap_bt(counts, rng, rounds, ties=ties, ridge=ridge, theta=theta, workers=workers)
-            if rounds > 0
-            else theta[None, :]
+    wins = counts.win_matrix(ties)
+    ok = identified(wins)
+    if anchor_index is not None and not ok[anchor_index[0]]:
+        raise ValueError(
+            f"anchor model {anchor[0]!r} has no rating the votes determine (it never won or "
+            "never lost); anchor on another model."
         )
+    rated = np.full(n, np.nan)
+    samples = np.full((max(rounds, 1), n), np.nan)
+    with threadpool_limits(1, user_api="blas"):  # n×n solves: BLAS threads only contend
+        theta = bt_fit(wins, ridge=ridge)
+        if ok.any():
+            # The identified models on their own battles: a never-winner's ridge-made θ
+            # would otherwise pull theirs (through its games and through the centring).
+            cut = np.ix_(ok, ok)
+            sub = PairCounts(counts.wins[cut], counts.ties[cut], counts.both_bad[cut])
+            rated[ok] = theta if ok.all() else bt_fit(sub.win_matrix(ties), ridge=ridge)
+            samples[:, ok] = (
+                bootstrap_bt(sub, rng, rounds, ties, ridge, theta=rated[ok], workers=workers)
+                if rounds > 0
+                else rated[ok][None, :]
+            )
     votes = votes_per_model(counts)
     provisional = votes < min_votes
-    # Centre on the ranked models: a provisional model's wide swings would otherwise
-    # move the mean, and with it every other model's interval.
-    reference = ~provisional if np.any(~provisional) else None
-    lower, upper = percentile_interval(to_elo(samples, anchor_index, reference), level)
+    ranked = ~provisional & ok
+    # Centre on the ranked models: a provisional model's wide swings, or a ridge-made
+    # rating, would otherwise move the mean, and with it every other model's rating.
+    reference = ranked if ranked.any() else ok
+    rating, lower, upper = (np.full(n, np.nan) for _ in range(3))
+    if ok.any():
+        rating = to_elo(rated, anchor_index, reference)
+        lower, upper = percentile_interval(to_elo(samples, anchor_index, reference), level)
     return Ratings(
         names=names,
         counts=counts,
         theta=theta,
-        rating=to_elo(theta, anchor_index, reference),
+        rating=rating,
         lower=lower,
         upper=upper,
         samples=samples,
@@ -199,7 +222,8 @@ def compute_ratings(
         win_rate=win_rate(counts),
         both_bad_rate=both_bad_rate(counts),
         provisional=provisional,
-        rank_ub=rank_upper_bound(lower, upper, ~provisional),
+        identified=ok,
+        rank_ub=rank_upper_bound(lower, upper, ranked),
         observed=observed_win_rate(counts, ties),
         predicted=predicted_win_rate(theta),
         level=level,

@@ -94,7 +94,8 @@ def correlation_display(corr: pd.DataFrame) -> pd.DataFrame:
 
 
 def boards_display(boards: pd.DataFrame) -> pd.DataFrame:
-    """Model × decider ratings (human first), sorted by the human rating."""
+    """Model × decider ratings (human first), sorted by the human rating; a model the
+    decider never (or always) prefers has no rating there (``identified`` false)."""
     if boards.empty:
         return pd.DataFrame(columns=["Model"])
     wide = boards.pivot(index="model", columns="decider", values="rating")
@@ -103,7 +104,12 @@ def boards_display(boards: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"Model": wide.index})
     for d in deciders:
         ranks = boards[boards.decider == d].set_index("model")["rank"]
-        out[d] = [f"{wide.at[m, d]:.0f} (#{int(ranks[m])})" for m in wide.index]
+        out[d] = [
+            "no rating (never won or never lost)"
+            if pd.isna(ranks[m])
+            else f"{wide.at[m, d]:.0f} (#{int(ranks[m])})"
+            for m in wide.index
+        ]
     return out
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from arena.reports.frames import Filters, ReportError
-from arena.reports.leaderboard import LeaderboardService, separation
+from arena.reports.leaderboard import COLUMNS, LeaderboardService, separation
 from arena.storage.vocabulary import RATER_KINDS
 
 TITLE = "Leaderboard"
@@ -34,12 +34,16 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The board as strings for reading: rank, model, rating ± interval, Elo, votes, rates."""
     if frame.empty:
         return pd.DataFrame(columns=["Rank", "Model", "Rating", "95% CI", "Elo", "Votes"])
-    metric_cols = list(frame.columns[10:])
+    metric_cols = list(frame.columns[len(COLUMNS) :])
     out = pd.DataFrame(
         {
             "Rank": [
-                "provisional" if p else _num(r)
-                for p, r in zip(frame["provisional"], frame["rank"], strict=True)
+                "no rating (never won or never lost)"
+                if not i
+                else ("provisional" if p else _num(r))
+                for p, i, r in zip(
+                    frame["provisional"], frame["identified"], frame["rank"], strict=True
+                )
             ],
             "Model": frame["model"],
             "Rating": [_num(x) for x in frame["rating"]],
@@ -58,6 +62,17 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     for m in metric_cols:
         out[m] = [_metric_num(x) for x in frame[m]]
     return out
+
+
+def unidentified_note(frame: pd.DataFrame) -> str:
+    """A sentence naming the models the votes give no rating (never won or never lost)."""
+    models = frame.loc[~frame["identified"].astype(bool), "model"].tolist()
+    if not models:
+        return ""
+    return (
+        f" No rating for {', '.join(models)}: never won or never lost against the others, "
+        "so the votes do not determine a finite rating (it is not ranked)."
+    )
 
 
 def _metric_num(value) -> str:
@@ -153,11 +168,12 @@ def _board(
     frame = result.frame
     if frame.empty:
         return f"No votes yet for {filters.describe()}.", None
-    ranked = int((~frame["provisional"]).sum())
+    ranked = int((~frame["provisional"] & frame["identified"]).sum())
     summary = (
         f"**{result.votes_used}** votes ({filters.describe()}) · **{ranked}** ranked models · "
         f"{int(frame['provisional'].sum())} provisional (fewer than "
-        f"{service.settings.min_votes_ranked} votes). {ratings_note(service.settings)}"
+        f"{service.settings.min_votes_ranked} votes)."
+        f"{unidentified_note(frame)} {ratings_note(service.settings)}"
     )
     if result.model_level_note:
         summary += "\n\n" + result.model_level_note
@@ -291,14 +307,14 @@ def public_board_outputs(views, parts: tuple[int, ...] = (0, 1, 2, 3)) -> tuple:
             return ratings_figure(frame)
         if k == 3:
             return heatmap_figure(frame, result.ratings)
-        ranked = int((~frame["provisional"]).sum())
+        ranked = int((~frame["provisional"] & frame["identified"]).sum())
         summary = (
             f"**{release.votes}** votes · **{ranked}** ranked models · "
             f"{int(frame['provisional'].sum())} provisional (fewer than "
-            f"{views.settings.min_votes_ranked} votes). The board is released in steps of "
-            f"{step} votes and is the same for every rater between two releases; the model "
-            f"names stay hidden in the Vote tab, and filters, Compare and the Agreement "
-            f"analysis are for the arena's operators. {ratings_note(views.settings)}"
+            f"{views.settings.min_votes_ranked} votes).{unidentified_note(frame)} The board is "
+            f"released in steps of {step} votes and is the same for every rater between two "
+            f"releases; the model names stay hidden in the Vote tab, and filters, Compare and "
+            f"the Agreement analysis are for the arena's operators. {ratings_note(views.settings)}"
         )
         if result.model_level_note:
             summary += "\n\n" + result.model_level_note

@@ -4,7 +4,10 @@ Human Bradley-Terry ratings (ties split, :mod:`arena.stats.bradley_terry`) again
 metric's per-model mean score: Spearman ρ and Kendall τ-b. Each metric also gets its
 own leaderboard: the same battles decided by the metric, fitted with the same BT code
 (``spearman_bt``). Model-level metrics (FID, KID, ...: one number per model) are fixed,
-so their intervals bootstrap only the human side.
+so their intervals bootstrap only the human side. A model whose rating a board's battles do
+not determine (it never won or never lost there) gets no rating on that board
+(:func:`identified_board`); ρ and τ compare orders only, and take them from the ridge fit
+of all models.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from arena.stats.agreement.intervals import nan_percentile_interval, ratio
-from arena.stats.bradley_terry import bt_fit, bt_fit_batch
+from arena.stats.bradley_terry import bt_fit, bt_fit_batch, identified
 from arena.stats.elo import to_elo
 
 CORRELATION_COLUMNS = [
@@ -34,7 +37,16 @@ CORRELATION_COLUMNS = [
     "spearman_bt_high",
     "level",
 ]
-LEADERBOARD_COLUMNS = ["decider", "model", "rank", "rating", "rating_low", "rating_high", "votes"]
+LEADERBOARD_COLUMNS = [
+    "decider",
+    "model",
+    "rank",
+    "rating",
+    "rating_low",
+    "rating_high",
+    "votes",
+    "identified",
+]
 
 
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -56,6 +68,31 @@ def kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     sy = np.sign(y[:, i] - y[:, j])
     with np.errstate(invalid="ignore", divide="ignore"):
         return (sx * sy).sum(axis=1) / np.sqrt((sx * sx).sum(axis=1) * (sy * sy).sum(axis=1))
+
+
+def identified_board(wins: np.ndarray, wins_boot: np.ndarray, level: float):
+    """One decider's board: (θ, bootstrap θ, rating, low, high, rank, identified), NaN
+    (rank None) where the votes do not determine the rating
+    (:func:`arena.stats.bradley_terry.identified`).
+
+    The identified models are fitted on their own battles and centred on themselves:
+    a model that never wins has its rating set by the ridge alone, and left in, its
+    ridge-made rating would move the mean and so every other model's rating.
+    """
+    n = len(wins)
+    ok = identified(wins)
+    theta, rating, lo, hi = (np.full(n, np.nan) for _ in range(4))
+    samples = np.full((len(wins_boot), n), np.nan)
+    rank = [None] * n
+    if ok.any():
+        theta[ok] = bt_fit(wins[np.ix_(ok, ok)])
+        samples[:, ok] = bt_fit_batch(wins_boot[:, ok][:, :, ok], initial=theta[ok])
+        rating[ok] = to_elo(theta[ok])
+        lo[ok], hi[ok] = nan_percentile_interval(to_elo(samples[:, ok]), level)
+        where = np.flatnonzero(ok)
+        for r, i in enumerate(where[np.argsort(-rating[ok], kind="stable")]):
+            rank[i] = r + 1
+    return theta, samples, rating, lo, hi, rank, ok
 
 
 @dataclass
@@ -160,28 +197,28 @@ def model_level_tables(
         if n == 0:
             break
         wins = totals[cols].reshape(n, n)
-        theta = bt_fit(wins)
-        samples = bt_fit_batch(boot[:, cols].reshape(rounds, n, n), initial=theta)
+        wins_boot = boot[:, cols].reshape(rounds, n, n)
+        theta, samples, rating, lo, hi, rank, ok = identified_board(wins, wins_boot, level)
+        if not ok.all():  # ρ and τ compare orders: the ridge fit of all models orders them
+            theta = bt_fit(wins)
+            samples = bt_fit_batch(wins_boot, initial=theta)
         theta_boot[name] = (theta, samples)
-        rating = to_elo(theta)
-        lo, hi = nan_percentile_interval(to_elo(samples), level)
         elo[name] = (rating, lo, hi)
-        order = np.argsort(-rating, kind="stable")
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(1, n + 1)
         for i, model in enumerate(models):
             board_rows.append(
                 {
                     "decider": name,
                     "model": model,
-                    "rank": int(rank[i]),
+                    "rank": rank[i],
                     "rating": float(rating[i]),
                     "rating_low": float(lo[i]),
                     "rating_high": float(hi[i]),
                     "votes": int(votes[i]),
+                    "identified": bool(ok[i]),
                 }
             )
     leaderboards = pd.DataFrame(board_rows, columns=LEADERBOARD_COLUMNS)
+    leaderboards["rank"] = leaderboards["rank"].astype("Int64")
     if len(leaderboards):
         leaderboards = leaderboards.sort_values(["decider", "rank", "model"], kind="stable")
         leaderboards = leaderboards.reset_index(drop=True)
