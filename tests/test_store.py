@@ -103,3 +103,37 @@ def test_migrations_match_the_models_on_this_back_end(db_store):
     with db_store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
     assert diff == []
+
+
+def test_shared_objects_are_made_once_per_store(store, tmp_path):
+    """Admission limits, the gold pool and the report caches are one per store: eight
+    threads asking at once for a slow-to-build object all get the same one, built once."""
+    import threading
+    import time
+
+    from arena.config import load_settings
+    from arena.storage.store import Store
+
+    made = []
+
+    def make():
+        time.sleep(0.05)
+        made.append(object())
+        return made[-1]
+
+    got = [None] * 8
+
+    def ask(i):
+        got[i] = store.shared("cache", make)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and all(g is made[0] for g in got)
+    other = Store(load_settings(env={}, workspace=str(tmp_path / "other")))
+    try:
+        assert other.shared("cache", object) is not made[0]  # another store, another object
+    finally:
+        other.close()

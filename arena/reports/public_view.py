@@ -33,8 +33,6 @@ see docs/threat-model.md, "What a rater can see".
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,13 +128,6 @@ class PublicViews(CachedReports):
         return release, self.remember(key, lambda: self.service.board_of(released, Filters()))
 
 
-_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_VIEWS_LOCK = threading.Lock()
-
-
 def public_views(store) -> PublicViews:
     """One :class:`PublicViews` per store (the tabs of one app share it)."""
-    with _VIEWS_LOCK:
-        if store not in _VIEWS:
-            _VIEWS[store] = PublicViews(store)
-        return _VIEWS[store]
+    return store.shared(PublicViews, lambda: PublicViews(store))

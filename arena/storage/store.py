@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import func, select
@@ -33,6 +33,8 @@ from arena.storage.rater_verbs import RaterVerbs
 from arena.storage.score_verbs import ScoreVerbs
 from arena.storage.vocabulary import MODEL_KINDS
 from arena.storage.vote_counts import VoteCountVerbs, counted_votes
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,19 @@ class Store(IntakeVerbs, RaterVerbs, ScoreVerbs, VoteCountVerbs):
         sqlite = self.url.startswith("sqlite")
         self._write_lock = threading.Lock() if sqlite else nullcontext()
         self.images = ImageStore(self.workspace, self.settings.display_size)
+        self._shared: dict[object, object] = {}
+        self._shared_lock = threading.RLock()
         if upgrade:
             self._upgrade()
+
+    def shared(self, key: object, make: Callable[[], T]) -> T:
+        """The one object of this store under ``key`` (a report cache, the admission
+        limits, the gold pool), made by ``make()`` on first use. Every app, tab and
+        route on this store shares it; the lock makes concurrent first uses build one."""
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = make()
+            return self._shared[key]
 
     @classmethod
     def open(cls, workspace: str | Path | None = None, **overrides: Any) -> Store:

@@ -86,10 +86,7 @@ class Admission:
     @classmethod
     def of(cls, store) -> Admission:
         """The one Admission of a store (shared by the vote tab and the image route)."""
-        admission = store.__dict__.get("_admission")
-        if admission is None:
-            admission = store.__dict__["_admission"] = cls(store)
-        return admission
+        return store.shared(cls, lambda: cls(store))
 
     # -- ids ----------------------------------------------------------------------
     def _mac(self, nonce: str) -> str:

@@ -141,10 +141,8 @@ class GoldPool:
 
     @classmethod
     def of(cls, store) -> GoldPool:
-        pool = store.__dict__.get("_gold_pool")
-        if pool is None:
-            pool = store.__dict__["_gold_pool"] = cls.prepare(store)
-        return pool
+        """The one gold pool of a store, prepared on first use."""
+        return store.shared(cls, lambda: cls.prepare(store))
 
     @classmethod
     def prepare(cls, store, size: int = GOLD_POOL_SIZE) -> GoldPool:
