@@ -438,6 +438,12 @@ def test_model_level_note_names_sources_and_labels_stand_ins(arena_store, settin
     )
     summary = board_outputs(service)[0]
     assert "random-weight stand-in extractors" in summary and "[demo-random]" in summary
+    assert "lower is better for fid, kid" in summary  # read from the stored direction
+    arena_store.put_model_metric(
+        alpha, "diversity", "", 0.4, 0.1, 50, {"features": real_key}, higher_is_better=True
+    )
+    summary = board_outputs(service)[0]
+    assert "lower is better for fid, kid; higher is better for diversity" in summary
     table = display_table(service.get().frame).set_index("Model")
     assert table.loc["alpha", "fid"] == "12345.600" and table.loc["alpha", "kid"] == "3.2e+10"
     assert model_level_note(arena_store.model_metrics_frame().iloc[0:0]) == ""

@@ -31,7 +31,7 @@ import pandas as pd
 from arena.reports import plots
 from arena.reports.agreement import report_of
 from arena.reports.frames import load_report_frames
-from arena.reports.leaderboard import leaderboard_frame, metric_columns
+from arena.reports.leaderboard import direction_note, leaderboard_frame, metric_columns
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import PROTOCOLS, AgreementReport
 from arena.storage.columnar import positions
@@ -324,7 +324,7 @@ def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
     return [
         "<h2>Model-level metrics</h2>",
         "<p class='note'>One number per model over all its images, against the reference set "
-        "(KID: mean ± std over subsets). Lower is better except diversity. "
+        f"(KID: mean ± std over subsets); {html.escape(direction_note(model_metrics))}. "
         "<code>extractor</code> is the feature network the number was computed from.</p>",
         warning,
         _fmt_table(model_metrics, 4),

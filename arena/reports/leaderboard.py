@@ -120,6 +120,15 @@ def extractor_label(key: str) -> str:
     return f"`{name}` [{tag}]" if tag else f"`{name}`"
 
 
+def direction_note(frame: pd.DataFrame) -> str:
+    """Which numbers are better low, read from the ``higher_is_better`` stored with them."""
+    lower = sorted(set(frame.loc[~frame["higher_is_better"].astype(bool), "metric"]))
+    higher = sorted(set(frame.loc[frame["higher_is_better"].astype(bool), "metric"]))
+    parts = [f"lower is better for {', '.join(lower)}" if lower else ""]
+    parts.append(f"higher is better for {', '.join(higher)}" if higher else "")
+    return "; ".join(p for p in parts if p)
+
+
 def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] = ()) -> str:
     """One Markdown paragraph on where the model-level numbers come from.
 
@@ -151,7 +160,7 @@ def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] =
             if keys
             else ""
         )
-        + "; lower is better except diversity. They ignore the filters."
+        + f"; {direction_note(frame)}. They ignore the filters."
     )
     warning = stand_in_warning(keys)
     return f"**{warning}** {text}" if warning else text
