@@ -78,6 +78,21 @@ def test_the_export_and_the_leaderboard_page_agree(arena_store):  # noqa: F811
     )
 
 
+def test_an_export_after_a_page_view_reuses_the_pages_reports(arena_store):  # noqa: F811
+    """The pages and exports share one cache per store: exporting right after the
+    Leaderboard and Agreement pages were shown computes neither again."""
+    store = arena_store.with_settings(bootstrap_rounds=20)
+    boards, agreements = LeaderboardService.of(store), AgreementService.of(store)
+    assert LeaderboardService.of(store) is boards  # one per store
+    page, shown = boards.get().frame, agreements.get().report
+    assert boards.computations == agreements.computations == 1
+    _, board, report, _ = compute_tables(store, rounds=20, seed=store.settings.seed)
+    assert boards.computations == agreements.computations == 1
+    assert board is page and report is shown
+    compute_tables(store, rounds=20, seed=store.settings.seed + 1)  # another seed: computed
+    assert boards.computations == agreements.computations == 2
+
+
 def test_every_service_follows_one_data_signature(arena_store):  # noqa: F811
     store = arena_store.with_settings(
         bootstrap_rounds=0, public_view_min_votes=1, probation_votes=1

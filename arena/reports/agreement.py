@@ -51,20 +51,25 @@ class AgreementService(CachedReports):
         super().__init__(store, max_entries)
 
     def get(
-        self, filters: Filters | None = None, slice_protocol: str = "ties_half"
+        self,
+        filters: Filters | None = None,
+        slice_protocol: str = "ties_half",
+        rounds: int | None = None,
+        seed: int | None = None,
     ) -> AgreementResult:
         filters = filters or Filters()
-        key = (filters.key(), slice_protocol)
-        return self.cached(key, lambda _signature: self._compute(filters, slice_protocol))
+        rounds = max(1, self.settings.bootstrap_rounds if rounds is None else int(rounds))
+        seed = self.settings.seed if seed is None else int(seed)
+        key = (filters.key(), slice_protocol, rounds, seed)
+        return self.cached(
+            key, lambda _signature: self._compute(filters, slice_protocol, rounds, seed)
+        )
 
-    def _compute(self, filters: Filters, slice_protocol: str) -> AgreementResult:
+    def _compute(
+        self, filters: Filters, slice_protocol: str, rounds: int, seed: int
+    ) -> AgreementResult:
         start = time.perf_counter()
         frames = load_report_frames(self.store, filters)
-        report = report_of(
-            frames,
-            np.random.default_rng(self.settings.seed),
-            max(1, self.settings.bootstrap_rounds),
-            slice_protocol,
-        )
+        report = report_of(frames, np.random.default_rng(seed), rounds, slice_protocol)
         self.computations += 1
         return AgreementResult(report, filters, len(frames.votes), time.perf_counter() - start)

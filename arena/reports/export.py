@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from arena.reports import plots
-from arena.reports.agreement import report_of
+from arena.reports.agreement import AgreementService
 from arena.reports.frames import load_report_frames
-from arena.reports.leaderboard import direction_note, leaderboard_frame, metric_columns
+from arena.reports.leaderboard import LeaderboardService, direction_note
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import PROTOCOLS, AgreementReport
 from arena.storage.columnar import positions
@@ -351,16 +351,19 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
     seed = settings.seed if seed is None else int(seed)
     if rounds < 1:
         raise ExportError(f"bootstrap rounds {rounds}: expected at least 1.")
-    frames = load_report_frames(store)
+    # The leaderboard and the agreement report come from the pages' own services (one
+    # cache per store): an export right after a page view does not compute them again.
+    # All three reads must see the same data; a vote landing in between reads again.
+    for _ in range(5):
+        signature = store.data_signature()
+        board = LeaderboardService.of(store).get(rounds=rounds, seed=seed).frame
+        report = AgreementService.of(store).get(rounds=rounds, seed=seed).report
+        frames = load_report_frames(store)
+        if store.data_signature() == signature:
+            break
+    else:
+        raise ExportError("the data kept changing while the export read it; try again.")
     votes, prompts = frames.votes, frames.prompts
-    board, _ = leaderboard_frame(
-        votes,
-        np.random.default_rng(seed),
-        rounds=rounds,
-        min_votes=settings.min_votes_ranked,
-        metrics=metric_columns(frames),
-    )
-    report = report_of(frames, np.random.default_rng(seed), rounds)
     tables = {
         "votes": votes_table(votes, prompts),
         "scores": scores_table(frames.scores, frames.images_all),

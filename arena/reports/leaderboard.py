@@ -254,13 +254,17 @@ class LeaderboardService(CachedReports):
         rounds: int | None = None,
         anchor: tuple[str, float] | None = None,
         ties: str = "split",
+        seed: int | None = None,
     ) -> LeaderboardResult:
         filters = filters or Filters()
         rounds = self.settings.bootstrap_rounds if rounds is None else int(rounds)
+        seed = self.settings.seed if seed is None else int(seed)
         if rounds < 0:
             raise LeaderboardError(f"bootstrap rounds {rounds}: expected 0 or more.")
-        key = (filters.key(), rounds, anchor, ties, self.settings.min_votes_ranked)
-        return self.cached(key, lambda sig: self._compute(filters, rounds, anchor, ties, sig))
+        key = (filters.key(), rounds, anchor, ties, seed, self.settings.min_votes_ranked)
+        return self.cached(
+            key, lambda sig: self._compute(filters, rounds, anchor, ties, sig, seed=seed)
+        )
 
     def board_of(self, votes: pd.DataFrame, filters: Filters | None = None) -> LeaderboardResult:
         """The board over these votes (rows of ``Store.votes_frame``), uncached; the
@@ -268,12 +272,14 @@ class LeaderboardService(CachedReports):
         rounds = self.settings.bootstrap_rounds
         return self._compute(filters or Filters(), rounds, None, "split", (), votes=votes)
 
-    def _compute(self, filters, rounds, anchor, ties, signature, votes=None) -> LeaderboardResult:
+    def _compute(
+        self, filters, rounds, anchor, ties, signature, votes=None, seed=None
+    ) -> LeaderboardResult:
         start = time.perf_counter()
         frames = load_report_frames(self.store, filters, votes)
         frame, ratings = leaderboard_frame(
             frames.votes,
-            np.random.default_rng(self.settings.seed),
+            np.random.default_rng(self.settings.seed if seed is None else seed),
             rounds=rounds,
             anchor=anchor,
             min_votes=self.settings.min_votes_ranked,

@@ -97,7 +97,7 @@ class PublicViews(CachedReports):
 
     def __init__(self, store, max_entries: int = 4):
         super().__init__(store, max_entries)
-        self.service = LeaderboardService(store)
+        self.service = LeaderboardService.of(store)
 
     @property
     def step(self) -> int:

@@ -30,6 +30,12 @@ class CachedReports:
         self._lock = threading.Lock()
         self.computations = 0  # how many times a report was actually computed
 
+    @classmethod
+    def of(cls, store):
+        """The one service of this kind for ``store``: the raters' app, the Admin app and
+        exports share its cache (``Store.shared``)."""
+        return store.shared(cls, lambda: cls(store))
+
     @property
     def settings(self):
         return self.store.settings

@@ -199,7 +199,7 @@ PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 def render(store):
     """The tab; returns its refresh (fn, inputs, outputs) for when it is opened."""
-    service = AgreementService(store)
+    service = AgreementService.of(store)
     options = service.options()
     gr.Markdown(
         "How often does each automatic metric prefer the image the raters chose? "

@@ -373,7 +373,7 @@ def render(store, full: bool | None = None):
     """
     if not (store.settings.reveal_models if full is None else full):
         return render_public(store)
-    service = LeaderboardService(store)
+    service = LeaderboardService.of(store)
     options = service.options()
     category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
 
