@@ -241,7 +241,7 @@ def launch_app(store: Store, *, block: bool, host=None, port=None, auth=None, ta
     server = _server_class(uvicorn)(config, _gradio_apps(app))
     from arena.voting.exclusion import ExclusionRefresher
 
-    exclusion = ExclusionRefresher(store, settings.policy_refresh_seconds).start()
+    exclusion = ExclusionRefresher(store).start()
     if block:
         _exit_zero_on_sigterm()
         server.run()  # uvicorn handles SIGTERM/SIGINT: graceful shutdown, see module doc

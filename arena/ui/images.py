@@ -29,11 +29,11 @@ HANDLE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 HEADERS = {"Cache-Control": "private, max-age=3600, immutable", "X-Content-Type-Options": "nosniff"}
 
 
-def resolve(store, handle: str, group: str, ttl_seconds: int) -> str | None:
+def resolve(store, handle: str, group: str) -> str | None:
     """The pixel hash behind a live handle served to ``group``, else None."""
     if not HANDLE.match(handle):
         return None
-    return handle_image(store, handle, group, ttl_seconds)
+    return handle_image(store, handle, group)
 
 
 def image_routes(store) -> list[Route]:
@@ -42,7 +42,7 @@ def image_routes(store) -> list[Route]:
     renditions = store.images.renditions
 
     def read(handle: str, group: str) -> bytes | None:
-        sha = resolve(store, handle, group, store.settings.battle_ttl_seconds)
+        sha = resolve(store, handle, group)
         if sha is None:
             return None
         return renditions.ensure(sha, store.images).read_bytes()

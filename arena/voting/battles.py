@@ -344,12 +344,12 @@ def _check_limits(s, rater_id: int, now: datetime, settings) -> None:
         )
 
 
-def handle_image(store, handle: str, group: str | None, ttl_seconds: int) -> str | None:
+def handle_image(store, handle: str, group: str | None) -> str | None:
     """The pixel hash behind a handle, while its battle is open and only for ``group``.
 
-    A handle works ``ttl_seconds`` after its battle was served, from the address group it
-    was served to; for anything else the answer is None (the image route, arena.ui.images,
-    answers every such request with the same 404).
+    A handle works ``battle_ttl_seconds`` (the store's setting) after its battle was
+    served, from the address group it was served to; for anything else the answer is
+    None (the image route, arena.ui.images, answers every such request with the same 404).
     """
     b = db.Battle.__table__
     with store.session() as s:
@@ -365,7 +365,7 @@ def handle_image(store, handle: str, group: str | None, ttl_seconds: int) -> str
         if row is None:
             return None
         left_handle, left_id, right_id, served_at, battle_group = row
-        ttl = timedelta(seconds=ttl_seconds)
+        ttl = timedelta(seconds=store.settings.battle_ttl_seconds)
         if db.utcnow() - served_at > ttl or (battle_group is not None and battle_group != group):
             return None
         image_id = left_id if left_handle == handle else right_id

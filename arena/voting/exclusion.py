@@ -58,8 +58,8 @@ class ExclusionRefresher:
     an admin's own decisions (``exclusion_manual``) are never changed.
     """
 
-    def __init__(self, store: Store, interval: float):
-        self.store, self.interval = store, interval
+    def __init__(self, store: Store):
+        self.store, self.interval = store, store.settings.policy_refresh_seconds
         self.runs, self.last_error = 0, ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="arena-exclusion", daemon=True)
