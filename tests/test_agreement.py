@@ -562,8 +562,13 @@ def test_model_level_metrics_join_the_correlation_table_like_scipy():
         assert row.kendall == pytest.approx(
             stats.kendalltau(sign * values[ok], human[ok]).statistic
         )
-        assert row.spearman_low <= row.spearman <= row.spearman_high
-        assert row.kendall_low <= row.kendall <= row.kendall_high
+        assert row.few_models == (row.n_models < 6)
+        if row.few_models:  # no bootstrap interval over so few models, only the p-value
+            assert np.isnan(row[["spearman_low", "kendall_high"]].to_numpy(float)).all()
+        else:
+            assert row.spearman_low <= row.spearman <= row.spearman_high
+            assert row.kendall_low <= row.kendall <= row.kendall_high
+        assert 0 < row.spearman_p <= 1 and 0 < row.kendall_p <= 1
         assert np.isnan(row.spearman_bt)  # no battles decided by a per-model number
     assert corr.loc["fid", "n_models"] == 5 and corr.loc["fid", "spearman"] > 0.5
     assert frame.loc[models[0], "kid_std"] == pytest.approx(0.002)
@@ -582,7 +587,7 @@ def test_model_level_interval_bootstraps_the_human_side_only():
     = 1 and a degenerate interval at 1; several reference sets label rows metric@reference."""
     data = synthetic_arena(
         np.random.default_rng(8),
-        n_models=5,
+        n_models=6,  # 5 would be few_models: no interval
         n_prompts=200,
         n_votes=20000,
         strength_sd=3.0,

@@ -277,7 +277,11 @@ def report_html(
         "(<code>level</code> = model: KID, FID, CMMD, FD-DINO, diversity, AS, oriented so that "
         "&gt; 0 means agreement, e.g. lower FID for a higher rating; their intervals bootstrap "
         "the human side only); <code>spearman_bt</code> compares with the metric's own "
-        "Bradley-Terry leaderboard (the same battles decided by the metric).</p>",
+        "Bradley-Terry leaderboard (the same battles decided by the metric). "
+        "<code>spearman_p</code>, <code>kendall_p</code>: exact permutation p-values across "
+        "the models (two-sided; 9,999 random pairings above 8 models). "
+        "<code>few_models</code>: fewer than 6 models, so no bootstrap interval is given "
+        "(the prompt bootstrap holds the models fixed; read the p-value).</p>",
         _fmt_table(report.correlations, 3),
         _img(
             plots.scatter_figure(

@@ -18,6 +18,7 @@ from arena.reports import plots
 from arena.reports.agreement import AgreementService
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
+from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
@@ -62,9 +63,20 @@ def accuracy_display(accuracy: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _corr_cell(value, low, high, p=None, few=False) -> str:
+    """ρ or τ with its interval and permutation p; no interval with too few models."""
+    text = _num(value, 2)
+    if not few:
+        text += f" [{_num(low, 2)}, {_num(high, 2)}]"
+    if p is not None and not (isinstance(p, float) and math.isnan(p)):
+        text += f" (p = {p:.2g})"
+    return text
+
+
 def correlation_display(corr: pd.DataFrame) -> pd.DataFrame:
     """One row per metric: per-image means first, then model-level numbers (KID, FID ...),
-    whose ρ and τ are oriented so that > 0 means the metric agrees with the raters."""
+    whose ρ and τ are oriented so that > 0 means the metric agrees with the raters. With
+    few models (``few_models``) only the permutation p-value, no bootstrap interval."""
     columns = ["Metric", "Level", "Models", "Spearman ρ", "Kendall τ", "ρ with metric's own BT"]
     if corr.empty:
         return pd.DataFrame(columns=columns)
@@ -74,19 +86,35 @@ def correlation_display(corr: pd.DataFrame) -> pd.DataFrame:
             "Level": corr["level"],
             "Models": corr["n_models"],
             "Spearman ρ": [
-                f"{_num(v, 2)} [{_num(lo, 2)}, {_num(hi, 2)}]"
-                for v, lo, hi in zip(
-                    corr.spearman, corr.spearman_low, corr.spearman_high, strict=True
+                _corr_cell(*row)
+                for row in zip(
+                    corr.spearman,
+                    corr.spearman_low,
+                    corr.spearman_high,
+                    corr.spearman_p,
+                    corr.few_models,
+                    strict=True,
                 )
             ],
             "Kendall τ": [
-                f"{_num(v, 2)} [{_num(lo, 2)}, {_num(hi, 2)}]"
-                for v, lo, hi in zip(corr.kendall, corr.kendall_low, corr.kendall_high, strict=True)
+                _corr_cell(*row)
+                for row in zip(
+                    corr.kendall,
+                    corr.kendall_low,
+                    corr.kendall_high,
+                    corr.kendall_p,
+                    corr.few_models,
+                    strict=True,
+                )
             ],
             "ρ with metric's own BT": [
-                f"{_num(v, 2)} [{_num(lo, 2)}, {_num(hi, 2)}]"
-                for v, lo, hi in zip(
-                    corr.spearman_bt, corr.spearman_bt_low, corr.spearman_bt_high, strict=True
+                _corr_cell(v, lo, hi, None, few)
+                for v, lo, hi, few in zip(
+                    corr.spearman_bt,
+                    corr.spearman_bt_low,
+                    corr.spearman_bt_high,
+                    corr.few_models,
+                    strict=True,
                 )
             ],
         }
@@ -168,7 +196,11 @@ def agreement_outputs(
         f"**{report.info['prompts']}** prompts · {len(report.info['models'])} models · "
         f"metrics: {', '.join(metrics) or 'none yet (run `arena score`)'}. "
         f"Intervals: 95%, bootstrap over prompts ({report.info['rounds']} rounds) unless "
-        f"marked Wilson. Computed in {result.seconds:.1f}s."
+        f"marked Wilson. Computed in {result.seconds:.1f}s.\n\n"
+        "Model level: p is the exact permutation p-value of ρ and τ across the models "
+        "(two-sided; random pairings above 8 models). With fewer than "
+        f"{MIN_MODELS_FOR_INTERVAL} models no interval is shown: the prompt bootstrap holds "
+        "the models fixed and cannot say whether so few could agree by chance."
     )
     if model_level:
         summary += (

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from arena.stats.agreement.intervals import nan_percentile_interval, ratio
+from arena.stats.agreement.permutation import permutation_pvalue
 from arena.stats.bradley_terry import bt_fit, bt_fit_batch, identified
 from arena.stats.elo import to_elo
 
@@ -29,14 +30,25 @@ CORRELATION_COLUMNS = [
     "spearman",
     "spearman_low",
     "spearman_high",
+    "spearman_p",
     "kendall",
     "kendall_low",
     "kendall_high",
+    "kendall_p",
     "spearman_bt",
     "spearman_bt_low",
     "spearman_bt_high",
     "level",
+    "few_models",
 ]
+#: Below this many models the bootstrap intervals of ρ and τ are left empty (few_models).
+#: The prompt bootstrap holds the models fixed, and ρ over n models moves in steps of
+#: 12/(n(n²-1)) (0.2 at 4 models), so its interval collapses onto the point ([0.4, 0.4])
+#: and cannot say whether the order could be chance; the permutation p-value does. At 4
+#: models no order reaches p < 0.05 (smallest p 1/12), at 5 only a perfect one (1/60); 6
+#: is the first where an order with one swapped neighbour does (ρ = 0.94, p = 1/60).
+MIN_MODELS_FOR_INTERVAL = 6
+_INTERVALS = ("spearman", "kendall", "spearman_bt")
 LEADERBOARD_COLUMNS = [
     "decider",
     "model",
@@ -151,7 +163,19 @@ def model_level_values(
     return out
 
 
-def fixed_correlation_row(f: ModelLevelValues, h_theta, h_samples, level) -> dict:
+def few_models_row(row: dict) -> dict:
+    """Flag a row with fewer than :data:`MIN_MODELS_FOR_INTERVAL` models and empty its
+    bootstrap intervals (the point estimates and permutation p-values stay)."""
+    row["few_models"] = bool(row["n_models"] < MIN_MODELS_FOR_INTERVAL)
+    if row["few_models"]:
+        for key in _INTERVALS:
+            row[f"{key}_low"] = row[f"{key}_high"] = np.nan
+    return row
+
+
+def fixed_correlation_row(
+    f: ModelLevelValues, h_theta, h_samples, level, rng: np.random.Generator
+) -> dict:
     """ρ and τ of a fixed per-model metric with the human ratings; the bootstrap varies
     only the human side."""
     ok = np.isfinite(f.value)
@@ -160,16 +184,17 @@ def fixed_correlation_row(f: ModelLevelValues, h_theta, h_samples, level) -> dic
         row[key] = np.nan
     for key, fn in (("spearman", spearman_rows), ("kendall", kendall_rows)):
         if ok.sum() < 3:
-            row[key] = row[f"{key}_low"] = row[f"{key}_high"] = np.nan
+            row[key] = row[f"{key}_low"] = row[f"{key}_high"] = row[f"{key}_p"] = np.nan
             continue
         metric = f.oriented[ok]
         row[key] = float(fn(metric[None, :], h_theta[ok][None, :])[0])
+        row[f"{key}_p"] = permutation_pvalue(fn, metric, h_theta[ok], rng)
         samples = h_samples[:, ok]
         lo, hi = nan_percentile_interval(
             fn(np.broadcast_to(metric, samples.shape), samples)[:, None], level
         )
         row[f"{key}_low"], row[f"{key}_high"] = float(lo[0]), float(hi[0])
-    return row
+    return few_models_row(row)
 
 
 def model_level_tables(
@@ -182,12 +207,15 @@ def model_level_tables(
     boot: np.ndarray,
     level: float,
     fixed: Sequence[ModelLevelValues] = (),
+    rng: np.random.Generator | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(leaderboards, models, correlations) from the resampled sums of the report.
 
     ``bt_cols`` are the win-matrix columns of each decider (the human first, then each
     metric), ``mean_cols`` the (sum, count) columns of each metric's per-model mean.
+    ``rng`` draws the pairings of the permutation p-values above 8 models.
     """
+    rng = np.random.default_rng(0) if rng is None else rng
     n = len(models)
     deciders = ["human", *metrics]
     rounds = boot.shape[0]
@@ -258,17 +286,21 @@ def model_level_tables(
             use = ok if key != "spearman_bt" else np.ones(n, bool)
             if use.sum() < 3:
                 row[key] = row[f"{key}_low"] = row[f"{key}_high"] = np.nan
+                if key != "spearman_bt":
+                    row[f"{key}_p"] = np.nan
                 continue
             row[key] = float(fn(point[use][None, :], human[use][None, :])[0])
+            if key != "spearman_bt":
+                row[f"{key}_p"] = permutation_pvalue(fn, point[use], human[use], rng)
             draws = fn(samples[:, use], human_samples[:, use])
             lo, hi = nan_percentile_interval(draws[:, None], level)
             row[f"{key}_low"], row[f"{key}_high"] = float(lo[0]), float(hi[0])
-        corr_rows.append(row)
+        corr_rows.append(few_models_row(row))
     for f in fixed:
         model_rows[f"{f.label}_value"] = f.value
         model_rows[f"{f.label}_std"] = f.std
         if n:
-            corr_rows.append(fixed_correlation_row(f, h_theta, h_samples, level))
+            corr_rows.append(fixed_correlation_row(f, h_theta, h_samples, level, rng))
     models_frame = pd.DataFrame(model_rows)
     correlations = pd.DataFrame(corr_rows, columns=CORRELATION_COLUMNS)
     return leaderboards, models_frame, correlations

@@ -103,7 +103,7 @@ def agreement_report(
         raise ValueError(f"tie_folds={tie_folds}: need at least 1 fold.")
     z_value(level)
     x = prepare(votes, scores, images, prompts, tag_bins)
-    fold_rng, boot_rng = rng.spawn(2)
+    fold_rng, boot_rng, perm_rng = rng.spawn(3)  # the first two as with spawn(2)
     table = SumTable(x.n_clusters)
     accuracy_rows, slice_credits = _accuracy_sums(x, table, fold_rng, tie_folds, slice_protocol)
     pairs = _PairSums.collect(x, table) if len(x.outcome) else None
@@ -116,7 +116,7 @@ def agreement_report(
         accuracy = _with_ceiling(accuracy, pairs, totals, boot, level)
     fixed = model_level_values(model_metrics, x.models)
     leaderboards, models_frame, correlations = model_level_tables(
-        x.models, x.metrics, bt_cols, bt_votes, mean_cols, totals, boot, level, fixed
+        x.models, x.metrics, bt_cols, bt_votes, mean_cols, totals, boot, level, fixed, perm_rng
     )
     info = {
         "votes": len(x.outcome),
