@@ -268,7 +268,10 @@ def report_html(
         "<p class='note'><code>ci_low</code>/<code>ci_high</code>: bootstrap over prompts "
         "(the default interval); <code>wilson_*</code>: Wilson interval treating votes as "
         "independent. The human ceiling is how often one rater agrees with the majority of "
-        "the other raters of the same image pair.</p>",
+        "the other raters of the same image pair. <code>chance</code>: what a metric blind to "
+        "the images expects under the protocol (0.5 for a and b; for c, with human ties "
+        "among the outcomes, the better of always predicting a tie and always a side: "
+        "max(tie share, (1 − tie share)/2)); read each accuracy against it.</p>",
         _fmt_table(acc, 3),
         _img(plots.accuracy_figure(acc), "accuracy by metric and protocol"),
         "<h2>Model level</h2>",

@@ -43,8 +43,18 @@ def _num(value, digits: int = 3) -> str:
 
 
 def accuracy_display(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """Metric × protocol as readable strings, the human ceiling as the last row."""
-    columns = ["Metric", "Protocol", "Accuracy", "95% CI (prompts)", "Wilson 95% CI", "Votes"]
+    """Metric × protocol as readable strings, the human ceiling as the last row; "Chance"
+    is what a metric blind to the images expects under that protocol (0.5 for (a) and
+    (b); for (c) the better of always "tie" and always a side)."""
+    columns = [
+        "Metric",
+        "Protocol",
+        "Accuracy",
+        "Chance",
+        "95% CI (prompts)",
+        "Wilson 95% CI",
+        "Votes",
+    ]
     if accuracy.empty:
         return pd.DataFrame(columns=[*columns, "Tie threshold"])
     rows = []
@@ -54,6 +64,7 @@ def accuracy_display(accuracy: pd.DataFrame) -> pd.DataFrame:
                 "Metric": r.metric,
                 "Protocol": r.description if r.metric != CEILING else "leave-one-out majority",
                 "Accuracy": _pct(r.accuracy),
+                "Chance": _pct(r.chance),
                 "95% CI (prompts)": f"{_pct(r.ci_low)} – {_pct(r.ci_high)}",
                 "Wilson 95% CI": f"{_pct(r.wilson_low)} – {_pct(r.wilson_high)}",
                 "Votes": int(r.n),

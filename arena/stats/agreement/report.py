@@ -68,7 +68,15 @@ class AgreementReport:
 
 # An accuracy with its count and both intervals (prompt bootstrap, Wilson).
 _ACCURACY_STATS = ["accuracy", "n", "ci_low", "ci_high", "wilson_low", "wilson_high"]
-ACCURACY_COLUMNS = ["metric", "protocol", "description", *_ACCURACY_STATS, "tie_threshold"]
+ACCURACY_COLUMNS = [
+    "metric",
+    "protocol",
+    "description",
+    "accuracy",
+    "chance",  # what a metric blind to the images expects (chance_accuracy)
+    *_ACCURACY_STATS[1:],
+    "tie_threshold",
+]
 SLICE_COLUMNS = ["metric", "slice_kind", "slice", *_ACCURACY_STATS]
 RELIABILITY_COLUMNS = ["alpha", "alpha_low", "alpha_high", "units", "votes", "raters"]
 
@@ -148,7 +156,8 @@ def agreement_report(
 def _accuracy_sums(x: Inputs, table: SumTable, fold_rng, tie_folds: int, slice_protocol: str):
     """Add each (metric, protocol)'s credit and count columns.
 
-    Returns the rows (metric, protocol, credit slice, count slice, fitted thresholds)
+    Returns the rows (metric, protocol, credit slice, count slice, fitted thresholds,
+    chance level)
     and each metric's per-vote (credit, counted) under ``slice_protocol``.
     Prompts are split at random into ``tie_folds`` folds; the ``with_ties`` threshold
     of a vote is fitted on the other folds (:func:`cross_fitted_thresholds`).
@@ -168,10 +177,29 @@ def _accuracy_sums(x: Inputs, table: SumTable, fold_rng, tie_folds: int, slice_p
             credit, counted = protocol_credit(d, x.outcome, protocol, threshold)
             cs = table.add(x.cluster, credit)
             ns = table.add(x.cluster, counted.astype(np.float64))
-            rows.append((name, protocol, cs, ns, fitted))
+            chance = chance_accuracy(x.outcome[counted], protocol)
+            rows.append((name, protocol, cs, ns, fitted, chance))
             if protocol == slice_protocol:
                 slice_credits[name] = (credit, counted)
     return rows, slice_credits
+
+
+def chance_accuracy(outcome: np.ndarray, protocol: str) -> float:
+    """What a metric that scores independently of the images expects under ``protocol``.
+
+    It cannot know which side won (the sides are shown at random), so a side it picks
+    is right half of the time: 0.5 under (a) and (b) (scores that never tie). Under (c)
+    it may also predict a tie, on any share q of the votes it likes (the fitted threshold
+    chooses q); it then expects q·π + (1 - q)·(1 - π)/2 with π the share of human ties
+    (tie and both-bad) among the counted votes, at best max(π, (1 - π)/2): the better of
+    always predicting a tie and always a side.
+    """
+    if protocol in ("decisive", "ties_half"):
+        return 0.5 if len(outcome) else float("nan")
+    if not len(outcome):
+        return float("nan")
+    tie_share = float(np.mean(np.asarray(outcome) > RIGHT))
+    return max(tie_share, (1.0 - tie_share) / 2.0)
 
 
 def _ratio_row(totals, boot, cs: slice, ns: slice, level: float) -> dict:
@@ -191,7 +219,7 @@ def _ratio_row(totals, boot, cs: slice, ns: slice, level: float) -> dict:
 
 def _accuracy_table(rows, totals, boot, level) -> pd.DataFrame:
     out = []
-    for name, protocol, cs, ns, fitted in rows:
+    for name, protocol, cs, ns, fitted, chance in rows:
         row = _ratio_row(totals, boot, cs, ns, level)
         thr = "/".join(f"{t:.6g}" for t in fitted) if protocol == "with_ties" else ""
         out.append(
@@ -199,6 +227,7 @@ def _accuracy_table(rows, totals, boot, level) -> pd.DataFrame:
                 "metric": name,
                 "protocol": protocol,
                 "description": PROTOCOLS[protocol],
+                "chance": chance,
                 **row,
                 "tie_threshold": thr,
             }
@@ -259,6 +288,7 @@ def _with_ceiling(accuracy: pd.DataFrame, pairs: _PairSums, totals, boot, level)
         "metric": CEILING,
         "protocol": "ceiling",
         "description": CEILING_PROTOCOL,
+        "chance": np.nan,  # raters against raters: no metric to guess
         **_ratio_row(totals, boot, *pairs.ceiling, level),
         "tie_threshold": "",
     }
