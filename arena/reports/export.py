@@ -301,7 +301,10 @@ def report_html(
         _fmt_table(side_by_side, 1),
         "<h2>Where metrics fail: slices</h2>",
         f"<p class='note'>Protocol <code>{html.escape(str(report.info.get('slice_protocol')))}"
-        "</code>.</p>",
+        "</code>. <code>prompts</code>: distinct prompts in the slice; <code>few_prompts</code>: "
+        "fewer than 20, too few clusters for the prompt bootstrap, so its interval (marked * in "
+        "the figures) is not to be trusted; compare the Wilson interval, which is too narrow "
+        "when votes on a prompt agree.</p>",
         slice_figs or "<p><em>Nothing yet.</em></p>",
         _fmt_table(report.slices, 3),
         "<h2>Position bias</h2>",

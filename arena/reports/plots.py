@@ -117,6 +117,11 @@ def slices_figure(
         return _message(f"No votes to slice by {kind}.")
     names = sorted(part["metric"].unique())
     labels = list(dict.fromkeys(part["slice"]))
+    ticks = labels
+    if "few_prompts" in part:  # an interval over a few prompts is marked, not trusted
+        few = part.groupby("slice")["few_prompts"].any()
+        prompts = part.groupby("slice")["prompts"].max()
+        ticks = [f"{s} ({prompts[s]} prompts*)" if few[s] else s for s in labels]
     height = 0.8 / len(names)
     fig = Figure(figsize=(7, max(2.2, 0.32 * len(labels) * max(1, len(names) / 2) + 1)))
     fig.set_layout_engine("constrained")
@@ -133,10 +138,11 @@ def slices_figure(
             label=name,
         )
     ax.axvline(0.5, color="0.5", lw=0.8, ls=":")
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, ticks, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"pairwise accuracy by {kind}")
+    star = "; * few prompts: interval not reliable" if ticks != labels else ""
+    ax.set_xlabel(f"pairwise accuracy by {kind}{star}")
     if len(names) > 1:
         ax.legend(fontsize=8)
     return fig

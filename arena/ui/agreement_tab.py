@@ -19,6 +19,7 @@ from arena.reports.agreement import AgreementService
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
+from arena.stats.agreement.report import MIN_SLICE_PROMPTS
 from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
@@ -154,6 +155,14 @@ def boards_display(boards: pd.DataFrame) -> pd.DataFrame:
 
 def extras_markdown(report: AgreementReport) -> str:
     lines = []
+    few = report.slices[report.slices["few_prompts"].astype(bool)] if len(report.slices) else None
+    if few is not None and len(few):
+        names = sorted({f"{r.slice} ({r.prompts} prompts)" for r in few.itertuples()})
+        lines.append(
+            f"**Few prompts:** {len(names)} slice(s) rest on fewer than {MIN_SLICE_PROMPTS} "
+            f"prompts, too few clusters for the prompt bootstrap; read their intervals (marked "
+            f"* in the plot) with care: {', '.join(names)}."
+        )
     if len(report.position_bias):
         p = report.position_bias.iloc[0]
         lines.append(

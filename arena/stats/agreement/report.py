@@ -77,7 +77,12 @@ ACCURACY_COLUMNS = [
     *_ACCURACY_STATS[1:],
     "tie_threshold",
 ]
-SLICE_COLUMNS = ["metric", "slice_kind", "slice", *_ACCURACY_STATS]
+SLICE_COLUMNS = ["metric", "slice_kind", "slice", *_ACCURACY_STATS, "prompts", "few_prompts"]
+#: A slice with fewer prompts is flagged ``few_prompts``: its prompt-bootstrap interval
+#: resamples too few clusters to be trusted. Cluster-bootstrap and cluster-robust
+#: intervals are known to under-cover with fewer than roughly 20-50 clusters (Cameron,
+#: Gelbach & Miller 2008; Cameron & Miller 2015); 20 is the lower end of that range.
+MIN_SLICE_PROMPTS = 20
 RELIABILITY_COLUMNS = ["alpha", "alpha_low", "alpha_high", "units", "votes", "raters"]
 
 
@@ -339,13 +344,16 @@ def _slice_sums(x: Inputs, table: SumTable, slice_credits: dict, max_pair_slices
             ok = codes >= 0
             cs = table.add(x.cluster[ok], credit[ok], codes[ok], len(labels))
             ns = table.add(x.cluster[ok], counted[ok].astype(np.float64), codes[ok], len(labels))
-            rows.append((name, kind, labels, cs, ns))
+            used = ok & counted  # distinct prompts with a counted vote, per slice
+            cells = np.unique(codes[used] * max(x.n_clusters, 1) + x.cluster[used])
+            prompts = np.bincount(cells // max(x.n_clusters, 1), minlength=len(labels))
+            rows.append((name, kind, labels, cs, ns, prompts))
     return rows
 
 
 def _slice_table(rows, totals, boot, level) -> pd.DataFrame:
     out = []
-    for name, kind, labels, cs, ns in rows:
+    for name, kind, labels, cs, ns, prompts in rows:
         num, den = totals[cs], totals[ns]
         acc = ratio(num, den)
         lo, hi = nan_percentile_interval(ratio(boot[:, cs], boot[:, ns]), level)
@@ -364,6 +372,8 @@ def _slice_table(rows, totals, boot, level) -> pd.DataFrame:
                     "ci_high": float(hi[g]),
                     "wilson_low": float(w_lo[g]),
                     "wilson_high": float(w_hi[g]),
+                    "prompts": int(prompts[g]),
+                    "few_prompts": bool(prompts[g] < MIN_SLICE_PROMPTS),
                 }
             )
     return pd.DataFrame(out, columns=SLICE_COLUMNS)
