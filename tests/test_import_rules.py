@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("arena", "scoring")
 
@@ -215,18 +217,16 @@ def test_modules_that_load_torchvision_run_the_shim_first():
     assert not bad, f"import scoring._compat before these torchvision-loading imports: {bad}"
 
 
-def test_the_shim_checker_sees_a_missing_shim(tmp_path):
-    cases = {
-        "late.py": "import open_clip\nfrom scoring import _compat\n",
-        "inner.py": "def f():\n    from diffusers import UNet2DModel\n",
-        "ok_top.py": "from scoring import _compat\n\ndef f():\n    import torchvision\n",
-        "ok_inner.py": "def f():\n    import scoring._compat\n    import transformers\n",
-        "elsewhere.py": "def g():\n    from scoring import _compat\n\nimport timm\n",
-    }
-    for name, source in cases.items():
-        (tmp_path / name).write_text(source)
-    assert unshimmed_imports(tmp_path / "late.py") == [1]
-    assert unshimmed_imports(tmp_path / "inner.py") == [2]
-    assert unshimmed_imports(tmp_path / "ok_top.py") == []
-    assert unshimmed_imports(tmp_path / "ok_inner.py") == []
-    assert unshimmed_imports(tmp_path / "elsewhere.py") == [4]  # another function's shim
+@pytest.mark.parametrize(
+    ("source", "flagged"),
+    [
+        ("import open_clip\nfrom scoring import _compat\n", [1]),  # shim too late
+        ("def f():\n    from diffusers import UNet2DModel\n", [2]),
+        ("from scoring import _compat\n\ndef f():\n    import torchvision\n", []),
+        ("def f():\n    import scoring._compat\n    import transformers\n", []),
+        ("def g():\n    from scoring import _compat\n\nimport timm\n", [4]),  # g's shim
+    ],
+)
+def test_the_shim_checker_sees_a_missing_shim(tmp_path, source, flagged):
+    (tmp_path / "m.py").write_text(source)
+    assert unshimmed_imports(tmp_path / "m.py") == flagged

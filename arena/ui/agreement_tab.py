@@ -85,6 +85,13 @@ def _corr_cell(value, low, high, p=None, few=False) -> str:
     return text
 
 
+def _corr_cells(corr: pd.DataFrame, name: str, with_p: bool = True) -> list[str]:
+    """The column ``name`` (with ``_low``, ``_high`` and, if given, ``_p``) as cells."""
+    p = corr[f"{name}_p"] if with_p else [None] * len(corr)
+    columns = (corr[name], corr[f"{name}_low"], corr[f"{name}_high"], p, corr.few_models)
+    return [_corr_cell(*row) for row in zip(*columns, strict=True)]
+
+
 def correlation_display(corr: pd.DataFrame) -> pd.DataFrame:
     """One row per metric: per-image means first, then model-level numbers (KID, FID ...),
     whose ρ and τ are oriented so that > 0 means the metric agrees with the raters. With
@@ -97,38 +104,9 @@ def correlation_display(corr: pd.DataFrame) -> pd.DataFrame:
             "Metric": corr["metric"],
             "Level": corr["level"],
             "Models": corr["n_models"],
-            "Spearman ρ": [
-                _corr_cell(*row)
-                for row in zip(
-                    corr.spearman,
-                    corr.spearman_low,
-                    corr.spearman_high,
-                    corr.spearman_p,
-                    corr.few_models,
-                    strict=True,
-                )
-            ],
-            "Kendall τ": [
-                _corr_cell(*row)
-                for row in zip(
-                    corr.kendall,
-                    corr.kendall_low,
-                    corr.kendall_high,
-                    corr.kendall_p,
-                    corr.few_models,
-                    strict=True,
-                )
-            ],
-            "ρ with metric's own BT": [
-                _corr_cell(v, lo, hi, None, few)
-                for v, lo, hi, few in zip(
-                    corr.spearman_bt,
-                    corr.spearman_bt_low,
-                    corr.spearman_bt_high,
-                    corr.few_models,
-                    strict=True,
-                )
-            ],
+            "Spearman ρ": _corr_cells(corr, "spearman"),
+            "Kendall τ": _corr_cells(corr, "kendall"),
+            "ρ with metric's own BT": _corr_cells(corr, "spearman_bt", with_p=False),
         }
     )
 

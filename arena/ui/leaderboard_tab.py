@@ -64,6 +64,15 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def model_counts(frame, settings) -> str:
+    """How many models are ranked, provisional and without a rating (a board's summary)."""
+    ranked = int((~frame["provisional"] & frame["identified"]).sum())
+    return (
+        f"**{ranked}** ranked models · {int(frame['provisional'].sum())} provisional (fewer "
+        f"than {settings.min_votes_ranked} votes).{unidentified_note(frame)}"
+    )
+
+
 def unidentified_note(frame: pd.DataFrame) -> str:
     """A sentence naming the models the votes give no rating (never won or never lost)."""
     models = frame.loc[~frame["identified"].astype(bool), "model"].tolist()
@@ -168,12 +177,9 @@ def _board(
     frame = result.frame
     if frame.empty:
         return f"No votes yet for {filters.describe()}.", None
-    ranked = int((~frame["provisional"] & frame["identified"]).sum())
     summary = (
-        f"**{result.votes_used}** votes ({filters.describe()}) · **{ranked}** ranked models · "
-        f"{int(frame['provisional'].sum())} provisional (fewer than "
-        f"{service.settings.min_votes_ranked} votes)."
-        f"{unidentified_note(frame)} {ratings_note(service.settings)}"
+        f"**{result.votes_used}** votes ({filters.describe()}) · "
+        f"{model_counts(frame, service.settings)} {ratings_note(service.settings)}"
     )
     if result.model_level_note:
         summary += "\n\n" + result.model_level_note
@@ -307,11 +313,8 @@ def public_board_outputs(views, parts: tuple[int, ...] = (0, 1, 2, 3)) -> tuple:
             return ratings_figure(frame)
         if k == 3:
             return heatmap_figure(frame, result.ratings)
-        ranked = int((~frame["provisional"] & frame["identified"]).sum())
         summary = (
-            f"**{release.votes}** votes · **{ranked}** ranked models · "
-            f"{int(frame['provisional'].sum())} provisional (fewer than "
-            f"{views.settings.min_votes_ranked} votes).{unidentified_note(frame)} The board is "
+            f"**{release.votes}** votes · {model_counts(frame, views.settings)} The board is "
             f"released in steps of {step} votes and is the same for every rater between two "
             f"releases; the model names stay hidden in the Vote tab, and filters, Compare and "
             f"the Agreement analysis are for the arena's operators. {ratings_note(views.settings)}"
