@@ -93,6 +93,22 @@ def test_an_export_after_a_page_view_reuses_the_pages_reports(arena_store):  # n
     assert boards.computations == agreements.computations == 2
 
 
+def test_a_cold_export_reads_the_votes_once(arena_store, monkeypatch):  # noqa: F811
+    """On a cache miss the services compute from the export's own frames: the votes (the
+    slow read of a big workspace) are read once, not once per report."""
+    store = arena_store.with_settings(bootstrap_rounds=20)
+    reads = []
+    votes_frame = store.votes_frame
+    monkeypatch.setattr(
+        store, "votes_frame", lambda *a, **k: reads.append(1) or votes_frame(*a, **k)
+    )
+    _, board, _, _ = compute_tables(store, rounds=20, seed=store.settings.seed)
+    assert len(reads) == 1
+    assert LeaderboardService.of(store).computations == AgreementService.of(store).computations == 1
+    page = LeaderboardService(store).get(rounds=20).frame  # an independent computation
+    pd.testing.assert_frame_equal(board, page)
+
+
 def test_every_service_follows_one_data_signature(arena_store):  # noqa: F811
     store = arena_store.with_settings(
         bootstrap_rounds=0, public_view_min_votes=1, probation_votes=1

@@ -56,20 +56,31 @@ class AgreementService(CachedReports):
         slice_protocol: str = "ties_half",
         rounds: int | None = None,
         seed: int | None = None,
+        frames: ReportFrames | None = None,
     ) -> AgreementResult:
-        filters = filters or Filters()
+        """The report, cached; ``frames`` (loaded under ``filters``) spare a caller that
+        already has them a second load on a miss."""
+        filters = frames.filters if frames is not None else filters or Filters()
         rounds = max(1, self.settings.bootstrap_rounds if rounds is None else int(rounds))
         seed = self.settings.seed if seed is None else int(seed)
         key = (filters.key(), slice_protocol, rounds, seed)
         return self.cached(
-            key, lambda _signature: self._compute(filters, slice_protocol, rounds, seed)
+            key,
+            lambda _signature: self._compute(filters, slice_protocol, rounds, seed, frames),
+            signature=frames.signature if frames is not None else None,
         )
 
     def _compute(
-        self, filters: Filters, slice_protocol: str, rounds: int, seed: int
+        self,
+        filters: Filters,
+        slice_protocol: str,
+        rounds: int,
+        seed: int,
+        frames: ReportFrames | None = None,
     ) -> AgreementResult:
         start = time.perf_counter()
-        frames = load_report_frames(self.store, filters)
+        if frames is None:
+            frames = load_report_frames(self.store, filters)
         report = report_of(frames, np.random.default_rng(seed), rounds, slice_protocol)
         self.computations += 1
         return AgreementResult(report, filters, len(frames.votes), time.perf_counter() - start)

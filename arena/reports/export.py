@@ -362,15 +362,16 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
     if rounds < 1:
         raise ExportError(f"bootstrap rounds {rounds}: expected at least 1.")
     # The leaderboard and the agreement report come from the pages' own services (one
-    # cache per store): an export right after a page view does not compute them again.
-    # All three reads must see the same data; a vote landing in between reads again.
+    # cache per store): an export right after a page view does not compute them again,
+    # and on a miss they are computed from these frames (the votes are read once). A vote
+    # landing while the frames load changes the signature: read again.
     for _ in range(5):
-        signature = store.data_signature()
-        board = LeaderboardService.of(store).get(rounds=rounds, seed=seed).frame
-        report = AgreementService.of(store).get(rounds=rounds, seed=seed).report
         frames = load_report_frames(store)
-        if store.data_signature() == signature:
-            break
+        if store.data_signature() != frames.signature:
+            continue
+        board = LeaderboardService.of(store).get(rounds=rounds, seed=seed, frames=frames).frame
+        report = AgreementService.of(store).get(rounds=rounds, seed=seed, frames=frames).report
+        break
     else:
         raise ExportError("the data kept changing while the export read it; try again.")
     votes, prompts = frames.votes, frames.prompts

@@ -131,7 +131,8 @@ class ReportFrames:
     over all its scores); :attr:`image_scores` keeps those of ``images``.
     ``images_all``: every image, broken ones included (the exported scores table).
     ``model_metrics``: the model-level numbers (not filtered: one per model).
-    ``references``: names of the reference image sets.
+    ``references``: names of the reference image sets. ``signature``: the store's data
+    signature read just before loading (what a cached report of these frames is keyed on).
     """
 
     filters: Filters
@@ -142,6 +143,7 @@ class ReportFrames:
     scores: pd.DataFrame
     model_metrics: pd.DataFrame
     references: list[str]
+    signature: tuple = ()
 
     @property
     def image_scores(self) -> pd.DataFrame:
@@ -157,6 +159,7 @@ def load_report_frames(
     :mod:`arena.reports.public_view`); the filters still apply to it.
     """
     filters = filters or Filters()
+    signature = store.data_signature()
     counted = filters.apply(store.votes_frame() if votes is None else votes)
     prompts = store.prompts_frame()
     images_all = store.images_frame(include_broken=True)
@@ -174,4 +177,5 @@ def load_report_frames(
         scores=store.scores_frame(),
         model_metrics=store.model_metrics_frame(),
         references=references,
+        signature=signature,
     )

@@ -255,15 +255,20 @@ class LeaderboardService(CachedReports):
         anchor: tuple[str, float] | None = None,
         ties: str = "split",
         seed: int | None = None,
+        frames: ReportFrames | None = None,
     ) -> LeaderboardResult:
-        filters = filters or Filters()
+        """The board, cached; ``frames`` (loaded under ``filters``) spare a caller that
+        already has them a second load on a miss."""
+        filters = frames.filters if frames is not None else filters or Filters()
         rounds = self.settings.bootstrap_rounds if rounds is None else int(rounds)
         seed = self.settings.seed if seed is None else int(seed)
         if rounds < 0:
             raise LeaderboardError(f"bootstrap rounds {rounds}: expected 0 or more.")
         key = (filters.key(), rounds, anchor, ties, seed, self.settings.min_votes_ranked)
         return self.cached(
-            key, lambda sig: self._compute(filters, rounds, anchor, ties, sig, seed=seed)
+            key,
+            lambda sig: self._compute(filters, rounds, anchor, ties, sig, seed=seed, frames=frames),
+            signature=frames.signature if frames is not None else None,
         )
 
     def board_of(self, votes: pd.DataFrame, filters: Filters | None = None) -> LeaderboardResult:
@@ -273,10 +278,11 @@ class LeaderboardService(CachedReports):
         return self._compute(filters or Filters(), rounds, None, "split", (), votes=votes)
 
     def _compute(
-        self, filters, rounds, anchor, ties, signature, votes=None, seed=None
+        self, filters, rounds, anchor, ties, signature, votes=None, seed=None, frames=None
     ) -> LeaderboardResult:
         start = time.perf_counter()
-        frames = load_report_frames(self.store, filters, votes)
+        if frames is None:
+            frames = load_report_frames(self.store, filters, votes)
         frame, ratings = leaderboard_frame(
             frames.votes,
             np.random.default_rng(self.settings.seed if seed is None else seed),

@@ -48,10 +48,12 @@ class CachedReports:
         """Values the filters can take (categories, prompt sets, rater kinds)."""
         return filter_options(self.store)
 
-    def cached(self, key: tuple, compute: Callable[[tuple], T]) -> T:
-        """The result for ``key`` under the current signature; ``compute(signature)``
-        runs only on a miss."""
-        signature = self.signature()
+    def cached(
+        self, key: tuple, compute: Callable[[tuple], T], signature: tuple | None = None
+    ) -> T:
+        """The result for ``key`` under the current signature (or ``signature``: that of
+        frames the caller already loaded); ``compute(signature)`` runs only on a miss."""
+        signature = self.signature() if signature is None else signature
         return self.remember((signature, *key), lambda: compute(signature))
 
     def remember(self, key: tuple, compute: Callable[[], T]) -> T:
