@@ -10,12 +10,12 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: demo test docs install install-test system-deps lint format clean
+.PHONY: demo test docs install install-test system-deps reference-env lint format clean
 
 demo: install
 	$(BIN)/python app.py
 
-test: install-test system-deps
+test: install-test system-deps reference-env
 	$(BIN)/python -m pytest -q
 
 # --strict: a broken link, a missing anchor or a page left out of the nav fails the build.
@@ -43,6 +43,15 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e '.[test]'
 	touch $@ $(VENV)/.installed-web $(VENV)/.installed-docs
 
+# LMArena's `arena-rank` (JAX, numpy pins of its own) is the reference the rating tests compare
+# with: it lives in its own venv, so its pins never touch ours; tests run it as a subprocess.
+REFERENCE_VENV ?= .venv-reference
+reference-env: $(REFERENCE_VENV)/.installed
+$(REFERENCE_VENV)/.installed: requirements-reference.txt
+	$(PYTHON) -m venv $(REFERENCE_VENV)
+	$(REFERENCE_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-reference.txt
+	touch $@
+
 # Debian packages the tests use: chromium (Playwright drives /usr/bin/chromium; no browser
 # download) and postgresql (the tests start a private server on 127.0.0.1 from its binaries).
 system-deps:
@@ -59,4 +68,4 @@ format: install-test
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache site
+	rm -rf $(VENV) $(REFERENCE_VENV) .pytest_cache .ruff_cache site

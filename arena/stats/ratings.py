@@ -30,9 +30,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from arena.stats.bradley_terry import RIDGE, bt_fit, identified, predicted_win_rate
-from arena.stats.elo import ELO_INITIAL, online_elo, to_elo
-from arena.stats.pairs import OUTCOMES, PairCounts, aggregate, check_ties
-from arena.stats.resample import bootstrap_bt, percentile_interval
+from arena.stats.contextual import FEATURE_PENALTY, linear_interval
+from arena.stats.elo import ELO_INITIAL, THETA_TO_ELO, online_elo, to_elo
+from arena.stats.fits import check_options, fit_models
+from arena.stats.pairs import OUTCOMES, PairCounts, aggregate
+from arena.stats.resample import percentile_interval
 
 #: Votes are turned into indices and counts this many at a time (bounded memory).
 VOTE_CHUNK = 1 << 18
@@ -105,6 +107,40 @@ class Ratings:
     level: float
     ties: str
     anchor: tuple[str, float] | None
+    ci: str = "bootstrap"
+    reweight: float | None = None
+    covariance: np.ndarray | None = None  # sandwich: (n, n) covariance of ``rating`` (Elo²)
+    style: Style | None = None  # style control: the features' coefficients
+    tie_model: TieModel | None = None  # ties="davidson": ν and the tie rates
+    flips: list | None = None  # arena.stats.flips.FlipCount per adjacent ranked pair
+    top_flip: object | None = None  # ... and for the top model
+
+
+@dataclass(frozen=True)
+class Style:
+    """Style control's coefficients: Elo points per standard deviation of each feature's
+    difference between the two sides (positive: more of it wins more often)."""
+
+    names: list[str]
+    coefficient: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    mean: np.ndarray  # the feature differences' mean and SD it was standardised with
+    sd: np.ndarray
+    votes: int  # votes with every feature (the others are left out of the fit)
+    constant: list[str]  # features with no spread in these votes: left out
+    uncontrolled: np.ndarray  # the plain BT rating of the same votes, for comparison
+
+
+@dataclass(frozen=True)
+class TieModel:
+    """Davidson's tie parameter and the tie rate it predicts over the observed battles."""
+
+    nu: float
+    lower: float
+    upper: float
+    predicted_rate: float
+    observed_rate: float
 
 
 def compute_ratings(
@@ -121,16 +157,27 @@ def compute_ratings(
     ridge: float = RIDGE,
     workers: int | None = None,
     vote_chunk: int = VOTE_CHUNK,
+    ci: str = "bootstrap",
+    reweight: float | None = None,
+    features: np.ndarray | None = None,
+    feature_names: Sequence[str] | None = None,
+    penalty: float = FEATURE_PENALTY,
+    flips: bool = False,
 ) -> Ratings:
     """Every leaderboard number from votes given by model name, in time order.
 
     The votes are read in pieces of ``vote_chunk``: names -> indices, outcome
     codes, pair counts and online Elo are built piece by piece, so the memory
     used beyond the vote table does not grow with the number of votes.
+    ``ties``, ``ci``, ``reweight`` and ``features`` choose the model and the interval
+    (:mod:`arena.stats.fits`); ``features`` (votes, k) are the raw per-vote feature
+    differences (left minus right) for style control, NaN where unknown (those votes
+    are left out of the style fit). ``flips`` adds how many votes hold each rank
+    (:mod:`arena.stats.flips`).
     """
     import pandas as pd
 
-    check_ties(ties)
+    check_options(ties, ci, features is not None, reweight)
 
     def series(x) -> pd.Series:
         if isinstance(x, pd.Series):
@@ -151,6 +198,13 @@ def compute_ratings(
                 f"anchor model {anchor[0]!r} has no votes here; pick one of: {', '.join(names)}."
             )
         anchor_index = (names.index(anchor[0]), float(anchor[1]))
+    if features is not None:
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[0] != len(left_names):
+            raise ValueError(
+                f"features must have one row per vote ({len(left_names)}), got {features.shape}."
+            )
+        feature_names = list(feature_names or (f"feature {i}" for i in range(features.shape[1])))
     n = len(names)
     lookup = pd.Index(names, dtype=object)
     outcome_lookup = pd.Index(OUTCOMES, dtype=object)
@@ -167,6 +221,7 @@ def compute_ratings(
 
     counts = PairCounts(*(np.zeros((n, n), dtype=np.int64) for _ in range(3)))
     elo = np.full(n, ELO_INITIAL)
+    kept: list[tuple[np.ndarray, ...]] = []  # the votes as indices, for style control
     for start in range(0, len(left_names), vote_chunk):
         piece = slice(start, start + vote_chunk)
         left = codes(left_names.iloc[piece], lookup, "model")
@@ -177,28 +232,16 @@ def compute_ratings(
             outcome = codes(outcomes.iloc[piece], outcome_lookup, "outcome")
         counts = counts + aggregate(n, left, right, outcome)
         elo = online_elo(n, left, right, outcome, initial=elo)
-    wins = counts.win_matrix(ties)
+        if features is not None:
+            kept.append((left, right, np.asarray(outcome, np.int64)))
+    plain_ties = "split" if ties == "davidson" else ties
+    wins = counts.win_matrix(plain_ties)
     ok = identified(wins)
     if anchor_index is not None and not ok[anchor_index[0]]:
         raise ValueError(
             f"anchor model {anchor[0]!r} has no rating the votes determine (it never won or "
             "never lost); anchor on another model."
         )
-    rated = np.full(n, np.nan)
-    samples = np.full((max(rounds, 1), n), np.nan)
-    with threadpool_limits(1, user_api="blas"):  # n×n solves: BLAS threads only contend
-        theta = bt_fit(wins, ridge=ridge)
-        if ok.any():
-            # The identified models on their own battles: a never-winner's ridge-made θ
-            # would otherwise pull theirs (through its games and through the centring).
-            cut = np.ix_(ok, ok)
-            sub = PairCounts(counts.wins[cut], counts.ties[cut], counts.both_bad[cut])
-            rated[ok] = theta if ok.all() else bt_fit(sub.win_matrix(ties), ridge=ridge)
-            samples[:, ok] = (
-                bootstrap_bt(sub, rng, rounds, ties, ridge, theta=rated[ok], workers=workers)
-                if rounds > 0
-                else rated[ok][None, :]
-            )
     votes = votes_per_model(counts)
     provisional = votes < min_votes
     ranked = ~provisional & ok
@@ -206,9 +249,58 @@ def compute_ratings(
     # rating, would otherwise move the mean, and with it every other model's rating.
     reference = ranked if ranked.any() else ok
     rating, lower, upper = (np.full(n, np.nan) for _ in range(3))
-    if ok.any():
-        rating = to_elo(rated, anchor_index, reference)
-        lower, upper = percentile_interval(to_elo(samples, anchor_index, reference), level)
+    samples = np.full((max(rounds, 1) if ci == "bootstrap" else 0, n), np.nan)
+    covariance = style = tie_model = None
+    with threadpool_limits(1, user_api="blas"):  # n×n solves: BLAS threads only contend
+        theta = bt_fit(wins, ridge=ridge)
+        if ok.any():
+            # The identified models on their own battles: a never-winner's ridge-made θ
+            # would otherwise pull theirs (through its games and through the centring).
+            cut = np.ix_(ok, ok)
+            sub = PairCounts(counts.wins[cut], counts.ties[cut], counts.both_bad[cut])
+            vote_arrays, x, style_info = None, None, None
+            if features is not None:
+                vote_arrays, x, style_info = _style_inputs(kept, features, ok, feature_names)
+            fit = fit_models(
+                sub,
+                rng,
+                rounds,
+                ties,
+                ci,
+                reweight,
+                vote_arrays,
+                x,
+                ridge=ridge,
+                penalty=penalty,
+                workers=workers,
+            )
+            full = np.full(n, np.nan)
+            full[ok] = fit.theta
+            rating = to_elo(np.where(ok, full, 0.0), anchor_index, reference)
+            rating[~ok] = np.nan
+            if fit.covariance is not None:
+                covariance = np.full((n, n), np.nan)
+                covariance[cut] = _elo_covariance(fit.covariance, ok, anchor_index, reference)
+                lower, upper = linear_interval(rating, np.nan_to_num(covariance), level)
+                lower[~ok] = upper[~ok] = np.nan
+            else:
+                samples[:, ok] = fit.samples
+                lower, upper = percentile_interval(to_elo(samples, anchor_index, reference), level)
+            if style_info is not None:
+                plain = bt_fit(sub.win_matrix(plain_ties), ridge=ridge)
+                uncontrolled = np.full(n, np.nan)
+                uncontrolled[ok] = plain
+                uncontrolled = to_elo(np.where(ok, uncontrolled, 0.0), anchor_index, reference)
+                uncontrolled[~ok] = np.nan
+                style = _style_result(fit, style_info, level, uncontrolled)
+            if fit.nu is not None:
+                tie_model = _tie_model(fit, sub, level)
+    flip_rows = top = None
+    if flips:
+        from arena.stats.flips import adjacent_flips, top_flip
+
+        flip_rows = adjacent_flips(counts, plain_ties, ranked) if ranked.sum() >= 2 else []
+        top = top_flip(counts, plain_ties, ranked) if ranked.sum() >= 2 else None
     return Ratings(
         names=names,
         counts=counts,
@@ -224,9 +316,93 @@ def compute_ratings(
         provisional=provisional,
         identified=ok,
         rank_ub=rank_upper_bound(lower, upper, ranked),
-        observed=observed_win_rate(counts, ties),
+        observed=observed_win_rate(counts, plain_ties),
         predicted=predicted_win_rate(theta),
         level=level,
         ties=ties,
         anchor=anchor,
+        ci=ci,
+        reweight=reweight,
+        covariance=covariance,
+        style=style,
+        tie_model=tie_model,
+        flips=flip_rows,
+        top_flip=top,
     )
+
+
+def _elo_covariance(cov, ok, anchor_index, reference) -> np.ndarray:
+    """Covariance of the identified models' Elo ratings from that of their θ: the
+    centring (or anchoring) is linear, ``rating = M θ``."""
+    m = int(ok.sum())
+    where = np.flatnonzero(ok)
+    if anchor_index is not None:
+        weights = (where == anchor_index[0]).astype(float)
+    else:
+        weights = np.asarray(reference, bool)[where].astype(float)
+        weights /= weights.sum()
+    transform = THETA_TO_ELO * (np.eye(m) - np.outer(np.ones(m), weights))
+    return transform @ cov @ transform.T
+
+
+def _style_inputs(kept, features, ok, names):
+    """The identified models' votes with every feature, re-indexed, and the
+    standardised feature matrix (constant features left out)."""
+    left, right, outcome = (np.concatenate(part) for part in zip(*kept, strict=True))
+    complete = np.all(np.isfinite(features), axis=1) & ok[left] & ok[right]
+    index = np.cumsum(ok) - 1
+    x = features[complete]
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    varies = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
+    if not varies.any():
+        raise ValueError(
+            "no style feature varies between the two sides of these votes "
+            f"({', '.join(names)}); choose other features or turn style control off."
+        )
+    x = (x[:, varies] - mean[varies]) / sd[varies]
+    votes = (index[left[complete]], index[right[complete]], outcome[complete])
+    info = {
+        "names": [nm for nm, v in zip(names, varies, strict=True) if v],
+        "constant": [nm for nm, v in zip(names, varies, strict=True) if not v],
+        "mean": mean[varies],
+        "sd": sd[varies],
+        "votes": int(complete.sum()),
+    }
+    return votes, x, info
+
+
+def _style_result(fit, info, level, uncontrolled) -> Style:
+    if fit.beta_covariance is not None:
+        low, high = linear_interval(fit.beta, fit.beta_covariance, level)
+    else:
+        low, high = percentile_interval(fit.beta_samples, level)
+    return Style(
+        names=info["names"],
+        coefficient=THETA_TO_ELO * fit.beta,
+        lower=THETA_TO_ELO * np.asarray(low),
+        upper=THETA_TO_ELO * np.asarray(high),
+        mean=info["mean"],
+        sd=info["sd"],
+        votes=info["votes"],
+        constant=info["constant"],
+        uncontrolled=uncontrolled,
+    )
+
+
+def _tie_model(fit, counts: PairCounts, level: float) -> TieModel:
+    from arena.stats.davidson import DavidsonFit, tie_rates
+
+    predicted, observed = tie_rates(
+        DavidsonFit(fit.theta, fit.nu, float(np.log(fit.nu)) if fit.nu > 0 else -np.inf), counts
+    )
+    if fit.nu_samples is not None:
+        low, high = percentile_interval(np.asarray(fit.nu_samples)[:, None], level)
+        low, high = float(low[0]), float(high[0])
+    elif fit.nu_se is not None:
+        low, high = (
+            float(v[0])
+            for v in linear_interval(np.array([fit.nu]), np.array([[fit.nu_se**2]]), level)
+        )
+    else:
+        low = high = float("nan")
+    return TieModel(fit.nu, low, high, float(predicted), float(observed))
