@@ -258,7 +258,11 @@ def test_cache_recomputes_only_when_votes_change(arena_store, settings):
 def test_cli_leaderboard_formats(arena_store, settings, capsys):
     ws = str(settings.workspace_path)
     assert cli.main(["-w", ws, "leaderboard", "--bootstrap", "50", "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    rows = out["leaderboard"]
+    assert out["notes"][0].startswith(
+        "Bradley-Terry on the Elo scale, ties and both-bad votes count half"
+    )
     assert rows[0]["model"] == "alpha" and rows[0]["rank"] == 1
     assert {"rating", "ci_lower", "ci_upper", "elo", "votes"} <= set(rows[0])
     assert (

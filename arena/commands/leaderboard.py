@@ -8,7 +8,10 @@ import math
 import pandas as pd
 
 from arena.reports.frames import Filters, ReportError
-from arena.reports.leaderboard import COLUMNS, LeaderboardService, parse_anchor
+from arena.reports.leaderboard import LeaderboardService, metric_names, parse_anchor
+from arena.reports.methods import REWEIGHT_FLOOR, BoardOptions
+from arena.reports.style import DEFAULT_FEATURES, parse_features
+from arena.stats.fits import CI_METHODS, RATING_TIES
 from arena.storage.vocabulary import RATER_KINDS
 
 
@@ -33,9 +36,41 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--ties",
-        choices=("split", "drop"),
+        choices=RATING_TIES,
         default="split",
-        help="ties and both-bad votes: half a win each way (split) or left out",
+        help="ties and both-bad votes: half a win each way (split), left out (drop), or "
+        "modelled with Davidson's tie parameter (davidson)",
+    )
+    p.add_argument(
+        "--ci",
+        choices=CI_METHODS,
+        default="bootstrap",
+        help="intervals: percentile bootstrap (default) or the closed-form sandwich",
+    )
+    p.add_argument(
+        "--style",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="FEATURES",
+        help="control for style: comma-separated per-image features (stored metrics, "
+        f"resolution, aspect); alone: {','.join(DEFAULT_FEATURES)}",
+    )
+    p.add_argument(
+        "--reweight",
+        nargs="?",
+        type=float,
+        const=float(REWEIGHT_FLOOR),
+        default=None,
+        metavar="FLOOR",
+        help="weigh each pair's votes by 1/max(votes of the pair, FLOOR) so pairs count "
+        f"about equally (alone: FLOOR {REWEIGHT_FLOOR})",
+    )
+    p.add_argument(
+        "--no-flips",
+        dest="flips",
+        action="store_false",
+        help="skip counting how many votes hold each rank",
     )
     p.add_argument("--category", default=None, help="only prompts of this category")
     p.add_argument("--prompt-set", default=None, help="only prompts of this prompt set")
@@ -55,12 +90,15 @@ def _fmt(value, digits: int = 0) -> str:
 
 def format_table(frame: pd.DataFrame, level: float = 0.95) -> str:
     """A fixed-width text table: rank, model, rating with interval, Elo, votes, rates, metrics."""
-    metric_cols = list(frame.columns[len(COLUMNS) :])
+    metric_cols = metric_names(frame)
     width = max([5, *(len(m) for m in frame["model"])])
     ci = f"{level:.0%} CI"
     head = (
         f"{'rank':>4}  {'model':<{width}}  {'rating':>7}  {ci:>15}  {'elo':>6}  {'votes':>7}  "
-        f"{'win':>5}  {'both bad':>8}" + "".join(f"  {m[:12]:>12}" for m in metric_cols)
+        f"{'win':>5}  {'both bad':>8}"
+        + ("  uncontrolled" if "uncontrolled" in frame else "")
+        + ("  to flip" if "votes_to_flip" in frame else "")
+        + "".join(f"  {m[:12]:>12}" for m in metric_cols)
     )
     lines = [head, "-" * len(head)]
     for row in frame.to_dict("records"):
@@ -72,6 +110,10 @@ def format_table(frame: pd.DataFrame, level: float = 0.95) -> str:
             f"{_fmt(row['elo']):>6}  {row['votes']:>7}  {_fmt(100 * row['win_rate'], 1):>4}%  "
             f"{_fmt(100 * row['both_bad_rate'], 1):>7}%"
         )
+        if "uncontrolled" in row:
+            line += f"  {_fmt(row['uncontrolled']):>12}"
+        if "votes_to_flip" in row:
+            line += f"  {_fmt(row['votes_to_flip']):>7}"
         line += "".join(f"  {_fmt(row[m], 3):>12}" for m in metric_cols)
         lines.append(line)
     return "\n".join(lines)
@@ -90,9 +132,16 @@ def cmd_leaderboard(args) -> int:
         )
         filters.key()
         anchor = parse_anchor(args.anchor)
+        options = BoardOptions(
+            ties=args.ties,
+            ci=args.ci,
+            style=parse_features(args.style) if args.style is not None else (),
+            reweight=args.reweight,
+            flips=args.flips,
+        )
         store = open_store(args)
         result = LeaderboardService(store).get(
-            filters, rounds=args.bootstrap, anchor=anchor, ties=args.ties
+            filters, rounds=args.bootstrap, anchor=anchor, options=options
         )
     except ReportError as exc:  # a filter's or the leaderboard's (LeaderboardError)
         from arena.cli import CommandError
@@ -104,16 +153,37 @@ def cmd_leaderboard(args) -> int:
 
         print(neutralise_frame(frame).to_csv(index=False), end="")
     elif args.format == "json":
-        records = json.loads(frame.to_json(orient="records"))
-        print(json.dumps(records, indent=2))
+        print(json.dumps(_json(result), indent=2))
     elif frame.empty:
         print(f"no votes ({filters.describe()}); nothing to rank yet.")
     else:
         print(format_table(frame))
+        for title, table in (("Style coefficients", result.style), ("Votes to flip", result.flips)):
+            if len(table):
+                print(f"\n{title}:\n{table.to_string(index=False, float_format='{:.3f}'.format)}")
+        print("\n" + "\n".join(result.notes))
         print(
-            f"\n{result.votes_used} votes ({filters.describe()}); BT ratings on the Elo scale "
-            f"with bootstrap intervals; 'prov' = provisional (fewer than "
+            f"\n{result.votes_used} votes ({filters.describe()}); 'prov' = provisional (fewer than "
             f"{store.settings.min_votes_ranked} votes); 'n/a' = no rating: the votes do not "
             f"determine it (the model never won or never lost). Computed in {result.seconds:.2f} s."
         )
     return 0
+
+
+def _json(result) -> dict:
+    """The board and its extras as JSON: the method's sentences, style coefficients,
+    votes to flip, and (with ties=davidson) the tie model."""
+    records = json.loads(result.frame.to_json(orient="records"))
+    out = {"leaderboard": records, "notes": result.notes}
+    out["style"] = json.loads(result.style.to_json(orient="records"))
+    out["flips"] = json.loads(result.flips.to_json(orient="records"))
+    tie = result.ratings.tie_model if result.ratings is not None else None
+    if tie is not None:
+        out["tie_model"] = {
+            "nu": tie.nu,
+            "nu_lower": tie.lower,
+            "nu_upper": tie.upper,
+            "predicted_tie_rate": tie.predicted_rate,
+            "observed_tie_rate": tie.observed_rate,
+        }
+    return out

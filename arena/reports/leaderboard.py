@@ -20,9 +20,15 @@ import pandas as pd
 
 from arena.reports.frames import (
     Filters,
-    ReportError,
     ReportFrames,
     load_report_frames,
+)
+from arena.reports.methods import (
+    BoardOptions,
+    LeaderboardError,
+    flip_table,
+    method_notes,
+    style_table,
 )
 from arena.reports.service import CachedReports
 from arena.reports.stand_in import stand_in_warning
@@ -45,8 +51,13 @@ COLUMNS = (
 )
 
 
-class LeaderboardError(ReportError):
-    """An option the leaderboard cannot use (anchor, rounds, models to compare)."""
+#: Columns the board adds for a method option (style control, flip counts).
+METHOD_COLUMNS = ("uncontrolled", "votes_to_flip")
+
+
+def metric_names(frame: pd.DataFrame) -> list[str]:
+    """The board's metric columns: everything after the fixed and the method columns."""
+    return [c for c in frame.columns[len(COLUMNS) :] if c not in METHOD_COLUMNS]
 
 
 def parse_anchor(text: str | None) -> tuple[str, float] | None:
@@ -186,17 +197,27 @@ def leaderboard_frame(
     ties: str = "split",
     metrics: pd.DataFrame | None = None,
     workers: int | None = None,
+    options: BoardOptions | None = None,
+    features: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, R.Ratings | None]:
     """The finished leaderboard from a votes table (``Store.votes_frame`` columns).
 
     Ranked models first (by BT rating), then provisional ones (fewer than
     ``min_votes`` votes: rated, not ranked). ``rank`` is the rank upper bound
     among ranked models. ``metrics`` (models x metrics) adds one column per
-    metric. Returns the frame and the full :class:`arena.stats.ratings.Ratings`.
+    metric. ``options`` (default: plain BT with ``ties``, bootstrap, no flips) chooses
+    the model; style control needs ``features`` (:func:`arena.reports.style.vote_features`).
+    With style control the board adds ``uncontrolled`` (the plain rating); with flips,
+    ``votes_to_flip``: how many removed votes would put the next model above this one.
+    Returns the frame and the full :class:`arena.stats.ratings.Ratings`.
     """
+    options = options or BoardOptions(ties=ties, flips=False)
     metric_cols = list(metrics.columns) if metrics is not None else []
+    extra = (["uncontrolled"] if options.style else []) + (
+        ["votes_to_flip"] if options.flips else []
+    )
     if len(votes) == 0:
-        return pd.DataFrame(columns=[*COLUMNS, *metric_cols]), None
+        return pd.DataFrame(columns=[*COLUMNS, *extra, *metric_cols]), None
     try:
         result = R.compute_ratings(
             votes["left_model"],
@@ -204,11 +225,16 @@ def leaderboard_frame(
             votes["outcome"],
             rng=rng,
             rounds=rounds,
-            ties=ties,
+            ties=options.ties,
             anchor=anchor,
             min_votes=min_votes,
             level=level,
             workers=workers,
+            ci=options.ci,
+            reweight=options.reweight,
+            features=features if options.style else None,
+            feature_names=list(options.style) or None,
+            flips=options.flips,
         )
     except ValueError as exc:
         raise LeaderboardError(str(exc)) from None
@@ -227,6 +253,14 @@ def leaderboard_frame(
             "identified": result.identified,
         }
     )
+    if options.style:
+        frame["uncontrolled"] = result.style.uncontrolled
+    if options.flips:
+        held = pd.array([pd.NA] * len(frame), dtype="Int64")
+        for flip in result.flips or []:
+            if flip.votes is not None:
+                held[flip.upper] = flip.votes
+        frame["votes_to_flip"] = held
     if metrics is not None and len(metric_cols):
         frame = frame.join(metrics, on="model")
     frame = frame.sort_values(["provisional", "rating"], ascending=[True, False], kind="stable")
@@ -243,6 +277,16 @@ class LeaderboardResult:
     signature: tuple
     computed_at: datetime = field(default_factory=datetime.now)
     model_level_note: str = ""
+    options: BoardOptions = field(default_factory=BoardOptions)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def style(self) -> pd.DataFrame:
+        return style_table(self.ratings)
+
+    @property
+    def flips(self) -> pd.DataFrame:
+        return flip_table(self.ratings)
 
 
 class LeaderboardService(CachedReports):
@@ -253,21 +297,24 @@ class LeaderboardService(CachedReports):
         filters: Filters | None = None,
         rounds: int | None = None,
         anchor: tuple[str, float] | None = None,
-        ties: str = "split",
         seed: int | None = None,
         frames: ReportFrames | None = None,
+        options: BoardOptions | None = None,
     ) -> LeaderboardResult:
         """The board, cached; ``frames`` (loaded under ``filters``) spare a caller that
         already has them a second load on a miss."""
         filters = frames.filters if frames is not None else filters or Filters()
         rounds = self.settings.bootstrap_rounds if rounds is None else int(rounds)
         seed = self.settings.seed if seed is None else int(seed)
+        options = options or BoardOptions()
         if rounds < 0:
             raise LeaderboardError(f"bootstrap rounds {rounds}: expected 0 or more.")
-        key = (filters.key(), rounds, anchor, ties, seed, self.settings.min_votes_ranked)
+        key = (filters.key(), rounds, anchor, options.key(), seed, self.settings.min_votes_ranked)
         return self.cached(
             key,
-            lambda sig: self._compute(filters, rounds, anchor, ties, sig, seed=seed, frames=frames),
+            lambda sig: self._compute(
+                filters, rounds, anchor, options, sig, seed=seed, frames=frames
+            ),
             signature=frames.signature if frames is not None else None,
         )
 
@@ -275,22 +322,28 @@ class LeaderboardService(CachedReports):
         """The board over these votes (rows of ``Store.votes_frame``), uncached; the
         released snapshot of :mod:`arena.reports.public_view` uses it."""
         rounds = self.settings.bootstrap_rounds
-        return self._compute(filters or Filters(), rounds, None, "split", (), votes=votes)
+        return self._compute(filters or Filters(), rounds, None, BoardOptions(), (), votes=votes)
 
     def _compute(
-        self, filters, rounds, anchor, ties, signature, votes=None, seed=None, frames=None
+        self, filters, rounds, anchor, options, signature, votes=None, seed=None, frames=None
     ) -> LeaderboardResult:
+        from arena.reports.style import image_features, vote_features
+
         start = time.perf_counter()
         if frames is None:
             frames = load_report_frames(self.store, filters, votes)
+        features = None
+        if options.style and len(frames.votes):
+            features = vote_features(frames.votes, image_features(frames, options.style))
         frame, ratings = leaderboard_frame(
             frames.votes,
             np.random.default_rng(self.settings.seed if seed is None else seed),
             rounds=rounds,
             anchor=anchor,
             min_votes=self.settings.min_votes_ranked,
-            ties=ties,
             metrics=metric_columns(frames),
+            options=options,
+            features=features,
         )
         self.computations += 1
         return LeaderboardResult(
@@ -301,6 +354,8 @@ class LeaderboardService(CachedReports):
             seconds=time.perf_counter() - start,
             signature=signature,
             model_level_note=model_level_note(frames.model_metrics, frames.references),
+            options=options,
+            notes=method_notes(ratings, options, rounds),
         )
 
 
@@ -325,7 +380,14 @@ def separation(ratings: R.Ratings, a: str, b: str) -> dict:
     i, j = ratings.names.index(a), ratings.names.index(b)
     difference = float(ratings.rating[i] - ratings.rating[j])
     lower = upper = float("nan")
-    if len(ratings.samples):
+    if ratings.covariance is not None and np.isfinite(ratings.covariance[i, j]):
+        from arena.stats.contextual import linear_interval
+
+        cov = ratings.covariance
+        variance = cov[i, i] + cov[j, j] - 2 * cov[i, j]
+        low, high = linear_interval(np.array([difference]), np.array([[variance]]), ratings.level)
+        lower, upper = float(low[0]), float(high[0])
+    elif len(ratings.samples):
         diffs = (ratings.samples[:, i] - ratings.samples[:, j]) * THETA_TO_ELO
         tail = (1 - ratings.level) / 2 * 100
         lower, upper = (float(x) for x in np.percentile(diffs, [tail, 100 - tail]))

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from arena.reports.frames import Filters, ReportError
-from arena.reports.leaderboard import COLUMNS, LeaderboardService, separation
+from arena.reports.leaderboard import LeaderboardService, metric_names, separation
 from arena.storage.vocabulary import RATER_KINDS
 
 TITLE = "Leaderboard"
@@ -34,7 +34,7 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The board as strings for reading: rank, model, rating ± interval, Elo, votes, rates."""
     if frame.empty:
         return pd.DataFrame(columns=["Rank", "Model", "Rating", "95% CI", "Elo", "Votes"])
-    metric_cols = list(frame.columns[len(COLUMNS) :])
+    metric_cols = metric_names(frame)
     out = pd.DataFrame(
         {
             "Rank": [
