@@ -19,7 +19,9 @@ _CODES = np.array(["model_a", "model_b", "tie", "both_bad"])
 
 
 def reference_python() -> Path:
-    python = Path(os.environ.get("ARENA_REFERENCE_VENV", ROOT / ".venv-reference")) / "bin" / "python"
+    python = (
+        Path(os.environ.get("ARENA_REFERENCE_VENV", ROOT / ".venv-reference")) / "bin" / "python"
+    )
     if not python.exists():
         raise RuntimeError(
             f"{python} is missing: the arena-rank comparisons need the reference venv. "
@@ -39,10 +41,12 @@ def run_arena_rank(
     reg: float = 1.0,
     ci: str = "sandwich",
     level: float = 0.95,
+    repeat: int = 1,
 ) -> dict[str, np.ndarray]:
     """arena-rank's ratings, interval and coefficients, indexed by our model index.
 
-    ``outcome`` uses our codes (0 left, 1 right, 2 tie, 3 both bad).
+    ``outcome`` uses our codes (0 left, 1 right, 2 tie, 3 both bad). ``repeat`` runs the
+    fit that many times (the first includes JAX's compilation); ``seconds`` has each run.
     """
     feats = np.zeros((len(left), 0)) if features is None else np.asarray(features, float)
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,6 +63,7 @@ def run_arena_rank(
             reg=reg,
             ci=ci,
             level=level,
+            repeat=repeat,
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["JAX_PLATFORMS"] = "cpu"
