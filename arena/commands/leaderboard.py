@@ -34,20 +34,34 @@ def register(sub) -> None:
         metavar="MODEL=RATING",
         help="put MODEL at RATING instead of centring the ratings on a mean of 1000",
     )
+    add_board_options(p)
+    p.add_argument("--category", default=None, help="only prompts of this category")
+    p.add_argument("--prompt-set", default=None, help="only prompts of this prompt set")
+    p.add_argument("--rater-kind", choices=RATER_KINDS, default=None, help="only these raters")
+    p.add_argument("--since", default=None, metavar="DATE", help="votes from this UTC date/time")
     p.add_argument(
+        "--until", default=None, metavar="DATE", help="votes up to this date (inclusive)"
+    )
+    p.set_defaults(func=cmd_leaderboard)
+
+
+def add_board_options(parser) -> None:
+    """The rating-method flags (``--ties``, ``--ci``, ``--style``, ``--reweight``,
+    ``--no-flips``) that ``arena leaderboard`` and ``arena export`` share."""
+    parser.add_argument(
         "--ties",
         choices=RATING_TIES,
         default="split",
         help="ties and both-bad votes: half a win each way (split), left out (drop), or "
         "modelled with Davidson's tie parameter (davidson)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--ci",
         choices=CI_METHODS,
         default="bootstrap",
         help="intervals: percentile bootstrap (default) or the closed-form sandwich",
     )
-    p.add_argument(
+    parser.add_argument(
         "--style",
         nargs="?",
         const="default",
@@ -56,7 +70,7 @@ def register(sub) -> None:
         help="control for style: comma-separated per-image features (stored metrics, "
         f"resolution, aspect); alone: {','.join(DEFAULT_FEATURES)}",
     )
-    p.add_argument(
+    parser.add_argument(
         "--reweight",
         nargs="?",
         type=float,
@@ -66,20 +80,23 @@ def register(sub) -> None:
         help="weigh each pair's votes by 1/max(votes of the pair, FLOOR) so pairs count "
         f"about equally (alone: FLOOR {REWEIGHT_FLOOR})",
     )
-    p.add_argument(
+    parser.add_argument(
         "--no-flips",
         dest="flips",
         action="store_false",
         help="skip counting how many votes hold each rank",
     )
-    p.add_argument("--category", default=None, help="only prompts of this category")
-    p.add_argument("--prompt-set", default=None, help="only prompts of this prompt set")
-    p.add_argument("--rater-kind", choices=RATER_KINDS, default=None, help="only these raters")
-    p.add_argument("--since", default=None, metavar="DATE", help="votes from this UTC date/time")
-    p.add_argument(
-        "--until", default=None, metavar="DATE", help="votes up to this date (inclusive)"
+
+
+def board_options_of(args) -> BoardOptions:
+    """The :class:`BoardOptions` of parsed :func:`add_board_options` flags."""
+    return BoardOptions(
+        ties=args.ties,
+        ci=args.ci,
+        style=parse_features(args.style) if args.style is not None else (),
+        reweight=args.reweight,
+        flips=args.flips,
     )
-    p.set_defaults(func=cmd_leaderboard)
 
 
 def _fmt(value, digits: int = 0) -> str:
@@ -132,13 +149,7 @@ def cmd_leaderboard(args) -> int:
         )
         filters.key()
         anchor = parse_anchor(args.anchor)
-        options = BoardOptions(
-            ties=args.ties,
-            ci=args.ci,
-            style=parse_features(args.style) if args.style is not None else (),
-            reweight=args.reweight,
-            flips=args.flips,
-        )
+        options = board_options_of(args)
         store = open_store(args)
         result = LeaderboardService(store).get(
             filters, rounds=args.bootstrap, anchor=anchor, options=options
