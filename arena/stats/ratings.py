@@ -299,8 +299,8 @@ def compute_ratings(
     if flips:
         from arena.stats.flips import adjacent_flips, top_flip
 
-        flip_rows = adjacent_flips(counts, plain_ties, ranked) if ranked.sum() >= 2 else []
-        top = top_flip(counts, plain_ties, ranked) if ranked.sum() >= 2 else None
+        flip_rows = adjacent_flips(counts, plain_ties, ranked, ridge=ridge)
+        top = top_flip(counts, plain_ties, ranked, ridge=ridge)
     return Ratings(
         names=names,
         counts=counts,
