@@ -91,6 +91,7 @@ def undocumented(columns: list[str], row: str, metrics: set[str]) -> list[str]:
 
 def test_the_export_schema_names_every_column_of_every_table(store, tmp_path):
     from arena.reports.export import export_workspace
+    from arena.reports.methods import BoardOptions
     from tests.agreement_data import populate_store, small_arena
 
     data = small_arena(n_votes=600, metric_noise={"sharp": 0.4})
@@ -103,7 +104,9 @@ def test_the_export_schema_names_every_column_of_every_table(store, tmp_path):
             mid, "kid", "real", 0.01 * k, 0.002, 30, details, higher_is_better=False
         )
     out = tmp_path / "export"
-    export_workspace(store, out, fmt="csv", rounds=20, seed=1)
+    # style control on, so that every table an export can write is written
+    options = BoardOptions(style=("sharp",))
+    export_workspace(store, out, fmt="csv", rounds=20, seed=1, options=options)
     tables = json.loads((out / "manifest.json").read_text())["tables"]
     page = (ROOT / "docs" / "exports.md").read_text(encoding="utf-8")
     rows = documented_columns(page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from arena.commands.leaderboard import add_board_options, board_options_of
 from arena.commands.workspace import open_store
 
 
@@ -14,8 +15,10 @@ def register(sub) -> None:
         description=(
             "Write one file per table into --out (votes joined with prompts, models and image "
             "hashes; scores; the leaderboard; the agreement tables) plus manifest.json and a "
-            "self-contained report.html. The same data gives the same bytes. Columns are "
-            "documented in docs/exports.md."
+            "self-contained report.html. The same data gives the same bytes. The leaderboard "
+            "is made with the rating-method flags of `arena leaderboard` (--ties, --ci, --style, "
+            "--reweight, --no-flips); its style coefficients and flip counts are tables of their "
+            "own. Columns are documented in docs/exports.md."
         ),
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")
@@ -29,13 +32,19 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the seed setting)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
+    add_board_options(p)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
     from arena.cli import CommandError
     from arena.reports.export import ExportError, export_workspace
+    from arena.reports.frames import ReportError
 
+    try:
+        options = board_options_of(args)
+    except ReportError as exc:  # a combination the leaderboard refuses (LeaderboardError)
+        raise CommandError(str(exc)) from None
     store = open_store(args)
     start = time.perf_counter()
     try:
@@ -46,6 +55,7 @@ def cmd_export(args) -> int:
             rounds=args.bootstrap,
             seed=args.seed,
             report=not args.no_report,
+            options=options,
         )
     except ExportError as exc:
         raise CommandError(str(exc)) from None

@@ -4,10 +4,12 @@ self-contained ``report.html``.
 Tables are built by pure functions of the store's frames (:func:`votes_table`,
 :func:`scores_table`) and written by :func:`write_table` in one of
 :data:`FORMATS`. :func:`export_workspace` reads the store once, computes the
-leaderboard (:mod:`arena.reports.leaderboard`) and the agreement report
-(:mod:`arena.stats.agreement`) with the workspace's seed, and writes everything into
-a staging folder that is moved into place only when complete: an export that
-fails leaves the previous one untouched.
+leaderboard (:mod:`arena.reports.leaderboard`, with the rating method a
+:class:`arena.reports.methods.BoardOptions` names: its style coefficients and flip counts
+become tables of their own) and the agreement report (:mod:`arena.stats.agreement`) with
+the workspace's seed, and writes everything (``report.html``:
+:mod:`arena.reports.report_page`) into a staging folder that is moved into place only
+when complete: an export that fails leaves the previous one untouched.
 
 Determinism: for the same data (and seed and rounds) the files are identical
 byte for byte: rows are sorted, floats are written with 10 significant digits,
@@ -17,7 +19,6 @@ export ran.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import shutil
@@ -28,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena.reports import plots
 from arena.reports.agreement import AgreementService
-from arena.reports.frames import load_report_frames
-from arena.reports.leaderboard import LeaderboardService, direction_note
-from arena.reports.stand_in import stand_in_label, stand_in_warning
-from arena.stats.agreement import PROTOCOLS, AgreementReport
+from arena.reports.frames import ReportError, load_report_frames
+from arena.reports.leaderboard import LeaderboardResult, LeaderboardService
+from arena.reports.methods import BoardOptions
+from arena.reports.report_page import report_html
+from arena.stats.agreement import AgreementReport
 from arena.storage.columnar import positions
 from arena.storage.table_io import restore_text, write_csv
 
@@ -193,154 +194,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise ExportError(f"{path}: expected a .csv, .json or .parquet export.")
 
 
-# -- the report --------------------------------------------------------------------------------
-def _fmt_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
-    if frame is None or frame.empty:
-        return "<p><em>Nothing yet.</em></p>"
-    shown = frame.head(max_rows).copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = [("–" if pd.isna(v) else f"{v:.{digits}f}") for v in shown[col]]
-    more = len(frame) - len(shown)
-    note = f"<p><em>{more} more rows in the exported file.</em></p>" if more > 0 else ""
-    return shown.to_html(index=False, border=0, classes="t", na_rep="–") + note
-
-
-def _img(fig, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{plots.png_base64(fig)}">'
-
-
-REPORT_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table.t{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-table.t th,table.t td{padding:.25em .6em;border-bottom:1px solid #e4e4e4;text-align:right}
-table.t th{background:#f3f3f3}table.t td:first-child,table.t th:first-child{text-align:left}
-img{max-width:100%}p.note{color:#555;font-size:.9em}code{background:#f3f3f3;padding:0 .2em}
-"""
-
-
-def report_html(
-    leaderboard: pd.DataFrame,
-    report: AgreementReport,
-    summary: dict,
-    files: list[str],
-    model_metrics: pd.DataFrame | None = None,
-) -> str:
-    """A self-contained HTML report: tables and base64 PNG figures, no scripts, no links out."""
-    acc = report.accuracy
-    metrics = list(report.info.get("metrics", []))
-    protocol_list = "".join(
-        f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in PROTOCOLS.items()
-    )
-    boards = report.leaderboards
-    side_by_side = (
-        boards.pivot(index="model", columns="decider", values="rating").reset_index()
-        if len(boards)
-        else boards
-    )
-    slice_figs = "".join(
-        _img(plots.slices_figure(report.slices, kind=kind), f"accuracy by {kind}")
-        for kind in ("category", "tags", "model pair")
-        if (report.slices["slice_kind"] == kind).any()
-    )
-    facts = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in summary.items()
-    )
-    file_list = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in files)
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>t2i-arena report</title>",
-        f"<style>{REPORT_CSS}</style></head><body>",
-        "<h1>t2i-arena report</h1>",
-        f"<table class='t'>{facts}</table>",
-        "<h2>Leaderboard</h2>",
-        "<p class='note'>Bradley-Terry ratings on the Elo scale (ties and both-bad as half a win "
-        "each way) with bootstrap 95% intervals; rank is the rank upper bound. A model with "
-        "<code>identified</code> false never won or never lost against the others: the votes "
-        "determine no finite rating for it, so it has none and is not ranked.</p>",
-        _fmt_table(leaderboard, 3),
-        _img(plots.ratings_figure(leaderboard), "ratings with intervals"),
-        *_model_metrics_section(model_metrics),
-        "<h2>Which metric agrees with the raters</h2>",
-        f"<p class='note'>Pairwise accuracy of each metric. Protocols:</p><ul>{protocol_list}</ul>",
-        "<p class='note'><code>ci_low</code>/<code>ci_high</code>: bootstrap over prompts "
-        "(the default interval); <code>wilson_*</code>: Wilson interval treating votes as "
-        "independent. The human ceiling is how often one rater agrees with the majority of "
-        "the other raters of the same image pair. <code>chance</code>: what a metric blind to "
-        "the images expects under the protocol (0.5 for a and b; for c, with human ties "
-        "among the outcomes, the better of always predicting a tie and always a side: "
-        "max(tie share, (1 − tie share)/2)); read each accuracy against it.</p>",
-        _fmt_table(acc, 3),
-        _img(plots.accuracy_figure(acc), "accuracy by metric and protocol"),
-        "<h2>Model level</h2>",
-        "<p class='note'>Spearman and Kendall correlation between the human ratings and each "
-        "metric's per-model mean (<code>level</code> = image mean) or model-level number "
-        "(<code>level</code> = model: KID, FID, CMMD, FD-DINO, diversity, AS, oriented so that "
-        "&gt; 0 means agreement, e.g. lower FID for a higher rating; their intervals bootstrap "
-        "the human side only); <code>spearman_bt</code> compares with the metric's own "
-        "Bradley-Terry leaderboard (the same battles decided by the metric). "
-        "<code>spearman_p</code>, <code>kendall_p</code>: exact permutation p-values across "
-        "the models (two-sided; 9,999 random pairings above 8 models). "
-        "<code>few_models</code>: fewer than 6 models, so no bootstrap interval is given "
-        "(the prompt bootstrap holds the models fixed; read the p-value).</p>",
-        _fmt_table(report.correlations, 3),
-        _img(
-            plots.scatter_figure(
-                report.models,
-                [*metrics, *report.info.get("model_metrics", [])],
-                stand_in_label(_extractors(model_metrics)),
-            ),
-            "human rating vs metric per model",
-        ),
-        "<h3>Leaderboards side by side (ratings)</h3>",
-        "<p class='note'>– : no rating; that decider never (or always) preferred the model, "
-        "so its rating is not identified (<code>identified</code> in "
-        "<code>agreement_leaderboards</code>).</p>",
-        _fmt_table(side_by_side, 1),
-        "<h2>Where metrics fail: slices</h2>",
-        f"<p class='note'>Protocol <code>{html.escape(str(report.info.get('slice_protocol')))}"
-        "</code>. <code>prompts</code>: distinct prompts in the slice; <code>few_prompts</code>: "
-        "fewer than 20, too few clusters for the prompt bootstrap, so its interval (marked * in "
-        "the figures) is not to be trusted; compare the Wilson interval, which is too narrow "
-        "when votes on a prompt agree.</p>",
-        slice_figs or "<p><em>Nothing yet.</em></p>",
-        _fmt_table(report.slices, 3),
-        "<h2>Position bias</h2>",
-        "<p class='note'>Share of decisive votes won by the left image, exact binomial test "
-        "against 1/2.</p>",
-        _fmt_table(report.position_bias, 4),
-        "<h2>Inter-rater reliability</h2>",
-        "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
-        _fmt_table(report.reliability, 3),
-        f"<h2>Files</h2><ul>{file_list}</ul>",
-        "<p class='note'>Column definitions: docs/exports.md.</p>",
-        "</body></html>\n",
-    ]
-    return "\n".join(parts)
-
-
-def _extractors(model_metrics: pd.DataFrame | None) -> list:
-    """The feature keys of the exported model-level table (its ``extractor`` column)."""
-    return [] if model_metrics is None else list(model_metrics.get("extractor", []))
-
-
-def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
-    if model_metrics is None or model_metrics.empty:
-        return []
-    warning = stand_in_warning(_extractors(model_metrics))
-    warning = f"<p class='note'><strong>{html.escape(warning)}</strong></p>" if warning else ""
-    return [
-        "<h2>Model-level metrics</h2>",
-        "<p class='note'>One number per model over all its images, against the reference set "
-        f"(KID: mean ± std over subsets); {html.escape(direction_note(model_metrics))}. "
-        "<code>extractor</code> is the feature network the number was computed from.</p>",
-        warning,
-        _fmt_table(model_metrics, 4),
-    ]
-
-
 # -- the whole export --------------------------------------------------------------------------
 @dataclass
 class ExportResult:
@@ -349,16 +202,43 @@ class ExportResult:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class ExportTables:
+    """Everything an export writes, as frames: the tables by name, the leaderboard's
+    result (its options, notes and extras), the agreement report and the summary."""
+
+    tables: dict[str, pd.DataFrame]
+    board: LeaderboardResult
+    report: AgreementReport
+    summary: dict
+
+
 def compute_tables(store, rounds: int | None = None, seed: int | None = None):
-    """Everything an export writes, as frames: (tables by name, leaderboard, report, summary).
+    """(tables by name, leaderboard frame, agreement report, summary) of
+    :func:`compute_export` with the default rating method."""
+    out = compute_export(store, rounds, seed)
+    return out.tables, out.board.frame, out.report, out.summary
+
+
+def compute_export(
+    store,
+    rounds: int | None = None,
+    seed: int | None = None,
+    options: BoardOptions | None = None,
+) -> ExportTables:
+    """Everything an export writes.
 
     The same frames, metric columns and agreement report as the Leaderboard and
     Agreement pages with no filter (:mod:`arena.reports.frames`), at ``seed`` and
-    ``rounds`` (default: the settings').
+    ``rounds`` (default: the settings'), the leaderboard made as ``options`` says
+    (default :class:`BoardOptions`: ties split, bootstrap, flip counts). Raises
+    :class:`ExportError` for options the leaderboard refuses (e.g. a style feature
+    without stored values).
     """
     settings = store.settings
     rounds = settings.bootstrap_rounds if rounds is None else int(rounds)
     seed = settings.seed if seed is None else int(seed)
+    options = options or BoardOptions()
     if rounds < 1:
         raise ExportError(f"bootstrap rounds {rounds}: expected at least 1.")
     # The leaderboard and the agreement report come from the pages' own services (one
@@ -369,7 +249,12 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
         frames = load_report_frames(store)
         if store.data_signature() != frames.signature:
             continue
-        board = LeaderboardService.of(store).get(rounds=rounds, seed=seed, frames=frames).frame
+        try:
+            board = LeaderboardService.of(store).get(
+                rounds=rounds, seed=seed, frames=frames, options=options
+            )
+        except ReportError as exc:  # an option the leaderboard refuses (a style feature)
+            raise ExportError(f"leaderboard: {exc}") from None
         report = AgreementService.of(store).get(rounds=rounds, seed=seed, frames=frames).report
         break
     else:
@@ -378,21 +263,52 @@ def compute_tables(store, rounds: int | None = None, seed: int | None = None):
     tables = {
         "votes": votes_table(votes, prompts),
         "scores": scores_table(frames.scores, frames.images_all),
-        "leaderboard": leaderboard_table(board),
+        "leaderboard": leaderboard_table(board.frame),
+        **({"leaderboard_style": board.style} if options.style else {}),
+        **({"leaderboard_flips": board.flips} if options.flips else {}),
         "model_metrics": model_metrics_table(frames.model_metrics),
         **report.tables(),
     }
     summary = {
         "votes": len(votes),
-        "models": len(board),
+        "models": len(board.frame),
         "prompts": len(prompts),
         "images": len(frames.images_all),
         "metrics": ", ".join(report.info.get("metrics", [])) or "none",
         "raters": int(votes["rater_id"].nunique()) if len(votes) else 0,
         "bootstrap rounds": rounds,
         "seed": seed,
+        "ties": options.ties,
+        "intervals": options.ci,
+        "style control": ", ".join(options.style) or "off",
+        "reweight floor": "off" if options.reweight is None else f"{options.reweight:g}",
+        "flip counts": "on" if options.flips else "off",
     }
-    return tables, board, report, summary
+    return ExportTables(tables, board, report, summary)
+
+
+def board_metadata(board: LeaderboardResult) -> dict:
+    """The rating method of an export and what it found, for ``manifest.json``: the
+    options, the notes and (ties davidson) the tie model."""
+    options = board.options
+    meta = {
+        "ties": options.ties,
+        "ci": options.ci,
+        "style": list(options.style),
+        "reweight": options.reweight,
+        "flips": options.flips,
+        "notes": list(board.notes),
+    }
+    tie = board.ratings.tie_model if board.ratings is not None else None
+    if tie is not None:
+        meta["tie_model"] = {
+            "nu": tie.nu,
+            "nu_lower": tie.lower,
+            "nu_upper": tie.upper,
+            "predicted_tie_rate": tie.predicted_rate,
+            "observed_tie_rate": tie.observed_rate,
+        }
+    return meta
 
 
 def export_workspace(
@@ -402,8 +318,10 @@ def export_workspace(
     rounds: int | None = None,
     seed: int | None = None,
     report: bool = True,
+    options: BoardOptions | None = None,
 ) -> ExportResult:
-    """Write every table (and ``report.html``) into ``out``; all or nothing."""
+    """Write every table (and ``report.html``) into ``out``; all or nothing. ``options``:
+    the leaderboard's rating method (:func:`compute_export`)."""
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}.")
     out = Path(out)
@@ -415,7 +333,8 @@ def export_workspace(
         raise ExportError(f"{out}: cannot create the folder ({exc.strerror}).") from None
     if not os.access(out, os.W_OK):
         raise ExportError(f"{out} is not writable; choose another --out folder.")
-    tables, board, agreement, summary = compute_tables(store, rounds, seed)
+    computed = compute_export(store, rounds, seed, options)
+    tables, board, summary = computed.tables, computed.board, computed.summary
     result = ExportResult(folder=out)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
     try:
@@ -427,6 +346,7 @@ def export_workspace(
         manifest = {
             "format": fmt,
             "summary": summary,
+            "leaderboard": board_metadata(board),
             "tables": {
                 name: {"file": f"{name}.{fmt}", "rows": len(frame), "columns": list(frame.columns)}
                 for name, frame in tables.items()
@@ -436,11 +356,12 @@ def export_workspace(
             names.append("report.html")
             (staging / "report.html").write_text(
                 report_html(
-                    board,
-                    agreement,
+                    board.frame,
+                    computed.report,
                     summary,
                     [*names, "manifest.json"],
                     tables["model_metrics"],
+                    board,
                 ),
                 encoding="utf-8",
             )

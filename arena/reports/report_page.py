@@ -1,0 +1,222 @@
+"""``report.html``: the export's tables and figures as one self-contained page.
+
+Built from frames the export already computed (:mod:`arena.reports.export`): tables
+as HTML, figures (:mod:`arena.reports.plots`) as base64 PNGs; no scripts, no links out,
+so it opens offline and shows the same numbers as the exported files.
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from arena.reports import plots
+from arena.reports.leaderboard import LeaderboardResult, direction_note
+from arena.reports.methods import BoardOptions
+from arena.reports.stand_in import stand_in_label, stand_in_warning
+from arena.stats.agreement import PROTOCOLS, AgreementReport
+
+
+def _fmt_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
+    if frame is None or frame.empty:
+        return "<p><em>Nothing yet.</em></p>"
+    shown = frame.head(max_rows).copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = [("–" if pd.isna(v) else f"{v:.{digits}f}") for v in shown[col]]
+        elif isinstance(shown[col].dtype, pd.Int64Dtype):  # to_html writes <NA> for these
+            shown[col] = ["–" if pd.isna(v) else str(v) for v in shown[col]]
+    more = len(frame) - len(shown)
+    note = f"<p><em>{more} more rows in the exported file.</em></p>" if more > 0 else ""
+    return shown.to_html(index=False, border=0, classes="t", na_rep="–") + note
+
+
+def _img(fig, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{plots.png_base64(fig)}">'
+
+
+REPORT_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table.t{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+table.t th,table.t td{padding:.25em .6em;border-bottom:1px solid #e4e4e4;text-align:right}
+table.t th{background:#f3f3f3}table.t td:first-child,table.t th:first-child{text-align:left}
+img{max-width:100%}p.note{color:#555;font-size:.9em}code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+def report_html(
+    leaderboard: pd.DataFrame,
+    report: AgreementReport,
+    summary: dict,
+    files: list[str],
+    model_metrics: pd.DataFrame | None = None,
+    board: LeaderboardResult | None = None,
+) -> str:
+    """A self-contained HTML report: tables and base64 PNG figures, no scripts, no links out.
+
+    ``board`` (the leaderboard's result) adds its method notes (the tie model's ν with
+    Davidson ties), the style coefficients and the votes that hold each rank."""
+    acc = report.accuracy
+    metrics = list(report.info.get("metrics", []))
+    protocol_list = "".join(
+        f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in PROTOCOLS.items()
+    )
+    boards = report.leaderboards
+    side_by_side = (
+        boards.pivot(index="model", columns="decider", values="rating").reset_index()
+        if len(boards)
+        else boards
+    )
+    slice_figs = "".join(
+        _img(plots.slices_figure(report.slices, kind=kind), f"accuracy by {kind}")
+        for kind in ("category", "tags", "model pair")
+        if (report.slices["slice_kind"] == kind).any()
+    )
+    facts = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in summary.items()
+    )
+    file_list = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in files)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>t2i-arena report</title>",
+        f"<style>{REPORT_CSS}</style></head><body>",
+        "<h1>t2i-arena report</h1>",
+        f"<table class='t'>{facts}</table>",
+        "<h2>Leaderboard</h2>",
+        "<p class='note'>Rank is the rank upper bound. A model with "
+        "<code>identified</code> false never won or never lost against the others: the votes "
+        "determine no finite rating for it, so it has none and is not ranked.</p>",
+        _fmt_table(leaderboard, 3),
+        *_board_notes(board),
+        _img(plots.ratings_figure(leaderboard), "ratings with intervals"),
+        *_board_tables(board),
+        *_model_metrics_section(model_metrics),
+        "<h2>Which metric agrees with the raters</h2>",
+        f"<p class='note'>Pairwise accuracy of each metric. Protocols:</p><ul>{protocol_list}</ul>",
+        "<p class='note'><code>ci_low</code>/<code>ci_high</code>: bootstrap over prompts "
+        "(the default interval); <code>wilson_*</code>: Wilson interval treating votes as "
+        "independent. The human ceiling is how often one rater agrees with the majority of "
+        "the other raters of the same image pair. <code>chance</code>: what a metric blind to "
+        "the images expects under the protocol (0.5 for a and b; for c, with human ties "
+        "among the outcomes, the better of always predicting a tie and always a side: "
+        "max(tie share, (1 − tie share)/2)); read each accuracy against it.</p>",
+        _fmt_table(acc, 3),
+        _img(plots.accuracy_figure(acc), "accuracy by metric and protocol"),
+        "<h2>Model level</h2>",
+        "<p class='note'>Spearman and Kendall correlation between the human ratings and each "
+        "metric's per-model mean (<code>level</code> = image mean) or model-level number "
+        "(<code>level</code> = model: KID, FID, CMMD, FD-DINO, diversity, AS, oriented so that "
+        "&gt; 0 means agreement, e.g. lower FID for a higher rating; their intervals bootstrap "
+        "the human side only); <code>spearman_bt</code> compares with the metric's own "
+        "Bradley-Terry leaderboard (the same battles decided by the metric). "
+        "<code>spearman_p</code>, <code>kendall_p</code>: exact permutation p-values across "
+        "the models (two-sided; 9,999 random pairings above 8 models). "
+        "<code>few_models</code>: fewer than 6 models, so no bootstrap interval is given "
+        "(the prompt bootstrap holds the models fixed; read the p-value).</p>",
+        _fmt_table(report.correlations, 3),
+        _img(
+            plots.scatter_figure(
+                report.models,
+                [*metrics, *report.info.get("model_metrics", [])],
+                stand_in_label(_extractors(model_metrics)),
+            ),
+            "human rating vs metric per model",
+        ),
+        "<h3>Leaderboards side by side (ratings)</h3>",
+        "<p class='note'>– : no rating; that decider never (or always) preferred the model, "
+        "so its rating is not identified (<code>identified</code> in "
+        "<code>agreement_leaderboards</code>).</p>",
+        _fmt_table(side_by_side, 1),
+        "<h2>Where metrics fail: slices</h2>",
+        f"<p class='note'>Protocol <code>{html.escape(str(report.info.get('slice_protocol')))}"
+        "</code>. <code>prompts</code>: distinct prompts in the slice; <code>few_prompts</code>: "
+        "fewer than 20, too few clusters for the prompt bootstrap, so its interval (marked * in "
+        "the figures) is not to be trusted; compare the Wilson interval, which is too narrow "
+        "when votes on a prompt agree.</p>",
+        slice_figs or "<p><em>Nothing yet.</em></p>",
+        _fmt_table(report.slices, 3),
+        "<h2>Position bias</h2>",
+        "<p class='note'>Share of decisive votes won by the left image, exact binomial test "
+        "against 1/2.</p>",
+        _fmt_table(report.position_bias, 4),
+        "<h2>Inter-rater reliability</h2>",
+        "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
+        _fmt_table(report.reliability, 3),
+        f"<h2>Files</h2><ul>{file_list}</ul>",
+        "<p class='note'>Column definitions: docs/exports.md.</p>",
+        "</body></html>\n",
+    ]
+    return "\n".join(parts)
+
+
+def plain_order_differs(options: BoardOptions) -> bool:
+    """Whether the board's fit differs from the plain one (no style control, no
+    reweighting, ties split or dropped) that the flip counts are always made on
+    (:func:`arena.stats.ratings.compute_ratings`), so their order may not be the board's."""
+    return bool(options.style) or options.reweight is not None or options.ties == "davidson"
+
+
+def _board_notes(board: LeaderboardResult | None) -> list[str]:
+    """The leaderboard's method sentences (model, intervals, ν, style fit, warnings)."""
+    if board is None:
+        return []
+    return [f"<p class='note board-note'>{html.escape(note)}</p>" for note in board.notes]
+
+
+def _board_tables(board: LeaderboardResult | None) -> list[str]:
+    """Style coefficients (with style control) and the votes that hold each rank (with
+    flip counts), each under its own heading; nothing for an option that is off."""
+    if board is None or board.ratings is None:
+        return []
+    parts = []
+    if board.options.style:
+        parts += [
+            "<h3>Style coefficients</h3>",
+            "<p class='note'>Elo points per standard deviation (<code>sd</code>) of each "
+            "feature's left-minus-right difference, with its 95% interval; positive: the "
+            "side with more of it wins more often. The board's <code>rating</code> is "
+            "controlled for these features, <code>uncontrolled</code> is the plain fit "
+            "(<code>leaderboard_style</code>).</p>",
+            _fmt_table(board.style, 2),
+        ]
+    if board.options.flips:
+        parts += [
+            "<h3>Votes that hold each rank</h3>",
+            "<p class='note'>The fewest votes whose removal (and a refit) swaps each pair of "
+            "neighbouring ranked models, and the top model with any other; "
+            "<code>method</code> exact is the minimum, influence, verified an upper bound "
+            "that a refit confirms (<code>leaderboard_flips</code>)."
+            + (
+                " Counted on the plain Bradley-Terry order (without style control or "
+                "reweighting; with Davidson's model, ties split), which can differ from the "
+                "board's."
+                if plain_order_differs(board.options)
+                else ""
+            )
+            + "</p>",
+            _fmt_table(board.flips, 4),
+        ]
+    return parts
+
+
+def _extractors(model_metrics: pd.DataFrame | None) -> list:
+    """The feature keys of the exported model-level table (its ``extractor`` column)."""
+    return [] if model_metrics is None else list(model_metrics.get("extractor", []))
+
+
+def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
+    if model_metrics is None or model_metrics.empty:
+        return []
+    warning = stand_in_warning(_extractors(model_metrics))
+    warning = f"<p class='note'><strong>{html.escape(warning)}</strong></p>" if warning else ""
+    return [
+        "<h2>Model-level metrics</h2>",
+        "<p class='note'>One number per model over all its images, against the reference set "
+        f"(KID: mean ± std over subsets); {html.escape(direction_note(model_metrics))}. "
+        "<code>extractor</code> is the feature network the number was computed from.</p>",
+        warning,
+        _fmt_table(model_metrics, 4),
+    ]
