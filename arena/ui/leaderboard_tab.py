@@ -15,8 +15,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from arena.reports.frames import Filters, ReportError
-from arena.reports.leaderboard import LeaderboardService, metric_names, separation
+from arena.reports.leaderboard import (
+    METHOD_COLUMNS,
+    LeaderboardService,
+    metric_names,
+    separation,
+)
+from arena.reports.methods import BoardOptions
 from arena.storage.vocabulary import RATER_KINDS
+from arena.ui import board_methods as methods
 
 TITLE = "Leaderboard"
 ALL = "(all)"
@@ -31,7 +38,8 @@ def _num(value, digits: int = 0) -> str:
 
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The board as strings for reading: rank, model, rating ± interval, Elo, votes, rates."""
+    """The board as strings for reading: rank, model, rating ± interval, Elo, votes, rates;
+    with style control the uncontrolled rating, with flip counts the votes to flip."""
     if frame.empty:
         return pd.DataFrame(columns=["Rank", "Model", "Rating", "95% CI", "Elo", "Votes"])
     metric_cols = metric_names(frame)
@@ -59,6 +67,10 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
             "Both bad": [f"{_num(100 * x, 1)}%" for x in frame["both_bad_rate"]],
         }
     )
+    if "uncontrolled" in frame:
+        out.insert(4, "Uncontrolled", [_num(x) for x in frame["uncontrolled"]])
+    if "votes_to_flip" in frame:
+        out["Votes to flip"] = [_count(x) for x in frame["votes_to_flip"]]
     for m in metric_cols:
         out[m] = [_metric_num(x) for x in frame[m]]
     return out
@@ -84,6 +96,13 @@ def unidentified_note(frame: pd.DataFrame) -> str:
     )
 
 
+def _count(value) -> str:
+    """A whole number with thousands separators, "–" when there is none."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{int(value):,}"
+
+
 def _metric_num(value) -> str:
     """3 decimals, or 4 significant digits where that would hide the value (FID ~ 1e4,
     KID ~ 1e-4)."""
@@ -93,8 +112,10 @@ def _metric_num(value) -> str:
     return f"{value:.4g}"
 
 
-def ratings_figure(frame: pd.DataFrame) -> Figure:
-    """Horizontal interval plot, best model on top; provisional models in grey."""
+def ratings_figure(frame: pd.DataFrame, options: BoardOptions | None = None) -> Figure:
+    """Horizontal interval plot, best model on top; provisional models in grey. The title
+    names the interval (and style control) of ``options`` (default: plain, bootstrap)."""
+    options = options or BoardOptions()
     n = len(frame)
     fig = Figure(figsize=(7.0, min(0.32 * n + 1.4, 14.0)), layout="constrained")
     ax = fig.add_subplot()
@@ -120,7 +141,8 @@ def ratings_figure(frame: pd.DataFrame) -> Figure:
                 label=label,
             )
     ax.set_yticks(y, frame["model"].tolist())
-    ax.set_title("Bradley-Terry ratings (Elo scale), 95% bootstrap intervals")
+    style = "\ncontrolled for style" if options.style else ""
+    ax.set_title(f"Bradley-Terry ratings (Elo scale), 95% {options.ci} intervals{style}")
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel("rating (400 points = 10:1 odds)")
     ax.grid(axis="x", alpha=0.3)
@@ -167,23 +189,44 @@ def _board(
     rater_kind=None,
     since=None,
     until=None,
+    ties=None,
+    ci=None,
+    style=None,
+    reweight=False,
 ):
-    """(summary markdown, leaderboard result or None) for these filters."""
+    """(summary markdown, leaderboard result or None) for these filters and the rating
+    method row's values (:func:`arena.ui.board_methods.options_of`; empty: the defaults)."""
     try:
         filters = filters_of(category, prompt_set, rater_kind, since, until)
-        result = service.get(filters)
-    except ReportError as exc:  # a filter's or the leaderboard's (LeaderboardError)
+        options = methods.options_of(ties, ci, style, reweight)
+        result = service.get(filters, options=options)
+    except ReportError as exc:  # a filter's, an option's or the fit's (LeaderboardError)
         return f"**Cannot show the leaderboard:** {exc}", None
     frame = result.frame
     if frame.empty:
         return f"No votes yet for {filters.describe()}.", None
+    method, *others = result.notes  # a board with votes has its method sentence first
     summary = (
         f"**{result.votes_used}** votes ({filters.describe()}) · "
-        f"{model_counts(frame, service.settings)} {ratings_note(service.settings)}"
+        f"{model_counts(frame, service.settings)} {method} {RANK_NOTE}"
     )
+    for note in others:
+        summary += "\n\n" + (f"**⚠ {note}**" if note.startswith("Warning") else note)
     if result.model_level_note:
         summary += "\n\n" + result.model_level_note
     return summary, result
+
+
+def _drawn(summary: str, result):
+    """(summary, table, ratings figure, heatmap figure) of a :func:`_board` answer."""
+    if result is None:
+        return summary, display_table(pd.DataFrame()), None, None
+    return (
+        summary,
+        display_table(result.frame),
+        ratings_figure(result.frame, result.options),
+        heatmap_figure(result.frame, result.ratings),
+    )
 
 
 def board_outputs(
@@ -193,45 +236,58 @@ def board_outputs(
     rater_kind: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    ties: str | None = None,
+    ci: str | None = None,
+    style: list[str] | None = None,
+    reweight: bool = False,
 ):
-    """(summary markdown, table, ratings figure, heatmap figure) for these filters."""
-    summary, result = _board(service, category, prompt_set, rater_kind, since, until)
-    if result is None:
-        return summary, display_table(pd.DataFrame()), None, None
-    return (
-        summary,
-        display_table(result.frame),
-        ratings_figure(result.frame),
-        heatmap_figure(result.frame, result.ratings),
+    """(summary markdown, table, ratings figure, heatmap figure) for these filters and
+    rating method (ties, intervals, style features, reweighting)."""
+    return _drawn(
+        *_board(service, category, prompt_set, rater_kind, since, until, ties, ci, style, reweight)
     )
 
 
+def tab_outputs(service: LeaderboardService, *values):
+    """The full tab's six outputs: :func:`board_outputs`, then the style coefficients and
+    the votes that hold each rank (hidden when empty), from one board."""
+    summary, result = _board(service, *values)
+    style, flips = methods.method_tables(result)
+    label = methods.flips_label(result.options if result is not None else None)
+    return (*_drawn(summary, result), methods.shown(style), methods.shown(flips, label=label))
+
+
 def _initial(service: LeaderboardService, part: int):
-    """One output of the unfiltered board, for a component's value on page load."""
+    """One output of the unfiltered board, for a component's value on page load (parts
+    4 and 5: the style and flip tables)."""
 
     def value():
         summary, result = _board(service)
         if part == 0:
             return summary
+        if part >= 4:
+            return methods.method_tables(result)[part - 4]
         if result is None:
             return display_table(pd.DataFrame()) if part == 1 else None
         if part == 1:
             return display_table(result.frame)
         if part == 2:
-            return ratings_figure(result.frame)
+            return ratings_figure(result.frame, result.options)
         return heatmap_figure(result.frame, result.ratings)
 
     return value
 
 
+#: How the rank and the Elo column are read (the method itself is in the board's notes).
+RANK_NOTE = (
+    "Rank = upper bound (1 + models whose interval lies wholly above). Elo is the online "
+    "rating in vote order."
+)
+
+
 def ratings_note(settings) -> str:
-    """How the board's numbers are made, for the summary under it."""
-    return (
-        "Ratings: Bradley-Terry on the Elo scale (ties and both-bad count half a win each "
-        f"way) with 95% bootstrap intervals ({settings.bootstrap_rounds} rounds); rank = upper "
-        "bound (1 + models whose interval lies wholly above). Elo is the online rating in "
-        "vote order."
-    )
+    """How the released snapshot's numbers are made (plain BT, ties split, bootstrap)."""
+    return f"Ratings: {BoardOptions().describe(settings.bootstrap_rounds)} {RANK_NOTE}"
 
 
 def filters_of(category=None, prompt_set=None, rater_kind=None, since=None, until=None):
@@ -262,11 +318,12 @@ def filter_row(options: dict[str, list[str]]):
     return category, prompt_set, rater_kind, since, until, refresh
 
 
-def compare_text(service, a, b, *filter_values) -> str:
-    """The comparison of two models under the current filters, for the page."""
+def compare_text(service, a, b, *values) -> str:
+    """The comparison of two models under the current filters and rating method (the
+    values of :func:`board_outputs` after the service), for the page."""
     if not a or not b:
         return "Pick two models."
-    summary, result = _board(service, *filter_values)
+    summary, result = _board(service, *values)
     if result is None or result.ratings is None:
         return summary
     try:
@@ -274,7 +331,7 @@ def compare_text(service, a, b, *filter_values) -> str:
     except ValueError as exc:  # LeaderboardError among them
         return str(exc)
     interval = (
-        f" (95% interval {sep['lower']:+.0f} to {sep['upper']:+.0f})"
+        f" (95% {result.options.ci} interval {sep['lower']:+.0f} to {sep['upper']:+.0f})"
         if np.isfinite(sep["lower"])
         else ""
     )
@@ -304,7 +361,9 @@ def public_board_outputs(views, parts: tuple[int, ...] = (0, 1, 2, 3)) -> tuple:
             f"of {step} votes, so that no view of it can be traced to a single vote."
         )
         return tuple((refusal, display_table(pd.DataFrame()), None, None)[k] for k in parts)
-    frame = result.frame
+    # The fit's extras stay with the operators: how few votes swap a rank would tell a
+    # rater bent on moving one where to aim.
+    frame = result.frame.drop(columns=list(METHOD_COLUMNS), errors="ignore")
 
     def part(k: int):
         if k == 1:
@@ -368,26 +427,32 @@ def render_public(store):
 
 
 def render(store, full: bool | None = None):
-    """The tab; ``full`` (default: the reveal is on) adds the filters and Compare.
-    Returns its refresh (fn, inputs, outputs) for when the tab is opened.
+    """The tab; ``full`` (default: the reveal is on) adds the filters, the rating method
+    row and Compare. Returns its refresh (fn, inputs, outputs) for when the tab is opened.
 
     With the reveal off the raters' app gets :func:`render_public` (a released snapshot,
-    see :mod:`arena.reports.public_view`); the Admin app always renders the full tab.
+    see :mod:`arena.reports.public_view`; no filter, no method: nothing a visitor picks
+    runs a fit); the Admin app always renders the full tab.
     """
+    from arena.reports.style import available_features
+
     if not (store.settings.reveal_models if full is None else full):
         return render_public(store)
     service = LeaderboardService.of(store)
     options = service.options()
     category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
+    features = available_features(store.scores_frame())
+    ties, ci, style, reweight = methods.method_row(features)
 
     # Callable values are evaluated on every page load (with no filter); the service
-    # cache makes the four calls one computation, and each draws only its own part.
+    # cache makes the six calls one computation, and each draws only its own part.
     def initial(k: int):
         return _initial(service, k)
 
     summary, table, ratings_plot, heatmap = board_components(initial)
-    inputs = [category, prompt_set, rater_kind, since, until]
-    outputs = [summary, table, ratings_plot, heatmap]
+    style_table, flips_table = methods.method_components(lambda k: initial(4 + k))
+    inputs = [category, prompt_set, rater_kind, since, until, ties, ci, style, reweight]
+    outputs = [summary, table, ratings_plot, heatmap, style_table, flips_table]
 
     with gr.Row():
         names = store.model_names()
@@ -396,14 +461,14 @@ def render(store, full: bool | None = None):
         compare = gr.Button("Compare", size="sm")
     comparison = gr.Markdown()
     compare.click(
-        lambda a, b, *f: compare_text(service, a, b, *f),
+        lambda a, b, *values: compare_text(service, a, b, *values),
         [model_a, model_b, *inputs],
         comparison,
         api_visibility="private",
     )
 
     def update(*values):
-        return board_outputs(service, *values)
+        return tab_outputs(service, *values)
 
     # Dates apply on Enter or when the box loses focus, not on every keystroke.
     gr.on(
@@ -415,6 +480,10 @@ def render(store, full: bool | None = None):
             until.submit,
             since.blur,
             until.blur,
+            ties.change,
+            ci.change,
+            style.change,
+            reweight.change,
             refresh.click,
         ],
         fn=update,
