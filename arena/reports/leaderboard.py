@@ -214,7 +214,7 @@ def leaderboard_frame(
     options = options or BoardOptions(ties=ties, flips=False)
     metric_cols = list(metrics.columns) if metrics is not None else []
     extra = (["uncontrolled"] if options.style else []) + (
-        ["votes_to_flip"] if options.flips else []
+        ["votes_to_flip"] if options.flips and options.plain_order else []
     )
     if len(votes) == 0:
         return pd.DataFrame(columns=[*COLUMNS, *extra, *metric_cols]), None
@@ -255,7 +255,7 @@ def leaderboard_frame(
     )
     if options.style:
         frame["uncontrolled"] = result.style.uncontrolled
-    if options.flips:
+    if options.flips and options.plain_order:
         held = pd.array([pd.NA] * len(frame), dtype="Int64")
         for flip in result.flips or []:
             if flip.votes is not None:

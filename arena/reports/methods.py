@@ -53,6 +53,11 @@ class BoardOptions:
     def key(self) -> tuple:
         return (self.ties, self.ci, self.style, self.reweight, self.flips)
 
+    @property
+    def plain_order(self) -> bool:
+        """The board ranks by the plain BT fit the flip counts are counted on."""
+        return self.ties != "davidson" and not self.style and self.reweight is None
+
     def describe(self, rounds: int, level: float = 0.95) -> str:
         """One sentence on the model and the interval, for under the board."""
         ties = {
@@ -134,6 +139,12 @@ def method_notes(ratings: R.Ratings | None, options: BoardOptions, rounds: int) 
         if st.constant:
             text += f"; {', '.join(st.constant)} did not vary and was left out"
         notes.append(text + ".")
+    if ratings.flips is not None and not options.plain_order:
+        notes.append(
+            "Votes to flip are counted on the plain Bradley-Terry order (ties "
+            f"{'split' if options.ties == 'davidson' else options.ties}, no style control, no "
+            "reweighting), which this board's method may reorder; the board leaves them out."
+        )
     if ratings.flips is not None:
         from arena.stats.flips import fragile
 

@@ -31,7 +31,8 @@ def parse_features(text: str | None) -> tuple[str, ...]:
 
 def available_features(scores: pd.DataFrame) -> list[str]:
     """Feature names style control can use on these scores: stored metrics, then shape."""
-    metrics = sorted(scores["metric"].dropna().unique()) if len(scores) else []
+    valued = scores[scores["value"].notna()] if len(scores) else scores
+    metrics = sorted(valued["metric"].dropna().unique()) if len(valued) else []
     return [*metrics, *SHAPE_FEATURES]
 
 
