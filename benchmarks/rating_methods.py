@@ -36,13 +36,19 @@ from arena.stats.pairs import OUTCOMES, aggregate
 from arena.stats.ratings import compute_ratings
 
 
-def simulate(n_models: int, n_votes: int, n_features: int, seed: int = 0):
+def simulate(n_models: int, n_votes: int, n_features: int, seed: int = 0, skew: bool = False):
     """Battles with a BT truth (θ ~ N(0, 1)), 5 per-image features whose difference drives
-    wins a little, and 8% ties."""
+    wins a little, and 8% ties. ``skew``: pairs shown with Dirichlet(0.4) frequencies (a
+    matchmaker that favours some pairs), what reweighting is for."""
     rng = np.random.default_rng(seed)
     theta = rng.normal(0.0, 1.0, n_models)
-    left = rng.integers(0, n_models, n_votes)
-    right = (left + rng.integers(1, n_models, n_votes)) % n_models
+    if skew:
+        i, j = np.triu_indices(n_models, 1)
+        pick = rng.choice(i.size, size=n_votes, p=rng.dirichlet(np.full(i.size, 0.4)))
+        left, right = i[pick], j[pick]
+    else:
+        left = rng.integers(0, n_models, n_votes)
+        right = (left + rng.integers(1, n_models, n_votes)) % n_models
     features = rng.normal(size=(n_votes, n_features)) * rng.uniform(0.5, 3.0, n_features)
     beta = rng.normal(0.0, 0.2, n_features) / features.std(axis=0)
     eta = theta[left] - theta[right] + features @ beta
@@ -105,6 +111,12 @@ def main() -> None:
             feature_names=list("abcde"),
         )  # fmt: skip
         rows.append((f"style BT + bootstrap ({args.style_rounds} rounds)", n, seconds, None, boot))
+        sk = simulate(n, votes, 0, seed=3, skew=True)[:3]
+        _, even = ours(*sk, n, ci="sandwich", rounds=0)
+        seconds, weighted = ours(*sk, n, ci="sandwich", rounds=0, reweight=50)
+        ref = None if args.no_reference else reference(*sk, n, reweighted=True)
+        ratio = np.median((weighted.upper - weighted.lower) / (even.upper - even.lower))
+        rows.append((f"reweighted BT + sandwich (widths x{ratio:.2f})", n, seconds, ref, weighted))
         counts = aggregate(n, left, right, outcome)
         ranked = np.ones(n, bool)
         start = time.perf_counter()
