@@ -19,6 +19,9 @@ point fit are timed in full.
 Run: ``.venv/bin/python benchmarks/leaderboard.py`` (add ``--quick`` for a
 smoke run). Peak memory is measured with tracemalloc in a separate pass at
 several vote counts, so the timed runs are not slowed by tracing.
+``--models 300 --ours-only`` times ours alone at an LMArena-sized board (300
+models; target 2 s for 1M votes and 1,000 rounds), without the baseline and the
+memory pass.
 """
 
 from __future__ import annotations
@@ -179,6 +182,7 @@ def main() -> None:
     parser.add_argument("--baseline-rounds", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="100k votes, 200 rounds, 1 repeat")
+    parser.add_argument("--ours-only", action="store_true", help="no baseline, no memory pass")
     args = parser.parse_args()
     if args.quick:
         args.votes, args.rounds, args.repeats, args.baseline_rounds = 100_000, 200, 1, 10
@@ -191,10 +195,17 @@ def main() -> None:
     for n_models in args.models:
         df = synthetic_votes(n_models, args.votes)
         times, cpu, frame, result = run_ours(df, args.rounds, args.repeats)
+        ours = min(times)
+        if args.ours_only:
+            print(
+                f"== {n_models} models ==\nours: {ours:.2f} s (best of {args.repeats}; all: "
+                + ", ".join(f"{t:.2f}" for t in times)
+                + f"), CPU {cpu:.2f} s\n"
+            )
+            continue
         total, fixed, per_round, cpu_round, base_elo, base_sd = run_baseline(
             df, args.rounds, args.baseline_rounds, cores
         )
-        ours = min(times)
         ours_sd = pd.Series((result.samples * THETA_TO_ELO).std(axis=0, ddof=1), index=result.names)
         ours_elo = frame.set_index("model")["rating"]
         diff = (ours_elo - ours_elo.mean()) - (base_elo - base_elo.mean())
@@ -220,6 +231,8 @@ def main() -> None:
             f"s.d. ratio ours/baseline median {np.median(ours_sd / base_sd[ours_sd.index]):.2f} "
             f"(baseline s.d. from {args.baseline_rounds} rounds)\n"
         )
+    if args.ours_only:
+        return
     print("peak memory (tracemalloc, 100 models, 1000 rounds):")
     counts = [args.votes // 4, args.votes // 2, args.votes]
     for n_votes, table, peak in peak_memory(100, counts, args.rounds):

@@ -31,8 +31,12 @@ import numpy as np
 
 #: L2 penalty on θ (choix's ``alpha``): keeps undefeated and disconnected models finite.
 RIDGE = 1e-3
-#: A block of rows shares ~1 MB buffers, which stay in cache (also the sampler's blocks).
+#: A block of rows shares ~1 MB buffers, which stay in cache (the Davidson bootstrap's blocks).
 BLOCK_ELEMENTS = 1 << 17
+#: Chord steps run on blocks of rounds of about this many tensor entries (2 MiB of float64,
+#: four times as many rounds in float32): big enough that the per-step Python work is
+#: small next to the tensor passes, which run without the GIL, so threads overlap.
+CHORD_BLOCK = 1 << 18
 
 
 def identified(wins: np.ndarray) -> np.ndarray:
@@ -198,6 +202,13 @@ def bt_fit_batch(
     return theta - theta.mean(axis=1, keepdims=True)
 
 
+#: Float32 chord steps go on until a step is below this; float64 steps finish the fit.
+SINGLE_TOL = 5e-6
+#: Float32 steps only while θ spans less than this: π = exp(θ - max θ) stays far above
+#: float32's smallest normal number (exp(-87)).
+SINGLE_SPAN = 50.0
+
+
 def chord_fit(
     battles: np.ndarray,
     won: np.ndarray,
@@ -210,34 +221,92 @@ def chord_fit(
     """Chord Newton on (B, n, n) battle counts and (B, n) wins per model.
 
     The gradient needs Σ_j N_ij σ(θ_i - θ_j) = π_i Σ_j N_ij / (π_i + π_j) with
-    π = exp(θ): three passes over the tensor per step, no exp on it. Returns θ
-    and the rounds that did not converge (to be refitted by :func:`bt_fit`).
+    π = exp(θ): a few passes over the tensor per step, no exp on it. Battles in
+    float32 (which must hold the counts exactly) halve what those passes move:
+    the first steps (up to half of ``max_iter``) then run in float32 down to
+    ``SINGLE_TOL`` (or until they stop shrinking, at float32's resolution), and
+    the last steps and the test against ``tol`` in float64, so the answer is the
+    float64 fit's to within ``tol``. Returns θ and the rounds that did not
+    converge (to be refitted by :func:`bt_fit`).
     """
     rounds, n, _ = battles.shape
     theta = np.repeat(initial[None, :], rounds, axis=0)
+    rows = max(1, CHORD_BLOCK // (n * n))
+    if battles.dtype == np.float32:
+        # The float64 steps still read the counts in float32 (cast on the fly), and step
+        # with the float32 inverse: a preconditioner off by 1e-7 changes each step by
+        # that fraction, not the point where the gradient (in float64) vanishes.
+        inverse = inverse.astype(np.float32)
+        _single_steps(theta, battles, won, inverse, ridge, max_iter // 2, 4 * rows)
+        theta[~np.all(np.isfinite(theta), axis=1)] = initial
+        max_iter -= max_iter // 2
     step_size = np.full(rounds, np.inf)
-    rows = max(1, BLOCK_ELEMENTS // (n * n))  # a block's tensors stay in cache
     buf = np.empty((min(rows, rounds), n, n))
     for start in range(0, rounds, rows):
         block = slice(start, min(start + rows, rounds))
         th, nb, wb = theta[block], battles[block], won[block]
-        bb = buf[: nb.shape[0]]
+        bb = buf[: th.shape[0]]
         for _ in range(max_iter):
-            pi = np.exp(th - th.max(axis=1, keepdims=True))
-            np.add(pi[:, :, None], pi[:, None, :], out=bb)
-            np.divide(nb, bb, out=bb)
-            grad = bb.sum(axis=2)
-            grad *= pi
-            grad -= wb
-            grad += 2.0 * ridge * th
-            step = grad @ inverse
-            th -= step
-            size = np.max(np.abs(step), axis=1)
+            size = _chord_step(th, nb, wb, bb, inverse, ridge)
             if size.max() < tol:
                 break
         step_size[block] = size
     bad = ~(step_size < tol) | ~np.all(np.isfinite(theta), axis=1)
     return theta, np.flatnonzero(bad)
+
+
+def _single_steps(
+    theta: np.ndarray,
+    battles: np.ndarray,
+    won: np.ndarray,
+    inverse: np.ndarray,
+    ridge: float,
+    max_iter: int,
+    rows: int,
+) -> None:
+    """Chord steps in float32 on ``theta`` (in place), blocks of ``rows`` rounds, until
+    the largest step is below ``SINGLE_TOL`` or stops halving."""
+    rounds, n, _ = battles.shape
+    buf = np.empty((min(rows, rounds), n, n), np.float32)
+    for start in range(0, rounds, rows):
+        block = slice(start, min(start + rows, rounds))
+        th, nb, wb = theta[block], battles[block], won[block]
+        previous = np.inf
+        for _ in range(max_iter):
+            if np.ptp(th) >= SINGLE_SPAN:
+                break
+            largest = _chord_step(th, nb, wb, buf[: th.shape[0]], inverse, ridge).max()
+            if not SINGLE_TOL <= largest < previous / 2:
+                break
+            previous = largest
+
+
+def _chord_step(
+    theta: np.ndarray,
+    battles: np.ndarray,
+    won: np.ndarray,
+    work: np.ndarray,
+    inverse: np.ndarray,
+    ridge: float,
+) -> np.ndarray:
+    """One chord step on a block of rounds, in place on ``theta``; returns each round's
+    largest |step|. The tensor passes run in ``work``'s precision."""
+    pi = np.exp(theta - theta.max(axis=1, keepdims=True))
+    p = pi.astype(work.dtype, copy=False)
+    work[...] = p[:, None, :]  # a broadcast copy and an in-place add: faster than add.outer
+    work += p[:, :, None]
+    np.divide(battles, work, out=work)
+    grad = work @ np.ones(work.shape[-1], work.dtype)  # row sums, as one BLAS pass
+    grad *= pi
+    grad -= won
+    if work.dtype == np.float32:
+        # The likelihood part sums to 0 exactly; its float32 rounding does not, and the
+        # inverse (eigenvalue 1/(2·ridge) along the ones) would blow that up into a shift.
+        grad -= grad.mean(axis=1, keepdims=True)
+    grad += 2.0 * ridge * theta
+    step = grad.astype(inverse.dtype, copy=False) @ inverse
+    theta -= step
+    return np.max(np.abs(step), axis=1)
 
 
 def predicted_win_rate(theta: np.ndarray) -> np.ndarray:
