@@ -58,12 +58,16 @@ def simulate(n_models: int, n_votes: int, n_features: int, seed: int = 0, skew: 
 
 
 def ours(left, right, outcome, n_models, **kw):
+    """Timed from the votes as the store gives them (string columns of a frame), like
+    arena-rank's from a pandas frame."""
+    import pandas as pd
+
     names = np.array([f"m{i:04d}" for i in range(n_models)], dtype=object)
+    columns = [pd.Series(names[left]), pd.Series(names[right])]
+    columns.append(pd.Series(np.array(OUTCOMES, dtype=object)[outcome]))
     start = time.perf_counter()
     result = compute_ratings(
-        names[left],
-        names[right],
-        np.array(OUTCOMES, dtype=object)[outcome],
+        *columns,
         np.random.default_rng(0),
         names=list(names),
         min_votes=1,
@@ -77,6 +81,39 @@ def reference(left, right, outcome, n_models, **kw):
 
     out = run_arena_rank(left, right, outcome, n_models, repeat=2, **kw)
     return out
+
+
+def reference_checks(left, right, outcome, n, result, ref, features=None) -> str:
+    """Why the two tools differ where they do: each solution's loss per vote and largest
+    gradient (arena-rank's L-BFGS stops at a relative loss change of 1e-9), and for the
+    plain sandwich, our width with arena-rank's extra 1e-5·N on H's diagonal."""
+    from arena.stats import contextual as C
+    from arena.stats.elo import THETA_TO_ELO
+    from arena.stats.pairs import aggregate
+
+    score = np.where(outcome == 0, 1.0, np.where(outcome == 1, 0.0, 0.5))
+    if features is None:
+        rows = C.rows_from_counts(aggregate(n, left, right, outcome), "split")
+        fit = C.ContextualFit((result.rating - 1000) / THETA_TO_ELO, np.zeros(0), 0)
+        ridge = 0.5e-5 * len(left)  # H gets 2·ridge: arena-rank's hessian_reg·N
+        cov = C.sandwich(rows, n, fit, ridge=ridge, penalty=0.0)
+        width = np.sqrt(np.diag(cov)) * THETA_TO_ELO * 2 * 1.959964
+        gap = np.abs(width / (ref["upper"] - ref["lower"]) - 1).max()
+        return f"with arena-rank's 1e-5·N on H: widths within {100 * gap:.3f}%"
+    x = (features - features.mean(0)) / features.std(0)
+    rows = C.make_rows(left, right, score, x)
+    ours_p = ((result.rating - 1000) / THETA_TO_ELO, result.style.coefficient / THETA_TO_ELO)
+    ref_p = ((ref["ratings"] - 1000) / THETA_TO_ELO, ref["coeffs"])
+    parts = []
+    for name, (theta, beta) in (("ours", ours_p), ("arena-rank", ref_p)):
+        loss = C.objective(rows, theta, beta, 0.0, C.FEATURE_PENALTY) / len(left)
+        grad = C._gradient(rows, n, theta, beta, 0.0, C.FEATURE_PENALTY)[0]
+        parts.append((name, loss, np.abs(grad).max() / len(left)))
+    (_, l0, g0), (_, l1, g1) = parts
+    return (
+        f"loss per vote: arena-rank's solution {l1 - l0:+.1e} above ours; largest gradient "
+        f"per vote {g0:.0e} (ours) vs {g1:.0e} (arena-rank)"
+    )
 
 
 def main() -> None:
@@ -96,7 +133,8 @@ def main() -> None:
         left, right, outcome, features = simulate(n, votes, 5)
         seconds, plain = ours(left, right, outcome, n, ci="sandwich", rounds=0)
         ref = None if args.no_reference else reference(left, right, outcome, n)
-        rows.append(("plain BT + sandwich", n, seconds, ref, plain))
+        why = "" if ref is None else reference_checks(left, right, outcome, n, plain, ref)
+        rows.append(("plain BT + sandwich", n, seconds, ref, plain, why))
         if n != sizes[0]:
             continue
         seconds, styled = ours(
@@ -105,27 +143,33 @@ def main() -> None:
         ref = None
         if not args.no_reference:
             ref = reference(left, right, outcome, n, features=features, reg=1e-3)
-        rows.append(("style BT + sandwich", n, seconds, ref, styled))
+        why = (
+            "" if ref is None else reference_checks(left, right, outcome, n, styled, ref, features)
+        )
+        rows.append(("style BT + sandwich", n, seconds, ref, styled, why))
         seconds, boot = ours(
             left, right, outcome, n, rounds=args.style_rounds, features=features,
             feature_names=list("abcde"),
         )  # fmt: skip
-        rows.append((f"style BT + bootstrap ({args.style_rounds} rounds)", n, seconds, None, boot))
+        rows.append(
+            (f"style BT + bootstrap ({args.style_rounds} rounds)", n, seconds, None, boot, "")
+        )
         sk = simulate(n, votes, 0, seed=3, skew=True)[:3]
         _, even = ours(*sk, n, ci="sandwich", rounds=0)
         seconds, weighted = ours(*sk, n, ci="sandwich", rounds=0, reweight=50)
         ref = None if args.no_reference else reference(*sk, n, reweighted=True)
         ratio = np.median((weighted.upper - weighted.lower) / (even.upper - even.lower))
-        rows.append((f"reweighted BT + sandwich (widths x{ratio:.2f})", n, seconds, ref, weighted))
+        what = f"reweighted BT + sandwich (widths x{ratio:.2f})"
+        rows.append((what, n, seconds, ref, weighted, ""))
         counts = aggregate(n, left, right, outcome)
         ranked = np.ones(n, bool)
         start = time.perf_counter()
         flips = adjacent_flips(counts, "split", ranked)
         top = top_flip(counts, "split", ranked)
         seconds = time.perf_counter() - start
-        rows.append((f"flip counts ({len(flips)} adjacent pairs + top)", n, seconds, None, top))
+        rows.append((f"flip counts ({len(flips)} adjacent pairs + top)", n, seconds, None, top, ""))
     print(f"\n{'what':<42} {'models':>6} {'ours s':>8} {'arena-rank s':>13} {'x':>4}  max |ΔElo|")
-    for what, n, seconds, ref, result in rows:
+    for what, n, seconds, ref, result, why in rows:
         if ref is None:
             print(f"{what:<42} {n:>6} {seconds:>8.2f} {'-':>13} {'-':>9}")
             continue
@@ -136,6 +180,8 @@ def main() -> None:
             f"{what:<42} {n:>6} {seconds:>8.2f} {warm:>8.2f} ({cold:.1f} first) "
             f"{warm / seconds:>6.1f}x  {diff:.4f} Elo; widths within {100 * width:.3f}%"
         )
+        if why:
+            print(f"{'':<42} {why}")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ def test_a_feature_that_drives_wins_is_credited_to_the_feature():
     se = (styled.style.upper[0] - styled.style.lower[0]) / (2 * Z95)
     assert abs(styled.style.coefficient[0] - truth) < 3 * se  # 3 SE: fails 0.3% by chance
     assert np.allclose(styled.style.uncontrolled, plain.rating)
+    assert np.array_equal(styled.elo, plain.elo)  # Elo (on its own thread here) is the same
 
 
 def test_bootstrap_and_sandwich_agree_on_style_coefficients():

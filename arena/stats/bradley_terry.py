@@ -310,6 +310,57 @@ def _chord_step(
     return np.max(np.abs(step), axis=1)
 
 
+def bt_refit_batch(
+    wins: np.ndarray,
+    initial: np.ndarray,
+    ridge: float = RIDGE,
+    inverse: np.ndarray | None = None,
+    tol: float = 1e-12,
+) -> np.ndarray:
+    """Fit (B, n, n) win matrices from a nearby ``initial`` to ``tol`` (tighter than
+    :func:`bt_fit`'s stopping rule, for callers that compare refits of nearly equal
+    models, e.g. :mod:`arena.stats.flips`): chord steps with a shared
+    inverse Hessian first if given (O(n²) a step), then each round's own Newton steps
+    (a few votes off a small arena change the Hessian too much for the chord), then
+    :func:`bt_fit` (damped) for what still has not converged or left the finite numbers.
+
+    Steps are centred: the optimum has Σθ = 0 (the likelihood's gradient sums to 0), and
+    the common shift, whose curvature is only the ridge's, would otherwise turn rounding
+    noise into steps of ~1e-10 at 10⁶ votes that never settle.
+    """
+    rounds, n, _ = wins.shape
+    battles = wins + wins.transpose(0, 2, 1)
+    won = wins.sum(axis=2)
+    start = initial - initial.mean()
+    theta = np.repeat(start[None, :], rounds, axis=0)
+    todo = np.arange(rounds)
+    diagonal = np.arange(n)
+    with np.errstate(all="ignore"):  # a diverging round turns non-finite and stays in todo
+        for chord in ([inverse] if inverse is not None else []) + [None]:
+            theta[todo[~np.all(np.isfinite(theta[todo]), axis=1)]] = start
+            for _ in range(30 if chord is not None else 25):
+                th, nb = theta[todo], battles[todo]
+                if chord is not None:  # Σ_j N_ij σ(θ_i − θ_j) = π_i Σ_j N_ij / (π_i + π_j)
+                    pi = np.exp(th - th.max(axis=1, keepdims=True))
+                    grad = pi * (nb / (pi[:, :, None] + pi[:, None, :])).sum(axis=2)
+                    step = (grad + 2.0 * ridge * th - won[todo]) @ chord
+                else:
+                    p = 0.5 * (1.0 + np.tanh(0.5 * (th[:, :, None] - th[:, None, :])))
+                    grad = (nb * p).sum(axis=2) - won[todo] + 2.0 * ridge * th
+                    w = nb * p * (1.0 - p)
+                    hess = -w
+                    hess[:, diagonal, diagonal] += w.sum(axis=2) + 2.0 * ridge
+                    step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+                step -= step.mean(axis=1, keepdims=True)
+                theta[todo] = th - step
+                todo = todo[~(np.abs(step).max(axis=1) < tol)]
+                if len(todo) == 0:
+                    break
+    for r in np.union1d(todo, np.flatnonzero(~np.all(np.isfinite(theta), axis=1))):
+        theta[r] = bt_fit(wins[r], ridge=ridge, initial=initial)
+    return theta - theta.mean(axis=1, keepdims=True)
+
+
 def predicted_win_rate(theta: np.ndarray) -> np.ndarray:
     """BT probability that i beats j; NaN on the diagonal."""
     theta = np.asarray(theta, dtype=np.float64)

@@ -24,7 +24,7 @@ gradient and the Hessian's blocks, plus one (n + k)-square solve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,6 +49,23 @@ class Rows:
     #: identical battles merged into a row: the weight of one battle of the row
     #: (``w / unit`` battles), used by the sandwich's per-battle scores.
     unit: np.ndarray
+    #: per model count, the rows-to-pairs summing matrix (shared by reweighted copies)
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def pair_sums(self, n: int, values: np.ndarray) -> np.ndarray:
+        """Σ over the rows of each ordered pair (a, b) of ``values`` (N, m): (n·n, m).
+
+        One sparse product with a rows-to-pairs matrix built once: all the Hessian's
+        blocks in one pass over the rows instead of one bincount per column."""
+        groups = self.cache.get(n)
+        if groups is None:
+            from scipy.sparse import csr_matrix
+
+            code = self.a * n + self.b
+            ones = np.ones(code.size)
+            groups = csr_matrix((ones, (code, np.arange(code.size))), shape=(n * n, code.size))
+            self.cache[n] = groups
+        return np.asarray(groups @ values)
 
     @property
     def n_features(self) -> int:
@@ -59,6 +76,8 @@ class Rows:
         a, b = self.a[keep], self.b[keep]
         if index is not None:
             a, b = index[a], index[b]
+        if index is None and keep.dtype == bool and keep.all():
+            return self
         return Rows(a, b, self.y[keep], self.w[keep], self.x[keep], self.unit[keep])
 
 
@@ -117,7 +136,7 @@ def pair_weights(rows: Rows, n: int, floor: float) -> Rows:
     per_pair = np.bincount(lo * n + hi, weights=battles, minlength=n * n)
     factor = 1.0 / np.maximum(per_pair[lo * n + hi], floor)
     factor *= battles.sum() / float(np.sum(battles * factor))
-    return Rows(rows.a, rows.b, rows.y, rows.w * factor, rows.x, rows.unit * factor)
+    return Rows(rows.a, rows.b, rows.y, rows.w * factor, rows.x, rows.unit * factor, rows.cache)
 
 
 @dataclass(frozen=True)
@@ -146,22 +165,13 @@ def _objective(rows, eta, theta, beta, ridge, penalty) -> float:
     return float(-loglik + ridge * theta @ theta + 0.5 * penalty * total * beta @ beta)
 
 
-def _pair_matrix(n: int, a: np.ndarray, b: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Σ over rows of values · (e_a - e_b)(e_a - e_b)ᵀ, as an n×n matrix."""
-    m = np.bincount(a * n + b, weights=values, minlength=n * n).reshape(n, n)
+def _pair_matrix(n: int, sums: np.ndarray) -> np.ndarray:
+    """Σ over rows of values · (e_a - e_b)(e_a - e_b)ᵀ, as an n×n matrix, from the
+    per-ordered-pair sums of the values (n·n,)."""
+    m = sums.reshape(n, n)
     m = m + m.T
     out = -m
     out[np.diag_indices(n)] += m.sum(axis=1)
-    return out
-
-
-def _cross(n: int, rows: Rows, values: np.ndarray) -> np.ndarray:
-    """Σ over rows of values · (e_a - e_b) x_kᵀ: the (n, k) block."""
-    k = rows.n_features
-    out = np.zeros((n, k))
-    for f in range(k):
-        vx = values * rows.x[:, f]
-        out[:, f] = np.bincount(rows.a, vx, minlength=n) - np.bincount(rows.b, vx, minlength=n)
     return out
 
 
@@ -174,13 +184,22 @@ def information(
 
 
 def _hessian(rows: Rows, n: int, v: np.ndarray, ridge: float, penalty: float) -> np.ndarray:
+    """The (n + k)-square matrix Σ v·z zᵀ (z = (e_a - e_b, x)) plus the penalties'
+    curvature: θθ from the pair sums of v, θβ from those of v·x (row sums minus column
+    sums), ββ as xᵀ(v x)."""
     k = rows.n_features
     h = np.empty((n + k, n + k))
-    h[:n, :n] = _pair_matrix(n, rows.a, rows.b, v) + 2.0 * ridge * np.eye(n)
+    columns = np.empty((v.size, 1 + k))
+    columns[:, 0] = v
     if k:
-        cross = _cross(n, rows, v)
+        np.multiply(rows.x, v[:, None], out=columns[:, 1:])
+    sums = rows.pair_sums(n, columns)
+    h[:n, :n] = _pair_matrix(n, sums[:, 0]) + 2.0 * ridge * np.eye(n)
+    if k:
+        per_pair = sums[:, 1:].reshape(n, n, k)
+        cross = per_pair.sum(axis=1) - per_pair.sum(axis=0)
         h[:n, n:], h[n:, :n] = cross, cross.T
-        h[n:, n:] = rows.x.T @ (v[:, None] * rows.x) + penalty * rows.w.sum() * np.eye(k)
+        h[n:, n:] = rows.x.T @ columns[:, 1:] + penalty * rows.w.sum() * np.eye(k)
     return h
 
 
@@ -247,7 +266,10 @@ def contextual_fit(
                 break
             t *= 0.5
         theta, beta, value, eta = cand_t, cand_b, new_value, cand_eta
-        if np.max(np.abs(t * step), initial=0.0) < tol:
+        size = np.max(np.abs(t * step), initial=0.0)
+        # A full Newton step converges quadratically: after a full step of size s the
+        # error is ~s², so a full step below sqrt(tol) already leaves one below tol.
+        if size < tol or (t == 1.0 and size < np.sqrt(tol)):
             break
     return ContextualFit(theta - theta.mean(), beta, it)
 
@@ -334,7 +356,9 @@ def contextual_bootstrap(
         draws = multinomial_draws(children[index], battles, sizes[index])
         out = np.empty((sizes[index], n + rows.n_features))
         for r, drawn in enumerate(draws):
-            weighted = Rows(rows.a, rows.b, rows.y, rows.unit * drawn, rows.x, rows.unit)
+            weighted = Rows(
+                rows.a, rows.b, rows.y, rows.unit * drawn, rows.x, rows.unit, rows.cache
+            )
             out[r] = _chord(weighted, n, start, inverse, ridge, penalty)
         return out
 

@@ -44,7 +44,7 @@ from math import ceil
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from arena.stats.bradley_terry import RIDGE, bt_fit, bt_information
+from arena.stats.bradley_terry import RIDGE, bt_fit, bt_information, bt_refit_batch
 from arena.stats.pairs import PairCounts, check_ties
 
 #: A rank that this many votes or fewer can swap gets a warning (:func:`fragile`).
@@ -57,7 +57,7 @@ REFIT_MODELS = 30
 FLIP_TOL = 1e-9
 #: Re-linearisations of the influence path before its fallback (all votes of the pair).
 MAX_ROUNDS = 50
-#: Refits stop when no θ moves by more than this (centred steps, see _fit_batch).
+#: Refits stop when no θ moves by more than this (centred steps, see bt_refit_batch).
 STEP_TOL = 1e-12
 _BATCH_ELEMENTS = 1 << 21  # rounds x models² per batched exact refit
 
@@ -220,7 +220,7 @@ class _Fit:
         (~10⁶) cannot resolve steps much below 1e-8 in θ; Newton steps stop on the step
         size instead, and a flip is decided on gaps of ``FLIP_TOL``.
         """
-        return _fit_batch(wins[None], start, self.ridge)[0]
+        return bt_refit_batch(wins[None], start, self.ridge, tol=STEP_TOL)[0]
 
     def refit(self, removal: np.ndarray, start: np.ndarray) -> np.ndarray:
         return self.polish(self.wins - self.cells.delta(removal), start)
@@ -328,7 +328,9 @@ class _Fit:
                 i, j, tie = cells.i[chunk.ravel()], cells.j[chunk.ravel()], cells.tie[chunk.ravel()]
                 np.subtract.at(wins, (row, i * n + j), np.where(tie, 0.5, 1.0))
                 np.subtract.at(wins, (row[tie], (j * n + i)[tie]), 0.5)
-                theta = _fit_batch(wins.reshape(-1, n, n), self.theta, self.ridge, self.inverse)
+                theta = bt_refit_batch(
+                    wins.reshape(-1, n, n), self.theta, self.ridge, self.inverse, tol=STEP_TOL
+                )
                 spent += len(chunk)
                 gaps = theta[:, [q.upper]] - theta[:, q.others]
                 for r in np.flatnonzero((gaps <= FLIP_TOL).any(axis=1)):
@@ -342,51 +344,6 @@ class _Fit:
                 break
         q.exact, q.at_least = True, q.votes
         return spent
-
-
-def _fit_batch(
-    wins: np.ndarray, initial: np.ndarray, ridge: float, inverse: np.ndarray | None = None
-) -> np.ndarray:
-    """Fit (B, n, n) win matrices from a nearby ``initial``: chord steps with a shared
-    inverse Hessian first if given (O(n²) a step), then each round's own Newton steps
-    (a few votes off a small arena change the Hessian too much for the chord), then
-    :func:`bt_fit` (damped) for what still has not converged or left the finite numbers.
-
-    Steps are centred: the optimum has Σθ = 0 (the likelihood's gradient sums to 0), and
-    the common shift, whose curvature is only the ridge's, would otherwise turn rounding
-    noise into steps of ~1e-10 at 10⁶ votes that never settle.
-    """
-    rounds, n, _ = wins.shape
-    battles = wins + wins.transpose(0, 2, 1)
-    won = wins.sum(axis=2)
-    start = initial - initial.mean()
-    theta = np.repeat(start[None, :], rounds, axis=0)
-    todo = np.arange(rounds)
-    diagonal = np.arange(n)
-    with np.errstate(all="ignore"):  # a diverging round turns non-finite and stays in todo
-        for chord in ([inverse] if inverse is not None else []) + [None]:
-            theta[todo[~np.all(np.isfinite(theta[todo]), axis=1)]] = start
-            for _ in range(30 if chord is not None else 25):
-                th, nb = theta[todo], battles[todo]
-                if chord is not None:  # Σ_j N_ij σ(θ_i − θ_j) = π_i Σ_j N_ij / (π_i + π_j)
-                    pi = np.exp(th - th.max(axis=1, keepdims=True))
-                    grad = pi * (nb / (pi[:, :, None] + pi[:, None, :])).sum(axis=2)
-                    step = (grad + 2.0 * ridge * th - won[todo]) @ chord
-                else:
-                    p = 0.5 * (1.0 + np.tanh(0.5 * (th[:, :, None] - th[:, None, :])))
-                    grad = (nb * p).sum(axis=2) - won[todo] + 2.0 * ridge * th
-                    w = nb * p * (1.0 - p)
-                    hess = -w
-                    hess[:, diagonal, diagonal] += w.sum(axis=2) + 2.0 * ridge
-                    step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-                step -= step.mean(axis=1, keepdims=True)
-                theta[todo] = th - step
-                todo = todo[~(np.abs(step).max(axis=1) < STEP_TOL)]
-                if len(todo) == 0:
-                    break
-    for r in np.union1d(todo, np.flatnonzero(~np.all(np.isfinite(theta), axis=1))):
-        theta[r] = bt_fit(wins[r], ridge=ridge, initial=initial)
-    return theta - theta.mean(axis=1, keepdims=True)
 
 
 def _multisets(k: int, count: np.ndarray):

@@ -231,9 +231,19 @@ def compute_ratings(
         else:
             outcome = codes(outcomes.iloc[piece], outcome_lookup, "outcome")
         counts = counts + aggregate(n, left, right, outcome)
-        elo = online_elo(n, left, right, outcome, initial=elo)
-        if features is not None:
+        if features is None:
+            elo = online_elo(n, left, right, outcome, initial=elo)
+        else:  # the votes are kept anyway: Elo runs on a thread beside the style fit
             kept.append((left, right, np.asarray(outcome, np.int64)))
+    elo_thread = None
+    if features is not None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # online Elo is a Python loop (it holds the GIL); the fit's numpy work releases it
+        elo_thread = ThreadPoolExecutor(max_workers=1)
+        elo_future = elo_thread.submit(
+            online_elo, n, *(np.concatenate(part) for part in zip(*kept, strict=True))
+        )
     plain_ties = "split" if ties == "davidson" else ties
     wins = counts.win_matrix(plain_ties)
     ok = identified(wins)
@@ -295,6 +305,9 @@ def compute_ratings(
                 style = _style_result(fit, style_info, level, uncontrolled)
             if fit.nu is not None:
                 tie_model = _tie_model(fit, sub, level)
+    if elo_thread is not None:
+        elo = elo_future.result()
+        elo_thread.shutdown()
     flip_rows = top = None
     if flips:
         from arena.stats.flips import adjacent_flips, top_flip
@@ -349,18 +362,31 @@ def _style_inputs(kept, features, ok, names):
     """The identified models' votes with every feature, re-indexed, and the
     standardised feature matrix (constant features left out)."""
     left, right, outcome = (np.concatenate(part) for part in zip(*kept, strict=True))
-    complete = np.all(np.isfinite(features), axis=1) & ok[left] & ok[right]
+    complete = np.isfinite(features).all(axis=1)
+    if not ok.all():
+        complete &= ok[left] & ok[right]
+    if not complete.any():
+        raise ValueError(
+            "no vote between rated models has a value for every style feature "
+            f"({', '.join(names)}); score the images (arena score) or choose other features."
+        )
     index = np.cumsum(ok) - 1
-    x = features[complete]
-    mean, sd = x.mean(axis=0), x.std(axis=0)
+    x = features if complete.all() else features[complete]
+    mean = x.mean(axis=0)
+    x = x - mean  # the standardised copy the fit uses
+    sd = np.sqrt(np.einsum("ij,ij->j", x, x) / max(len(x), 1))
     varies = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
     if not varies.any():
         raise ValueError(
             "no style feature varies between the two sides of these votes "
             f"({', '.join(names)}); choose other features or turn style control off."
         )
-    x = (x[:, varies] - mean[varies]) / sd[varies]
-    votes = (index[left[complete]], index[right[complete]], outcome[complete])
+    if not varies.all():
+        x = x[:, varies]
+    x /= sd[varies]
+    if not complete.all():
+        left, right, outcome = left[complete], right[complete], outcome[complete]
+    votes = (index[left], index[right], outcome)
     info = {
         "names": [nm for nm, v in zip(names, varies, strict=True) if v],
         "constant": [nm for nm, v in zip(names, varies, strict=True) if not v],
