@@ -213,3 +213,20 @@ def test_bad_options_name_the_input():
     constant = np.ones((left.size, 1))
     with pytest.raises(ValueError, match="no style feature varies"):
         ratings_of(left, right, outcome, 4, features=constant, feature_names=["aspect"])
+
+
+def test_each_style_bootstrap_round_is_the_fit_of_its_draws():
+    """The chord steps land where a full Newton fit of the same resampled battles does."""
+    from arena.stats.resample import multinomial_draws
+
+    _, left, right, outcome, features = simulate(seed=11, n=5, votes=800, k=2)
+    score = np.where(outcome == 0, 1.0, np.where(outcome == 1, 0.0, 0.5))
+    x = (features - features.mean(0)) / features.std(0)
+    rows = C.make_rows(left, right, score, x)
+    fit = C.contextual_fit(rows, 5)
+    theta, beta = C.contextual_bootstrap(rows, 5, np.random.default_rng(3), 6, fit, workers=2)
+    draws = multinomial_draws(np.random.default_rng(3).spawn(1)[0], np.ones(800, np.int64), 6)
+    for r, drawn in enumerate(draws):
+        again = C.contextual_fit(C.make_rows(left, right, score, x, weight=drawn.astype(float)), 5)
+        assert np.allclose(theta[r], again.theta, atol=1e-5)
+        assert np.allclose(beta[r], again.beta, atol=1e-5)

@@ -427,12 +427,14 @@ def render_public(store):
 
 
 def render(store, full: bool | None = None):
-    """The tab; ``full`` (default: the reveal is on) adds the filters, the rating method
-    row and Compare. Returns its refresh (fn, inputs, outputs) for when the tab is opened.
+    """The tab; ``full`` (default: the reveal is on) adds the filters and Compare, and
+    ``full=True`` (the Admin app) the rating method row. Returns its refresh (fn, inputs,
+    outputs) for when the tab is opened.
 
     With the reveal off the raters' app gets :func:`render_public` (a released snapshot,
     see :mod:`arena.reports.public_view`; no filter, no method: nothing a visitor picks
-    runs a fit); the Admin app always renders the full tab.
+    runs a fit). With the reveal on raters get the filters but not the method row: a style
+    bootstrap on a million votes is a minute of CPU, not something a visitor may start.
     """
     from arena.reports.style import available_features
 
@@ -441,8 +443,10 @@ def render(store, full: bool | None = None):
     service = LeaderboardService.of(store)
     options = service.options()
     category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
-    features = available_features(store.scores_frame())
-    ties, ci, style, reweight = methods.method_row(features)
+    if full:  # the Admin app: an operator picks the method
+        ties, ci, style, reweight = methods.method_row(available_features(store.scores_frame()))
+    else:  # raters (reveal on) get the default method: no visitor starts a costly fit
+        ties, ci, style, reweight = (gr.State(None) for _ in range(4))
 
     # Callable values are evaluated on every page load (with no filter); the service
     # cache makes the six calls one computation, and each draws only its own part.
@@ -480,10 +484,7 @@ def render(store, full: bool | None = None):
             until.submit,
             since.blur,
             until.blur,
-            ties.change,
-            ci.change,
-            style.change,
-            reweight.change,
+            *((ties.change, ci.change, style.change, reweight.change) if full else ()),
             refresh.click,
         ],
         fn=update,
