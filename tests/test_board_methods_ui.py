@@ -305,3 +305,12 @@ def test_the_released_snapshot_has_no_fit_extras(arena_store):  # noqa: F811
     assert leaderboard_tab.ratings_note(store.settings) in summary
     assert "95% bootstrap intervals (20 rounds)" in summary and "Warning" not in summary
     assert ratings_fig.axes[0].get_title().endswith("95% bootstrap intervals")
+
+
+def test_raters_with_the_reveal_on_get_no_flip_counts(service):
+    """The raters' app (reveal on) has filters but its board counts no votes-to-flip:
+    they would show where a handful of votes swaps a rank."""
+    summary, table, *_rest = leaderboard_tab.tab_outputs(service, flips=False)
+    assert "Votes to flip" not in table.columns
+    assert "handful of votes" not in summary
+    assert "Votes to flip" in leaderboard_tab.tab_outputs(service)[1].columns

@@ -367,15 +367,16 @@ def test_leaderboard_tab_of_a_one_vote_window_over_http(arena):
         update = next(
             k
             for k, dep in enumerate(config["dependencies"])
-            if since in dep["inputs"] and len(dep["outputs"]) == 4
+            if since in dep["inputs"] and len(dep["outputs"]) == 6
         )
         dep = config["dependencies"][update]
         data = [leaderboard_tab.ALL] * 3 + ["2025-03-02", "2025-03-02"]
-        assert len(dep["inputs"]) == len(data)
-        msg = _queue_call(http, dep.get("id", update), data)
+        # the rating method is server-side state on the raters' app (no row to pick it)
+        assert len(dep["inputs"]) == len(data) + 4
+        msg = _queue_call(http, dep.get("id", update), data + [None] * 4)
     revealed.close()
     assert msg["success"] is True, msg
-    summary, _table, plot, _heatmap = msg["output"]["data"]
+    summary, _table, plot, _heatmap, _style, _flips = msg["output"]["data"]
     assert "**1** votes" in str(summary) and plot is not None
 
 

@@ -136,3 +136,20 @@ def test_cli_method_flags(arena_store, settings, capsys):  # noqa: F811
     assert "Style coefficients:" in text and "uncontrolled" in text and "Votes to flip:" in text
     assert cli.main(["-w", ws, "leaderboard", "--ties", "davidson", "--style"]) == 2
     assert "ties='davidson' models ties in the plain BT model only" in capsys.readouterr().err
+
+
+def test_davidson_sandwich_interval_of_nu_stays_positive_with_few_ties():
+    from arena.stats.ratings import compute_ratings
+
+    rng = np.random.default_rng(4)
+    left = rng.integers(0, 4, 3000)
+    right = (left + rng.integers(1, 4, 3000)) % 4
+    outcome = np.where(rng.random(3000) < 0.5, "left", "right")
+    outcome[:4] = "tie"  # a tie rate of 0.13%: ν near 0, its interval on log ν
+    names = np.array(list("abcd"))
+    res = compute_ratings(
+        names[left], names[right], outcome, np.random.default_rng(0), ties="davidson",
+        ci="sandwich", min_votes=1,
+    )  # fmt: skip
+    tm = res.tie_model
+    assert 0 < tm.lower < tm.nu < tm.upper

@@ -73,6 +73,10 @@ def test_plain_sandwich_equals_arena_rank(reweight):
 @pytest.mark.parametrize("reweight", [None, 50])
 def test_style_control_equals_arena_rank(reweight):
     _, left, right, outcome, features = simulate(seed=2, skew=reweight is not None)
+    # arena-rank centres each difference before scaling, we only scale (a difference must
+    # change sign with the sides; see test_swapping_sides_moves_nothing): on differences
+    # whose mean is 0 the two standardisations are the same
+    features = features - features.mean(axis=0)
     names = ["colorfulness", "contrast", "sharpness"]
     ours = ratings_of(
         left, right, outcome, 8, ci="sandwich", reweight=reweight, features=features,
@@ -230,3 +234,107 @@ def test_each_style_bootstrap_round_is_the_fit_of_its_draws():
         again = C.contextual_fit(C.make_rows(left, right, score, x, weight=drawn.astype(float)), 5)
         assert np.allclose(theta[r], again.theta, atol=1e-5)
         assert np.allclose(beta[r], again.beta, atol=1e-5)
+
+
+def _per_image_votes(seed, n=5, votes=8000, means=(0, 0, 0, 0, 2.0), beta=0.0):
+    """Votes whose feature is each side's per-image value (varying within each model,
+    with per-model means), minus the other side's; ``beta`` per unit of the difference."""
+    rng = np.random.default_rng(seed)
+    theta = np.linspace(-1, 1, n)
+    left = rng.integers(0, n, votes)
+    right = (left + rng.integers(1, n, votes)) % n
+    means = np.asarray(means, float)
+    diff = (means[left] + rng.normal(size=votes)) - (means[right] + rng.normal(size=votes))
+    p = 1 / (1 + np.exp(-(theta[left] - theta[right] + beta * diff)))
+    outcome = np.where(rng.random(votes) < p, 0, 1)
+    outcome[rng.random(votes) < 0.1] = 2
+    return left, right, outcome, diff[:, None]
+
+
+def test_swapping_sides_moves_nothing():
+    """A vote shown the other way round (sides, outcome and difference flipped) is the
+    same vote: ratings and coefficients must not move, even when the differences' mean is
+    not 0 (centring them would add a hidden left-side term)."""
+    left, right, outcome, x = _per_image_votes(21, beta=0.5)
+    x = x + 0.5  # a difference whose mean is clearly not 0
+    base = ratings_of(left, right, outcome, 5, ci="sandwich", features=x)
+    swap = np.random.default_rng(0).random(left.size) < 0.5
+    flipped = np.where(outcome == 0, 1, np.where(outcome == 1, 0, outcome))
+    moved = ratings_of(
+        np.where(swap, right, left), np.where(swap, left, right),
+        np.where(swap, flipped, outcome), 5, ci="sandwich", features=np.where(swap[:, None], -x, x),
+    )  # fmt: skip
+    assert np.allclose(moved.rating, base.rating, atol=1e-8)
+    assert np.allclose(moved.upper, base.upper, atol=1e-8)
+    assert np.allclose(moved.style.coefficient, base.style.coefficient, atol=1e-8)
+
+
+def test_left_clicks_on_other_models_do_not_move_a_model_through_its_style():
+    """m4's images are more colourful; colour does not matter. A rater who always clicks
+    left on pairs without m4 must not move m4's style-controlled rating (with centred
+    differences the clicks became a colour effect applied to m4: 39 Elo)."""
+    left, right, outcome, x = _per_image_votes(3)
+    honest = ratings_of(left, right, outcome, 5, ci="sandwich", features=x)
+    rng = np.random.default_rng(9)
+    a = rng.integers(0, 4, 500)
+    b = (a + rng.integers(1, 4, 500)) % 4
+    extra = rng.normal(size=500) - rng.normal(size=500)
+    clicked = ratings_of(
+        np.r_[left, a], np.r_[right, b], np.r_[outcome, np.zeros(500, int)], 5,
+        ci="sandwich", features=np.r_[x[:, 0], extra][:, None],
+    )  # fmt: skip
+    plain = ratings_of(np.r_[left, a], np.r_[right, b], np.r_[outcome, np.zeros(500, int)], 5)
+    shift = clicked.rating[4] - honest.rating[4]
+    assert abs(shift - (plain.rating[4] - ratings_of(left, right, outcome, 5).rating[4])) < 3
+
+
+def test_a_per_model_constant_feature_is_left_out_and_named():
+    """Resolution when every model renders at one size: its difference is g[a] - g[b], the
+    models' own strengths in disguise, so the fit could not tell them apart."""
+    left, right, outcome, x = _per_image_votes(5)
+    pixels = np.log2(np.array([512, 512, 1024, 1024, 2048.0]) ** 2)
+    resolution = (pixels[left] - pixels[right])[:, None]
+    both = ratings_of(
+        left, right, outcome, 5, ci="sandwich", features=np.c_[x, resolution],
+        feature_names=["colorfulness", "resolution"],
+    )  # fmt: skip
+    assert both.style.names == ["colorfulness"] and both.style.constant == ["resolution"]
+    with pytest.raises(ValueError, match="no style feature varies within the models"):
+        ratings_of(left, right, outcome, 5, features=resolution, feature_names=["resolution"])
+
+
+def test_the_style_fit_rates_only_models_its_votes_determine():
+    """A model whose votes all lack a feature value (images not scored yet), or whose only
+    complete votes are wins, gets no style-controlled rating (not 1000 ± 0, not +1,500)."""
+    left, right, outcome, x = _per_image_votes(7)
+    unscored = x.copy()
+    unscored[(left == 4) | (right == 4)] = np.nan
+    res = ratings_of(left, right, outcome, 5, ci="sandwich", features=unscored)
+    assert not res.identified[4] and np.isnan(res.rating[4]) and np.isnan(res.upper[4])
+    assert np.isnan(res.style.uncontrolled[4])  # the same votes, without control
+    assert res.identified[:4].all() and np.all(res.upper[:4] > res.lower[:4])
+    only_wins = x.copy()
+    lost = ((left == 4) & (outcome != 0)) | ((right == 4) & (outcome != 1))
+    only_wins[lost] = np.nan
+    res = ratings_of(left, right, outcome, 5, ci="sandwich", features=only_wins)
+    assert not res.identified[4] and np.isnan(res.rating[4])
+
+
+def test_dropped_ties_are_not_counted_or_standardised():
+    left, right, outcome, x = _per_image_votes(8, beta=0.4)
+    res = ratings_of(left, right, outcome, 5, ties="drop", ci="sandwich", features=x)
+    decisive = outcome < 2
+    assert res.style.votes == int(decisive.sum())
+    assert res.style.sd[0] == pytest.approx(np.sqrt(np.mean(x[decisive, 0] ** 2)))
+
+
+def test_a_failed_style_fit_leaves_no_elo_thread_running():
+    import threading
+    import time
+
+    left, right, outcome, _ = _per_image_votes(9)
+    before = threading.active_count()
+    with pytest.raises(ValueError, match="no style feature varies"):
+        ratings_of(left, right, outcome, 5, features=np.ones((left.size, 1)))
+    time.sleep(0.2)
+    assert threading.active_count() == before

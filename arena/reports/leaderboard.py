@@ -391,7 +391,10 @@ def separation(ratings: R.Ratings, a: str, b: str) -> dict:
         diffs = (ratings.samples[:, i] - ratings.samples[:, j]) * THETA_TO_ELO
         tail = (1 - ratings.level) / 2 * 100
         lower, upper = (float(x) for x in np.percentile(diffs, [tail, 100 - tail]))
-    more = votes_to_separate(ratings.counts.battles.astype(float), ratings.theta, i, j)
+    # the board's own fit (style-controlled, reweighted or Davidson) where it rates a model
+    fitted = (ratings.rating - 1000.0) / THETA_TO_ELO
+    theta = np.where(np.isfinite(fitted), fitted, ratings.theta)
+    more = votes_to_separate(ratings.counts.battles.astype(float), theta, i, j)
     return {
         "difference": difference,
         "lower": lower,

@@ -42,10 +42,10 @@ class Fit:
     beta: np.ndarray | None = None
     beta_samples: np.ndarray | None = None
     beta_covariance: np.ndarray | None = None
-    #: Davidson: the tie parameter ν, its samples (rounds,) or its standard error
+    #: Davidson: the tie parameter ν, its samples (rounds,) or the standard error of log ν
     nu: float | None = None
     nu_samples: np.ndarray | None = None
-    nu_se: float | None = None
+    log_nu_se: float | None = None
 
 
 def check_options(ties: str, ci: str, style: bool, reweight: float | None) -> None:
@@ -131,8 +131,8 @@ def _davidson(counts, rng, rounds, ci, ridge, workers) -> Fit:
     n = counts.n_items
     if ci == "sandwich":
         cov = dv.davidson_sandwich(fit, counts, ridge=ridge)
-        se = float(np.sqrt(max(cov[n, n], 0.0))) * fit.nu  # delta method: d nu = nu d(log nu)
-        return Fit(fit.theta, covariance=cov[:n, :n], nu=fit.nu, nu_se=se)
+        se = float(np.sqrt(cov[n, n])) if np.isfinite(cov[n, n]) and cov[n, n] >= 0 else np.nan
+        return Fit(fit.theta, covariance=cov[:n, :n], nu=fit.nu, log_nu_se=se)
     if rounds < 1:
         return Fit(fit.theta, samples=fit.theta[None, :], nu=fit.nu)
     theta_s, nu_s = dv.davidson_bootstrap(counts, rng, rounds, ridge=ridge, fit=fit)

@@ -125,10 +125,9 @@ class Style:
     coefficient: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
-    mean: np.ndarray  # the feature differences' mean and SD it was standardised with
-    sd: np.ndarray
+    sd: np.ndarray  # root mean square of each feature's difference: the unit of its coefficient
     votes: int  # votes with every feature (the others are left out of the fit)
-    constant: list[str]  # features with no spread in these votes: left out
+    constant: list[str]  # features with no spread within the models: left out
     uncontrolled: np.ndarray  # the plain BT rating of the same votes, for comparison
 
 
@@ -235,79 +234,60 @@ def compute_ratings(
             elo = online_elo(n, left, right, outcome, initial=elo)
         else:  # the votes are kept anyway: Elo runs on a thread beside the style fit
             kept.append((left, right, np.asarray(outcome, np.int64)))
-    elo_thread = None
+    elo_thread = fit_counts = style_votes = None
     if features is not None:
         from concurrent.futures import ThreadPoolExecutor
 
+        all_votes = tuple(np.concatenate(part) for part in zip(*kept, strict=True))
         # online Elo is a Python loop (it holds the GIL); the fit's numpy work releases it
         elo_thread = ThreadPoolExecutor(max_workers=1)
-        elo_future = elo_thread.submit(
-            online_elo, n, *(np.concatenate(part) for part in zip(*kept, strict=True))
-        )
-    plain_ties = "split" if ties == "davidson" else ties
-    wins = counts.win_matrix(plain_ties)
-    ok = identified(wins)
-    if anchor_index is not None and not ok[anchor_index[0]]:
-        raise ValueError(
-            f"anchor model {anchor[0]!r} has no rating the votes determine (it never won or "
-            "never lost); anchor on another model."
-        )
-    votes = votes_per_model(counts)
-    provisional = votes < min_votes
-    ranked = ~provisional & ok
-    # Centre on the ranked models: a provisional model's wide swings, or a ridge-made
-    # rating, would otherwise move the mean, and with it every other model's rating.
-    reference = ranked if ranked.any() else ok
-    rating, lower, upper = (np.full(n, np.nan) for _ in range(3))
-    samples = np.full((max(rounds, 1) if ci == "bootstrap" else 0, n), np.nan)
-    covariance = style = tie_model = None
-    with threadpool_limits(1, user_api="blas"):  # n×n solves: BLAS threads only contend
-        theta = bt_fit(wins, ridge=ridge)
-        if ok.any():
-            # The identified models on their own battles: a never-winner's ridge-made θ
-            # would otherwise pull theirs (through its games and through the centring).
-            cut = np.ix_(ok, ok)
-            sub = PairCounts(counts.wins[cut], counts.ties[cut], counts.both_bad[cut])
-            vote_arrays, x, style_info = None, None, None
-            if features is not None:
-                vote_arrays, x, style_info = _style_inputs(kept, features, ok, feature_names)
-            fit = fit_models(
-                sub,
-                rng,
-                rounds,
-                ties,
-                ci,
-                reweight,
-                vote_arrays,
-                x,
-                ridge=ridge,
-                penalty=penalty,
-                workers=workers,
+        elo_future = elo_thread.submit(online_elo, n, *all_votes)
+    try:
+        if features is not None:
+            # The style fit sees only votes with every feature (and, with ties dropped,
+            # decisive ones): identification and the plain comparison use those votes.
+            use = np.isfinite(features).all(axis=1)
+            if ties == "drop":
+                use &= all_votes[2] < 2
+            style_votes = tuple(v[use] for v in all_votes)
+            fit_counts = aggregate(n, *style_votes)
+            features = features if use.all() else features[use]
+        plain_ties = "split" if ties == "davidson" else ties
+        ok = identified((counts if fit_counts is None else fit_counts).win_matrix(plain_ties))
+        if anchor_index is not None and not ok[anchor_index[0]]:
+            raise ValueError(
+                f"anchor model {anchor[0]!r} has no rating the votes determine (it never won "
+                "or never lost); anchor on another model."
             )
-            full = np.full(n, np.nan)
-            full[ok] = fit.theta
-            rating = to_elo(np.where(ok, full, 0.0), anchor_index, reference)
-            rating[~ok] = np.nan
-            if fit.covariance is not None:
-                covariance = np.full((n, n), np.nan)
-                covariance[cut] = _elo_covariance(fit.covariance, ok, anchor_index, reference)
-                lower, upper = linear_interval(rating, np.nan_to_num(covariance), level)
-                lower[~ok] = upper[~ok] = np.nan
-            else:
-                samples[:, ok] = fit.samples
-                lower, upper = percentile_interval(to_elo(samples, anchor_index, reference), level)
-            if style_info is not None:
-                plain = bt_fit(sub.win_matrix(plain_ties), ridge=ridge)
-                uncontrolled = np.full(n, np.nan)
-                uncontrolled[ok] = plain
-                uncontrolled = to_elo(np.where(ok, uncontrolled, 0.0), anchor_index, reference)
-                uncontrolled[~ok] = np.nan
-                style = _style_result(fit, style_info, level, uncontrolled)
-            if fit.nu is not None:
-                tie_model = _tie_model(fit, sub, level)
-    if elo_thread is not None:
-        elo = elo_future.result()
-        elo_thread.shutdown()
+        votes = votes_per_model(counts)
+        provisional = votes < min_votes
+        ranked = ~provisional & ok
+        # Centre on the ranked models: a provisional model's wide swings, or a ridge-made
+        # rating, would otherwise move the mean, and with it every other model's rating.
+        reference = ranked if ranked.any() else ok
+        board = _Board(n, ok, anchor_index, reference, level)
+        samples = np.full((max(rounds, 1) if ci == "bootstrap" else 0, n), np.nan)
+        with threadpool_limits(1, user_api="blas"):  # n×n solves: BLAS threads only contend
+            theta = bt_fit(counts.win_matrix(plain_ties), ridge=ridge)
+            if ok.any():
+                sub = board.cut(counts if fit_counts is None else fit_counts)
+                inputs = (None, None, None)
+                if features is not None:
+                    inputs = _style_inputs(style_votes, features, ok, feature_names)
+                fit = fit_models(
+                    sub, rng, rounds, ties, ci, reweight, inputs[0], inputs[1],
+                    ridge=ridge, penalty=penalty, workers=workers,
+                )  # fmt: skip
+                board.place(fit, samples)
+                if inputs[2] is not None:
+                    plain = bt_fit(sub.win_matrix(plain_ties), ridge=ridge)
+                    board.style = _style_result(fit, inputs[2], level, board.elo(plain))
+                if fit.nu is not None:
+                    board.tie_model = _tie_model(fit, sub, level)
+    finally:
+        if elo_thread is not None:
+            elo = elo_future.result()
+            elo_thread.shutdown()
     flip_rows = top = None
     if flips:
         from arena.stats.flips import adjacent_flips, top_flip
@@ -318,9 +298,9 @@ def compute_ratings(
         names=names,
         counts=counts,
         theta=theta,
-        rating=rating,
-        lower=lower,
-        upper=upper,
+        rating=board.rating,
+        lower=board.lower,
+        upper=board.upper,
         samples=samples,
         elo=elo,
         votes=votes,
@@ -328,7 +308,7 @@ def compute_ratings(
         both_bad_rate=both_bad_rate(counts),
         provisional=provisional,
         identified=ok,
-        rank_ub=rank_upper_bound(lower, upper, ranked),
+        rank_ub=rank_upper_bound(board.lower, board.upper, ranked),
         observed=observed_win_rate(counts, plain_ties),
         predicted=predicted_win_rate(theta),
         level=level,
@@ -336,12 +316,55 @@ def compute_ratings(
         anchor=anchor,
         ci=ci,
         reweight=reweight,
-        covariance=covariance,
-        style=style,
-        tie_model=tie_model,
+        covariance=board.covariance,
+        style=board.style,
+        tie_model=board.tie_model,
         flips=flip_rows,
         top_flip=top,
     )
+
+
+class _Board:
+    """The identified models' fit placed on the Elo scale of the whole board: centred on
+    ``reference`` (or anchored), NaN for the models the votes do not rate."""
+
+    def __init__(self, n, ok, anchor_index, reference, level):
+        self.n, self.ok, self.anchor, self.reference, self.level = (
+            n, ok, anchor_index, reference, level,
+        )  # fmt: skip
+        self.rating, self.lower, self.upper = (np.full(n, np.nan) for _ in range(3))
+        self.covariance = self.style = self.tie_model = None
+
+    def cut(self, counts: PairCounts) -> PairCounts:
+        """The identified models' counts (their own battles only: a never-winner's
+        ridge-made θ would otherwise pull theirs, through its games and the centring)."""
+        cut = np.ix_(self.ok, self.ok)
+        return PairCounts(counts.wins[cut], counts.ties[cut], counts.both_bad[cut])
+
+    def elo(self, theta_ok: np.ndarray) -> np.ndarray:
+        full = np.zeros(self.n)
+        full[self.ok] = theta_ok
+        out = to_elo(full, self.anchor, self.reference)
+        out[~self.ok] = np.nan
+        return out
+
+    def place(self, fit, samples: np.ndarray) -> None:
+        ok = self.ok
+        self.rating = self.elo(fit.theta)
+        if fit.covariance is not None:
+            self.covariance = np.full((self.n, self.n), np.nan)
+            self.covariance[np.ix_(ok, ok)] = _elo_covariance(
+                fit.covariance, ok, self.anchor, self.reference
+            )
+            self.lower, self.upper = linear_interval(
+                self.rating, np.nan_to_num(self.covariance), self.level
+            )
+            self.lower[~ok] = self.upper[~ok] = np.nan
+        else:
+            samples[:, ok] = fit.samples
+            self.lower, self.upper = percentile_interval(
+                to_elo(samples, self.anchor, self.reference), self.level
+            )
 
 
 def _elo_covariance(cov, ok, anchor_index, reference) -> np.ndarray:
@@ -358,43 +381,64 @@ def _elo_covariance(cov, ok, anchor_index, reference) -> np.ndarray:
     return transform @ cov @ transform.T
 
 
-def _style_inputs(kept, features, ok, names):
-    """The identified models' votes with every feature, re-indexed, and the
-    standardised feature matrix (constant features left out)."""
-    left, right, outcome = (np.concatenate(part) for part in zip(*kept, strict=True))
-    complete = np.isfinite(features).all(axis=1)
+def _style_inputs(votes, features, ok, names):
+    """The identified models' votes, re-indexed, and the scaled feature matrix.
+
+    Each left-minus-right difference is divided by its root mean square and **not
+    centred**: a difference changes sign when the sides swap, and subtracting its mean
+    would add ``-mean·β`` to every vote, a left-side term that lets position bias leak
+    into β and from there into any model whose images differ (arena-rank centres; on
+    votes with random sides the two agree). Features left out, and named: those that do
+    not vary, and those that are a per-model constant (resolution when every model
+    renders at one size): such a difference is θ_a - θ_b in disguise, so the fit could
+    not tell the feature from the models' own strength.
+    """
+    left, right, outcome = votes
     if not ok.all():
-        complete &= ok[left] & ok[right]
-    if not complete.any():
+        both = ok[left] & ok[right]
+        left, right, outcome, features = left[both], right[both], outcome[both], features[both]
+    if not len(left):
         raise ValueError(
             "no vote between rated models has a value for every style feature "
             f"({', '.join(names)}); score the images (arena score) or choose other features."
         )
     index = np.cumsum(ok) - 1
-    x = features if complete.all() else features[complete]
-    mean = x.mean(axis=0)
-    x = x - mean  # the standardised copy the fit uses
-    sd = np.sqrt(np.einsum("ij,ij->j", x, x) / max(len(x), 1))
-    varies = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
+    left, right = index[left], index[right]
+    rms = np.sqrt(np.einsum("ij,ij->j", features, features) / len(left))
+    confounded = _model_constant(left, right, features, int(ok.sum()))
+    spread = features.std(axis=0)  # a constant difference would be a pure left-side term
+    varies = (rms > 1e-12) & (spread > 1e-9 * rms) & ~confounded
     if not varies.any():
         raise ValueError(
-            "no style feature varies between the two sides of these votes "
+            "no style feature varies within the models in these votes "
             f"({', '.join(names)}); choose other features or turn style control off."
         )
-    if not varies.all():
-        x = x[:, varies]
-    x /= sd[varies]
-    if not complete.all():
-        left, right, outcome = left[complete], right[complete], outcome[complete]
-    votes = (index[left], index[right], outcome)
+    x = features[:, varies] / rms[varies]
     info = {
         "names": [nm for nm, v in zip(names, varies, strict=True) if v],
         "constant": [nm for nm, v in zip(names, varies, strict=True) if not v],
-        "mean": mean[varies],
-        "sd": sd[varies],
-        "votes": int(complete.sum()),
+        "sd": rms[varies],
+        "votes": len(left),
     }
-    return votes, x, info
+    return (left, right, outcome), x, info
+
+
+def _model_constant(left, right, features, m: int) -> np.ndarray:
+    """Per feature: is its difference (almost) a difference of per-model constants,
+    ``g[a] - g[b]``? Least squares of each column on the pair design (the m×m Laplacian
+    of the battle counts), then the share of its sum of squares left unexplained."""
+    laplacian = -np.bincount(left * m + right, minlength=m * m).reshape(m, m).astype(float)
+    laplacian = laplacian + laplacian.T
+    laplacian[np.diag_indices(m)] = -laplacian.sum(axis=1)
+    out = np.zeros(features.shape[1], dtype=bool)
+    for f in range(features.shape[1]):
+        x = features[:, f]
+        rhs = np.bincount(left, x, minlength=m) - np.bincount(right, x, minlength=m)
+        g = np.linalg.lstsq(laplacian, rhs, rcond=None)[0]
+        residual = x - (g[left] - g[right])
+        total = float(x @ x)
+        out[f] = total > 0 and float(residual @ residual) <= 1e-9 * total
+    return out
 
 
 def _style_result(fit, info, level, uncontrolled) -> Style:
@@ -407,7 +451,6 @@ def _style_result(fit, info, level, uncontrolled) -> Style:
         coefficient=THETA_TO_ELO * fit.beta,
         lower=THETA_TO_ELO * np.asarray(low),
         upper=THETA_TO_ELO * np.asarray(high),
-        mean=info["mean"],
         sd=info["sd"],
         votes=info["votes"],
         constant=info["constant"],
@@ -424,10 +467,13 @@ def _tie_model(fit, counts: PairCounts, level: float) -> TieModel:
     if fit.nu_samples is not None:
         low, high = percentile_interval(np.asarray(fit.nu_samples)[:, None], level)
         low, high = float(low[0]), float(high[0])
-    elif fit.nu_se is not None:
+    elif fit.log_nu_se is not None and fit.nu > 0:
+        # on log ν, where the likelihood is closer to normal: the interval stays positive
         low, high = (
-            float(v[0])
-            for v in linear_interval(np.array([fit.nu]), np.array([[fit.nu_se**2]]), level)
+            float(np.exp(v[0]))
+            for v in linear_interval(
+                np.array([np.log(fit.nu)]), np.array([[fit.log_nu_se**2]]), level
+            )
         )
     else:
         low = high = float("nan")

@@ -29,7 +29,7 @@ STYLE_COLUMNS = ["Feature", "Elo per SD", "95% interval", "SD of the difference"
 FLIP_COLUMNS = ["Position", "Higher", "Lower", "Votes to flip", "Share of votes", "Method"]
 
 
-def options_of(ties=None, ci=None, style=None, reweight=False) -> BoardOptions:
+def options_of(ties=None, ci=None, style=None, reweight=False, flips=True) -> BoardOptions:
     """The :class:`BoardOptions` of the row's values (empty: the defaults); raises
     :class:`arena.reports.methods.LeaderboardError` for a combination the fit refuses.
     Features are sorted, so the order they were ticked in makes no second cache entry."""
@@ -38,7 +38,7 @@ def options_of(ties=None, ci=None, style=None, reweight=False) -> BoardOptions:
         ci=ci or "bootstrap",
         style=tuple(sorted(set(style or ()))),
         reweight=float(REWEIGHT_FLOOR) if reweight else None,
-        flips=True,
+        flips=bool(flips),
     )
 
 

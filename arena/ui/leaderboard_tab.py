@@ -193,12 +193,15 @@ def _board(
     ci=None,
     style=None,
     reweight=False,
+    flips=True,
 ):
     """(summary markdown, leaderboard result or None) for these filters and the rating
-    method row's values (:func:`arena.ui.board_methods.options_of`; empty: the defaults)."""
+    method row's values (:func:`arena.ui.board_methods.options_of`; empty: the defaults).
+    ``flips=False``: no votes-to-flip counts (the raters' app: they would show where a few
+    votes swap a rank)."""
     try:
         filters = filters_of(category, prompt_set, rater_kind, since, until)
-        options = methods.options_of(ties, ci, style, reweight)
+        options = methods.options_of(ties, ci, style, reweight, flips)
         result = service.get(filters, options=options)
     except ReportError as exc:  # a filter's, an option's or the fit's (LeaderboardError)
         return f"**Cannot show the leaderboard:** {exc}", None
@@ -248,21 +251,21 @@ def board_outputs(
     )
 
 
-def tab_outputs(service: LeaderboardService, *values):
+def tab_outputs(service: LeaderboardService, *values, flips: bool = True):
     """The full tab's six outputs: :func:`board_outputs`, then the style coefficients and
     the votes that hold each rank (hidden when empty), from one board."""
-    summary, result = _board(service, *values)
+    summary, result = _board(service, *values, flips=flips)
     style, flips = methods.method_tables(result)
     label = methods.flips_label(result.options if result is not None else None)
     return (*_drawn(summary, result), methods.shown(style), methods.shown(flips, label=label))
 
 
-def _initial(service: LeaderboardService, part: int):
+def _initial(service: LeaderboardService, part: int, flips: bool = True):
     """One output of the unfiltered board, for a component's value on page load (parts
     4 and 5: the style and flip tables)."""
 
     def value():
-        summary, result = _board(service)
+        summary, result = _board(service, flips=flips)
         if part == 0:
             return summary
         if part >= 4:
@@ -451,7 +454,7 @@ def render(store, full: bool | None = None):
     # Callable values are evaluated on every page load (with no filter); the service
     # cache makes the six calls one computation, and each draws only its own part.
     def initial(k: int):
-        return _initial(service, k)
+        return _initial(service, k, flips=bool(full))
 
     summary, table, ratings_plot, heatmap = board_components(initial)
     style_table, flips_table = methods.method_components(lambda k: initial(4 + k))
@@ -472,7 +475,7 @@ def render(store, full: bool | None = None):
     )
 
     def update(*values):
-        return tab_outputs(service, *values)
+        return tab_outputs(service, *values, flips=bool(full))
 
     # Dates apply on Enter or when the box loses focus, not on every keystroke.
     gr.on(
