@@ -402,18 +402,21 @@ def _style_inputs(votes, features, ok, names):
             "no vote between rated models has a value for every style feature "
             f"({', '.join(names)}); score the images (arena score) or choose other features."
         )
-    index = np.cumsum(ok) - 1
-    left, right = index[left], index[right]
-    rms = np.sqrt(np.einsum("ij,ij->j", features, features) / len(left))
-    confounded = _model_constant(left, right, features, int(ok.sum()))
-    spread = features.std(axis=0)  # a constant difference would be a pure left-side term
-    varies = (rms > 1e-12) & (spread > 1e-9 * rms) & ~confounded
+    if not ok.all():
+        index = np.cumsum(ok) - 1
+        left, right = index[left], index[right]
+    square = np.einsum("ij,ij->j", features, features)
+    rms = np.sqrt(square / len(left))
+    confounded = _model_constant(left, right, features, int(ok.sum()), square)
+    mean = features.sum(axis=0) / len(left)
+    spread = np.sqrt(np.maximum(rms**2 - mean**2, 0.0))  # constant: a pure left-side term
+    varies = (rms > 1e-12) & (spread > 1e-6 * rms) & ~confounded
     if not varies.any():
         raise ValueError(
             "no style feature varies within the models in these votes "
             f"({', '.join(names)}); choose other features or turn style control off."
         )
-    x = features[:, varies] / rms[varies]
+    x = features / rms if varies.all() else features[:, varies] / rms[varies]
     info = {
         "names": [nm for nm, v in zip(names, varies, strict=True) if v],
         "constant": [nm for nm, v in zip(names, varies, strict=True) if not v],
@@ -423,21 +426,22 @@ def _style_inputs(votes, features, ok, names):
     return (left, right, outcome), x, info
 
 
-def _model_constant(left, right, features, m: int) -> np.ndarray:
+def _model_constant(left, right, features, m: int, square: np.ndarray) -> np.ndarray:
     """Per feature: is its difference (almost) a difference of per-model constants,
-    ``g[a] - g[b]``? Least squares of each column on the pair design (the m×m Laplacian
-    of the battle counts), then the share of its sum of squares left unexplained."""
-    laplacian = -np.bincount(left * m + right, minlength=m * m).reshape(m, m).astype(float)
-    laplacian = laplacian + laplacian.T
+    ``g[a] - g[b]``? Least squares of each column on the pair design D (rows e_a - e_b):
+    with ``L = DᵀD`` (the battle counts' Laplacian) and ``r = Dᵀx``, the unexplained sum
+    of squares is ``xᵀx - gᵀr`` where ``L g = r``: one pass over the votes per feature.
+    ``square`` is each column's xᵀx."""
+    code = left * m + right
+    counts = np.bincount(code, minlength=m * m).reshape(m, m).astype(float)
+    laplacian = -(counts + counts.T)
     laplacian[np.diag_indices(m)] = -laplacian.sum(axis=1)
     out = np.zeros(features.shape[1], dtype=bool)
     for f in range(features.shape[1]):
-        x = features[:, f]
-        rhs = np.bincount(left, x, minlength=m) - np.bincount(right, x, minlength=m)
+        sums = np.bincount(code, features[:, f], minlength=m * m).reshape(m, m)
+        rhs = sums.sum(axis=1) - sums.sum(axis=0)
         g = np.linalg.lstsq(laplacian, rhs, rcond=None)[0]
-        residual = x - (g[left] - g[right])
-        total = float(x @ x)
-        out[f] = total > 0 and float(residual @ residual) <= 1e-9 * total
+        out[f] = square[f] > 0 and square[f] - float(g @ rhs) <= 1e-9 * square[f]
     return out
 
 
