@@ -50,6 +50,9 @@ def simulate(n_models: int, n_votes: int, n_features: int, seed: int = 0, skew: 
         left = rng.integers(0, n_models, n_votes)
         right = (left + rng.integers(1, n_models, n_votes)) % n_models
     features = rng.normal(size=(n_votes, n_features)) * rng.uniform(0.5, 3.0, n_features)
+    # exactly mean 0: arena-rank centres the differences, we only scale them (a difference
+    # flips sign with the sides); on centred differences the two fit the same model
+    features -= features.mean(axis=0)
     beta = rng.normal(0.0, 0.2, n_features) / features.std(axis=0)
     eta = theta[left] - theta[right] + features @ beta
     outcome = np.where(rng.random(n_votes) < 1.0 / (1.0 + np.exp(-eta)), 0, 1)
@@ -100,7 +103,7 @@ def reference_checks(left, right, outcome, n, result, ref, features=None) -> str
         width = np.sqrt(np.diag(cov)) * THETA_TO_ELO * 2 * 1.959964
         gap = np.abs(width / (ref["upper"] - ref["lower"]) - 1).max()
         return f"with arena-rank's 1e-5·N on H: widths within {100 * gap:.3f}%"
-    x = (features - features.mean(0)) / features.std(0)
+    x = features / np.sqrt(np.mean(features**2, axis=0))  # = arena-rank's (centred) scaling
     rows = C.make_rows(left, right, score, x)
     ours_p = ((result.rating - 1000) / THETA_TO_ELO, result.style.coefficient / THETA_TO_ELO)
     ref_p = ((ref["ratings"] - 1000) / THETA_TO_ELO, ref["coeffs"])
