@@ -190,11 +190,5 @@ def _json(result) -> dict:
     out["flips"] = json.loads(result.flips.to_json(orient="records"))
     tie = result.ratings.tie_model if result.ratings is not None else None
     if tie is not None:
-        out["tie_model"] = {
-            "nu": tie.nu,
-            "nu_lower": tie.lower,
-            "nu_upper": tie.upper,
-            "predicted_tie_rate": tie.predicted_rate,
-            "observed_tie_rate": tie.observed_rate,
-        }
+        out["tie_model"] = tie.as_dict()
     return out

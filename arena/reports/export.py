@@ -301,13 +301,7 @@ def board_metadata(board: LeaderboardResult) -> dict:
     }
     tie = board.ratings.tie_model if board.ratings is not None else None
     if tie is not None:
-        meta["tie_model"] = {
-            "nu": tie.nu,
-            "nu_lower": tie.lower,
-            "nu_upper": tie.upper,
-            "predicted_tie_rate": tie.predicted_rate,
-            "observed_tie_rate": tie.observed_rate,
-        }
+        meta["tie_model"] = tie.as_dict()
     return meta
 
 

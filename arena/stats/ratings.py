@@ -141,6 +141,16 @@ class TieModel:
     predicted_rate: float
     observed_rate: float
 
+    def as_dict(self) -> dict[str, float]:
+        """The fields under the names the JSON output and the export manifest use."""
+        return {
+            "nu": self.nu,
+            "nu_lower": self.lower,
+            "nu_upper": self.upper,
+            "predicted_tie_rate": self.predicted_rate,
+            "observed_tie_rate": self.observed_rate,
+        }
+
 
 def compute_ratings(
     left_names: Sequence[str],
