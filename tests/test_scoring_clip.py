@@ -150,6 +150,18 @@ def test_text_embeddings_are_cached_per_prompt(weights):
     assert metric.encoder._text_cache["a"] is first and len(metric.encoder._text_cache) == 3
 
 
+def test_aesthetic_mlp_stays_fp32_under_the_jobs_autocast(weights):
+    """The scoring job scores under fp16/bf16 autocast on CUDA; the aesthetic MLP must
+    still run in fp32 like the reference (bf16 autocast on CPU shows the same thing: the
+    Linear layers would round to 8 mantissa bits)."""
+    metric = Aesthetic.from_pretrained(weights)
+    features = metric.features(metric.prepare(images(4, seed=5)))
+    plain = metric.score_features(features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = metric.score_features(features)
+    np.testing.assert_array_equal(under, plain)
+
+
 def test_aesthetic_matches_hand_mlp_on_normalised_embedding(weights, reference_model):
     metric = Aesthetic.from_pretrained(weights)  # a folder holding both files
     state = torch.load(weights / AESTHETIC_MLP.filename, weights_only=True)

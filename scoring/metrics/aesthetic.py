@@ -132,7 +132,11 @@ class Aesthetic(Metric):
     def score_features(self, features, prompts: Sequence[str] | None = None) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        device_type = str(self.device).split(":", 1)[0]
+        # The reference runs the MLP in fp32. The scoring job's fp16/bf16 autocast would
+        # still make its Linear layers half precision (`.to(float32)` does not escape
+        # autocast), so it is switched off here: the job and a direct score() agree.
+        with torch.inference_mode(), torch.autocast(device_type, enabled=False):
             # The embeddings arrive normalised (scoring.metrics.openai_clip.l2_normalise).
             out = self.mlp(features.to(self.device, torch.float32))
         return out[:, 0].double().cpu().numpy()
