@@ -255,3 +255,18 @@ def test_half_precision_checkpoint_loads_into_fp32(tiny, tmp_path, metric):
     np.testing.assert_allclose(
         loaded.score(images, prompts), metric.score(images, prompts), atol=2e-3
     )
+
+
+def test_prompts_are_encoded_once_per_job(tiny):
+    """A job meets each prompt in many batches: its text embedding is computed once and
+    reused, and the scores equal a fresh metric's."""
+    prompts = ["a cat", "a dog", "a cat", "a red bicycle"]
+    fresh = HPSv2.from_pretrained(tiny[1], model_overrides=TINY).score(_images()[2:], prompts[2:])
+    metric = HPSv2.from_pretrained(tiny[1], model_overrides=TINY)
+    first = metric.score(_images(), prompts)
+    assert sorted(metric.prompt_cache.rows) == ["a cat", "a dog", "a red bicycle"]
+    kept = metric.prompt_cache.rows["a cat"]
+    again = metric.score(_images()[2:], prompts[2:])
+    assert metric.prompt_cache.rows["a cat"] is kept and len(metric.prompt_cache.rows) == 3
+    np.testing.assert_allclose(again, first[2:], atol=1e-6)
+    np.testing.assert_allclose(again, fresh, atol=1e-6)

@@ -245,3 +245,17 @@ def test_preprocessor_is_picklable_for_worker_processes(metric):
     values, details = metric.score_with_details(batch, PROMPTS)
     assert details is None
     np.testing.assert_allclose(values, metric.score(_images(), PROMPTS), atol=1e-6)
+
+
+def test_prompts_are_encoded_once_per_job(weights):
+    """A job meets each prompt in many batches: its text embedding is computed once and
+    reused, and the scores equal a fresh metric's."""
+    fresh = PickScore.from_pretrained(weights[1]).score(_images()[2:], PROMPTS[2:])
+    metric = PickScore.from_pretrained(weights[1])
+    first = metric.score(_images(), PROMPTS)
+    assert sorted(metric.prompt_cache.rows) == sorted(set(PROMPTS))
+    kept = metric.prompt_cache.rows[PROMPTS[0]]
+    again = metric.score(_images()[2:], PROMPTS[2:])
+    assert metric.prompt_cache.rows[PROMPTS[0]] is kept and len(metric.prompt_cache.rows) == 3
+    np.testing.assert_allclose(again, first[2:], atol=1e-6)
+    np.testing.assert_allclose(again, fresh, atol=1e-6)

@@ -181,6 +181,25 @@ class Metric(ABC):
             )
 
 
+class PromptCache:
+    """Text embeddings of the prompts a metric has seen, encoded once per job.
+
+    A scoring job meets each prompt in many batches (one per model and seed); encoding
+    it once instead of per batch saves the text tower's work (CLIP score keeps the same
+    cache in its shared encoder). ``embed`` maps a list of prompts to (n, d) rows.
+    """
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray]):
+        self.embed = embed
+        self.rows: dict[str, np.ndarray] = {}
+
+    def __call__(self, prompts: Sequence[str]) -> np.ndarray:
+        new = [p for p in dict.fromkeys(prompts) if p not in self.rows]
+        if new:
+            self.rows.update(zip(new, self.embed(new), strict=True))
+        return np.stack([self.rows[p] for p in prompts])
+
+
 def collate_inputs(items: list[Any]) -> Any:
     """Stack equal-shape tensors into one batch tensor; anything else stays a list."""
     if items and all(type(x).__name__ == "Tensor" for x in items):

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
-from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
+from scoring.metrics.base import LoadRequest, Metric, PromptCache, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
 from scoring.weights import resolve
 
@@ -144,6 +144,7 @@ class HPSv2(Metric):
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = parse_dtype(device, dtype)  # the compute dtype under autocast
+        self.prompt_cache = PromptCache(self.embed_prompts)
 
     @classmethod
     def load(cls, request: LoadRequest) -> HPSv2:
@@ -198,10 +199,7 @@ class HPSv2(Metric):
         self.check_prompts(inputs, prompts)
         if len(inputs) == 0:
             return np.zeros(0, dtype=np.float64)
-        row_of = {p: i for i, p in enumerate(dict.fromkeys(prompts))}  # each prompt encoded once
-        text = self.embed_prompts(list(row_of))
-        rows = [row_of[p] for p in prompts]
-        return hps_scores(self.embed_images(inputs), text[rows])
+        return hps_scores(self.embed_images(inputs), self.prompt_cache(prompts))
 
     def score(
         self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from scoring import _compat  # noqa: F401  (before transformers imports torchvision)
-from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
+from scoring.metrics.base import LoadRequest, Metric, PromptCache, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
 from scoring.weights import MissingWeightsError, WeightSources, resolve
 
@@ -102,6 +102,7 @@ class PickScore(Metric):
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = parse_dtype(device, dtype)  # the compute dtype under autocast
+        self.prompt_cache = PromptCache(self.embed_prompts)
         # The learned temperature (a log), read once in float32.
         self.logit_scale = float(model.logit_scale.detach().float().cpu())
 
@@ -190,10 +191,9 @@ class PickScore(Metric):
         self.check_prompts(inputs, prompts)
         if len(inputs) == 0:
             return np.zeros(0, dtype=np.float64)
-        row_of = {p: i for i, p in enumerate(dict.fromkeys(prompts))}  # each prompt encoded once
-        text = self.embed_prompts(list(row_of))
-        rows = [row_of[p] for p in prompts]
-        return pickscore_scores(self.embed_images(inputs), text[rows], self.logit_scale)
+        return pickscore_scores(
+            self.embed_images(inputs), self.prompt_cache(prompts), self.logit_scale
+        )
 
     def score(
         self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
