@@ -324,3 +324,29 @@ def test_the_weights_folder_is_an_argument_from_the_settings_never_the_environme
     assert main(argv) == 0
     assert "clip                  4 new" in capsys.readouterr().out
     assert dict(os.environ) == before  # nothing written back for scoring to read
+
+
+def test_pin_memory_reaches_the_batch_tensors():
+    """The DataLoader's pin thread (``pin_memory=True`` on CUDA) calls ``pin_memory()`` on a
+    custom batch type and cannot see inside a dataclass: the batch must pin its own
+    tensors, or the ``non_blocking`` copies to the GPU are synchronous. Pinning needs an
+    accelerator, so the tensors here record the call instead."""
+    import torch
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from scoring.metrics.runner import Batch
+
+    class Recorded(torch.Tensor):
+        def pin_memory(self, *args, **kwargs):
+            out = self.as_subclass(Recorded)
+            out.pinned = True
+            return out
+
+    pixels = torch.zeros(2, 3).as_subclass(Recorded)
+    batch = Batch(
+        items=["a", "b"], failed=[], inputs={"clip": ([0, 1], pixels), "tags": ([0], ["x"])}
+    )
+    pinned = pin_memory(batch)
+    assert isinstance(pinned, Batch) and pinned.items == ["a", "b"]
+    assert getattr(pinned.inputs["clip"][1], "pinned", False)
+    assert pinned.inputs["clip"][0] == [0, 1] and pinned.inputs["tags"] == ([0], ["x"])
