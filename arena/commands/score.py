@@ -77,21 +77,22 @@ def parse_weights(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _device(requested: str) -> str:
+def _device(requested: str, dtype: str | None = None) -> str:
+    """The device to run on ("auto": cuda when available), checked before any weights load
+    (:func:`scoring.devices.check_device`: the GPU exists, bf16 where asked is supported)."""
     import torch
 
     from arena.cli import CommandError
+    from scoring.devices import check_device
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError(
-            f"--device {requested}: CUDA is not available on this machine (torch "
-            f"{torch.__version__}); use --device cpu."
-        )
-    if requested != "cpu" and not requested.startswith("cuda"):
+    if requested == "mps" or not (requested == "cpu" or requested.startswith("cuda")):
         raise CommandError(f"--device {requested!r}: expected cpu, cuda, cuda:N or auto.")
-    return requested
+    try:
+        return check_device(requested, dtype)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def cmd_score(args) -> int:
@@ -115,8 +116,8 @@ def cmd_score(args) -> int:
     from scoring.metrics.runner import build_metrics, run
     from scoring.weights import WeightSources
 
-    device = _device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
+    device = _device(args.device, dtype)
     try:
         parse_dtype(device, dtype)
         metrics = build_metrics(

@@ -46,6 +46,12 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
             "--dtype fp16 on --device cpu: half precision is a GPU format and most CPU "
             "kernels lack it. Use --dtype fp32 (or bf16) on the CPU."
         )
+    from scoring.devices import check_device
+
+    try:  # the GPU index exists and can do bf16, before the weights load
+        check_device(device, dtype)
+    except ValueError as exc:
+        raise GenerationError(str(exc)) from None
     return device, dtype
 
 
