@@ -56,3 +56,22 @@ def check_device(
                 "capability 8.0, Ampere, or newer); use --dtype fp16 or fp32."
             )
     return device
+
+
+def fp32_weights() -> dict:
+    """``from_pretrained`` keyword that loads a transformers model's weights in fp32.
+
+    transformers 5 loads a checkpoint in the dtype it was saved in: an fp16 DINOv2 or
+    PickScore folder would come back fp16 and then meet fp32 pixels (a dtype mismatch
+    on CPU, half-precision features on GPU where the reference computes in fp32). The
+    keyword is ``dtype`` since transformers 4.56, ``torch_dtype`` before.
+    """
+    from importlib.metadata import version
+
+    import torch
+    from packaging.version import Version
+
+    # the installed version from its metadata: importing transformers here would load
+    # torchvision before the shim of scoring._compat
+    new = Version(version("transformers")) >= Version("4.56")
+    return {"dtype" if new else "torch_dtype": torch.float32}

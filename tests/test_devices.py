@@ -3,6 +3,8 @@ on any machine (what torch sees is passed in), and the CLI's answer on this CPU 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from arena import cli
@@ -47,3 +49,38 @@ def test_arena_score_refuses_a_missing_gpu_before_loading_weights(settings, caps
     err = capsys.readouterr().err
     assert code == 2 and "--device cuda:3" in err and "no CUDA GPU is visible" in err
     assert "weights" not in err.lower()
+
+
+def test_half_precision_checkpoints_load_in_fp32(tmp_path):
+    """transformers 5 loads a checkpoint in its saved dtype: an fp16 DINOv2 or PickScore
+    folder must still come back fp32 (the reference's precision, and what the pixels are)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import Dinov2Model
+
+    from scoring.distribution.features import DinoExtractor
+    from scoring.metrics.pickscore import PickScore
+    from scoring.testing.tiny_extractors import write_tiny_dinov2
+    from tests.test_metric_pickscore import (
+        LAION_PREPROCESSOR_CONFIG,
+        PROC_REPO,
+        tiny_clip,
+        write_clip_tokenizer,
+    )
+
+    folder = write_tiny_dinov2(tmp_path / "dino")
+    Dinov2Model.from_pretrained(str(folder)).half().save_pretrained(str(folder))
+    extractor = DinoExtractor.load(folder)
+    assert {p.dtype for p in extractor.model.parameters()} == {torch.float32}
+
+    tiny_clip().half().save_pretrained(tmp_path / "ps" / "model")
+    write_clip_tokenizer(tmp_path / "ps" / PROC_REPO)
+    config = json.dumps(LAION_PREPROCESSOR_CONFIG)
+    (tmp_path / "ps" / PROC_REPO / "preprocessor_config.json").write_text(config)
+    metric = PickScore.from_pretrained(
+        tmp_path / "ps" / "model", processor=tmp_path / "ps" / PROC_REPO
+    )
+    assert {p.dtype for p in metric.model.parameters()} == {torch.float32}
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
+    assert np.isfinite(metric.score([image], ["a cat"])).all()

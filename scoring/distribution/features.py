@@ -313,9 +313,11 @@ class DinoExtractor(Extractor):
     ) -> DinoExtractor:
         from transformers import Dinov2Model
 
+        from scoring.devices import fp32_weights
+
         path = resolve(metric, DINOV2_LARGE, weights, sources)
         try:
-            model = Dinov2Model.from_pretrained(str(path))
+            model = Dinov2Model.from_pretrained(str(path), **fp32_weights())
         except (OSError, ValueError) as exc:
             raise ValueError(
                 f"{path}: not a transformers Dinov2Model folder ({str(exc).splitlines()[0][:200]})"

@@ -142,11 +142,13 @@ class PickScore(Metric):
         """Load the CLIP model and its processor (``processor``: a separate folder for it)."""
         from transformers import AutoTokenizer, CLIPModel
 
+        from scoring.devices import fp32_weights
+
         model_dir, proc_dir = cls.resolve_folders(
             request.weights, request.processor, request.sources
         )
         try:
-            model = CLIPModel.from_pretrained(model_dir, local_files_only=True)
+            model = CLIPModel.from_pretrained(model_dir, local_files_only=True, **fp32_weights())
             tokenizer = AutoTokenizer.from_pretrained(proc_dir, local_files_only=True)
             image_processor = load_image_processor(proc_dir)
         except (OSError, ValueError) as exc:
