@@ -105,3 +105,34 @@ def test_metric_loads_tiny_dinov2_and_is_order_independent(dino_folder):
     for value, d in zip(values, details, strict=True):
         assert d["vulnerability"] / d["complexity"] == pytest.approx(value)
         assert d["features"].startswith("dinov2-l14@")
+
+
+def _tf32(x: torch.Tensor) -> torch.Tensor:
+    """Round float32 to TF32 (10 mantissa bits, round to nearest), as cuDNN's TF32
+    convolutions read their inputs."""
+    bits = x.detach().contiguous().view(torch.int32)
+    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+    return x + (rounded - x).detach()  # the gradient passes through, as on the GPU
+
+
+def test_complexity_is_computed_without_tf32():
+    """An emulated GPU convolution that rounds its input to TF32 whenever cuDNN's TF32 flag
+    is on (PyTorch's default): the complexity walk's steps are below TF32's rounding step,
+    so unguarded the path is rounding noise; the metric's computation turns the flag off
+    and gets the fp32 answer."""
+    lap = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).repeat(3, 1, 1, 1)
+
+    def gpu_like(x):
+        if torch.backends.cudnn.allow_tf32:
+            x = _tf32(x)
+        return torch.nn.functional.conv2d(x, lap, groups=3).pow(3).flatten(1) * 100
+
+    image = _smooth_image()[None]
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+        exact = complexity(gpu_like, image)
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=True):
+        rounded = complexity(gpu_like, image)  # what an unguarded job computed
+        guarded, _ = complexity_vulnerability(gpu_like, image)
+        assert torch.backends.cudnn.allow_tf32  # the guard restores the caller's flag
+    assert float(rounded[0]) > 5 * float(exact[0])
+    np.testing.assert_allclose(guarded, exact.double().numpy(), rtol=1e-6)

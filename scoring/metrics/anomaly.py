@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import ClassVar
 
 import numpy as np
@@ -125,11 +126,33 @@ def vulnerability(
     return torch.linalg.vector_norm(moved - clean, dim=1)
 
 
-def complexity_vulnerability(fn: Callable, x) -> tuple[np.ndarray, np.ndarray]:
-    """(C, V) of a batch as float64 arrays, with autograd on (even inside inference mode)."""
+@contextmanager
+def full_fp32():
+    """No TF32 inside: cuDNN convolutions and CUDA matmuls in true fp32.
+
+    PyTorch lets cuDNN run fp32 convolutions in TF32 (10 mantissa bits) on Ampere and
+    newer GPUs by default. The complexity walk moves a pixel by ~2.6e-5 per step, below
+    TF32's rounding step, so its feature path would be rounding noise: complexity
+    0.02-0.035 rad becomes ~1 rad and AS_i drops from ~1000 to ~25 (emulated on CPU in
+    ``tests/test_anomaly.py``). The flags are process-wide; the scoring job is one thread.
+    """
     import torch
 
-    with torch.inference_mode(False), torch.enable_grad():
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def complexity_vulnerability(fn: Callable, x) -> tuple[np.ndarray, np.ndarray]:
+    """(C, V) of a batch as float64 arrays, with autograd on (even inside inference mode)
+    and without TF32 (:func:`full_fp32`)."""
+    import torch
+
+    with torch.inference_mode(False), torch.enable_grad(), full_fp32():
         pixels = x.clone().float()  # a normal tensor even if ``x`` is an inference tensor
         c = complexity(fn, pixels)
         v = vulnerability(fn, pixels)
