@@ -165,7 +165,7 @@ def _objective(rows, eta, theta, beta, ridge, penalty) -> float:
     return float(-loglik + ridge * theta @ theta + 0.5 * penalty * total * beta @ beta)
 
 
-def _pair_matrix(n: int, sums: np.ndarray) -> np.ndarray:
+def pair_laplacian(n: int, sums: np.ndarray) -> np.ndarray:
     """Σ over rows of values · (e_a - e_b)(e_a - e_b)ᵀ, as an n×n matrix, from the
     per-ordered-pair sums of the values (n·n,)."""
     m = sums.reshape(n, n)
@@ -194,7 +194,7 @@ def _hessian(rows: Rows, n: int, v: np.ndarray, ridge: float, penalty: float) ->
     if k:
         np.multiply(rows.x, v[:, None], out=columns[:, 1:])
     sums = rows.pair_sums(n, columns)
-    h[:n, :n] = _pair_matrix(n, sums[:, 0]) + 2.0 * ridge * np.eye(n)
+    h[:n, :n] = pair_laplacian(n, sums[:, 0]) + 2.0 * ridge * np.eye(n)
     if k:
         per_pair = sums[:, 1:].reshape(n, n, k)
         cross = per_pair.sum(axis=1) - per_pair.sum(axis=0)
@@ -337,26 +337,18 @@ def contextual_bootstrap(
     of rounds draw from their own child generators, so results depend on the seed
     only, not on ``workers``.
     """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-
-    from arena.stats.resample import multinomial_draws
+    from arena.stats.resample import chunked_rounds, multinomial_draws
 
     if rounds < 1:
         raise ValueError(f"rounds={rounds}: need at least 1 bootstrap round.")
     battles = np.rint(rows.w / rows.unit).astype(np.int64)
     inverse = np.linalg.inv(information(rows, n, fit.theta, fit.beta, ridge, penalty))
     start = np.concatenate([fit.theta, fit.beta])
-    sizes = [min(chunk, rounds - s) for s in range(0, rounds, chunk)]
-    children = rng.spawn(len(sizes))
-
     code = rows.a * n + rows.b
 
-    def run(index: int) -> np.ndarray:
-        draws = multinomial_draws(children[index], battles, sizes[index])
-        out = np.empty((sizes[index], n + rows.n_features))
+    def run(child: np.random.Generator, size: int) -> np.ndarray:
+        draws = multinomial_draws(child, battles, size)
+        out = np.empty((size, n + rows.n_features))
         for r, drawn in enumerate(draws):
             keep = np.flatnonzero(drawn)  # a round holds ~63% of the rows
             out[r] = _chord(
@@ -373,15 +365,7 @@ def contextual_bootstrap(
                 out[r] = np.concatenate([fit_r.theta, fit_r.beta])
         return out
 
-    if workers is None:
-        workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-    with threadpool_limits(1, user_api="blas"):
-        if workers <= 1 or len(sizes) == 1:
-            parts = [run(i) for i in range(len(sizes))]
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                parts = list(pool.map(run, range(len(sizes))))
-    samples = np.concatenate(parts)
+    samples = np.concatenate(chunked_rounds(rng, rounds, chunk, workers, run))
     theta = samples[:, :n]
     return theta - theta.mean(axis=1, keepdims=True), samples[:, n:]
 

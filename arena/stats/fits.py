@@ -36,6 +36,9 @@ class Fit:
     """One fit of the identified models: θ (n,), and samples (rounds, n) or cov (n, n)."""
 
     theta: np.ndarray
+    #: the plain BT θ of the same counts (ties as asked, no style, no weights): the fit
+    #: itself for plain BT, the start and the "uncontrolled" comparison for style control
+    plain: np.ndarray | None = None
     samples: np.ndarray | None = None
     covariance: np.ndarray | None = None
     #: style control: feature coefficients (k,), their samples (rounds, k) or covariance
@@ -80,27 +83,31 @@ def fit_models(
     ridge: float = RIDGE,
     penalty: float = ctx.FEATURE_PENALTY,
     workers: int | None = None,
+    plain: np.ndarray | None = None,
 ) -> Fit:
     """θ of the models in ``counts`` and the material for their interval.
 
     ``votes`` (left, right, outcome codes, model indices into ``counts``) and
     ``features`` (standardised, (votes, k)) are needed for style control only.
-    ``rounds`` = 0 with the bootstrap gives no samples (a point estimate).
+    ``rounds`` = 0 with the bootstrap gives no samples (a point estimate). ``plain``:
+    ``bt_fit(counts.win_matrix(ties))`` if the caller already has it (not refitted).
     """
     check_options(ties, ci, features is not None, reweight)
     n = counts.n_items
     if ties == "davidson":
         return _davidson(counts, rng, rounds, ci, ridge, workers)
+    if plain is None:
+        plain = bt_fit(counts.win_matrix(ties), ridge=ridge)
     if features is None and reweight is None:
-        theta = bt_fit(counts.win_matrix(ties), ridge=ridge)
+        theta = plain
         if ci == "sandwich":
             rows = ctx.rows_from_counts(counts, ties)
             fit = ctx.ContextualFit(theta, np.zeros(0), 0)
-            return Fit(theta, covariance=ctx.sandwich(rows, n, fit, ridge, penalty))
+            return Fit(theta, plain, covariance=ctx.sandwich(rows, n, fit, ridge, penalty))
         if rounds < 1:
-            return Fit(theta, samples=theta[None, :])
+            return Fit(theta, plain, samples=theta[None, :])
         samples = bootstrap_bt(counts, rng, rounds, ties, ridge, theta=theta, workers=workers)
-        return Fit(theta, samples=samples)
+        return Fit(theta, plain, samples=samples)
     if features is None:
         rows = ctx.rows_from_counts(counts, ties)
     else:
@@ -109,19 +116,20 @@ def fit_models(
         rows = ctx.make_rows(left, right, outcome_scores(outcome), features).take(keep)
     if reweight is not None:
         rows = ctx.pair_weights(rows, n, reweight)
-    start = (bt_fit(counts.win_matrix(ties), ridge=ridge), np.zeros(rows.n_features))
-    fit = ctx.contextual_fit(rows, n, ridge, penalty, initial=start)
+    fit = ctx.contextual_fit(rows, n, ridge, penalty, initial=(plain, np.zeros(rows.n_features)))
     if ci == "sandwich":
         cov = ctx.sandwich(rows, n, fit, ridge, penalty)
-        return Fit(fit.theta, covariance=cov[:n, :n], beta=fit.beta, beta_covariance=cov[n:, n:])
+        return Fit(
+            fit.theta, plain, covariance=cov[:n, :n], beta=fit.beta, beta_covariance=cov[n:, n:]
+        )
     if rounds < 1:
         return Fit(
-            fit.theta, samples=fit.theta[None, :], beta=fit.beta, beta_samples=fit.beta[None]
+            fit.theta, plain, samples=fit.theta[None, :], beta=fit.beta, beta_samples=fit.beta[None]
         )
     theta_s, beta_s = ctx.contextual_bootstrap(
         rows, n, rng, rounds, fit, ridge, penalty, workers=workers
     )
-    return Fit(fit.theta, samples=theta_s, beta=fit.beta, beta_samples=beta_s)
+    return Fit(fit.theta, plain, samples=theta_s, beta=fit.beta, beta_samples=beta_s)
 
 
 def _davidson(counts, rng, rounds, ci, ridge, workers) -> Fit:

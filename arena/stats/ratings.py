@@ -30,7 +30,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from arena.stats.bradley_terry import RIDGE, bt_fit, identified, predicted_win_rate
-from arena.stats.contextual import FEATURE_PENALTY, linear_interval
+from arena.stats.contextual import FEATURE_PENALTY, linear_interval, pair_laplacian
 from arena.stats.elo import ELO_INITIAL, THETA_TO_ELO, online_elo, to_elo
 from arena.stats.fits import check_options, fit_models
 from arena.stats.pairs import OUTCOMES, PairCounts, aggregate
@@ -284,14 +284,15 @@ def compute_ratings(
                 inputs = (None, None, None)
                 if features is not None:
                     inputs = _style_inputs(style_votes, features, ok, feature_names)
+                # the full fit already is the identified models' plain fit when they are all
+                plain = theta if ok.all() and fit_counts is None and ties != "davidson" else None
                 fit = fit_models(
                     sub, rng, rounds, ties, ci, reweight, inputs[0], inputs[1],
-                    ridge=ridge, penalty=penalty, workers=workers,
+                    ridge=ridge, penalty=penalty, workers=workers, plain=plain,
                 )  # fmt: skip
                 board.place(fit, samples)
                 if inputs[2] is not None:
-                    plain = bt_fit(sub.win_matrix(plain_ties), ridge=ridge)
-                    board.style = _style_result(fit, inputs[2], level, board.elo(plain))
+                    board.style = _style_result(fit, inputs[2], level, board.elo(fit.plain))
                 if fit.nu is not None:
                     board.tie_model = _tie_model(fit, sub, level)
     finally:
@@ -443,9 +444,7 @@ def _model_constant(left, right, features, m: int, square: np.ndarray) -> np.nda
     of squares is ``xᵀx - gᵀr`` where ``L g = r``: one pass over the votes per feature.
     ``square`` is each column's xᵀx."""
     code = left * m + right
-    counts = np.bincount(code, minlength=m * m).reshape(m, m).astype(float)
-    laplacian = -(counts + counts.T)
-    laplacian[np.diag_indices(m)] = -laplacian.sum(axis=1)
+    laplacian = pair_laplacian(m, np.bincount(code, minlength=m * m).astype(float))
     out = np.zeros(features.shape[1], dtype=bool)
     for f in range(features.shape[1]):
         sums = np.bincount(code, features[:, f], minlength=m * m).reshape(m, m)

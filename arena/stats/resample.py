@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -395,26 +396,39 @@ def bootstrap_bt(
         theta = bt_fit(counts.win_matrix(ties), ridge=ridge)
     if chunk is None:  # ~16 MB of float64 per (chunk, n, n) tensor
         chunk = int(max(1, min(rounds, 64, 2_000_000 // max(n * n, 1))))
+    scratch: dict[int, _Scratch] = {}
+
+    def run(child: np.random.Generator, size: int) -> np.ndarray:
+        mine = scratch.setdefault(threading.get_ident(), _Scratch())
+        return _round_chunk(plan, child, size, mine)
+
+    with threadpool_limits(1, user_api="blas"):
+        plan = _BootstrapPlan.build(counts, ties, np.asarray(theta, dtype=np.float64), ridge)
+    return np.concatenate(chunked_rounds(rng, rounds, chunk, workers, run), axis=0)
+
+
+def chunked_rounds(
+    rng: np.random.Generator,
+    rounds: int,
+    chunk: int,
+    workers: int | None,
+    run: Callable[[np.random.Generator, int], np.ndarray],
+) -> list[np.ndarray]:
+    """``run(child, size)`` over chunks of ``chunk`` rounds, each with its own child of
+    ``rng`` (so results depend on ``rng`` and ``chunk`` only, not on ``workers``), on
+    ``workers`` threads (default: the CPUs available, at most 8); the chunks' results
+    in order. BLAS is held to one thread: ours already use the cores, and BLAS threads
+    on n×n matrices only fight them. Every bootstrap of the ratings runs through here.
+    """
     sizes = [min(chunk, rounds - start) for start in range(0, rounds, chunk)]
     children = rng.spawn(len(sizes))
     if workers is None:
         workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-    scratch: dict[int, _Scratch] = {}
-
-    def run(k: int) -> np.ndarray:
-        mine = scratch.setdefault(threading.get_ident(), _Scratch())
-        return _round_chunk(plan, children[k], sizes[k], mine)
-
-    # Our threads already use the cores; BLAS threads on n×n matrices only fight them.
     with threadpool_limits(1, user_api="blas"):
-        plan = _BootstrapPlan.build(counts, ties, np.asarray(theta, dtype=np.float64), ridge)
         if workers <= 1 or len(sizes) == 1:
-            parts = [run(k) for k in range(len(sizes))]
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                parts = list(pool.map(run, range(len(sizes))))
-    return np.concatenate(parts, axis=0)
+            return [run(children[k], sizes[k]) for k in range(len(sizes))]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run, children, sizes))
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
