@@ -13,7 +13,6 @@ import pandas as pd
 
 from arena.reports import plots
 from arena.reports.leaderboard import LeaderboardResult, direction_note
-from arena.reports.methods import BoardOptions
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import PROTOCOLS, AgreementReport
 
@@ -152,13 +151,6 @@ def report_html(
     return "\n".join(parts)
 
 
-def plain_order_differs(options: BoardOptions) -> bool:
-    """Whether the board's fit differs from the plain one (no style control, no
-    reweighting, ties split or dropped) that the flip counts are always made on
-    (:func:`arena.stats.ratings.compute_ratings`), so their order may not be the board's."""
-    return bool(options.style) or options.reweight is not None or options.ties == "davidson"
-
-
 def _board_notes(board: LeaderboardResult | None) -> list[str]:
     """The leaderboard's method sentences (model, intervals, ν, style fit, warnings)."""
     if board is None:
@@ -193,7 +185,7 @@ def _board_tables(board: LeaderboardResult | None) -> list[str]:
                 " Counted on the plain Bradley-Terry order (without style control or "
                 "reweighting; with Davidson's model, ties split), which can differ from the "
                 "board's."
-                if plain_order_differs(board.options)
+                if not board.options.plain_order
                 else ""
             )
             + "</p>",

@@ -15,7 +15,6 @@ import gradio as gr
 import pandas as pd
 
 from arena.reports.methods import REWEIGHT_FLOOR, BoardOptions
-from arena.reports.report_page import plain_order_differs
 
 #: (label, value) of the Ties radio.
 TIES_CHOICES = [
@@ -112,7 +111,7 @@ FLIPS_LABEL = "Votes that hold each rank (fewest removed votes that swap the ord
 def flips_label(options: BoardOptions | None) -> str:
     """The flip table's label; the counts are always of the plain fit's order (no style
     control, no reweighting, Davidson's ties split), so a board made otherwise says so."""
-    if options is None or not plain_order_differs(options):
+    if options is None or options.plain_order:
         return FLIPS_LABEL
     return FLIPS_LABEL + ": counted on the plain Bradley-Terry order, " + PLAIN_FIT
 
