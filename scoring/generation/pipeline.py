@@ -30,11 +30,6 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
     """Check the device exists and pick the dtype ("auto": fp16 on CUDA, fp32 on CPU)."""
     import torch
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GenerationError(
-            f"--device {device}: no CUDA GPU is visible to torch {torch.__version__} "
-            "(a CPU build, or no driver). Use --device cpu, or install a CUDA build of torch."
-        )
     if device == "mps" and not torch.backends.mps.is_available():
         raise GenerationError("--device mps: the Apple MPS backend is not available here.")
     if dtype == "auto":
@@ -48,7 +43,7 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
         )
     from scoring.devices import check_device
 
-    try:  # the GPU index exists and can do bf16, before the weights load
+    try:  # a GPU is visible, the index exists and can do bf16: before the weights load
         check_device(device, dtype)
     except ValueError as exc:
         raise GenerationError(str(exc)) from None
