@@ -136,3 +136,74 @@ def test_complexity_is_computed_without_tf32():
         assert torch.backends.cudnn.allow_tf32  # the guard restores the caller's flag
     assert float(rounded[0]) > 5 * float(exact[0])
     np.testing.assert_allclose(guarded, exact.double().numpy(), rtol=1e-6)
+
+
+def _saved_activation_bytes(fn, x) -> int:
+    """Bytes autograd keeps for the backward of one attack step (parameters not counted:
+    they are kept anyway)."""
+    seen: set[tuple] = set()
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        key = (t.untyped_storage().data_ptr(), tuple(t.shape))
+        if not isinstance(t, torch.nn.Parameter) and key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        vulnerability(fn, x, steps=1)
+    return total
+
+
+def test_dinov2_weights_are_frozen_and_the_attack_keeps_input_gradients(dino_folder):
+    """Loaded DINOv2 has no trainable parameter (directly and through the metric): the
+    attack's backward passes then keep only what the input gradient needs, and its
+    result is the same as with trainable weights."""
+    from scoring.distribution.features import DinoExtractor
+
+    extractor = DinoExtractor.load(dino_folder)
+    metric = AnomalyScore.from_pretrained(dino_folder)
+    for model in (extractor.model, metric.extractor.model):
+        assert not any(p.requires_grad for p in model.parameters())
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    frozen_bytes = _saved_activation_bytes(extractor.forward_pixels, x)
+    frozen_v = vulnerability(extractor.forward_pixels, x, steps=2)
+    assert float(frozen_v.min()) > 0  # the input gradient flows: the attack moves features
+    extractor.model.requires_grad_(True)
+    trainable_bytes = _saved_activation_bytes(extractor.forward_pixels, x)
+    trainable_v = vulnerability(extractor.forward_pixels, x, steps=2)
+    assert frozen_bytes < 0.85 * trainable_bytes  # measured: 2.3 vs 3.2 MiB
+    torch.testing.assert_close(frozen_v, trainable_v, rtol=1e-6, atol=0)
+    assert all(p.grad is None for p in extractor.model.parameters())
+
+
+def test_chunks_bound_every_forward_and_do_not_change_the_numbers(dino_folder):
+    """With chunk_size 2, no forward pass sees more than 2 images (unchunked, the
+    complexity walk alone sends 11 x 5 = 55 through one), and every (C, V) and AS_i
+    equals the one-pass numbers."""
+    metric = AnomalyScore.from_pretrained(dino_folder)
+    assert metric.chunk_size == 16
+    rng = np.random.default_rng(5)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)) for _ in range(5)]
+    inputs = metric.prepare(images)
+    sizes: list[int] = []
+    metric.extractor.model.register_forward_pre_hook(
+        lambda module, args, kwargs: sizes.append(len(kwargs["pixel_values"])), with_kwargs=True
+    )
+    runs = {}
+    for chunk in (1000, 2):
+        metric.chunk_size = chunk
+        sizes.clear()
+        with torch.inference_mode():
+            runs[chunk] = metric.score_with_details(inputs)
+        runs[chunk] += (max(sizes),)
+    assert runs[1000][2] == 55 and runs[2][2] == 2
+    np.testing.assert_allclose(runs[2][0], runs[1000][0], rtol=1e-6)  # bit-equal on CPU
+    for key in ("complexity", "vulnerability"):
+        one = [d[key] for d in runs[1000][1]]
+        chunked = [d[key] for d in runs[2][1]]
+        np.testing.assert_allclose(chunked, one, rtol=1e-6)
+    with pytest.raises(ValueError, match="chunk size must be at least 1"):
+        AnomalyScore(metric.extractor, chunk_size=0)

@@ -323,6 +323,10 @@ class DinoExtractor(Extractor):
                 f"{path}: not a transformers Dinov2Model folder ({str(exc).splitlines()[0][:200]})"
                 f"; expected config.json and model.safetensors of {DINOV2_LARGE.repo_id}."
             ) from None
+        # Frozen: the Anomaly Score's attack differentiates with respect to the input
+        # only; trainable weights would make each of its backward passes keep the
+        # activations their gradients need (38-47% more on small DINOv2s, measured).
+        model.requires_grad_(False)
         return cls(model.to(device).eval(), path, device, int(model.config.hidden_size))
 
     def preprocessor(self):

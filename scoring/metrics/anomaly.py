@@ -29,6 +29,12 @@ along the sign of the gradient of the negated loss; (2) ImageNet normalisation i
 first layer of the network, so perturbations and clipping act on [0, 1] pixels. The
 random direction and the PGD start of each image are seeded from the image's pixels,
 so AS_i does not depend on batch composition or order.
+
+Memory: the metric works on chunks of at most ``chunk_size`` images (16 by default),
+and no forward pass -- the complexity walk's 11 points per image included -- sees more
+images than that, so peak memory is bounded whatever the scoring job's batch size. The
+network's parameters are frozen (``DinoExtractor.load``): the attack needs gradients
+with respect to the input only, and frozen weights save no activations for their own.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from PIL import Image as PILImage
 from scoring.distribution.features import DINOV2_LARGE, DinoExtractor
 from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 
+CHUNK_SIZE = 16
 COMPLEXITY_STEPS = 10
 COMPLEXITY_EPS = 0.01
 PGD_EPS = 8 / 255
@@ -57,18 +64,29 @@ def image_seed(pixels) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "little") >> 1
 
 
+def features_in_chunks(fn: Callable, x, chunk_size: int | None = None):
+    """``fn`` over ``x`` in slices of at most ``chunk_size`` images (None: one call)."""
+    import torch
+
+    if chunk_size is None or len(x) <= chunk_size:
+        return fn(x)
+    return torch.cat([fn(x[i : i + chunk_size]) for i in range(0, len(x), chunk_size)])
+
+
 def complexity(
     fn: Callable,
     x,
     directions=None,
     steps: int = COMPLEXITY_STEPS,
     eps: float = COMPLEXITY_EPS,
+    chunk_size: int | None = None,
 ):
     """Mean turning angle (radians) of the feature path along a random line; one per image.
 
     ``fn`` maps (n, 3, H, W) pixels in [0, 1] to (n, d) features; ``directions`` are
     (n, 3, H, W) directions (normalised here to unit L2 norm per image); by default
-    Gaussian directions seeded from each image.
+    Gaussian directions seeded from each image. The n·(steps + 1) points of the paths
+    go through ``fn`` at most ``chunk_size`` at a time (None: all at once).
     """
     import torch
 
@@ -87,7 +105,8 @@ def complexity(
     path = (x[:, None] + eps * k[None, :, None, None, None] * directions[:, None]).clamp(0, 1)
     n = len(x)
     with torch.no_grad():
-        feats = fn(path.flatten(0, 1)).float().reshape(n, steps + 1, -1)
+        feats = features_in_chunks(fn, path.flatten(0, 1), chunk_size)
+        feats = feats.float().reshape(n, steps + 1, -1)
     vecs = feats[:, 1:] - feats[:, :-1]
     vecs = vecs / torch.linalg.vector_norm(vecs, dim=2, keepdim=True).clamp_min(1e-12)
     cos = (vecs[:, 1:] * vecs[:, :-1]).sum(dim=2).clamp(-1.0, 1.0)
@@ -147,16 +166,32 @@ def full_fp32():
         torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
-def complexity_vulnerability(fn: Callable, x) -> tuple[np.ndarray, np.ndarray]:
+def complexity_vulnerability(
+    fn: Callable, x, chunk_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(C, V) of a batch as float64 arrays, with autograd on (even inside inference mode)
-    and without TF32 (:func:`full_fp32`)."""
+    and without TF32 (:func:`full_fp32`).
+
+    With ``chunk_size`` the images are taken that many at a time and no call of ``fn``
+    sees more than ``chunk_size`` images, so the attack's saved activations and the
+    complexity walk's features are bounded by it; each image's (C, V) is seeded from its
+    own pixels, so the chunks give the numbers of one pass.
+    """
     import torch
 
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"anomaly chunk size must be at least 1 image, got {chunk_size}.")
+    step = chunk_size or max(len(x), 1)
+    cs, vs = [], []
     with torch.inference_mode(False), torch.enable_grad(), full_fp32():
-        pixels = x.clone().float()  # a normal tensor even if ``x`` is an inference tensor
-        c = complexity(fn, pixels)
-        v = vulnerability(fn, pixels)
-    return c.double().cpu().numpy(), v.double().cpu().numpy()
+        for start in range(0, len(x), step):
+            # A normal tensor even if ``x`` is an inference tensor.
+            pixels = x[start : start + step].clone().float()
+            cs.append(complexity(fn, pixels, chunk_size=chunk_size).double().cpu().numpy())
+            vs.append(vulnerability(fn, pixels).double().cpu().numpy())
+    if not cs:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(cs), np.concatenate(vs)
 
 
 def anomaly_scores(c: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -180,8 +215,15 @@ class AnomalyScore(Metric):
         "(Hwang et al. 2024); lower is more natural"
     )
     weight_files: ClassVar[tuple[WeightFile, ...]] = (DINOV2_LARGE,)
+    # Images per forward pass (attack and complexity walk): bounds peak memory whatever
+    # the job's batch size; 16 fits DINOv2-L's attack in a few GB. Results do not depend
+    # on it.
+    chunk_size: int = CHUNK_SIZE
 
-    def __init__(self, extractor: DinoExtractor):
+    def __init__(self, extractor: DinoExtractor, chunk_size: int = CHUNK_SIZE):
+        if chunk_size < 1:
+            raise ValueError(f"anomaly chunk size must be at least 1 image, got {chunk_size}.")
+        self.chunk_size = chunk_size
         self.extractor = extractor
         self.device = extractor.device
         # The weights identity: (C, V) of different networks never mix.
@@ -215,7 +257,9 @@ class AnomalyScore(Metric):
         if len(inputs) == 0:
             return np.zeros(0), []
         with torch.autocast(str(self.device).split(":")[0], enabled=False):
-            c, v = complexity_vulnerability(self._fn, inputs.to(self.device))
+            c, v = complexity_vulnerability(
+                self._fn, inputs.to(self.device), chunk_size=self.chunk_size
+            )
         values = anomaly_scores(c, v)
         details = [
             {"complexity": float(ci), "vulnerability": float(vi), "features": self.weights_key}
