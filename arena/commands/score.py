@@ -127,9 +127,9 @@ def cmd_score(args) -> int:
         raise CommandError(exc.args[0]) from None
     except ValueError as exc:  # unreadable weights, dtype/device mismatch
         raise CommandError(str(exc)) from None
+    described = [f"{m.name} ({'; '.join(filter(None, (m.version, m.runtime)))})" for m in metrics]
     print(
-        f"scoring with {', '.join(f'{m.name} ({m.version})' for m in metrics)} on {device}, "
-        f"batch {batch_size}, {workers} worker(s)"
+        f"scoring with {', '.join(described)} on {device}, batch {batch_size}, {workers} worker(s)"
     )
     summary = run(
         store,
@@ -137,7 +137,6 @@ def cmd_score(args) -> int:
         batch_size=batch_size,
         num_workers=workers,
         device=device,
-        dtype=dtype,
         progress=not args.no_progress,
     )
     if summary.images_selected == 0:

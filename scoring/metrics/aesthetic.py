@@ -98,6 +98,7 @@ class Aesthetic(Metric):
     version: ClassVar[str] = "sac-logos-ava1-l14-linearmse.1"
     needs_prompt: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = True
+    reduced_precision: ClassVar[bool] = True
     description: ClassVar[str] = (
         "LAION improved aesthetic predictor (sac+logos+ava1 linear MLP) on the normalised "
         "OpenAI ViT-L/14 image embedding; ~1-10"

@@ -94,6 +94,16 @@ class Metric(ABC):
     weight_files: ClassVar[tuple[WeightFile, ...]] = ()
 
     device: str = "cpu"
+    # What runs the model when it is not torch on ``device`` (the tagger: the onnxruntime
+    # provider really in use); `arena score` prints it beside the metric's name.
+    runtime: str = ""
+    # True for metrics that compute under the job's fp16/bf16 autocast on CUDA (CLIP-based
+    # encoders); False for those that always compute in fp32 (the runner turns autocast off).
+    reduced_precision: ClassVar[bool] = False
+    # The precision this instance computes in ("fp32", "fp16", "bf16"); set by
+    # ``from_pretrained``. Other than fp32 it is part of the instance's ``version``
+    # ("v2.1+fp16"), so fp16 GPU scores and fp32 CPU scores are stored apart.
+    precision: str = "fp32"
 
     @classmethod
     def from_pretrained(
@@ -122,7 +132,11 @@ class Metric(ABC):
             encoder_weights=encoder_weights,
             processor=processor,
         )
-        return cls.load(request)
+        metric = cls.load(request)
+        metric.precision = precision_name(request.device, request.dtype, cls.reduced_precision)
+        if metric.precision != "fp32":  # numbers change: rows of another precision never mix
+            metric.version = f"{cls.version}+{metric.precision}"
+        return metric
 
     @classmethod
     @abstractmethod
@@ -179,6 +193,22 @@ class Metric(ABC):
                 f"metric {self.name!r} needs one prompt per image: got {len(images)} images "
                 f"and {got} prompts."
             )
+
+
+def precision_name(device: str, dtype: Any, reduced: bool) -> str:
+    """The precision a metric computes in on ``device`` for the requested ``dtype``.
+
+    A metric that always computes in fp32 (``reduced`` False) is fp32 whatever is asked;
+    otherwise the job's default applies: fp16 on CUDA, fp32 elsewhere.
+    """
+    if not reduced:
+        return "fp32"
+    import torch
+
+    from scoring.metrics.openai_clip import parse_dtype
+
+    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    return names[parse_dtype(device, dtype)]
 
 
 class PromptCache:

@@ -39,6 +39,7 @@ class ClipScore(Metric):
     version: ClassVar[str] = "vit-l-14-openai.1"
     needs_prompt: ClassVar[bool] = True
     higher_is_better: ClassVar[bool] = True
+    reduced_precision: ClassVar[bool] = True
     description: ClassVar[str] = (
         "CLIP score: 100 * max(cos(image, text), 0) with open_clip ViT-L/14 (OpenAI weights)"
     )

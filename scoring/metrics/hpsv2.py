@@ -131,6 +131,7 @@ class HPSv2(Metric):
     version: ClassVar[str] = "v2.1"
     needs_prompt: ClassVar[bool] = True
     higher_is_better: ClassVar[bool] = True
+    reduced_precision: ClassVar[bool] = True
     description: ClassVar[str] = (
         "HPSv2.1 human preference score: cos(image, text) of open_clip ViT-H-14 fine-tuned "
         "on HPDv2; image padded to square, not cropped (stored raw, ×100 in tables)."

@@ -78,6 +78,7 @@ class PickScore(Metric):
     version: ClassVar[str] = "v1"
     needs_prompt: ClassVar[bool] = True
     higher_is_better: ClassVar[bool] = True
+    reduced_precision: ClassVar[bool] = True
     description: ClassVar[str] = (
         "PickScore_v1: logit_scale.exp() * cos(image, text) of a CLIP-H fine-tuned on "
         "Pick-a-Pic; LAION CLIP-H processor (shortest side 224, centre crop)."

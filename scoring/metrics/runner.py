@@ -7,7 +7,9 @@
    preprocessor in worker processes (``num_workers``; 0 runs them in this process).
    An image that fails to decode or preprocess is reported and skipped; it is not
    written, so the next run tries it again.
-3. Each batch is scored on the device (under fp16/bf16 autocast on CUDA): metrics that
+3. Each batch is scored on the device, each metric in its own precision
+   (``precision_context``: fp16/bf16 autocast on CUDA for the CLIP-based metrics, which
+   then store a version such as ``v2.1+fp16``; autocast off for the rest): metrics that
    share image features (CLIP score and aesthetic: one ViT-L/14 pass) get them from one
    ``features`` call; text embeddings are cached per prompt by the encoder.
 4. The batch's rows (value, and ``details`` when a metric returns them) are committed
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +32,6 @@ from sqlalchemy import and_, select
 
 from arena.storage import db
 from scoring.metrics.base import Metric, collate_inputs, expand_metric_names, get_metric
-from scoring.metrics.openai_clip import autocast, parse_dtype
 from scoring.weights import WeightSources
 
 IMAGE_KEY = "__image__"  # preprocess key of metrics without a preprocessor (PIL image)
@@ -85,10 +86,13 @@ class WorkItem:
     metrics: tuple[str, ...]  # names of the metrics this image still lacks
 
 
-def select_work(store, metrics: Sequence[Metric]) -> tuple[list[WorkItem], dict[str, int]]:
+def select_work(
+    store, metrics: Sequence[Metric], *, image_ids: Collection[int] | None = None
+) -> tuple[list[WorkItem], dict[str, int]]:
     """Images lacking a score per metric (not broken); and per-metric counts skipped for
-    lack of a prompt."""
+    lack of a prompt. ``image_ids`` restricts the work to those images (None: all)."""
     i, p = db.Image, db.Prompt
+    wanted = None if image_ids is None else {int(n) for n in image_ids}
     with store.session() as s:
         rows = s.execute(
             select(i.id, i.sha256, p.text)
@@ -96,6 +100,9 @@ def select_work(store, metrics: Sequence[Metric]) -> tuple[list[WorkItem], dict[
             .where(i.broken.is_(None))
             .order_by(i.id)
         ).all()
+    if wanted is not None:
+        rows = [row for row in rows if row[0] in wanted]
+    with store.session() as s:
         done: dict[str, set[int]] = {}
         for m in metrics:
             done[m.name] = set(
@@ -231,6 +238,21 @@ def _rows(metric, items, values, details) -> list[Row]:
     ]
 
 
+def precision_context(metric: Metric):
+    """Autocast to the metric's own precision (``Metric.precision``, recorded in its version).
+
+    A metric that computes in fp32 runs with autocast off, so no job-wide setting can
+    make its layers half precision; a reduced-precision one runs under fp16/bf16 autocast.
+    """
+    import torch
+
+    device_type = str(getattr(metric, "device", "cpu")).split(":")[0]
+    if metric.precision == "fp32":
+        return torch.autocast(device_type, enabled=False)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[metric.precision]
+    return torch.autocast(device_type, dtype=dtype)
+
+
 def score_batch(batch: Batch, metrics: Sequence[Metric]) -> list[Row]:
     """Every (image, metric) row of a batch; shared features computed once per key."""
     rows: list[Row] = []
@@ -245,15 +267,16 @@ def score_batch(batch: Batch, metrics: Sequence[Metric]) -> list[Row]:
             continue
         items = [batch.items[positions[j]] for j in local]
         prompts = [it.prompt for it in items] if metric.needs_prompt else None
-        if metric.feature_key:
-            if metric.feature_key not in features:
-                features[metric.feature_key] = (positions, metric.features(inputs))
-            feats = features[metric.feature_key][1]
-            sub = feats if len(local) == len(positions) else take(feats, local)
-            values, details = metric.score_features(sub, prompts), None
-        else:
-            sub = inputs if len(local) == len(positions) else take(inputs, local)
-            values, details = metric.score_with_details(sub, prompts)
+        with precision_context(metric):
+            if metric.feature_key:
+                if metric.feature_key not in features:
+                    features[metric.feature_key] = (positions, metric.features(inputs))
+                feats = features[metric.feature_key][1]
+                sub = feats if len(local) == len(positions) else take(feats, local)
+                values, details = metric.score_features(sub, prompts), None
+            else:
+                sub = inputs if len(local) == len(positions) else take(inputs, local)
+                values, details = metric.score_with_details(sub, prompts)
         rows += _rows(metric, items, _check(metric, values, len(items)), details)
     return rows
 
@@ -339,14 +362,16 @@ def run(
     batch_size: int = 32,
     num_workers: int = 0,
     device: str = "cpu",
-    dtype: Any = None,
     progress: bool = True,
     on_batch: Callable[[BatchReport], None] | None = None,
+    *,
+    image_ids: Collection[int] | None = None,
 ) -> RunSummary:
     """Score every image that lacks a score for one of ``metrics``; commit per batch.
 
     ``on_batch`` is called after each batch is committed (progress hooks, tests that
     interrupt a job); an exception it raises stops the job with that batch saved.
+    ``image_ids`` limits the job to those images (None: every image of the workspace).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -356,8 +381,7 @@ def run(
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
-    compute_dtype = parse_dtype(device, dtype)
-    items, no_prompt = select_work(store, metrics)
+    items, no_prompt = select_work(store, metrics, image_ids=image_ids)
     summary = RunSummary(
         metrics=[m.name for m in metrics],
         images_selected=len(items),
@@ -378,7 +402,7 @@ def run(
     bar = tqdm(total=len(items), unit="img", desc="scoring", disable=not progress, smoothing=0.1)
     try:
         for index, batch in enumerate(loader, start=1):
-            with torch.inference_mode(), autocast(device, compute_dtype):
+            with torch.inference_mode():
                 rows = score_batch(batch, metrics)
             write_rows(store, rows)
             for row in rows:
