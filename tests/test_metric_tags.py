@@ -15,6 +15,8 @@ from PIL import Image
 
 from scoring.metrics.base import get_metric
 from scoring.metrics.tags import (
+    CPU,
+    CUDA,
     TAGGER_REPO,
     THRESHOLD,
     TagAccuracy,
@@ -22,6 +24,7 @@ from scoring.metrics.tags import (
     parse_prompt_tags,
     per_model_tag_accuracy,
     prepare_tagger_image,
+    providers_for,
     tag_accuracy,
     tag_hits,
     tag_hits_frame,
@@ -305,6 +308,108 @@ def test_registered(metric):
         metric.score([Image.new("RGB", (4, 4))], [])
 
 
+# -- providers: the device asked for, or a clear error --------------------------------
+
+
+def test_cuda_n_asks_onnxruntime_for_device_n_then_cpu():
+    gpu_build = [CUDA, CPU]
+    assert providers_for("cuda:3", gpu_build) == [(CUDA, {"device_id": 3}), CPU]
+    assert providers_for("cuda", gpu_build) == [(CUDA, {"device_id": 0}), CPU]
+    assert providers_for("cpu", gpu_build) == [CPU]
+    for device in ("mps", "cuda:x", "gpu"):
+        with pytest.raises(ValueError, match="runs on cpu, cuda or cuda:N"):
+            providers_for(device, gpu_build)
+
+
+def test_cuda_with_the_cpu_onnxruntime_build_is_an_error_naming_the_fix(folder):
+    import onnxruntime
+
+    if CUDA in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime is a GPU build")
+    with pytest.raises(ValueError) as err:
+        TagAccuracy.from_pretrained(folder, device="cuda")
+    message = str(err.value)
+    assert "has no CUDAExecutionProvider" in message and "CPUExecutionProvider" in message
+    assert "pip uninstall -y onnxruntime && pip install onnxruntime-gpu" in message
+    assert "arena score --metrics tags --device cpu" in message
+
+
+class ReportedSession:
+    """A real CPU session that reports the providers a GPU build would (no CUDA here)."""
+
+    def __init__(self, real, providers, options):
+        self.real, self.providers, self.options = real, providers, options
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def get_providers(self):
+        return self.providers
+
+    def get_provider_options(self):
+        return self.options
+
+
+@pytest.fixture
+def gpu_build(monkeypatch):
+    """onnxruntime as a GPU build: CUDA available; sessions report what ``reported`` says."""
+    import onnxruntime
+
+    real_session = onnxruntime.InferenceSession
+    state = {"asked": None, "reported": ([CPU], {CPU: {}})}
+
+    def session(path, providers=None, **kwargs):
+        state["asked"] = providers
+        real = real_session(path, providers=[CPU])
+        return ReportedSession(real, *state["reported"])
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    return state
+
+
+def test_a_session_that_fell_back_to_the_cpu_is_an_error(folder, gpu_build):
+    """onnxruntime-gpu whose CUDA libraries fail to load only warns and runs on the CPU."""
+    gpu_build["reported"] = ([CPU], {CPU: {}})
+    with pytest.raises(ValueError, match="did not start CUDAExecutionProvider") as err:
+        TagAccuracy.from_pretrained(folder, device="cuda:2")
+    assert "cuDNN" in str(err.value) and "--device cpu" in str(err.value)
+    assert gpu_build["asked"] == [(CUDA, {"device_id": 2}), CPU]
+
+
+def test_cuda_n_is_checked_and_reported_in_the_details(folder, gpu_build, metric):
+    gpu_build["reported"] = ([CUDA, CPU], {CUDA: {"device_id": "3"}, CPU: {}})
+    on_gpu = TagAccuracy.from_pretrained(folder, device="cuda:3")
+    assert on_gpu.provider == "CUDAExecutionProvider (device_id 3)"
+    assert on_gpu.runtime == "onnxruntime CUDAExecutionProvider (device_id 3)"
+    image = Image.new("RGB", (32, 32), (200, 40, 90))
+    _values, details = on_gpu.score_with_details(on_gpu.prepare([image]), ["1girl, smile"])
+    assert details[0]["provider"] == "CUDAExecutionProvider (device_id 3)"
+
+    gpu_build["reported"] = ([CUDA, CPU], {CUDA: {"device_id": "0"}, CPU: {}})
+    with pytest.raises(ValueError, match="on CUDA device 0, not 3"):
+        TagAccuracy.from_pretrained(folder, device="cuda:3")
+
+
+def test_cpu_runs_on_and_reports_the_cpu_provider(folder, metric, settings, capsys):
+    from arena.cli import main
+    from arena.storage.store import PromptRow, Store
+
+    assert metric.provider == CPU and metric.runtime == f"onnxruntime {CPU}"
+    image = Image.new("RGB", (32, 32), (10, 120, 220))
+    _values, details = metric.score_with_details(metric.prepare([image]), ["solo, smile"])
+    assert details[0]["provider"] == CPU
+
+    store = Store(settings)
+    store.add_prompts([PromptRow("1girl, smile", "0")], "set")
+    model = store.add_model("alpha", "import")
+    store.add_image(model, store.prompt_ids("set")[("set", "0")], store.images.put_image(image))
+    store.close()
+    argv = ["-w", str(settings.workspace_path), "score", "--metrics", "tags", "--device", "cpu"]
+    assert main([*argv, "--weights", f"tags={folder}", "--no-progress"]) == 0
+    assert f"tags ({TagAccuracy.version}; onnxruntime {CPU}) on cpu" in capsys.readouterr().out
+
+
 def test_mismatched_or_broken_files_give_clear_errors(tmp_path):
     write_onnx(tmp_path / "model.onnx", 32, len(TAGS) + 1)
     write_csv(tmp_path / "selected_tags.csv")
@@ -376,6 +481,7 @@ def test_the_scoring_job_stores_values_and_per_tag_details(store, folder):
     )
     assert [r.version for r in rows] == [TagAccuracy.version] * 3
     assert rows[1].value is None and "skipped" in rows[1].details
+    assert [r.details["provider"] for r in rows] == [CPU] * 3
     for row, value, detail in zip(rows, want, want_details, strict=True):
         if row.value is not None:
             assert row.value == pytest.approx(value, abs=1e-12)

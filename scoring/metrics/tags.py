@@ -5,7 +5,8 @@ What is computed, exactly:
 * Tagger: ``SmilingWolf/wd-v1-4-moat-tagger-v2`` (``model.onnx`` + ``selected_tags.csv``,
   columns ``tag_id,name,category,count``; category 0 general, 4 character, 9 rating)
   run through onnxruntime. Its output is one probability per CSV row (the graph
-  ends in a sigmoid).
+  ends in a sigmoid). ``cuda:N`` runs on CUDA device N or fails with the fix (a CPU
+  onnxruntime build, or CUDA libraries that did not load); never silently on the CPU.
 * Image preprocessing (facts from the SmilingWolf tagger space): alpha composited
   on an opaque white canvas, padded centred to a square with white (left/top get
   ``pad // 2``), resized with PIL bicubic to the model's input size (read from the
@@ -275,13 +276,83 @@ def prepare_tagger_image(image: PILImage.Image, size: int) -> np.ndarray:
 # -- the metric --------------------------------------------------------------------------
 
 
-def _providers(device: str) -> list[str]:
-    import onnxruntime
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+GPU_FIX = (
+    "on a GPU machine replace the CPU build with the GPU one, built for your CUDA major "
+    "version: `pip uninstall -y onnxruntime && pip install onnxruntime-gpu` (docs/metrics.md, "
+    '"The tagger on a GPU"); or score tags on the CPU on their own: '
+    "`arena score --metrics tags --device cpu`"
+)
 
-    available = onnxruntime.get_available_providers()
-    if str(device).startswith("cuda") and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+
+def _cuda_index(device: str) -> int | None:
+    """N of ``cuda:N`` (0 for ``cuda``), None for ``cpu``; other devices are refused."""
+    device = str(device)
+    if device == "cpu":
+        return None
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(
+            f"metric 'tags': device {device!r}: the onnxruntime tagger runs on cpu, cuda or cuda:N."
+        )
+    return int(index or 0)
+
+
+def providers_for(device: str, available: Sequence[str] | None = None) -> list[Any]:
+    """onnxruntime providers that run the tagger on ``device``, in order of preference.
+
+    ``cuda:N`` must name device N (onnxruntime's CUDA provider takes device 0 unless
+    told). CPU follows CUDA only as the home of operators CUDA lacks; whether CUDA was
+    really taken is checked on the session (``session_provider``). A CPU-only
+    onnxruntime on ``cuda`` is an error, not a silent CPU run. ``available`` defaults
+    to ``onnxruntime.get_available_providers()``.
+    """
+    index = _cuda_index(device)
+    if index is None:
+        return [CPU]
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    if CUDA not in available:
+        raise ValueError(
+            f"metric 'tags' on {device}: the installed onnxruntime has no {CUDA} (it offers "
+            f"{', '.join(available)}), so the tagger would run on the CPU; {GPU_FIX}."
+        )
+    return [(CUDA, {"device_id": index}), CPU]
+
+
+def session_provider(session: Any, device: str) -> str:
+    """The provider running ``session``, e.g. ``CUDAExecutionProvider (device_id 3)``.
+
+    onnxruntime-gpu drops CUDA with only a logged warning when its CUDA or cuDNN
+    libraries fail to load, and runs on the CPU; that is an error here.
+    """
+    index = _cuda_index(device)
+    used = list(session.get_providers())
+    if index is None:
+        return used[0] if used else CPU
+    if not used or used[0] != CUDA:
+        import sys
+
+        torch = sys.modules.get("torch")
+        cuda = getattr(getattr(torch, "version", None), "cuda", None)
+        hint = f"; this torch is built for CUDA {cuda}" if cuda else ""
+        raise ValueError(
+            f"metric 'tags' on {device}: onnxruntime did not start {CUDA} and would run on "
+            f"{', '.join(used) or 'nothing'}: its CUDA or cuDNN libraries failed to load (its "
+            "warning above names the one), usually because onnxruntime-gpu was built for "
+            f"another CUDA or cuDNN major version{hint}. Install the onnxruntime-gpu build "
+            'for your CUDA (docs/metrics.md, "The tagger on a GPU"), or score tags with '
+            "--device cpu."
+        )
+    got = session.get_provider_options().get(CUDA, {}).get("device_id")
+    if got is not None and int(got) != index:
+        raise ValueError(
+            f"metric 'tags' on {device}: onnxruntime runs the tagger on CUDA device {got}, "
+            f"not {index}."
+        )
+    return f"{CUDA} (device_id {index})"
 
 
 @register_metric
@@ -304,6 +375,10 @@ class TagAccuracy(Metric):
         self.session = session
         self.table = table
         self.device = device
+        # The provider really running the tagger (checked against ``device``): `arena
+        # score` prints it and every row's details carry it.
+        self.provider = session_provider(session, device)
+        self.runtime = f"onnxruntime {self.provider}"
         self.size, self._batch_dim = self._check_io(session, table)
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
@@ -347,15 +422,14 @@ class TagAccuracy(Metric):
 
     @classmethod
     def load(cls, request: LoadRequest) -> TagAccuracy:
-        """Load the ONNX tagger (fp32 whatever ``dtype``; CUDA provider on ``cuda``)."""
+        """Load the ONNX tagger (fp32 whatever ``dtype``; CUDA device N on ``cuda:N``)."""
         import onnxruntime
 
+        providers = providers_for(request.device)  # before the files: a wrong build fails fast
         model_path, tags_path = cls.resolve_files(request.weights, request.sources)
         table = load_tag_table(tags_path)
         try:
-            session = onnxruntime.InferenceSession(
-                str(model_path), providers=_providers(request.device)
-            )
+            session = onnxruntime.InferenceSession(str(model_path), providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ValueError(
                 f"metric 'tags': {model_path} is not a loadable ONNX model: "
@@ -393,6 +467,7 @@ class TagAccuracy(Metric):
             values[row] = tag_accuracy(hits)
             detail: dict[str, Any] = {
                 "threshold": self.threshold,
+                "provider": self.provider,
                 "n_prompt_tags": n_parsed,
                 "n_countable": len(known),
                 "n_found": int(hits.sum()),
