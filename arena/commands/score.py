@@ -77,21 +77,37 @@ def parse_weights(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _device(requested: str, dtype: str | None = None) -> str:
+def _device(requested: str, dtype: str | None = None, ranks=None) -> str:
     """The device to run on ("auto": cuda when available), checked before any weights load
-    (:func:`scoring.devices.check_device`: the GPU exists, bf16 where asked is supported)."""
+    (:func:`scoring.devices.check_device`: the GPU exists, bf16 where asked is supported).
+    Under a launcher (``ranks``) ``cuda`` is this rank's GPU, ``cuda:LOCAL_RANK``."""
     import torch
 
     from arena.cli import CommandError
     from scoring.devices import check_device
+    from scoring.sharding import ShardingError
 
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "mps" or not (requested == "cpu" or requested.startswith("cuda")):
         raise CommandError(f"--device {requested!r}: expected cpu, cuda, cuda:N or auto.")
     try:
+        if ranks is not None:
+            requested = ranks.device(requested)
         return check_device(requested, dtype)
-    except ValueError as exc:
+    except (ValueError, ShardingError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def start_ranks(store):
+    """This process's ranks under torchrun / accelerate launch (one rank without), with
+    the database checked for them (:func:`scoring.sharding.start`)."""
+    from arena.cli import CommandError
+    from scoring.sharding import ShardingError, start
+
+    try:
+        return start(store.engine.dialect.name)
+    except ShardingError as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -113,11 +129,12 @@ def cmd_score(args) -> int:
     weights = parse_weights(args.weights)
 
     from scoring.metrics.openai_clip import parse_dtype
-    from scoring.metrics.runner import build_metrics, run
+    from scoring.metrics.runner import build_metrics, merge_summaries, run
     from scoring.weights import WeightSources
 
     dtype = None if args.dtype == "auto" else args.dtype
-    device = _device(args.device, dtype)
+    ranks = start_ranks(store)
+    device = _device(args.device, dtype, ranks)
     try:
         parse_dtype(device, dtype)
         metrics = build_metrics(
@@ -128,17 +145,28 @@ def cmd_score(args) -> int:
     except ValueError as exc:  # unreadable weights, dtype/device mismatch
         raise CommandError(str(exc)) from None
     described = [f"{m.name} ({'; '.join(filter(None, (m.version, m.runtime)))})" for m in metrics]
-    print(
-        f"scoring with {', '.join(described)} on {device}, batch {batch_size}, {workers} worker(s)"
-    )
-    summary = run(
-        store,
-        metrics,
-        batch_size=batch_size,
-        num_workers=workers,
-        device=device,
-        progress=not args.no_progress,
-    )
+    where = f"{device} ({ranks.world} ranks)" if ranks.world > 1 else device
+    if ranks.is_main:
+        print(
+            f"scoring with {', '.join(described)} on {where}, batch {batch_size}, "
+            f"{workers} worker(s)"
+        )
+    try:
+        part = run(
+            store,
+            metrics,
+            batch_size=batch_size,
+            num_workers=workers,
+            device=device,
+            progress=not args.no_progress,
+            ranks=ranks,
+        )
+        parts = ranks.gather(part)
+    finally:
+        ranks.close()
+    if parts is None:  # not rank 0: rank 0 prints the summary of all ranks
+        return 0
+    summary = merge_summaries(parts)
     if summary.images_selected == 0:
         print("nothing to do: every image already has these scores.")
     else:

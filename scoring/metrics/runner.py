@@ -32,6 +32,7 @@ from sqlalchemy import and_, select
 
 from arena.storage import db
 from scoring.metrics.base import Metric, collate_inputs, expand_metric_names, get_metric
+from scoring.sharding import Ranks, TotalBar, bar_label
 from scoring.weights import WeightSources
 
 IMAGE_KEY = "__image__"  # preprocess key of metrics without a preprocessor (PIL image)
@@ -366,12 +367,16 @@ def run(
     on_batch: Callable[[BatchReport], None] | None = None,
     *,
     image_ids: Collection[int] | None = None,
+    ranks: Ranks | None = None,
 ) -> RunSummary:
     """Score every image that lacks a score for one of ``metrics``; commit per batch.
 
     ``on_batch`` is called after each batch is committed (progress hooks, tests that
     interrupt a job); an exception it raises stops the job with that batch saved.
     ``image_ids`` limits the job to those images (None: every image of the workspace).
+    Under a launcher (``ranks``, ``scoring.sharding``) the pending images are cut into
+    the batches a single process would make and this rank scores every N-th batch; the
+    summary is this rank's (``merge_summaries`` adds the ranks up).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -381,7 +386,18 @@ def run(
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
+    ranks = ranks or Ranks()
+    ranks.barrier()  # nothing of an earlier stage is still being written
     items, no_prompt = select_work(store, metrics, image_ids=image_ids)
+    total = TotalBar(
+        ranks,
+        sum(len(it.metrics) for it in items),
+        lambda: _count_rows(store, metrics),
+        "scores",
+        enabled=progress,
+    )
+    ranks.barrier()  # every rank has listed the same pending work before any writes
+    items = [it for part in ranks.deal(_cut(items, batch_size)) for it in part]
     summary = RunSummary(
         metrics=[m.name for m in metrics],
         images_selected=len(items),
@@ -389,6 +405,7 @@ def run(
         no_prompt=no_prompt,
     )
     if not items:
+        total.close()
         return summary
     loader = DataLoader(
         ImageDataset(items, metrics),
@@ -399,7 +416,14 @@ def run(
         pin_memory=str(device).startswith("cuda"),
     )
     start = time.perf_counter()
-    bar = tqdm(total=len(items), unit="img", desc="scoring", disable=not progress, smoothing=0.1)
+    bar = tqdm(
+        total=len(items),
+        unit="img",
+        desc=bar_label(ranks, "scoring"),
+        disable=not progress,
+        smoothing=0.1,
+        position=ranks.local_rank,
+    )
     try:
         for index, batch in enumerate(loader, start=1):
             with torch.inference_mode():
@@ -414,9 +438,40 @@ def run(
             summary.batches = index
             summary.seconds = time.perf_counter() - start
             bar.update(len(batch.items) + len(batch.failed))
+            total.refresh()
             if on_batch is not None:
                 on_batch(BatchReport(index, len(batch.items), len(rows), failed))
     finally:
         bar.close()
+        total.close()
         summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _cut(items: Sequence[WorkItem], size: int) -> list[list[WorkItem]]:
+    """The batches a single process's DataLoader makes of ``items``."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _count_rows(store, metrics: Sequence[Metric]) -> int:
+    """Score rows stored for these metrics' versions (the all-ranks progress bar)."""
+    from sqlalchemy import func, or_
+
+    wanted = or_(*(and_(db.Score.metric == m.name, db.Score.version == m.version) for m in metrics))
+    with store.session() as s:
+        return int(s.scalar(select(func.count(db.Score.id)).where(wanted)) or 0)
+
+
+def merge_summaries(parts: Sequence[RunSummary]) -> RunSummary:
+    """One summary for the ranks of a sharded run, equal to a single process's."""
+    first = parts[0]
+    out = RunSummary(metrics=list(first.metrics), no_prompt=dict(first.no_prompt))
+    for part in parts:
+        out.images_selected += part.images_selected
+        for name, n in part.rows_written.items():
+            out.rows_written[name] = out.rows_written.get(name, 0) + n
+        out.failed += part.failed
+        out.batches += part.batches
+        out.seconds = max(out.seconds, part.seconds)
+    out.failed.sort()
+    return out
