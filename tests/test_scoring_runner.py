@@ -92,6 +92,19 @@ def test_interrupted_job_resumes_without_duplicates_or_losses(store):
     assert run(store, metrics, batch_size=3, progress=False).images_selected == 0
 
 
+def test_image_ids_limit_the_job_to_those_images(store):
+    """``image_ids`` (what `arena distribution` passes for the Anomaly Score) schedules
+    only those images; None schedules all; a later unrestricted run does the rest."""
+    ids = fill(store, n=6)
+    metrics = build_metrics(["classical"])
+    summary = run(store, metrics, batch_size=4, progress=False, image_ids={ids[1], ids[4]})
+    assert summary.images_selected == 2
+    assert {i for i, *_ in score_rows(store)} == {ids[1], ids[4]}
+    assert run(store, metrics, progress=False, image_ids=[]).images_selected == 0
+    assert run(store, metrics, progress=False).images_selected == 4
+    assert {i for i, *_ in score_rows(store)} == set(ids)
+
+
 def test_corrupt_image_is_reported_and_skipped(store):
     ids = fill(store, n=6)
     with store.session() as s:

@@ -177,7 +177,16 @@ def run(
         if any(EXTRACTOR_FOR.get(m) == name and m != "diversity" for m in metrics)
     }
     anomaly, anomaly_key = _anomaly_points(
-        store, metrics, weights, sources, device, batch_size, num_workers, progress, loaded
+        store,
+        metrics,
+        weights,
+        sources,
+        device,
+        batch_size,
+        num_workers,
+        progress,
+        loaded,
+        image_ids=[*ref_rows.image_id, *pool.image_id],
     )
     model_ids = {name: store.model_id(name) for name in sorted(set(pool.model))}
     kid_cache: dict = {}
@@ -243,11 +252,13 @@ def _one(metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subset
 
 
 def _anomaly_points(
-    store, metrics, weights, sources, device, batch_size, num_workers, progress, loaded
+    store, metrics, weights, sources, device, batch_size, num_workers, progress, loaded, image_ids
 ):
-    """(image id -> (complexity, vulnerability), the DINOv2 key), scoring missing images
-    with the runner. The DINOv2 already loaded for FD-DINO (or passed in) is reused
-    unless ``anomaly`` weights of their own are given."""
+    """(image id -> (complexity, vulnerability), the DINOv2 key), scoring the missing ones
+    of ``image_ids`` (the reference set's and the compared models' images: ~40 DINOv2
+    passes each, so never the rest of the workspace) with the runner. The DINOv2 already
+    loaded for FD-DINO (or passed in) is reused unless ``anomaly`` weights of their own
+    are given."""
     if "as" not in metrics:
         return {}, ""
     from sqlalchemy import select
@@ -270,8 +281,8 @@ def _anomaly_points(
         batch_size=batch_size,
         num_workers=num_workers,
         device=device,
-        dtype="fp32",
         progress=progress,
+        image_ids=image_ids,
     )
     with store.session() as s:
         rows = s.execute(
