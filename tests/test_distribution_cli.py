@@ -181,3 +181,28 @@ def test_kid_fid_and_anomaly_through_the_job(workspace, weights_dir):
     asked = set(images.image_id[images.model.isin(["dull", "real"])])
     scores = store.scores_frame(["anomaly"])
     assert len(asked) == 8 and set(scores.image_id) == asked and len(scores) == 8
+
+
+def test_inception_batches_a_mixed_size_set_by_size(store, weights_dir):
+    """Inception takes each image at its own size. Two sizes interleaved, batches of 3:
+    in id order every batch mixes both (two forward passes each); ordered by size, each
+    batch is one shape. Features and their order are those of one image at a time."""
+    rng = np.random.default_rng(7)
+    mid = store.add_model("mixed", "import")
+    ids, images = [], []
+    for k in range(12):
+        h, w = (40, 56) if k % 2 else (48, 32)
+        images.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+        ids.append(store.add_image(mid, None, store.images.put_image(images[-1]), seed=k))
+    path = weights_dir / "toshas" / "torch-fidelity" / InceptionExtractor.weight_file.filename
+    by_size = InceptionExtractor.load(path)
+    feats = cached_features(store, by_size, ids, batch_size=3)
+    assert by_size.calls == 4 and by_size.passes == 4  # 2 sizes x ceil(6 / 3)
+    in_id_order = InceptionExtractor.load(path).tagged("unsorted")  # its own cache rows
+    in_id_order.own_size = False
+    unsorted = cached_features(store, in_id_order, ids, batch_size=3)
+    assert in_id_order.calls == 4 and in_id_order.passes == 8  # what it cost before
+    one_by_one = np.concatenate([by_size.features_of([img]) for img in images])
+    np.testing.assert_allclose(feats, one_by_one, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats, unsorted, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(cached_features(store, by_size, ids[::-1]), feats[::-1])

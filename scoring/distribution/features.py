@@ -70,14 +70,16 @@ def fingerprint(path: Path) -> str:
 class Extractor:
     """A loaded feature network: picklable preprocessing plus a batched ``extract``.
 
-    ``calls`` and ``images`` count real work done (batches and images through the
-    network); the cache tests and the benchmark read them.
+    ``calls``, ``passes`` and ``images`` count real work done (batches, forward passes
+    and images through the network); the cache tests and the benchmark read them.
     """
 
     name: ClassVar[str]
     version: ClassVar[str]
     weight_file: ClassVar[WeightFile]
     description: ClassVar[str] = ""
+    # Takes each image at its own size (a pass per shape): the cache sorts by size.
+    own_size: ClassVar[bool] = False
 
     def __init__(self, model: Any, weights_path: Path, device: str, dim: int):
         self.model = model
@@ -86,6 +88,7 @@ class Extractor:
         self.key = f"{self.name}@{self.version}#{fingerprint(weights_path)}"
         self.tag = ""
         self.calls = 0
+        self.passes = 0
         self.images = 0
 
     def tagged(self, tag: str) -> Extractor:
@@ -131,6 +134,7 @@ class Extractor:
     def extract_tensor(self, batch) -> np.ndarray:
         import torch
 
+        self.passes += 1
         self.images += len(batch)
         with torch.inference_mode():
             feats = self._forward(batch.to(self.device))
@@ -188,6 +192,7 @@ class InceptionExtractor(Extractor):
     version: ClassVar[str] = "tf-2015-12-05-pool3.1"
     weight_file: ClassVar[WeightFile] = INCEPTION
     description: ClassVar[str] = "Inception-v3 pool3 (2048-d), torch-fidelity, for KID/FID"
+    own_size: ClassVar[bool] = True
 
     @classmethod
     def load(
@@ -426,9 +431,11 @@ def cached_features(
 
     Missing images are decoded and preprocessed by the scoring runner's DataLoader
     dataset (worker processes when ``num_workers > 0``), extracted in batches and
-    committed per batch, so an interrupted run keeps what it finished. An image that
-    cannot be decoded raises an error naming it (a distribution over a silently
-    shrunken set would be wrong).
+    committed per batch, so an interrupted run keeps what it finished. Inception
+    (``own_size``) gets them by (height, width), so a batch is mostly one shape: one
+    forward pass per batch, not per image; the result keeps ``image_ids``' order. An
+    image that cannot be decoded raises an error naming it (a distribution over a
+    silently shrunken set would be wrong).
     """
     from sqlalchemy import select
 
@@ -439,14 +446,15 @@ def cached_features(
     missing = [i for i in ids if i not in have]
     if missing:
         with store.session() as s:
-            sha = dict(
-                s.execute(select(db.Image.id, db.Image.sha256).where(db.Image.id.in_(missing)))
-                .tuples()
-                .all()
-            )
+            columns = (db.Image.id, db.Image.sha256, db.Image.height, db.Image.width)
+            found = s.execute(select(*columns).where(db.Image.id.in_(missing))).all()
+        sha = {i: digest for i, digest, _h, _w in found}
         unknown = [i for i in missing if i not in sha]
         if unknown:
             raise ValueError(f"image ids {unknown[:10]} are not in the workspace.")
+        if extractor.own_size:  # stable: equal sizes keep the caller's order
+            size = {i: (h, w) for i, _d, h, w in found}
+            missing.sort(key=size.__getitem__)
         _extract_missing(store, extractor, missing, sha, batch_size, num_workers, progress, have)
     if not ids:
         return np.zeros((0, extractor.dim), dtype=np.float32)
