@@ -58,8 +58,19 @@ def register(sub) -> None:
         choices=("auto", "fp16", "bf16", "fp32"),
         help="auto: fp16 on a GPU, fp32 on the CPU",
     )
-    p.add_argument("--attention-slicing", action="store_true", help="less memory, a bit slower")
+    p.add_argument(
+        "--attention-slicing",
+        action="store_true",
+        help="less memory, slower: replaces torch 2's fused attention; only if memory runs out",
+    )
     p.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
+    p.add_argument(
+        "--vae-fp32",
+        action="store_true",
+        help="decode every image with the VAE in fp32 while the UNet runs in fp16/bf16 "
+        "(SD1.x/NAI anime VAEs overflow in fp16); part of the settings hash. Without it, "
+        "an image that comes out NaN is decoded again in fp32",
+    )
     p.add_argument(
         "--max-batches",
         type=int,
@@ -121,6 +132,7 @@ def cmd_generate(args) -> int:
             negative=args.negative,
             base_seed=args.base_seed,
             dtype=dtype,
+            vae_fp32=args.vae_fp32,
         )
         summaries = run_generation(
             store,

@@ -8,6 +8,9 @@ Decisions (also in the docs, "Generating images"; the seeds are explained in
   or memory. Already stored images are skipped; each batch is committed on its own,
   so a killed run loses at most the batch in flight. Raising ``--seeds`` later adds
   only the new seeds.
+- **VAE overflow.** An image whose fp16/bf16 VAE decode came out NaN is decoded again
+  in fp32 from the same latents (``pipeline.guarded_decode``), recorded per image as
+  ``params.vae_retry = "fp32"`` and counted; ``--vae-fp32`` decodes every image in fp32.
 - **One model in memory at a time**: each is loaded (``pipeline``), run over the
   prompt set and released before the next.
 """
@@ -23,7 +26,12 @@ import numpy as np
 
 from arena.intake.checkpoints import CheckpointError, ModelSource, check_source
 from scoring.generation.checks import broken_reason, to_uint8, truncated_prompts, uses_weighting
-from scoring.generation.pipeline import load_pipeline, quiet_libraries, release_memory
+from scoring.generation.pipeline import (
+    guarded_decode,
+    load_pipeline,
+    quiet_libraries,
+    release_memory,
+)
 from scoring.generation.plan import Job, call_layout, make_batches, plan_jobs
 from scoring.generation.settings import GenerationError, GenerationSettings
 
@@ -40,6 +48,7 @@ class ModelSummary:
     duplicates: int = 0
     truncated_prompts: int = 0
     weighted_prompts: int = 0
+    vae_retries: int = 0
     seconds: float = 0.0
     stopped_early: bool = False
 
@@ -48,13 +57,26 @@ class ModelSummary:
         return self.generated / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass
+class BatchOutput:
+    """Float images (n, H, W, 3) in batch order, and which were decoded again in fp32."""
+
+    images: np.ndarray
+    vae_retried: list[bool]
+
+
 def run_batch(pipe, batch: Sequence[Job], settings: GenerationSettings) -> np.ndarray:
     """One pipeline call for ``batch``; returns float images (n, H, W, 3) in batch order."""
+    return generate_batch(pipe, batch, settings).images
+
+
+def generate_batch(pipe, batch: Sequence[Job], settings: GenerationSettings) -> BatchOutput:
+    """``run_batch`` with the record of VAE retries (``pipeline.guarded_decode``)."""
     import torch
 
     prompts, per_prompt = call_layout(batch)
     generators = [torch.Generator("cpu").manual_seed(job.seed) for job in batch]
-    with torch.inference_mode():
+    with torch.inference_mode(), guarded_decode(pipe) as record:
         out = pipe(
             prompt=prompts,
             negative_prompt=[settings.negative] * len(prompts) if settings.negative else None,
@@ -69,7 +91,10 @@ def run_batch(pipe, batch: Sequence[Job], settings: GenerationSettings) -> np.nd
     images = np.asarray(out.images, dtype=np.float32)
     if images.shape[0] != len(batch):
         raise RuntimeError(f"pipeline returned {images.shape[0]} images for {len(batch)} jobs")
-    return images
+    retried = record.retried
+    if len(retried) != len(batch):  # decoded in pieces we cannot map: flag all or none
+        retried = [any(retried)] * len(batch)
+    return BatchOutput(images, retried)
 
 
 def existing_keys(store, model_id: int, settings_hash: str) -> set[tuple[int, int]]:
@@ -145,9 +170,9 @@ def generate_model(
                 summary.stopped_early = True
                 break
             start = time.perf_counter()
-            images = run_batch(pipe, batch, settings)
+            output = generate_batch(pipe, batch, settings)
             _store_batch(
-                store, model_id, settings, settings_hash, batch, images, truncated, extra, summary
+                store, model_id, settings, settings_hash, batch, output, truncated, extra, summary
             )
             summary.seconds += time.perf_counter() - start
             bar.update(len(batch))
@@ -159,15 +184,19 @@ def generate_model(
 
 
 def _store_batch(
-    store, model_id, settings, settings_hash, batch, images, truncated, extra, summary
+    store, model_id, settings, settings_hash, batch, output, truncated, extra, summary
 ) -> None:
     from PIL import Image as PILImage
 
     with store.session() as s:
-        for job, raw in zip(batch, images, strict=True):
+        for job, raw, retried in zip(batch, output.images, output.vae_retried, strict=True):
             reason = broken_reason(raw)
             stored = store.images.put_image(PILImage.fromarray(to_uint8(raw), "RGB"))
-            params = image_params(settings, job, {**extra, "truncated": job.text in truncated})
+            more = {"truncated": job.text in truncated}
+            if retried:
+                more["vae_retry"] = "fp32"
+                summary.vae_retries += 1
+            params = image_params(settings, job, {**extra, **more})
             image_id = store.add_image(
                 model_id,
                 job.prompt_id,
@@ -317,6 +346,7 @@ def _run_models(
             scheduler=settings.scheduler,
             attention_slicing=attention_slicing,
             vae_tiling=vae_tiling,
+            vae_fp32=settings.vae_fp32,
         )
         info = {
             "device": device,
@@ -369,6 +399,11 @@ def format_summary(summaries: Sequence[ModelSummary]) -> str:
             notes.append(
                 f"{s.model}: {s.duplicates} outputs had exactly the pixels of an image the "
                 "model already has; not recorded again"
+            )
+        if s.vae_retries:
+            notes.append(
+                f"{s.model}: {s.vae_retries} images came out NaN from the fp16/bf16 VAE and "
+                "were decoded again in fp32 (params.vae_retry); --vae-fp32 decodes all so"
             )
         if s.stopped_early:
             notes.append(f"{s.model}: stopped after --max-batches; run again to continue")

@@ -1,13 +1,37 @@
 """Loading a diffusers text-to-image pipeline: device, dtype, scheduler, single files.
 
 One pipeline is in memory at a time (``release_memory`` after each model). The
-safety checker is off: the arena shows raters what the model made.
+safety checker is off: the arena shows raters what the model made. VAE slicing is
+always on: a batch decodes one image at a time (an SDXL batch of 8 at 1024x1024 would
+otherwise hold every image's decoder activations at once); it changes memory, not
+pixels.
+
+**The VAE in fp16.** SD1.x VAEs -- above all the NAI-derived ones anime checkpoints
+ship -- overflow in fp16: activations pass 65504, become inf, the next GroupNorm turns
+every pixel NaN and the image is black. ``guarded_decode`` wraps the pipeline's own
+``vae.decode`` for one call and does two things:
+
+- with ``vae_fp32`` (``--vae-fp32``) the VAE was loaded into fp32 while the UNet runs
+  in fp16/bf16; the wrapper casts the latents to fp32, so every image decodes in fp32
+  (A1111's ``--no-half-vae``);
+- otherwise an image whose reduced-precision decode holds NaN/inf is decoded once more,
+  from the same latents, with the VAE upcast to fp32 for that decode (weights round-trip
+  fp16 -> fp32 -> fp16 exactly), its output rounded to the batch's dtype like every other
+  image's, and the call's ``DecodeRecord`` says which images.
+
+Wrapping ``decode`` rather than decoding ``output_type="latent"`` here keeps the
+pipeline's own un-scaling (scaling/shift factor, latents mean/std), SDXL's
+``force_upcast`` (diffusers upcasts such a VAE itself, so its decode is already fp32),
+watermark and ``image_processor.postprocess`` -- for every pipeline class, with no
+second copy per architecture. The retry is per image, not per batch: the other images
+keep their own decode, so an image's pixels do not depend on its batch-mates.
 """
 
 from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from arena.intake.checkpoints import ModelSource
@@ -168,8 +192,13 @@ def load_pipeline(
     scheduler: str = "default",
     attention_slicing: bool = False,
     vae_tiling: bool = False,
+    vae_fp32: bool = False,
 ):
-    """Load a text-to-image pipeline, safety checker off, on ``device`` in ``dtype``."""
+    """Load a text-to-image pipeline, safety checker off, on ``device`` in ``dtype``.
+
+    ``vae_fp32``: the VAE is moved to fp32 after loading (run the pipeline through
+    ``guarded_decode``, which casts the latents to it). VAE slicing is always on.
+    """
     from diffusers import AutoPipelineForText2Image
 
     local_only = not allow_network
@@ -199,12 +228,89 @@ def load_pipeline(
         pipe.safety_checker = None
     apply_scheduler(pipe, scheduler)
     pipe = pipe.to(device)
-    if attention_slicing:
+    if attention_slicing:  # replaces torch 2's fused SDPA attention: for memory only
         pipe.enable_attention_slicing()
-    if vae_tiling and hasattr(pipe, "vae"):
-        pipe.vae.enable_tiling()
+    vae = getattr(pipe, "vae", None)
+    if vae is not None:
+        if vae_fp32:
+            import torch
+
+            vae.to(torch.float32)
+        if hasattr(vae, "enable_slicing"):
+            vae.enable_slicing()
+        if vae_tiling:
+            vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# -- decoding ------------------------------------------------------------------------------
+@dataclass
+class DecodeRecord:
+    """What ``guarded_decode`` saw: per decoded image, in order, whether it was retried."""
+
+    retried: list[bool] = field(default_factory=list)
+
+
+def _decoded(out):
+    """The image tensor of a ``vae.decode`` result (tuple, DecoderOutput or tensor)."""
+    if isinstance(out, tuple):
+        return out[0]
+    return getattr(out, "sample", out)
+
+
+def _with_decoded(out, sample):
+    if isinstance(out, tuple):
+        return (sample, *out[1:])
+    if hasattr(out, "sample"):
+        return type(out)(sample=sample)
+    return sample
+
+
+@contextmanager
+def guarded_decode(pipe):
+    """Wrap ``pipe.vae.decode`` for one pipeline call (see the module docstring)."""
+    import torch
+
+    vae = getattr(pipe, "vae", None)
+    record = DecodeRecord()
+    if vae is None or not hasattr(vae, "decode"):
+        yield record
+        return
+    own = "decode" in vars(vae)
+    original = vae.decode
+
+    def decode(z, *args, **kwargs):
+        dtype = vae.dtype
+        out = original(z.to(dtype), *args, **kwargs)
+        sample = _decoded(out)
+        if dtype == torch.float32:
+            record.retried += [False] * len(sample)
+            return out
+        bad = ~torch.isfinite(sample.flatten(1)).all(dim=1)
+        record.retried += bad.tolist()
+        if not bool(bad.any()):
+            return out
+        rows = bad.nonzero().flatten()
+        with torch.inference_mode(False):  # the weights stay ordinary tensors, not
+            vae.to(torch.float32)  # inference ones that later autograd or moves refuse
+        try:
+            again = _decoded(original(z[rows].to(torch.float32), *args, **kwargs))
+        finally:
+            with torch.inference_mode(False):
+                vae.to(dtype)
+        sample = sample.clone()
+        sample[rows] = again.to(sample.dtype)  # the batch's dtype: the post-processing of
+        return _with_decoded(out, sample)  # the other images must not change with it
+
+    vae.decode = decode
+    try:
+        yield record
+    finally:
+        if own:
+            vae.decode = original
+        else:
+            del vae.decode
 
 
 def release_memory(device: str) -> None:

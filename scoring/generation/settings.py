@@ -2,9 +2,9 @@
 
 ``GenerationSettings.settings_hash`` identifies the images made with one set of
 settings: it covers size, steps, guidance, scheduler, negative prompt, base seed,
-dtype and the long-prompt policy, never what only changes speed or memory (device,
-batch size, attention slicing, VAE tiling). Plain Python: nothing here imports torch
-or diffusers.
+dtype, the long-prompt policy and an fp32 VAE decode (``vae_fp32``, only when on),
+never what only changes speed or memory (device, batch size, attention slicing, VAE
+slicing and tiling). Plain Python: nothing here imports torch or diffusers.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class GenerationSettings:
     base_seed: int = 0
     dtype: str = "fp32"
     long_prompts: str = LONG_PROMPT_POLICY
+    vae_fp32: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "scheduler", canonical_scheduler(self.scheduler))
@@ -89,7 +90,17 @@ class GenerationSettings:
             raise GenerationError(f"--steps {self.steps}: needs at least 1 denoising step.")
         if self.dtype not in ("fp32", "fp16", "bf16"):
             raise GenerationError(f"dtype {self.dtype!r}: expected fp32, fp16 or bf16.")
+        if self.dtype == "fp32":  # the VAE decodes in fp32 already: the same pixels
+            object.__setattr__(self, "vae_fp32", False)
 
     def settings_hash(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """sha256 of the fields, 32 hex digits.
+
+        ``vae_fp32`` was added after workspaces existed: it enters the hash only when on,
+        so settings without it keep the hash they always had and those workspaces resume.
+        """
+        fields = asdict(self)
+        if not fields["vae_fp32"]:
+            del fields["vae_fp32"]
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
