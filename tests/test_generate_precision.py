@@ -1,5 +1,5 @@
-"""Generation on a GPU, checked on the CPU: the VAE in reduced precision and VAE slicing
-(issue 19).
+"""Generation on a GPU, checked on the CPU: the VAE in reduced precision, VAE slicing, and
+PNG encoding and commits off the pipeline's critical path (issue 19).
 
 fp16 overflow is emulated honestly: the tiny VAE's decoder input convolution is scaled
 by 1e6 (the GroupNorms after it make the image independent of that scale in fp32, as a
@@ -9,6 +9,9 @@ do on a GPU. bf16 on the CPU has fp32's range: without the rounding nothing over
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -21,10 +24,11 @@ from arena.storage.store import PromptRow, Store
 from scoring import _compat  # noqa: F401  (before diffusers imports torchvision)
 from scoring.generation import job as job_module
 from scoring.generation.checks import broken_reason, to_uint8
-from scoring.generation.job import format_summary, generate_batch, run_generation
+from scoring.generation.job import format_summary, generate_batch, generate_model, run_generation
 from scoring.generation.pipeline import load_pipeline, quiet_libraries
 from scoring.generation.plan import plan_jobs
 from scoring.generation.settings import GenerationSettings
+from scoring.generation.writer import BatchWriter
 
 SIZE = 16
 FAST = dict(width=SIZE, height=SIZE, steps=2, cfg=5.0)
@@ -247,3 +251,101 @@ def test_cli_vae_fp32_reaches_the_settings(tmp_path, tiny_dir, capsys):
     assert image.params["vae_fp32"] is True and image.params["dtype"] == "bf16"
     expected = GenerationSettings(16, 16, steps=1, dtype="bf16", vae_fp32=True)
     assert image.settings_hash == expected.settings_hash()
+
+
+# -- writing off the critical path ---------------------------------------------------------
+class FakePipe:
+    """Returns seeded random images at once and notes when each call starts."""
+
+    def __init__(self):
+        self.started = [threading.Event() for _ in range(16)]
+        self.calls = 0
+
+    def __call__(self, prompt, num_images_per_prompt, generator, width, height, **_):
+        self.started[self.calls].set()
+        self.calls += 1
+        images = [
+            np.random.default_rng(g.initial_seed()).random((height, width, 3)) for g in generator
+        ]
+        return type("Out", (), {"images": np.stack(images).astype(np.float32)})()
+
+
+def fake_job(tmp_path, pipe, batches=3, batch_size=2, **kwargs):
+    store = Store.open(tmp_path / "ws")
+    store.add_prompts([PromptRow(f"prompt {i}", f"p{i}") for i in range(batches)], prompt_set="d")
+    model_id = store.add_model("fake", "diffusers", "fake")
+    from scoring.generation.job import load_prompts
+
+    prompts = load_prompts(store, "d")
+    settings = GenerationSettings(**FAST)
+
+    def run():
+        return generate_model(
+            store, model_id, "fake", prompts, settings, pipe,
+            seeds=batch_size, batch_size=batch_size, progress=False, **kwargs,
+        )  # fmt: skip
+
+    return store, run
+
+
+def test_a_batch_is_written_while_the_next_one_generates(tmp_path, monkeypatch):
+    """Writing batch 0 waits until the pipeline has started batch 1: a job that wrote
+    before generating the next batch would wait out the timeout and fail."""
+    pipe = FakePipe()
+    committed = []
+    store, run = fake_job(tmp_path, pipe, on_batch=lambda i, s: committed.append((i, s.generated)))
+    put_image = store.images.put_image
+    overlapped = []
+
+    def slow_put(img, *args, **kwargs):
+        if not overlapped:
+            overlapped.append(pipe.started[1].wait(timeout=10))
+        return put_image(img, *args, **kwargs)
+
+    monkeypatch.setattr(store.images, "put_image", slow_put)
+    summary = run()
+    assert overlapped == [True]
+    assert committed == [(0, 2), (1, 4), (2, 6)]  # on_batch after each commit, in order
+    assert summary.generated == 6 and len(store.images_frame()) == 6
+
+
+def test_an_error_in_the_writer_stops_the_job_on_the_main_thread(tmp_path, monkeypatch):
+    pipe = FakePipe()
+    store, run = fake_job(tmp_path, pipe, batches=6)
+    put_image = store.images.put_image
+    count = [0]
+
+    def failing_put(img, *args, **kwargs):
+        count[0] += 1
+        if count[0] == 3:  # the first image of batch 1
+            raise OSError("disk full")
+        return put_image(img, *args, **kwargs)
+
+    monkeypatch.setattr(store.images, "put_image", failing_put)
+    with pytest.raises(OSError, match="disk full"):
+        run()
+    assert len(store.images_frame()) == 2  # batch 0 committed, batch 1 rolled back
+    assert pipe.calls < 6  # the job stopped instead of generating everything
+
+
+def test_batch_writer_raises_its_error_on_put_and_close():
+    written = []
+
+    def write(item):
+        if item == 1:
+            raise ValueError("bad item 1")
+        time.sleep(0.01)
+        written.append(item)
+
+    writer = BatchWriter(write)
+    with pytest.raises(ValueError, match="bad item 1"):
+        for item in range(100):
+            writer.put(item)
+    with pytest.raises(ValueError, match="bad item 1"):
+        writer.close()
+    assert written == [0]  # nothing after the error is written
+    ok = BatchWriter(written.append, depth=2)
+    for item in range(5):
+        ok.put(item)
+    ok.close()
+    assert written == [0, 0, 1, 2, 3, 4]

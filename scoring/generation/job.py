@@ -6,8 +6,11 @@ Decisions (also in the docs, "Generating images"; the seeds are explained in
 - **Resume.** An image is identified by (model, prompt, seed, settings hash). The
   hash covers what changes the pixels (``settings``), not what only changes speed
   or memory. Already stored images are skipped; each batch is committed on its own,
-  so a killed run loses at most the batch in flight. Raising ``--seeds`` later adds
+  so a killed run loses at most the batches in flight. Raising ``--seeds`` later adds
   only the new seeds.
+- **Writing off the critical path.** Batch k is PNG-encoded and committed on one
+  background thread (``writer``) while batch k+1 generates; ``on_batch`` runs there,
+  after the batch's commit, and its exceptions (or the commit's) stop the job.
 - **VAE overflow.** An image whose fp16/bf16 VAE decode came out NaN is decoded again
   in fp32 from the same latents (``pipeline.guarded_decode``), recorded per image as
   ``params.vae_retry = "fp32"`` and counted; ``--vae-fp32`` decodes every image in fp32.
@@ -34,6 +37,9 @@ from scoring.generation.pipeline import (
 )
 from scoring.generation.plan import Job, call_layout, make_batches, plan_jobs
 from scoring.generation.settings import GenerationError, GenerationSettings
+from scoring.generation.writer import BatchWriter
+
+WRITER_DEPTH = 1  # batches queued for the writer besides the one it writes
 
 
 # -- the job -------------------------------------------------------------------------------
@@ -164,22 +170,34 @@ def generate_model(
     bar = tqdm(
         total=len(pending), unit="img", desc=model_name, disable=not progress, file=sys.stderr
     )
+    start = time.perf_counter()
+
+    def commit(item: tuple[int, Sequence[Job], BatchOutput]) -> None:
+        """On the writer thread: encode, store and commit one batch, then ``on_batch``."""
+        index, batch, output = item
+        _store_batch(
+            store, model_id, settings, settings_hash, batch, output, truncated, extra, summary
+        )
+        summary.seconds = time.perf_counter() - start
+        bar.update(len(batch))
+        if on_batch is not None:
+            on_batch(index, summary)
+
+    writer = BatchWriter(commit, depth=WRITER_DEPTH, name=f"write {model_name}")
     try:
         for index, batch in enumerate(make_batches(pending, batch_size)):
             if max_batches is not None and index >= max_batches:
                 summary.stopped_early = True
                 break
-            start = time.perf_counter()
-            output = generate_batch(pipe, batch, settings)
-            _store_batch(
-                store, model_id, settings, settings_hash, batch, output, truncated, extra, summary
-            )
-            summary.seconds += time.perf_counter() - start
-            bar.update(len(batch))
-            if on_batch is not None:
-                on_batch(index, summary)
+            writer.put((index, batch, generate_batch(pipe, batch, settings)))
+    except BaseException:
+        writer.close(raise_error=False)  # what was generated is still committed
+        raise
+    else:
+        writer.close()
     finally:
         bar.close()
+    summary.seconds = time.perf_counter() - start
     return summary
 
 
