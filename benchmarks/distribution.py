@@ -105,7 +105,7 @@ def build_workspace(root: Path, n: int):
 
 
 def bench_cache(n: int, batch_size: int) -> None:
-    from scoring.distribution.features import cached_features
+    from scoring.distribution.feature_cache import cached_features
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -1,4 +1,4 @@
-"""One check of a requested device and dtype, before any weights load.
+"""Device checks before any weights load, and the precision guards of fp32 computations.
 
 Without it ``--device cuda:7`` on a one-GPU machine, or bf16 on a GPU without bf16
 arithmetic, fails with a raw RuntimeError minutes into a job, after the weights have
@@ -7,6 +7,8 @@ rule itself is tested on any machine) and says what to pass instead.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 
 def check_device(
@@ -75,3 +77,23 @@ def fp32_weights() -> dict:
     # torchvision before the shim of scoring._compat
     new = Version(version("transformers")) >= Version("4.56")
     return {"dtype" if new else "torch_dtype": torch.float32}
+
+
+@contextmanager
+def full_fp32():
+    """No TF32 inside: cuDNN convolutions and CUDA matmuls in true fp32.
+
+    PyTorch lets cuDNN run fp32 convolutions in TF32 (10 mantissa bits) on Ampere and
+    newer GPUs by default, which moves features by ~1e-3 relative: the Anomaly Score's
+    complexity walk drowns in it, and cached features would differ from the CPU's more
+    than fp32 rounding. The flags are process-wide; the jobs compute on one thread.
+    """
+    import torch
+
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -12,12 +12,8 @@ from PIL import Image
 
 from arena.cli import main
 from arena.storage.store import PromptRow
-from scoring.distribution.features import (
-    ClipL336Extractor,
-    DinoExtractor,
-    InceptionExtractor,
-    cached_features,
-)
+from scoring.distribution.feature_cache import cached_features
+from scoring.distribution.features import ClipL336Extractor, DinoExtractor, InceptionExtractor
 from scoring.testing.tiny_extractors import write_all
 
 

@@ -81,3 +81,34 @@ def test_fp32_metrics_run_with_autocast_off_inside_a_reduced_precision_job(store
     with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's job-wide autocast
         run(store, [full], batch_size=4, progress=False)
     assert full.seen and all(enabled is False for enabled, _ in full.seen)
+
+
+# -- features: device in the cache key, TF32 off -----------------------------------------
+class FlagProbe(torch.nn.Module):
+    """Returns a constant feature; records cuDNN's TF32 flag at forward time."""
+
+    def __init__(self):
+        super().__init__()
+        self.flags = []
+
+    def forward(self, pixel_values):
+        self.flags.append(torch.backends.cudnn.allow_tf32)
+        return type("Out", (), {"pooler_output": pixel_values.flatten(1)[:, :4]})()
+
+
+def test_feature_keys_name_the_device_type_and_extraction_runs_without_tf32(tmp_path):
+    from scoring.distribution.features import DinoExtractor
+    from scoring.metrics.anomaly import AnomalyScore
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights")
+    cpu = DinoExtractor(FlagProbe(), weights, "cpu", 4)
+    gpu = DinoExtractor(FlagProbe(), weights, "cuda:1", 4)
+    assert "@cuda" not in cpu.key  # CPU keys as before: existing caches stay valid
+    assert gpu.key == f"{cpu.key}@cuda"  # every GPU index shares one key (ranks)
+    assert AnomalyScore(gpu).version == f"{AnomalyScore.version}@cuda"
+    assert AnomalyScore(cpu).version == AnomalyScore.version
+    assert torch.backends.cudnn.allow_tf32  # PyTorch's default, which GPUs apply to convs
+    out = cpu.extract(torch.rand(2, 3, 8, 8))
+    assert out.shape == (2, 4) and cpu.model.flags == [False]
+    assert torch.backends.cudnn.allow_tf32  # restored

@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 def cmd_distribution(args) -> int:
     from arena.cli import CommandError
-    from arena.commands.score import _device, parse_weights
+    from arena.commands.score import _device, parse_weights, start_ranks
     from arena.commands.workspace import open_store
 
     store = open_store(args)
@@ -65,7 +65,8 @@ def cmd_distribution(args) -> int:
     from scoring.distribution.run import DistributionError, format_results, run
     from scoring.weights import MissingWeightsError, WeightSources
 
-    device = _device(args.device)
+    ranks = start_ranks(store)
+    device = _device(args.device, ranks=ranks)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     try:
         results = run(
@@ -82,10 +83,14 @@ def cmd_distribution(args) -> int:
             kid_subsets=args.kid_subsets,
             kid_subset_size=args.kid_subset_size,
             progress=not args.no_progress,
+            ranks=ranks,
         )
     except (DistributionError, MissingWeightsError) as exc:
         raise CommandError(str(exc)) from None
     except ValueError as exc:  # unreadable weights, undecodable image
         raise CommandError(str(exc)) from None
-    print(format_results(results))
+    finally:
+        ranks.close()
+    if ranks.is_main:  # the numbers are rank 0's; the other ranks extracted features
+        print(format_results(results))
     return 0

@@ -1,4 +1,4 @@
-"""Feature extractors for the model-level metrics, and the feature cache in the database.
+"""Feature extractors for the model-level metrics (cached by ``feature_cache``).
 
 Three extractors, each loaded from local weights resolved by ``scoring/weights.py``:
 
@@ -18,11 +18,11 @@ Three extractors, each loaded from local weights resolved by ``scoring/weights.p
   (bicubic), centre crop 224, ImageNet mean/std; the normalisation is the first step of
   ``forward_pixels`` so that the Anomaly Score can perturb images in [0, 1].
 
-The cache (``features`` table) holds one float32 vector per (image, extractor key);
-the key is ``name@version#fingerprint``, where the fingerprint hashes the weight file's
-size and first and last MiB, so features of different weights never mix.
-``cached_features`` computes only the missing rows (batched, through the scoring
-runner's DataLoader dataset) and commits per batch; a second run extracts nothing.
+The cache (``features`` table, ``feature_cache.py``) holds one float32 vector per
+(image, extractor key); the key is ``name@version#fingerprint``, where the fingerprint
+hashes the weight file's size and first and last MiB, so features of different weights
+never mix, followed by ``@cuda`` for features computed on a GPU (fp32 with TF32 off, but
+other kernels than the CPU's), so CPU and GPU vectors are not mixed in one distance.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class Extractor:
         self.device = device
         self.dim = dim
         self.key = f"{self.name}@{self.version}#{fingerprint(weights_path)}"
+        if str(device).split(":")[0] != "cpu":  # another machine's kernels: kept apart
+            self.key += f"@{str(device).split(':')[0]}"
         self.tag = ""
         self.calls = 0
         self.passes = 0
@@ -136,7 +138,9 @@ class Extractor:
 
         self.passes += 1
         self.images += len(batch)
-        with torch.inference_mode():
+        from scoring.devices import full_fp32
+
+        with torch.inference_mode(), full_fp32():
             feats = self._forward(batch.to(self.device))
         return feats.float().cpu().numpy().astype(np.float32, copy=False)
 
@@ -353,159 +357,3 @@ class DinoExtractor(Extractor):
 EXTRACTORS: dict[str, type[Extractor]] = {
     cls.name: cls for cls in (InceptionExtractor, ClipL336Extractor, DinoExtractor)
 }
-
-
-# -- the cache -------------------------------------------------------------------------
-
-
-def load_cached(store, extractor_key: str, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
-    """Stored vectors of ``image_ids`` under ``extractor_key`` (image id -> float32 vector)."""
-    from sqlalchemy import select
-
-    from arena.storage import db
-
-    found: dict[int, np.ndarray] = {}
-    ids = list(image_ids)
-    with store.session() as s:
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start : start + 5000]
-            rows = s.execute(
-                select(db.Feature.image_id, db.Feature.dim, db.Feature.vector).where(
-                    db.Feature.extractor == extractor_key, db.Feature.image_id.in_(chunk)
-                )
-            )
-            for image_id, dim, blob in rows:
-                vec = np.frombuffer(blob, dtype=np.float32)
-                if vec.shape != (dim,):
-                    continue  # a damaged row: recomputed and replaced
-                found[image_id] = vec
-    return found
-
-
-def write_features(store, extractor_key: str, image_ids: Sequence[int], vectors) -> None:
-    """Insert rows in one transaction, replacing any damaged row and ignoring duplicates."""
-    from sqlalchemy import delete
-
-    from arena.storage import db
-
-    dialect = store.engine.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:  # pragma: no cover
-        from sqlalchemy import insert
-    statement = insert(db.Feature)
-    if dialect in ("sqlite", "postgresql"):
-        statement = statement.on_conflict_do_nothing(index_elements=["image_id", "extractor"])
-    now = db.utcnow()
-    rows = [
-        {
-            "image_id": int(i),
-            "extractor": extractor_key,
-            "dim": int(v.shape[0]),
-            "vector": np.ascontiguousarray(v, dtype=np.float32).tobytes(),
-            "created_at": now,
-        }
-        for i, v in zip(image_ids, vectors, strict=True)
-    ]
-    with store.session() as s:
-        s.execute(
-            delete(db.Feature).where(
-                db.Feature.extractor == extractor_key,
-                db.Feature.image_id.in_([r["image_id"] for r in rows]),
-            )
-        )
-        s.execute(statement, rows)
-
-
-def cached_features(
-    store,
-    extractor: Extractor,
-    image_ids: Sequence[int],
-    batch_size: int = 32,
-    num_workers: int = 0,
-    progress: bool = False,
-) -> np.ndarray:
-    """(len(image_ids), dim) features, computing and storing only the missing ones.
-
-    Missing images are decoded and preprocessed by the scoring runner's DataLoader
-    dataset (worker processes when ``num_workers > 0``), extracted in batches and
-    committed per batch, so an interrupted run keeps what it finished. Inception
-    (``own_size``) gets them by (height, width), so a batch is mostly one shape: one
-    forward pass per batch, not per image; the result keeps ``image_ids``' order. An
-    image that cannot be decoded raises an error naming it (a distribution over a
-    silently shrunken set would be wrong).
-    """
-    from sqlalchemy import select
-
-    from arena.storage import db
-
-    ids = [int(i) for i in image_ids]
-    have = load_cached(store, extractor.key, ids)
-    missing = [i for i in ids if i not in have]
-    if missing:
-        with store.session() as s:
-            columns = (db.Image.id, db.Image.sha256, db.Image.height, db.Image.width)
-            found = s.execute(select(*columns).where(db.Image.id.in_(missing))).all()
-        sha = {i: digest for i, digest, _h, _w in found}
-        unknown = [i for i in missing if i not in sha]
-        if unknown:
-            raise ValueError(f"image ids {unknown[:10]} are not in the workspace.")
-        if extractor.own_size:  # stable: equal sizes keep the caller's order
-            size = {i: (h, w) for i, _d, h, w in found}
-            missing.sort(key=size.__getitem__)
-        _extract_missing(store, extractor, missing, sha, batch_size, num_workers, progress, have)
-    if not ids:
-        return np.zeros((0, extractor.dim), dtype=np.float32)
-    return np.stack([have[i] for i in ids]).astype(np.float32, copy=False)
-
-
-def _extract_missing(store, extractor, missing, sha, batch_size, num_workers, progress, have):
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    from scoring.metrics.runner import ImageDataset, WorkItem, collate
-
-    items = [
-        WorkItem(i, sha[i], str(store.images.path_for(sha[i])), None, (extractor.name,))
-        for i in missing
-    ]
-    loader = DataLoader(
-        ImageDataset(items, [_AsMetric(extractor)]),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate,
-    )
-    bar = tqdm(
-        total=len(items), unit="img", desc=f"features {extractor.name}", disable=not progress
-    )
-    try:
-        for batch in loader:
-            if batch.failed:
-                item, err = batch.failed[0]
-                raise ValueError(
-                    f"image {item.image_id} ({item.path}) cannot be read for features: {err}. "
-                    "Re-import it or mark it broken."
-                )
-            positions, inputs = batch.inputs[extractor.preprocess_key]
-            vectors = extractor.extract(inputs)
-            batch_ids = [batch.items[p].image_id for p in positions]
-            write_features(store, extractor.key, batch_ids, vectors)
-            have.update(zip(batch_ids, vectors, strict=True))
-            bar.update(len(batch_ids))
-    finally:
-        bar.close()
-
-
-class _AsMetric:
-    """The two attributes the runner's ImageDataset reads from a metric."""
-
-    def __init__(self, extractor: Extractor):
-        self.name = extractor.name
-        self.preprocess_key = extractor.preprocess_key
-        self._fn = extractor.preprocessor()
-
-    def preprocessor(self):
-        return self._fn

@@ -1,7 +1,7 @@
 """`arena distribution`: model-level metrics of every model against a reference set.
 
 Reads images from the workspace, gets features through the cache
-(``scoring.distribution.features.cached_features``: the reference set's features are computed once
+(``scoring.distribution.feature_cache.cached_features``: the reference set's features are computed once
 per extractor and reused for every model and every later run), computes the numbers
 with the pure functions of ``scoring.distribution.stats`` and ``.mmd`` and stores one
 ``model_metrics`` row per (model, metric, reference) with n, the spread and the sample-size warning.
@@ -26,7 +26,9 @@ import numpy as np
 
 from scoring.distribution import mmd
 from scoring.distribution import stats as dist
-from scoring.distribution.features import EXTRACTORS, Extractor, cached_features
+from scoring.distribution.feature_cache import cached_features
+from scoring.distribution.features import EXTRACTORS, Extractor
+from scoring.sharding import Ranks
 from scoring.weights import WeightSources
 
 #: Each model-level metric and whether higher is better: distances to the reference set
@@ -147,6 +149,7 @@ def run(
     kid_subset_size: int = mmd.KID_SUBSET_SIZE,
     progress: bool = True,
     extractors: dict[str, Extractor] | None = None,
+    ranks: Ranks | None = None,
 ) -> list[Result]:
     """Compute and store ``metrics`` for each model against ``reference``; returns the rows.
 
@@ -154,10 +157,13 @@ def run(
     where weights are looked for otherwise (scoring.weights.WeightSources, built by
     the command from the workspace's settings). ``extractors`` (name -> loaded
     extractor) overrides loading; the benchmark and the tests pass their own to count
-    the work done.
+    the work done. Under a launcher (``ranks``) every rank extracts its share of the
+    missing features and anomaly points; rank 0 alone computes and stores the numbers
+    (the other ranks return an empty list).
     """
     metrics = parse_metrics(metrics)
     weights = dict(weights or {})
+    ranks = ranks or Ranks()
     ref_rows, pool = _frames(store, reference, models)
     loaded = dict(extractors or {})
     for name in dict.fromkeys(EXTRACTOR_FOR[m] for m in metrics if m in EXTRACTOR_FOR):
@@ -165,6 +171,12 @@ def run(
             loaded[name] = EXTRACTORS[name].load(
                 _weights_for(name, weights), device=device, sources=sources
             )
+    # Every feature the numbers need, each rank extracting its batches of the missing ones;
+    # the numbers themselves are rank 0's, once all ranks' features are stored.
+    for name, ids in _feature_work(metrics, ref_rows, pool).items():
+        cached_features(
+            store, loaded[name], ids, batch_size, num_workers, progress=progress, ranks=ranks
+        )
 
     def feats(name: str, ids) -> np.ndarray:
         return cached_features(
@@ -187,7 +199,10 @@ def run(
         progress,
         loaded,
         image_ids=[*ref_rows.image_id, *pool.image_id],
+        ranks=ranks,
     )
+    if not ranks.is_main:
+        return []
     model_ids = {name: store.model_id(name) for name in sorted(set(pool.model))}
     kid_cache: dict = {}
     results: list[Result] = []
@@ -251,8 +266,32 @@ def _one(metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subset
     return mmd.cmmd(x, y)
 
 
+def _feature_work(metrics, ref_rows, pool) -> dict[str, list[int]]:
+    """Extractor name -> the image ids whose features the metrics read (sorted)."""
+    work: dict[str, set[int]] = {}
+    for metric in metrics:
+        name = EXTRACTOR_FOR.get(metric)
+        if name is None:
+            continue
+        ids = work.setdefault(name, set())
+        ids.update(int(i) for i in pool.image_id)
+        if metric != "diversity":  # diversity is within a model's own images
+            ids.update(int(i) for i in ref_rows.image_id)
+    return {name: sorted(ids) for name, ids in work.items()}
+
+
 def _anomaly_points(
-    store, metrics, weights, sources, device, batch_size, num_workers, progress, loaded, image_ids
+    store,
+    metrics,
+    weights,
+    sources,
+    device,
+    batch_size,
+    num_workers,
+    progress,
+    loaded,
+    image_ids,
+    ranks=None,
 ):
     """(image id -> (complexity, vulnerability), the DINOv2 key), scoring the missing ones
     of ``image_ids`` (the reference set's and the compared models' images: ~40 DINOv2
@@ -283,7 +322,10 @@ def _anomaly_points(
         device=device,
         progress=progress,
         image_ids=image_ids,
+        ranks=ranks,
     )
+    if ranks is not None:
+        ranks.barrier()  # every rank's (complexity, vulnerability) rows are stored
     with store.session() as s:
         rows = s.execute(
             select(db.Score.image_id, db.Score.details).where(

@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from typing import ClassVar
 
 import numpy as np
 from PIL import Image as PILImage
 
+from scoring.devices import full_fp32
 from scoring.distribution.features import DINOV2_LARGE, DinoExtractor
 from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 
@@ -145,32 +145,14 @@ def vulnerability(
     return torch.linalg.vector_norm(moved - clean, dim=1)
 
 
-@contextmanager
-def full_fp32():
-    """No TF32 inside: cuDNN convolutions and CUDA matmuls in true fp32.
-
-    PyTorch lets cuDNN run fp32 convolutions in TF32 (10 mantissa bits) on Ampere and
-    newer GPUs by default. The complexity walk moves a pixel by ~2.6e-5 per step, below
-    TF32's rounding step, so its feature path would be rounding noise: complexity
-    0.02-0.035 rad becomes ~1 rad and AS_i drops from ~1000 to ~25 (emulated on CPU in
-    ``tests/test_anomaly.py``). The flags are process-wide; the scoring job is one thread.
-    """
-    import torch
-
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-
-
 def complexity_vulnerability(
     fn: Callable, x, chunk_size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(C, V) of a batch as float64 arrays, with autograd on (even inside inference mode)
-    and without TF32 (:func:`full_fp32`).
+    and without TF32 (:func:`scoring.devices.full_fp32`): the complexity walk moves a
+    pixel by ~2.6e-5 per step, below TF32's rounding step, so with TF32 its feature path
+    would be rounding noise (complexity 0.02-0.035 rad becomes ~1 rad, AS_i ~1000 becomes
+    ~25; emulated on CPU in ``tests/test_anomaly.py``).
 
     With ``chunk_size`` the images are taken that many at a time and no call of ``fn``
     sees more than ``chunk_size`` images, so the attack's saved activations and the
@@ -230,6 +212,9 @@ class AnomalyScore(Metric):
         self.weights_key = extractor.key
         if extractor.tag:  # stand-in weights (the demo's): their scores carry the tag
             self.version = f"{type(self).version}+{extractor.tag}"
+        device_type = str(extractor.device).split(":")[0]
+        if device_type != "cpu":  # GPU kernels: (C, V) rows kept apart from the CPU's
+            self.version = f"{self.version}@{device_type}"
 
     @classmethod
     def load(cls, request: LoadRequest) -> AnomalyScore:
