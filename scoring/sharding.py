@@ -22,6 +22,7 @@ TCP, also on GPU machines; no tensors are exchanged).
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -144,12 +145,21 @@ class Ranks:
         dist.gather_object(value, out, dst=0)
         return out
 
-    def close(self) -> None:
-        if self.grouped:
-            import torch.distributed as dist
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (every rank gets the answer): decisions that
+        end a loop of barriers must be taken by all ranks together."""
+        if not self.grouped:
+            return bool(flag)
+        import torch.distributed as dist
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        flags: list[Any] = [None] * self.world
+        dist.all_gather_object(flags, bool(flag))
+        return any(flags)
+
+    def close(self) -> None:
+        """The end of a job: wait for every rank. The process group stays up (a gloo
+        group cannot be started again in the same process) and ends at exit."""
+        self.barrier()
 
 
 def start(dialect: str, env: Mapping[str, str] | None = None) -> Ranks:
@@ -162,7 +172,15 @@ def start(dialect: str, env: Mapping[str, str] | None = None) -> Ranks:
 
     if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+        atexit.register(_end_group)
     return Ranks(ranks.rank, ranks.world, ranks.local_rank, ranks.local_world, grouped=True)
+
+
+def _end_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class TotalBar:
@@ -198,6 +216,17 @@ class TotalBar:
         if self.bar is not None:
             self.bar.n = min(self.bar.total, self.count() - self.base)
             self.bar.refresh()
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (every rank gets the answer): decisions that
+        end a loop of barriers must be taken by all ranks together."""
+        if not self.grouped:
+            return bool(flag)
+        import torch.distributed as dist
+
+        flags: list[Any] = [None] * self.world
+        dist.all_gather_object(flags, bool(flag))
+        return any(flags)
 
     def close(self) -> None:
         if self.bar is not None:

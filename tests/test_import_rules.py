@@ -32,7 +32,7 @@ SQL_ALLOWED = (
     "arena/voting/matchmaking.py",
     "arena/voting/gold.py",
     "scoring/metrics/runner.py",
-    "scoring/distribution/features.py",
+    "scoring/distribution/feature_cache.py",
     "scoring/distribution/run.py",
     "scoring/generation/",
 )

@@ -117,12 +117,15 @@ def cmd_generate(args) -> int:
     width, height = parse_size(args.size)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     store = open_store(args)
-    from scoring.generation.job import format_summary, run_generation
+    from arena.commands.score import start_ranks
+    from scoring.generation.job import format_summary, merge_summaries, run_generation
     from scoring.generation.pipeline import resolve_device_dtype
     from scoring.generation.settings import GenerationError, GenerationSettings
+    from scoring.sharding import ShardingError
 
+    ranks = start_ranks(store)
     try:
-        device, dtype = resolve_device_dtype(args.device, args.dtype)
+        device, dtype = resolve_device_dtype(ranks.device(args.device), args.dtype)
         settings = GenerationSettings(
             width=width,
             height=height,
@@ -147,8 +150,14 @@ def cmd_generate(args) -> int:
             vae_tiling=args.vae_tiling,
             max_batches=args.max_batches,
             progress=not args.no_progress,
+            ranks=ranks,
         )
-    except GenerationError as exc:
+        parts = ranks.gather(summaries)
+    except (GenerationError, ShardingError) as exc:
         raise CommandError(str(exc)) from None
-    print(format_summary(summaries))
+    finally:
+        ranks.close()
+    if parts is None:  # not rank 0: rank 0 prints the summary of all ranks
+        return 0
+    print(format_summary([merge_summaries(per_model) for per_model in zip(*parts, strict=True)]))
     return 0

@@ -1,8 +1,8 @@
 """`arena distribution`: model-level metrics of every model against a reference set.
 
 Reads images from the workspace, gets features through the cache
-(``scoring.distribution.feature_cache.cached_features``: the reference set's features are computed once
-per extractor and reused for every model and every later run), computes the numbers
+(``scoring.distribution.feature_cache.cached_features``: the reference set's features
+are computed once per extractor and reused for every model and every later run), computes the numbers
 with the pure functions of ``scoring.distribution.stats`` and ``.mmd`` and stores one
 ``model_metrics`` row per (model, metric, reference) with n, the spread and the sample-size warning.
 
@@ -131,7 +131,14 @@ def _frames(store, reference: str, models: Sequence[str] | None):
         pool = pool[pool.model.isin(list(models))]
     if pool.empty:
         raise DistributionError("no generated images in the workspace to compare.")
-    return ref_rows, pool
+    # In pixel-hash order, not id order: ids follow insertion order (import order, or
+    # which rank of a sharded job stored an image first), and KID's random subsets, the
+    # diversity pairs and float sums depend on the order of rows; the hash does not.
+    return _by_content(ref_rows), _by_content(pool)
+
+
+def _by_content(rows):
+    return rows.sort_values(["sha256", "image_id"], kind="stable").reset_index(drop=True)
 
 
 def run(

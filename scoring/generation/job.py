@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from scoring.generation.pipeline import (
 from scoring.generation.plan import Job, call_layout, make_batches, plan_jobs
 from scoring.generation.settings import GenerationError, GenerationSettings
 from scoring.generation.writer import BatchWriter
+from scoring.sharding import Ranks, TotalBar, bar_label
 
 WRITER_DEPTH = 1  # batches queued for the writer besides the one it writes
 
@@ -57,6 +58,8 @@ class ModelSummary:
     vae_retries: int = 0
     seconds: float = 0.0
     stopped_early: bool = False
+    # Batches the pending images make (every rank's, as one process would cut them).
+    batches: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -138,29 +141,48 @@ def generate_model(
     max_batches: int | None = None,
     on_batch: Callable[[int, ModelSummary], None] | None = None,
     progress: bool = True,
+    ranks: Ranks | None = None,
+    deal_start: int = 0,
 ) -> ModelSummary:
-    """Generate the missing images of one model (pipeline already loaded); commit per batch."""
+    """Generate the missing images of one model (pipeline already loaded); commit per batch.
+
+    Under a launcher (``ranks``) this rank generates every N-th batch of the ones a single
+    process would make, counting on from ``deal_start`` (the batches of earlier models).
+    """
     from tqdm import tqdm
 
+    ranks = ranks or Ranks()
     summary = ModelSummary(model_name)
     settings_hash = settings.settings_hash()
     jobs = plan_jobs(prompts, seeds, settings.base_seed)
     summary.planned = len(jobs)
+    ranks.barrier()  # nothing of an earlier model is still being written
     done = existing_keys(store, model_id, settings_hash)
     pending = [j for j in jobs if (j.prompt_id, j.seed) not in done]
     summary.skipped = len(jobs) - len(pending)
+    total = TotalBar(
+        ranks,
+        len(pending),
+        lambda: len(existing_keys(store, model_id, settings_hash)),
+        model_name,
+        enabled=progress,
+    )
+    ranks.barrier()  # every rank has listed the same pending images before any writes
+    batches = make_batches(pending, batch_size)
+    summary.batches = len(batches)
+    mine = ranks.deal(batches, start=deal_start)
     texts = [t for _, _, t in prompts]
     truncated = truncated_prompts(pipe, texts)
     summary.truncated_prompts = len(truncated)
     summary.weighted_prompts = sum(uses_weighting(t) for t in set(texts))
-    if pending and truncated:
+    if pending and truncated and ranks.is_main:
         print(
             f"warning: {model_name}: {len(truncated)} of {len(set(texts))} prompts are longer "
             "than the text encoder's 77 tokens and are truncated (recorded per image as "
             "params.truncated).",
             file=sys.stderr,
         )
-    if pending and summary.weighted_prompts:
+    if pending and summary.weighted_prompts and ranks.is_main:
         print(
             f"note: {model_name}: {summary.weighted_prompts} prompts contain weighting syntax "
             "like (word:1.2); it is not interpreted, the tokenizer reads it as text.",
@@ -168,7 +190,12 @@ def generate_model(
         )
     extra = dict(run_info or {})
     bar = tqdm(
-        total=len(pending), unit="img", desc=model_name, disable=not progress, file=sys.stderr
+        total=sum(map(len, mine)),
+        unit="img",
+        desc=bar_label(ranks, model_name),
+        disable=not progress,
+        file=sys.stderr,
+        position=ranks.local_rank,
     )
     start = time.perf_counter()
 
@@ -180,12 +207,13 @@ def generate_model(
         )
         summary.seconds = time.perf_counter() - start
         bar.update(len(batch))
+        total.refresh()
         if on_batch is not None:
             on_batch(index, summary)
 
     writer = BatchWriter(commit, depth=WRITER_DEPTH, name=f"write {model_name}")
     try:
-        for index, batch in enumerate(make_batches(pending, batch_size)):
+        for index, batch in enumerate(mine):
             if max_batches is not None and index >= max_batches:
                 summary.stopped_early = True
                 break
@@ -197,8 +225,25 @@ def generate_model(
         writer.close()
     finally:
         bar.close()
+        total.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def merge_summaries(parts: Sequence[ModelSummary]) -> ModelSummary:
+    """One model's summary over the ranks of a sharded run, as one process reports it."""
+    out = replace(parts[0], broken_kinds={}, generated=0, broken=0, duplicates=0)
+    out.vae_retries, out.seconds = 0, 0.0
+    for part in parts:
+        out.generated += part.generated
+        out.broken += part.broken
+        out.duplicates += part.duplicates
+        out.vae_retries += part.vae_retries
+        for kind, n in part.broken_kinds.items():
+            out.broken_kinds[kind] = out.broken_kinds.get(kind, 0) + n
+        out.seconds = max(out.seconds, part.seconds)  # the ranks run side by side
+        out.stopped_early = out.stopped_early or part.stopped_early
+    return out
 
 
 def _store_batch(
@@ -313,8 +358,13 @@ def run_generation(
     max_batches: int | None = None,
     on_batch: Callable[[int, ModelSummary], None] | None = None,
     progress: bool = True,
+    ranks: Ranks | None = None,
 ) -> list[ModelSummary]:
-    """Every model in turn (one in memory at a time) over the prompt set."""
+    """Every model in turn (one in memory at a time) over the prompt set.
+
+    Under a launcher (``ranks``) the summaries are this rank's; ``merge_summaries``
+    adds the ranks' up per model.
+    """
     if seeds < 1:
         raise GenerationError(f"--seeds {seeds}: needs at least 1 seed per prompt.")
     make_batches([], batch_size)
@@ -335,6 +385,7 @@ def run_generation(
             max_batches=max_batches,
             on_batch=on_batch,
             progress=progress,
+            ranks=ranks or Ranks(),
         )
 
 
@@ -353,8 +404,10 @@ def _run_models(
     max_batches,
     on_batch,
     progress,
+    ranks,
 ):
     summaries = []
+    dealt = 0  # batches dealt so far: the next model's deal carries on from here
     for entry in models:
         pipe = load_pipeline(
             entry.source,
@@ -387,12 +440,15 @@ def _run_models(
                     max_batches=max_batches,
                     on_batch=on_batch,
                     progress=progress,
+                    ranks=ranks,
+                    deal_start=dealt,
                 )
             )
         finally:
             del pipe
             release_memory(device)
-        if summaries[-1].stopped_early:
+        dealt += summaries[-1].batches
+        if ranks.any(summaries[-1].stopped_early):  # the ranks stop together
             break
     return summaries
 
