@@ -12,9 +12,10 @@ job's ``load_pipeline`` and batch call.
 1. **Agreement.** Each CLIP-based metric (clip, aesthetic, hpsv2, pickscore) scores the
    same images loaded for fp32 and for fp16 / bf16 (``from_pretrained(dtype=...)``, the
    precision recorded in ``metric.version``). The reference is fp32 with TF32 off
-   (``scoring.devices.full_fp32``): the CPU's numbers. Also shown: fp32 as a GPU job
-   computes it (PyTorch lets cuDNN run fp32 convolutions -- the ViT patch embedding --
-   in TF32 by default). Max |Δ| and Spearman ρ against the reference. tags, the
+   (``scoring.devices.full_fp32``), what the job computes and the CPU's numbers. Also
+   shown: fp32 with TF32 on, what a GPU job would compute without the job's guard
+   (PyTorch lets cuDNN run fp32 convolutions -- the ViT patch embedding -- in TF32 by
+   default). Max |Δ| and Spearman ρ against the reference. tags, the
    classical metrics and anomaly compute in fp32 whatever the dtype: "fp32 only". On a
    CPU the jobs refuse fp16/bf16 (``parse_dtype``), and CPU autocast has its own kernels
    and op list, so an emulation would not give a GPU's numbers: "needs CUDA".
@@ -266,8 +267,11 @@ def check_metrics(args, sources, overrides, items, report: dict) -> None:
             with full_fp32():
                 truth = score(loaded, prepared)
             reference = {m.name: truth[m.name]["values"] for m in loaded}
-            if cuda:
-                job = score(loaded, prepared)
+            if cuda:  # what the job's TF32 guard (precision_context) saves
+                from unittest import mock
+
+                with mock.patch("scoring.devices.full_fp32", tf32_forced):
+                    job = score(loaded, prepared)
                 for m in loaded:
                     rows[m.name]["fp32 job"] = agreement(reference[m.name], job[m.name]["values"])
         else:

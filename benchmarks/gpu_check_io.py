@@ -121,7 +121,7 @@ def fmt_pair(cell) -> str:
 
 def metric_table(report: dict, names, cuda: bool) -> list[str]:
     lines = [
-        "| metric | version | precision (job default) | fp32 job vs true fp32 | "
+        "| metric | version | precision (job default) | fp32 + TF32 (unguarded) vs true fp32 | "
         "fp16 vs true fp32 | bf16 vs true fp32 | preprocess img/s (1 process) | "
         "score img/s |",
         "|---|---|---|---|---|---|---|---|",

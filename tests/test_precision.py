@@ -30,12 +30,13 @@ class Probe(Metric):
     def load(cls, request: LoadRequest) -> Probe:
         metric = cls()
         metric.device = request.device
-        metric.seen = []
+        metric.seen, metric.tf32 = [], []
         return metric
 
     def score(self, images, prompts=None):
         state = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
         self.seen.append(state)
+        self.tf32.append(torch.backends.cudnn.allow_tf32)
         return np.array([img.width for img in images], dtype=np.float64)
 
 
@@ -81,6 +82,8 @@ def test_fp32_metrics_run_with_autocast_off_inside_a_reduced_precision_job(store
     with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's job-wide autocast
         run(store, [full], batch_size=4, progress=False)
     assert full.seen and all(enabled is False for enabled, _ in full.seen)
+    assert full.tf32 == [False]  # nor TF32: its GPU rows share the CPU rows' version
+    assert torch.backends.cudnn.allow_tf32  # PyTorch's default, restored after the job
 
 
 # -- features: device in the cache key, TF32 off -----------------------------------------

@@ -242,14 +242,23 @@ def _rows(metric, items, values, details) -> list[Row]:
 def precision_context(metric: Metric):
     """Autocast to the metric's own precision (``Metric.precision``, recorded in its version).
 
-    A metric that computes in fp32 runs with autocast off, so no job-wide setting can
-    make its layers half precision; a reduced-precision one runs under fp16/bf16 autocast.
+    A metric that computes in fp32 runs with autocast and TF32 off, so no job-wide
+    setting can make its layers half precision and its GPU rows, which share the CPU's
+    version, match the CPU's to fp32 rounding (PyTorch's default TF32 convolutions would
+    move them by ~1e-3); a reduced-precision one runs under fp16/bf16 autocast.
     """
+    from contextlib import ExitStack
+
     import torch
+
+    from scoring.devices import full_fp32
 
     device_type = str(getattr(metric, "device", "cpu")).split(":")[0]
     if metric.precision == "fp32":
-        return torch.autocast(device_type, enabled=False)
+        stack = ExitStack()
+        stack.enter_context(torch.autocast(device_type, enabled=False))
+        stack.enter_context(full_fp32())
+        return stack
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[metric.precision]
     return torch.autocast(device_type, dtype=dtype)
 
