@@ -3,8 +3,6 @@ on any machine (what torch sees is passed in), and the CLI's answer on this CPU 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from arena import cli
@@ -62,25 +60,16 @@ def test_half_precision_checkpoints_load_in_fp32(tmp_path):
     from scoring.distribution.features import DinoExtractor
     from scoring.metrics.pickscore import PickScore
     from scoring.testing.tiny_extractors import write_tiny_dinov2
-    from tests.test_metric_pickscore import (
-        LAION_PREPROCESSOR_CONFIG,
-        PROC_REPO,
-        tiny_clip,
-        write_clip_tokenizer,
-    )
+    from scoring.testing.tiny_scorers import save_pickscore, tiny_pickscore_clip
 
     folder = write_tiny_dinov2(tmp_path / "dino")
     Dinov2Model.from_pretrained(str(folder)).half().save_pretrained(str(folder))
     extractor = DinoExtractor.load(folder)
     assert {p.dtype for p in extractor.model.parameters()} == {torch.float32}
 
-    tiny_clip().half().save_pretrained(tmp_path / "ps" / "model")
-    write_clip_tokenizer(tmp_path / "ps" / PROC_REPO)
-    config = json.dumps(LAION_PREPROCESSOR_CONFIG)
-    (tmp_path / "ps" / PROC_REPO / "preprocessor_config.json").write_text(config)
-    metric = PickScore.from_pretrained(
-        tmp_path / "ps" / "model", processor=tmp_path / "ps" / PROC_REPO
-    )
+    half = tiny_pickscore_clip(logit_scale=3.9).half()
+    model_dir, proc_dir = save_pickscore(half, tmp_path / "ps")
+    metric = PickScore.from_pretrained(model_dir, processor=proc_dir)
     assert {p.dtype for p in metric.model.parameters()} == {torch.float32}
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
     assert np.isfinite(metric.score([image], ["a cat"])).all()

@@ -22,31 +22,19 @@ from scoring.metrics.hpsv2 import (
     preprocess,
     resize_longest_and_pad,
 )
+from scoring.testing.tiny_scorers import HPS_OVERRIDES, save_hpsv2, tiny_hpsv2
 from scoring.weights import MissingWeightsError, WeightSources
-
-# ViT-H-14's family (ViT, patch 14, 224 px, 77-token text, 49408 BPE vocab), narrow and shallow.
-TINY = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "head_width": 16, "patch_size": 14},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    import open_clip
-
-    torch.manual_seed(0)
-    model = open_clip.create_model(ARCH, pretrained=None, **TINY).eval()
-    folder = tmp_path_factory.mktemp("hps")
-    path = folder / "HPS_v2.1_compressed.pt"
-    torch.save({"state_dict": model.state_dict(), "epoch": 1}, path)
-    return model, path
+    model = tiny_hpsv2(seed=0)
+    return model, save_hpsv2(model, tmp_path_factory.mktemp("hps"))
 
 
 @pytest.fixture(scope="module")
 def metric(tiny):
-    return HPSv2.from_pretrained(tiny[1], model_overrides=TINY)
+    return HPSv2.from_pretrained(tiny[1], model_overrides=HPS_OVERRIDES)
 
 
 def _images():
@@ -186,12 +174,12 @@ def test_weights_found_in_weights_dir(tiny, tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     (folder / "HPS_v2.1_compressed.pt").write_bytes(tiny[1].read_bytes())
     loaded = HPSv2.from_pretrained(
-        model_overrides=TINY, sources=WeightSources(tmp_path / "weights")
+        model_overrides=HPS_OVERRIDES, sources=WeightSources(tmp_path / "weights")
     )
     image = _images()[:1]
     np.testing.assert_allclose(
         loaded.score(image, ["x"]),
-        HPSv2.from_pretrained(tiny[1], model_overrides=TINY).score(image, ["x"]),
+        HPSv2.from_pretrained(tiny[1], model_overrides=HPS_OVERRIDES).score(image, ["x"]),
         atol=1e-6,
     )
 
@@ -201,28 +189,28 @@ def test_bad_checkpoints_give_clear_errors(tiny, tmp_path):
     no_key = tmp_path / "no_key.pt"
     torch.save(model.state_dict(), no_key)
     with pytest.raises(ValueError, match="no 'state_dict' key"):
-        HPSv2.from_pretrained(no_key, model_overrides=TINY)
+        HPSv2.from_pretrained(no_key, model_overrides=HPS_OVERRIDES)
 
     partial = tmp_path / "partial.pt"
     state = dict(model.state_dict())
     state.pop("logit_scale")
     torch.save({"state_dict": state}, partial)
     with pytest.raises(ValueError, match="strict load failed"):
-        HPSv2.from_pretrained(partial, model_overrides=TINY)
+        HPSv2.from_pretrained(partial, model_overrides=HPS_OVERRIDES)
 
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable torch checkpoint"):
-        HPSv2.from_pretrained(garbage, model_overrides=TINY)
+        HPSv2.from_pretrained(garbage, model_overrides=HPS_OVERRIDES)
 
 
 def test_module_prefix_from_ddp_is_stripped(tiny, tmp_path):
     model, _ = tiny
     path = tmp_path / "ddp.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
-    loaded = HPSv2.from_pretrained(path, model_overrides=TINY)
+    loaded = HPSv2.from_pretrained(path, model_overrides=HPS_OVERRIDES)
     image = _images()[:1]
-    reference = HPSv2.from_pretrained(tiny[1], model_overrides=TINY)
+    reference = HPSv2.from_pretrained(tiny[1], model_overrides=HPS_OVERRIDES)
     np.testing.assert_allclose(loaded.score(image, ["x"]), reference.score(image, ["x"]), atol=1e-6)
 
 
@@ -241,7 +229,7 @@ def test_preprocessor_is_picklable_for_worker_processes(metric):
 
 def test_half_precision_needs_cuda(tiny):
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        HPSv2.from_pretrained(tiny[1], dtype="fp16", model_overrides=TINY)
+        HPSv2.from_pretrained(tiny[1], dtype="fp16", model_overrides=HPS_OVERRIDES)
 
 
 def test_half_precision_checkpoint_loads_into_fp32(tiny, tmp_path, metric):
@@ -249,7 +237,7 @@ def test_half_precision_checkpoint_loads_into_fp32(tiny, tmp_path, metric):
     model, _ = tiny
     path = tmp_path / "HPS_v2.1_compressed.pt"
     torch.save({"state_dict": {k: v.half() for k, v in model.state_dict().items()}}, path)
-    loaded = HPSv2.from_pretrained(path, model_overrides=TINY)
+    loaded = HPSv2.from_pretrained(path, model_overrides=HPS_OVERRIDES)
     assert next(loaded.model.parameters()).dtype == torch.float32
     images, prompts = _images(), ["a", "b", "c", "d"]
     np.testing.assert_allclose(
@@ -261,8 +249,10 @@ def test_prompts_are_encoded_once_per_job(tiny):
     """A job meets each prompt in many batches: its text embedding is computed once and
     reused, and the scores equal a fresh metric's."""
     prompts = ["a cat", "a dog", "a cat", "a red bicycle"]
-    fresh = HPSv2.from_pretrained(tiny[1], model_overrides=TINY).score(_images()[2:], prompts[2:])
-    metric = HPSv2.from_pretrained(tiny[1], model_overrides=TINY)
+    fresh = HPSv2.from_pretrained(tiny[1], model_overrides=HPS_OVERRIDES).score(
+        _images()[2:], prompts[2:]
+    )
+    metric = HPSv2.from_pretrained(tiny[1], model_overrides=HPS_OVERRIDES)
     first = metric.score(_images(), prompts)
     assert sorted(metric.prompt_cache.rows) == ["a cat", "a dog", "a red bicycle"]
     kept = metric.prompt_cache.rows["a cat"]

@@ -9,9 +9,6 @@ diagonal is ``logit_scale.exp() · cos`` by construction.
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -19,86 +16,23 @@ from PIL import Image
 
 from scoring.metrics.base import get_metric
 from scoring.metrics.pickscore import PickScore, load_image_processor, pickscore_scores
+from scoring.testing.tiny_scorers import (
+    OPENAI_MEAN,
+    OPENAI_STD,
+    save_pickscore,
+    tiny_pickscore_clip,
+)
+from scoring.testing.tiny_scorers import PICKSCORE_PROCESSOR_REPO as PROC_REPO
+from scoring.testing.tiny_scorers import PICKSCORE_REPO as MODEL_REPO
 from scoring.weights import MissingWeightsError, WeightSources
-
-OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
-OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
-MODEL_REPO = "yuvalkirstain/PickScore_v1"
-PROC_REPO = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
-
-# The file laion/CLIP-ViT-H-14-laion2B-s32B-b79K ships (legacy feature-extractor format).
-LAION_PREPROCESSOR_CONFIG = {
-    "crop_size": 224,
-    "do_center_crop": True,
-    "do_normalize": True,
-    "do_resize": True,
-    "feature_extractor_type": "CLIPFeatureExtractor",
-    "image_mean": OPENAI_MEAN,
-    "image_std": OPENAI_STD,
-    "resample": 3,
-    "size": 224,
-}
-
-
-def write_clip_tokenizer(folder):
-    """vocab.json + merges.txt of CLIP's BPE (open_clip's bundled file), then save_pretrained."""
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-    from transformers import CLIPTokenizer
-
-    with gzip.open(default_bpe()) as f:
-        merges = f.read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    base = list(bytes_to_unicode().values())
-    tokens = [*base, *(b + "</w>" for b in base), *("".join(m.split()) for m in merges)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tokenizer = CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="!", model_max_length=77
-    )
-    tokenizer.save_pretrained(folder)
-    return tokenizer
-
-
-def tiny_clip():
-    from transformers import CLIPConfig, CLIPModel
-
-    torch.manual_seed(0)
-    shared = {"hidden_act": "gelu", "num_hidden_layers": 2, "num_attention_heads": 2}
-    config = CLIPConfig(
-        text_config={
-            **shared,
-            "vocab_size": 49408,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "max_position_embeddings": 77,
-            "bos_token_id": 49406,
-            "eos_token_id": 49407,
-            "pad_token_id": 1,
-        },
-        vision_config={
-            **shared,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "image_size": 224,
-            "patch_size": 14,
-        },
-        projection_dim=16,
-    )
-    model = CLIPModel(config).eval()
-    with torch.no_grad():  # a non-default temperature, so the test sees it used
-        model.logit_scale.fill_(3.9)
-    return model
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
+    # A non-default temperature (exp 3.9 ≈ 49), so the test sees it used.
+    model = tiny_pickscore_clip(seed=0, logit_scale=3.9)
     root = tmp_path_factory.mktemp("pickscore")
-    model = tiny_clip()
-    model.save_pretrained(root / MODEL_REPO)
-    proc = root / PROC_REPO
-    write_clip_tokenizer(proc)
-    (proc / "preprocessor_config.json").write_text(json.dumps(LAION_PREPROCESSOR_CONFIG))
+    save_pickscore(model, root)
     return model, root
 
 

@@ -29,6 +29,7 @@ from scoring.metrics.tags import (
     tag_hits,
     tag_hits_frame,
 )
+from scoring.testing.tiny_scorers import write_tag_csv, write_tagger_onnx, write_tiny_tagger
 from scoring.weights import MissingWeightsError, WeightSources
 
 # (name, category): general 0, character 4, rating 9 — like the real file's three kinds.
@@ -51,49 +52,9 @@ TAGS = [
 ]
 
 
-def write_csv(path, tags=TAGS):
-    lines = ["tag_id,name,category,count"]
-    lines += [f"{1000 + i},{name},{cat},{500 - i}" for i, (name, cat) in enumerate(tags)]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def write_onnx(path, size, n_tags, seed=0, fixed_batch=False):
-    """Flatten -> MatMul -> Add -> Sigmoid, NHWC input named like the real graph's."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    n_in = size * size * 3
-    weight = rng.normal(size=(n_in, n_tags)) / (255.0 * np.sqrt(n_in)) * 4
-    bias = np.where(np.arange(n_tags) % 2 == 0, 1.0, -1.5)  # a mix of hits and misses
-    batch = 1 if fixed_batch else "batch"
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["input_1:0"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "W"], ["logits0"]),
-            helper.make_node("Add", ["logits0", "B"], ["logits"]),
-            helper.make_node("Sigmoid", ["logits"], ["predictions_sigmoid"]),
-        ],
-        "tiny_tagger",
-        [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, [batch, size, size, 3])],
-        [helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, [batch, n_tags])],
-        initializer=[
-            numpy_helper.from_array(weight.astype(np.float32), "W"),
-            numpy_helper.from_array(bias.astype(np.float32), "B"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tagger")
-    write_onnx(folder / "model.onnx", 32, len(TAGS))
-    write_csv(folder / "selected_tags.csv")
-    return folder
+    return write_tiny_tagger(tmp_path_factory.mktemp("tagger"), tags=TAGS, size=32)
 
 
 @pytest.fixture
@@ -280,8 +241,7 @@ def test_scores_and_details_match_onnxruntime_by_hand(folder, metric):
 
 
 def test_input_size_is_read_from_the_graph(tmp_path):
-    write_onnx(tmp_path / "model.onnx", 48, len(TAGS), seed=1)
-    write_csv(tmp_path / "selected_tags.csv")
+    write_tiny_tagger(tmp_path, seed=1, tags=TAGS, size=48)
     metric = TagAccuracy.from_pretrained(tmp_path / "model.onnx")  # the .onnx file itself
     assert metric.size == 48
     fn = metric.preprocessor()
@@ -292,8 +252,7 @@ def test_input_size_is_read_from_the_graph(tmp_path):
 
 
 def test_fixed_batch_graph_runs_one_image_at_a_time(tmp_path, folder, metric):
-    write_onnx(tmp_path / "model.onnx", 32, len(TAGS), fixed_batch=True)
-    write_csv(tmp_path / "selected_tags.csv")
+    write_tiny_tagger(tmp_path, tags=TAGS, size=32, fixed_batch=True)
     single = TagAccuracy.from_pretrained(tmp_path)
     rng = np.random.default_rng(7)
     images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]
@@ -411,8 +370,8 @@ def test_cpu_runs_on_and_reports_the_cpu_provider(folder, metric, settings, caps
 
 
 def test_mismatched_or_broken_files_give_clear_errors(tmp_path):
-    write_onnx(tmp_path / "model.onnx", 32, len(TAGS) + 1)
-    write_csv(tmp_path / "selected_tags.csv")
+    write_tagger_onnx(tmp_path / "model.onnx", 32, len(TAGS) + 1)
+    write_tag_csv(tmp_path / "selected_tags.csv", TAGS)
     with pytest.raises(ValueError, match=r"outputs but selected_tags\.csv lists"):
         TagAccuracy.from_pretrained(tmp_path)
 
@@ -422,7 +381,7 @@ def test_mismatched_or_broken_files_give_clear_errors(tmp_path):
 
     bad = tmp_path / "bad"
     bad.mkdir()
-    write_onnx(bad / "model.onnx", 32, len(TAGS))
+    write_tagger_onnx(bad / "model.onnx", 32, len(TAGS))
     (bad / "selected_tags.csv").write_text("tag_id,label\n1,1girl\n")
     with pytest.raises(ValueError, match="lacks the column"):
         TagAccuracy.from_pretrained(bad)

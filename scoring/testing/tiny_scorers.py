@@ -6,9 +6,13 @@ the same resolution as real weights: the ViT-L/14 CLIP and aesthetic MLP
 (``tiny_clip``), a narrow open_clip ViT-H-14 saved as an HPSv2.1 checkpoint, a
 transformers CLIPModel with the LAION processor folder (PickScore), an ONNX tagger with
 its ``selected_tags.csv`` and a DINOv2 (anomaly). For ``benchmarks/gpu_check.py --tiny``:
-the script's own code paths run on a CPU in seconds. The HPSv2 architecture is fixed
-by the metric (``open_clip.create_model('ViT-H-14')``), so its narrow config must be
-passed as ``model_overrides`` (``HPS_OVERRIDES``) when it is loaded.
+the script's own code paths run on a CPU in seconds. The metric tests build from the
+same parts (``tiny_hpsv2``/``save_hpsv2``, ``tiny_pickscore_clip``/``save_pickscore``,
+``write_tagger_onnx``/``write_tag_csv``), keeping the in-memory model as the reference
+or writing the variants a test needs, so test and benchmark weights come from one
+implementation. The HPSv2 architecture is fixed by the metric
+(``open_clip.create_model('ViT-H-14')``), so its narrow config must be passed as
+``model_overrides`` (``HPS_OVERRIDES``) when it is loaded.
 """
 
 from __future__ import annotations
@@ -62,17 +66,30 @@ TAGGER_TAGS = [
 TAGGER_SIZE = 32
 
 
-def write_tiny_hpsv2(folder: Path, seed: int = 0) -> Path:
-    """A random narrow ViT-H-14 saved as HPSv2 saves it (``{"state_dict": ...}``)."""
+def tiny_hpsv2(seed: int = 0):
+    """A random narrow open_clip ViT-H-14 (``HPS_OVERRIDES``); tests compare against it."""
     import open_clip
     import torch
 
+    from scoring.metrics.hpsv2 import ARCH
+
     torch.manual_seed(seed)
-    model = open_clip.create_model("ViT-H-14", pretrained=None, **HPS_OVERRIDES).eval()
+    return open_clip.create_model(ARCH, pretrained=None, **HPS_OVERRIDES).eval()
+
+
+def save_hpsv2(model, folder: Path) -> Path:
+    """``model`` saved as HPSv2 saves it (``{"state_dict": ...}``) in ``folder/HPS_FILE``."""
+    import torch
+
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / HPS_FILE
     torch.save({"state_dict": model.state_dict(), "epoch": 1}, path)
     return path
+
+
+def write_tiny_hpsv2(folder: Path, seed: int = 0) -> Path:
+    """A random narrow ViT-H-14 saved as an HPSv2 checkpoint; returns the file."""
+    return save_hpsv2(tiny_hpsv2(seed), folder)
 
 
 def write_clip_tokenizer(folder: Path):
@@ -95,9 +112,9 @@ def write_clip_tokenizer(folder: Path):
     return tokenizer
 
 
-def write_tiny_pickscore(root: Path, seed: int = 0) -> tuple[Path, Path]:
-    """A random tiny CLIPModel under ``root/<PickScore repo>`` and the LAION processor
-    folder under ``root/<processor repo>``; returns both folders."""
+def tiny_pickscore_clip(seed: int = 0, logit_scale: float | None = None):
+    """A random tiny transformers CLIPModel (PickScore's class); ``logit_scale`` replaces
+    the default temperature (ln(1/0.07)), so a test can see that the metric uses it."""
     import torch
     from transformers import CLIPConfig, CLIPModel
 
@@ -124,6 +141,15 @@ def write_tiny_pickscore(root: Path, seed: int = 0) -> tuple[Path, Path]:
         projection_dim=16,
     )
     model = CLIPModel(config).eval()
+    if logit_scale is not None:
+        with torch.no_grad():
+            model.logit_scale.fill_(logit_scale)
+    return model
+
+
+def save_pickscore(model, root: Path) -> tuple[Path, Path]:
+    """``model`` under ``root/<PickScore repo>`` and the LAION processor folder under
+    ``root/<processor repo>``; returns both folders."""
     model_dir, proc_dir = root / PICKSCORE_REPO, root / PICKSCORE_PROCESSOR_REPO
     model.save_pretrained(model_dir)
     write_clip_tokenizer(proc_dir)
@@ -131,19 +157,27 @@ def write_tiny_pickscore(root: Path, seed: int = 0) -> tuple[Path, Path]:
     return model_dir, proc_dir
 
 
-def write_tiny_tagger(folder: Path, seed: int = 0) -> Path:
-    """``model.onnx`` (NHWC input -> Flatten -> MatMul -> Add -> Sigmoid, the real graph's
-    input and output names) and ``selected_tags.csv``; returns the folder."""
+def write_tiny_pickscore(root: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A random tiny PickScore model and its processor under ``root``; returns both folders."""
+    return save_pickscore(tiny_pickscore_clip(seed), root)
+
+
+def write_tagger_onnx(
+    path: Path, size: int, n_tags: int, seed: int = 0, fixed_batch: bool = False
+) -> Path:
+    """NHWC input -> Flatten -> MatMul -> Add -> Sigmoid, with the real graph's input and
+    output names; ``fixed_batch`` gives the input a batch of 1, as some exports have."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    n_in, n_tags = TAGGER_SIZE * TAGGER_SIZE * 3, len(TAGGER_TAGS)
+    n_in = size * size * 3
     weight = rng.normal(size=(n_in, n_tags)) / (255.0 * np.sqrt(n_in)) * 4
     bias = np.where(np.arange(n_tags) % 2 == 0, 1.0, -1.5)  # a mix of hits and misses
+    batch = 1 if fixed_batch else "batch"
     value = helper.make_tensor_value_info
-    pixels = value("input_1:0", TensorProto.FLOAT, ["batch", TAGGER_SIZE, TAGGER_SIZE, 3])
-    probabilities = value("predictions_sigmoid", TensorProto.FLOAT, ["batch", n_tags])
+    pixels = value("input_1:0", TensorProto.FLOAT, [batch, size, size, 3])
+    probabilities = value("predictions_sigmoid", TensorProto.FLOAT, [batch, n_tags])
     graph = helper.make_graph(
         [
             helper.make_node("Flatten", ["input_1:0"], ["flat"], axis=1),
@@ -162,11 +196,31 @@ def write_tiny_tagger(folder: Path, seed: int = 0) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(folder / "model.onnx"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_tag_csv(path: Path, tags=TAGGER_TAGS) -> Path:
+    """``selected_tags.csv`` in the real file's columns, one row per ``(name, category)``."""
     lines = ["tag_id,name,category,count"]
-    lines += [f"{1000 + i},{name},{cat},{500 - i}" for i, (name, cat) in enumerate(TAGGER_TAGS)]
-    (folder / "selected_tags.csv").write_text("\n".join(lines) + "\n")
+    lines += [f"{1000 + i},{name},{cat},{500 - i}" for i, (name, cat) in enumerate(tags)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_tiny_tagger(
+    folder: Path,
+    seed: int = 0,
+    tags=TAGGER_TAGS,
+    size: int = TAGGER_SIZE,
+    fixed_batch: bool = False,
+) -> Path:
+    """``model.onnx`` with one output per tag and the matching ``selected_tags.csv``;
+    returns the folder."""
+    write_tagger_onnx(folder / "model.onnx", size, len(tags), seed, fixed_batch)
+    write_tag_csv(folder / "selected_tags.csv", tags)
     return folder
 
 
