@@ -42,7 +42,6 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -148,19 +147,12 @@ def throughput(metric, items, batch_size: int, repeats: int) -> tuple[float, flo
     return prep, batch_size * repeats / (time.perf_counter() - start)
 
 
-@contextmanager
 def tf32_forced():
     """TF32 on for cuDNN convolutions (PyTorch's default, what the anomaly job ran with
     before its guard) and for CUDA matmuls (``set_float32_matmul_precision("high")``)."""
-    import torch
+    from scoring.devices import tf32
 
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    try:
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=True):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
+    return tf32(True)
 
 
 def anomaly_tf32(metric, prepared) -> dict[str, tuple]:

@@ -80,6 +80,19 @@ def fp32_weights() -> dict:
 
 
 @contextmanager
+def tf32(allowed: bool):
+    """cuDNN convolutions and CUDA matmuls with TF32 allowed or not; restored after."""
+    import torch
+
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=allowed):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 def full_fp32():
     """No TF32 inside: cuDNN convolutions and CUDA matmuls in true fp32.
 
@@ -88,12 +101,4 @@ def full_fp32():
     complexity walk drowns in it, and cached features would differ from the CPU's more
     than fp32 rounding. The flags are process-wide; the jobs compute on one thread.
     """
-    import torch
-
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
+    return tf32(False)

@@ -217,17 +217,6 @@ class TotalBar:
             self.bar.n = min(self.bar.total, self.count() - self.base)
             self.bar.refresh()
 
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on any rank (every rank gets the answer): decisions that
-        end a loop of barriers must be taken by all ranks together."""
-        if not self.grouped:
-            return bool(flag)
-        import torch.distributed as dist
-
-        flags: list[Any] = [None] * self.world
-        dist.all_gather_object(flags, bool(flag))
-        return any(flags)
-
     def close(self) -> None:
         if self.bar is not None:
             self.refresh()

@@ -5,21 +5,15 @@ here from the list of each pair's outcomes with ``numpy.var``, instead of from t
 win/tie count matrices the benchmark works on.
 """
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py"
+from tests.benchmark_script import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("sample_efficiency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("sample_efficiency")
 
 
 # 3 models. Per unordered pair (a < b): outcomes of a against b (1 win, 0.5 tie, 0 loss).

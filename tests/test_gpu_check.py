@@ -7,7 +7,6 @@ that its TF32 comparison really runs the anomaly metric with TF32 off, then forc
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -16,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.benchmark_script import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_check")
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
