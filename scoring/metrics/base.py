@@ -267,6 +267,7 @@ METRIC_MODULES: list[str] = [
     "scoring.metrics.clip_score",
     "scoring.metrics.aesthetic",
     "scoring.metrics.anomaly",
+    "scoring.metrics.anime_aesthetic",
 ]
 
 

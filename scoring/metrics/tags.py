@@ -277,15 +277,22 @@ def prepare_tagger_image(image: PILImage.Image, size: int) -> np.ndarray:
 
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
-GPU_FIX = (
-    "on a GPU machine replace the CPU build with the GPU one, built for your CUDA major "
-    "version: `pip uninstall -y onnxruntime && pip install onnxruntime-gpu` (docs/metrics.md, "
-    '"The tagger on a GPU"); or score tags on the CPU on their own: '
-    "`arena score --metrics tags --device cpu`"
-)
 
 
-def _cuda_index(device: str) -> int | None:
+def gpu_fix(metric: str) -> str:
+    """What to do when ``metric``'s onnxruntime cannot run on CUDA."""
+    return (
+        "on a GPU machine replace the CPU build with the GPU one, built for your CUDA major "
+        "version: `pip uninstall -y onnxruntime && pip install onnxruntime-gpu` (docs/metrics.md, "
+        f'"The tagger on a GPU"); or score {metric} on the CPU on their own: '
+        f"`arena score --metrics {metric} --device cpu`"
+    )
+
+
+GPU_FIX = gpu_fix("tags")
+
+
+def _cuda_index(device: str, metric: str = "tags") -> int | None:
     """N of ``cuda:N`` (0 for ``cuda``), None for ``cpu``; other devices are refused."""
     device = str(device)
     if device == "cpu":
@@ -293,13 +300,17 @@ def _cuda_index(device: str) -> int | None:
     kind, _, index = device.partition(":")
     if kind != "cuda" or (index and not index.isdigit()):
         raise ValueError(
-            f"metric 'tags': device {device!r}: the onnxruntime tagger runs on cpu, cuda or cuda:N."
+            f"metric {metric!r}: device {device!r}: its onnxruntime model runs on cpu, cuda "
+            "or cuda:N."
         )
     return int(index or 0)
 
 
-def providers_for(device: str, available: Sequence[str] | None = None) -> list[Any]:
-    """onnxruntime providers that run the tagger on ``device``, in order of preference.
+def providers_for(
+    device: str, available: Sequence[str] | None = None, metric: str = "tags"
+) -> list[Any]:
+    """onnxruntime providers that run an ONNX metric (``metric``: the tagger unless told)
+    on ``device``, in order of preference.
 
     ``cuda:N`` must name device N (onnxruntime's CUDA provider takes device 0 unless
     told). CPU follows CUDA only as the home of operators CUDA lacks; whether CUDA was
@@ -307,7 +318,7 @@ def providers_for(device: str, available: Sequence[str] | None = None) -> list[A
     onnxruntime on ``cuda`` is an error, not a silent CPU run. ``available`` defaults
     to ``onnxruntime.get_available_providers()``.
     """
-    index = _cuda_index(device)
+    index = _cuda_index(device, metric)
     if index is None:
         return [CPU]
     if available is None:
@@ -316,19 +327,20 @@ def providers_for(device: str, available: Sequence[str] | None = None) -> list[A
         available = onnxruntime.get_available_providers()
     if CUDA not in available:
         raise ValueError(
-            f"metric 'tags' on {device}: the installed onnxruntime has no {CUDA} (it offers "
-            f"{', '.join(available)}), so the tagger would run on the CPU; {GPU_FIX}."
+            f"metric {metric!r} on {device}: the installed onnxruntime has no {CUDA} (it "
+            f"offers {', '.join(available)}), so the model would run on the CPU; "
+            f"{gpu_fix(metric)}."
         )
     return [(CUDA, {"device_id": index}), CPU]
 
 
-def session_provider(session: Any, device: str) -> str:
+def session_provider(session: Any, device: str, metric: str = "tags") -> str:
     """The provider running ``session``, e.g. ``CUDAExecutionProvider (device_id 3)``.
 
     onnxruntime-gpu drops CUDA with only a logged warning when its CUDA or cuDNN
     libraries fail to load, and runs on the CPU; that is an error here.
     """
-    index = _cuda_index(device)
+    index = _cuda_index(device, metric)
     used = list(session.get_providers())
     if index is None:
         return used[0] if used else CPU
@@ -339,17 +351,17 @@ def session_provider(session: Any, device: str) -> str:
         cuda = getattr(getattr(torch, "version", None), "cuda", None)
         hint = f"; this torch is built for CUDA {cuda}" if cuda else ""
         raise ValueError(
-            f"metric 'tags' on {device}: onnxruntime did not start {CUDA} and would run on "
+            f"metric {metric!r} on {device}: onnxruntime did not start {CUDA} and would run on "
             f"{', '.join(used) or 'nothing'}: its CUDA or cuDNN libraries failed to load (its "
             "warning above names the one), usually because onnxruntime-gpu was built for "
             f"another CUDA or cuDNN major version{hint}. Install the onnxruntime-gpu build "
-            'for your CUDA (docs/metrics.md, "The tagger on a GPU"), or score tags with '
+            f'for your CUDA (docs/metrics.md, "The tagger on a GPU"), or score {metric} with '
             "--device cpu."
         )
     got = session.get_provider_options().get(CUDA, {}).get("device_id")
     if got is not None and int(got) != index:
         raise ValueError(
-            f"metric 'tags' on {device}: onnxruntime runs the tagger on CUDA device {got}, "
+            f"metric {metric!r} on {device}: onnxruntime runs the model on CUDA device {got}, "
             f"not {index}."
         )
     return f"{CUDA} (device_id {index})"
