@@ -262,6 +262,7 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
 METRIC_MODULES: list[str] = [
     "scoring.metrics.hpsv2",
     "scoring.metrics.pickscore",
+    "scoring.metrics.imagereward",
     "scoring.metrics.tags",
     "scoring.metrics.classical",
     "scoring.metrics.clip_score",
