@@ -103,15 +103,22 @@ def resize_and_crop(image: PILImage.Image, size: int = IMAGE_SIZE) -> PILImage.I
     return image.crop((left, top, left + size, top + size))
 
 
+# ``ToTensor`` + ``Normalize`` of each byte value per channel: /255, - mean, / std, the
+# same correctly rounded float32 operations in the same order, so the same bits; looking
+# them up costs a third of computing them for every pixel.
+_NORMALISED = (
+    (np.arange(256, dtype=np.float32) / np.float32(255))[None, :]
+    - np.asarray(BLIP_MEAN, dtype=np.float32)[:, None]
+) / np.asarray(BLIP_STD, dtype=np.float32)[:, None]
+
+
 def preprocess(image: PILImage.Image, size: int = IMAGE_SIZE) -> torch.Tensor:
     """One PIL image -> the normalised (3, size, size) float32 tensor ImageReward sees."""
     import torch
 
-    rgb = np.array(resize_and_crop(image, size).convert("RGB"), dtype=np.uint8)
-    pixels = torch.from_numpy(rgb).permute(2, 0, 1).contiguous().float().div(255)
-    mean = torch.tensor(BLIP_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(BLIP_STD, dtype=torch.float32).view(3, 1, 1)
-    return (pixels - mean) / std
+    rgb = np.asarray(resize_and_crop(image, size).convert("RGB"))
+    planes = [np.take(_NORMALISED[c], rgb[..., c]) for c in range(3)]
+    return torch.from_numpy(np.stack(planes))
 
 
 # -- the model -----------------------------------------------------------------------

@@ -68,7 +68,7 @@ REFERENCE_PROMPTS = [
 ]
 
 
-def tiny_med_config() -> dict:
+def tiny_med_config(vision_width: int = VISION_WIDTH) -> dict:
     """BLIP's ``med_config.json`` with tiny sizes (the published one: 768 wide, 12 layers)."""
     return {
         "architectures": ["BertModel"],
@@ -86,15 +86,17 @@ def tiny_med_config() -> dict:
         "pad_token_id": 0,
         "type_vocab_size": 2,
         "vocab_size": len(TINY_VOCAB) + 2,  # + the tokenizer's added [DEC] and [ENC]
-        "encoder_width": VISION_WIDTH,
+        "encoder_width": vision_width,
         "add_cross_attention": True,
     }
 
 
-def _shapes(config: dict) -> list[tuple[str, tuple[int, ...], str]]:
+def _shapes(
+    config: dict, depth: int = VISION_DEPTH, patch: int = PATCH
+) -> list[tuple[str, tuple[int, ...], str]]:
     """(key, shape, kind) of every tensor of the reference module, in a fixed order."""
-    w, h, f = VISION_WIDTH, config["hidden_size"], config["intermediate_size"]
-    grid = IMAGE_SIZE // PATCH
+    w, h, f = config["encoder_width"], config["hidden_size"], config["intermediate_size"]
+    grid = IMAGE_SIZE // patch
     out: list[tuple[str, tuple[int, ...], str]] = []
 
     def linear(name: str, n_out: int, n_in: int) -> None:
@@ -111,10 +113,10 @@ def _shapes(config: dict) -> list[tuple[str, tuple[int, ...], str]]:
         (f"{v}.pos_embed", (1, grid * grid + 1, w), "embedding"),
     ]
     out += [
-        (f"{v}.patch_embed.proj.weight", (w, 3, PATCH, PATCH), "linear"),
+        (f"{v}.patch_embed.proj.weight", (w, 3, patch, patch), "linear"),
         (f"{v}.patch_embed.proj.bias", (w,), "bias"),
     ]
-    for i in range(VISION_DEPTH):
+    for i in range(depth):
         b = f"{v}.blocks.{i}"
         norm(f"{b}.norm1", w)
         linear(f"{b}.attn.qkv", 3 * w, w)
@@ -154,14 +156,16 @@ def _shapes(config: dict) -> list[tuple[str, tuple[int, ...], str]]:
     return out
 
 
-def tiny_state_dict(seed: int = 0, config: dict | None = None) -> dict:
+def tiny_state_dict(
+    seed: int = 0, config: dict | None = None, depth: int = VISION_DEPTH, patch: int = PATCH
+) -> dict:
     """The tiny ImageReward state dict: seeded, unit-variance-preserving random tensors."""
     import torch
 
     config = config or tiny_med_config()
     gen = torch.Generator().manual_seed(seed)
     state = {}
-    for key, shape, kind in _shapes(config):
+    for key, shape, kind in _shapes(config, depth, patch):
         if kind == "positions":
             state[key] = torch.arange(shape[1]).expand(1, -1).clone()
             continue
@@ -199,16 +203,25 @@ def write_vocab(folder: Path, tokens=TINY_VOCAB) -> Path:
     return path
 
 
-def write_tiny_imagereward(root: Path, seed: int = 0) -> dict[str, Path]:
+def write_tiny_imagereward(
+    root: Path,
+    seed: int = 0,
+    vision_width: int = VISION_WIDTH,
+    depth: int = VISION_DEPTH,
+    patch: int = PATCH,
+) -> dict[str, Path]:
     """The three files under ``root`` in the weights-folder layout; returns their paths
-    (``weights``, ``med_config``, ``vocab``)."""
+    (``weights``, ``med_config``, ``vocab``). The ViT's width (a multiple of 64), depth
+    and patch (a divisor of 224) can be changed: ``benchmarks/scoring.py`` uses a 64-wide,
+    one-block ViT with 32 px patches, so that the model's arithmetic does not hide what
+    batching saves."""
     import torch
 
     folder = root / IMAGEREWARD_REPO
     folder.mkdir(parents=True, exist_ok=True)
-    config = tiny_med_config()
+    config = tiny_med_config(vision_width)
     weights = folder / "ImageReward.pt"
-    torch.save(tiny_state_dict(seed, config), weights)
+    torch.save(tiny_state_dict(seed, config, depth, patch), weights)
     med_config = folder / "med_config.json"
     med_config.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     vocab = write_vocab(root / TOKENIZER_REPO)
