@@ -132,12 +132,26 @@ def reference_run(tmp_path: Path, db_url: str, assets) -> dict[str, dict]:
     assert done.returncode == 0, done.stderr[-4000:]
     rows = stored(store)
     store.close()
-    return rows
+    return rows, done.stdout
+
+
+def summary_lines(out: str) -> list[str]:
+    """The totals of the three summaries, without the timings: the generation table's
+    rows up to img/s, the "scored N of M" counts and per-metric new rows, the numbers."""
+    keep = []
+    for line in out.splitlines():
+        if line.startswith(("tiny ", "tinier ")):
+            keep.append(" ".join(line.split()[:6]) if "real" not in line else line)
+        elif line.startswith("scored "):
+            keep.append(line.split(" in ")[0])
+        elif line.startswith("  ") and "new score(s)" in line:
+            keep.append(line)
+    return keep
 
 
 @pytest.mark.slow
 def test_two_ranks_store_what_one_process_stores(tmp_path, db_url, assets):
-    single = reference_run(tmp_path, db_url, assets)
+    single, single_out = reference_run(tmp_path, db_url, assets)
     other_url = fresh_database(db_url.rsplit("/", 1)[0] + "/postgres") if db_url else ""
     store = workspace(tmp_path / "ranks", other_url, assets)
     script = [str(REPO / "tests" / "sharded_jobs.py"), str(store.workspace)]
@@ -151,6 +165,8 @@ def test_two_ranks_store_what_one_process_stores(tmp_path, db_url, assets):
     for key in single:
         assert sharded[key] == single[key], key  # pixels, scores, vectors, numbers: exact
     assert out.count("scored ") == 1  # one summary (rank 0's), the two ranks' total
+    assert summary_lines(out) == summary_lines(single_out)  # the same totals as one process
+    assert len(summary_lines(out)) == 2 + 1 + 4 + 2 * 4  # all three summaries were read
     store.close()
 
 
