@@ -12,8 +12,10 @@ times, on the same images:
   their text caches.
 
 Prints images/s of each and the ratio (target >= 5x), and checks both give the same
-scores. Usage: python benchmarks/scoring.py [--images 2000] [--batch-size 64]
-[--workers 0 2] [--threads 1]
+scores. ``--metrics`` picks others with tiny weights here (``TINY_WEIGHTS``): the
+anime aesthetic ONNX, CLIP-IQA (on the same tiny CLIP). Usage: python
+benchmarks/scoring.py [--images 2000] [--batch-size 64] [--workers 0 2] [--threads 1]
+[--metrics clip,aesthetic]
 """
 
 from __future__ import annotations
@@ -60,15 +62,28 @@ def build_workspace(root: Path, n_images: int, seed: int = 0) -> Store:
     return store
 
 
-def one_at_a_time(store: Store, weights: Path) -> tuple[float, dict]:
+def write_tiny_anime(root: Path) -> Path:
+    from scoring.testing.tiny_iqa import write_anime_aesthetic_onnx
+
+    return write_anime_aesthetic_onnx(root / "anime" / "model.onnx").parent
+
+
+# metric -> writes its tiny weights under the root, returns the path its --weights takes.
+TINY_WEIGHTS = {
+    "clip": lambda root: root,
+    "aesthetic": lambda root: root,
+    "anime-aesthetic": write_tiny_anime,
+    "clipiqa": lambda root: root,
+}
+
+
+def one_at_a_time(store: Store, weights: dict[str, Path]) -> tuple[float, dict]:
     from PIL import Image
     from sqlalchemy import select
 
-    from scoring.metrics.aesthetic import Aesthetic
-    from scoring.metrics.clip_score import ClipScore
+    from scoring.metrics.base import get_metric
 
-    clip = ClipScore.from_pretrained(weights)
-    aesthetic = Aesthetic.from_pretrained(weights)
+    metrics = [get_metric(name).from_pretrained(path) for name, path in weights.items()]
     with store.session() as s:
         rows = s.execute(
             select(db.Image.id, db.Image.sha256, db.Prompt.text)
@@ -80,21 +95,22 @@ def one_at_a_time(store: Store, weights: Path) -> tuple[float, dict]:
     for image_id, sha, prompt in rows:
         with Image.open(store.images.path_for(sha)) as f:
             img = f.convert("RGB")
-        out[(image_id, "clip")] = float(clip.score([img], [prompt])[0])
-        out[(image_id, "aesthetic")] = float(aesthetic.score([img])[0])
+        for metric in metrics:
+            prompts = [prompt] if metric.needs_prompt else None
+            out[(image_id, metric.name)] = float(metric.score([img], prompts)[0])
     return time.perf_counter() - start, out
 
 
-def batched(store: Store, weights: Path, batch_size: int, workers: int) -> tuple[float, dict]:
+def batched(
+    store: Store, weights: dict[str, Path], batch_size: int, workers: int
+) -> tuple[float, dict]:
     from sqlalchemy import delete, select
 
     from scoring.metrics.runner import build_metrics, run
 
     with store.session() as s:
         s.execute(delete(db.Score))
-    metrics = build_metrics(
-        ["clip", "aesthetic"], weights={"clip": str(weights), "aesthetic": str(weights)}
-    )
+    metrics = build_metrics(list(weights), weights={k: str(v) for k, v in weights.items()})
     start = time.perf_counter()
     run(store, metrics, batch_size=batch_size, num_workers=workers, progress=False)
     seconds = time.perf_counter() - start
@@ -114,7 +130,16 @@ def main() -> None:
         default=1,
         help="torch intra-op threads for both modes (1: stable on a shared machine)",
     )
+    parser.add_argument(
+        "--metrics",
+        default="clip,aesthetic",
+        help=f"comma-separated, from {', '.join(TINY_WEIGHTS)} (default clip,aesthetic)",
+    )
     args = parser.parse_args()
+    names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(TINY_WEIGHTS))
+    if unknown or not names:
+        parser.error(f"--metrics: unknown {unknown}; known: {', '.join(TINY_WEIGHTS)}")
 
     import torch
 
@@ -124,13 +149,14 @@ def main() -> None:
 
     print(
         f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} cores; tiny ViT-L/14-family CLIP (32 px, width 64) + aesthetic MLP"
+        f"{os.cpu_count()} cores; {', '.join(names)} with tiny weights (CLIP: ViT-L/14 family, "
+        "32 px, width 64; aesthetic: the real MLP; anime-aesthetic: a 32 px ONNX, batch 1)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        weights = root / "weights"
-        write_tiny_clip(weights)
-        write_tiny_aesthetic(weights)
+        write_tiny_clip(root / "weights")
+        write_tiny_aesthetic(root / "weights")
+        weights = {name: TINY_WEIGHTS[name](root / "weights") for name in names}
         t0 = time.perf_counter()
         store = build_workspace(root, args.images)
         print(f"workspace: {args.images} images (64x64 PNG) in {time.perf_counter() - t0:.1f} s")
@@ -139,7 +165,7 @@ def main() -> None:
         single_rate = args.images / single_s
         print(
             f"one image at a time:              {single_s:7.2f} s  {single_rate:8.1f} images/s "
-            "(clip + aesthetic, no DB writes)"
+            f"({' + '.join(names)}, no DB writes)"
         )
         for workers in args.workers:
             seconds, scores = batched(store, weights, args.batch_size, workers)
