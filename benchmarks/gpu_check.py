@@ -9,7 +9,7 @@ preprocessing (``runner.ImageDataset`` / ``collate``) and its ``score_batch``, w
 applies each metric's own precision (``runner.precision_context``); the generation
 job's ``load_pipeline`` and batch call.
 
-1. **Agreement.** Each CLIP-based metric (clip, aesthetic, hpsv2, pickscore) scores the
+1. **Agreement.** Each CLIP-based metric (clip, aesthetic, hpsv2, pickscore, imagereward) scores the
    same images loaded for fp32 and for fp16 / bf16 (``from_pretrained(dtype=...)``, the
    precision recorded in ``metric.version``). The reference is fp32 with TF32 off
    (``scoring.devices.full_fp32``), what the job computes and the CPU's numbers. Also

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-REDUCED = ("clip", "aesthetic", "hpsv2", "pickscore")  # computed under fp16/bf16 autocast
+# computed under fp16/bf16 autocast
+REDUCED = ("clip", "aesthetic", "hpsv2", "pickscore", "imagereward")
 FP32_ONLY = ("tags", "sharpness", "colorfulness", "contrast", "anomaly")
 METRICS = REDUCED + FP32_ONLY
 PROMPT_PARTS = (

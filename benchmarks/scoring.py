@@ -68,12 +68,22 @@ def write_tiny_anime(root: Path) -> Path:
     return write_anime_aesthetic_onnx(root / "anime" / "model.onnx").parent
 
 
+def write_tiny_imagereward(root: Path) -> Path:
+    """ImageReward's three files with a 64-wide, one-block ViT on 32 px patches (50 tokens):
+    its real preprocessing (224 px), tokenizer and loading code, little arithmetic."""
+    from scoring.testing.tiny_imagereward import write_tiny_imagereward as write
+
+    write(root / "imagereward", vision_width=64, depth=1, patch=32)
+    return root / "imagereward"
+
+
 # metric -> writes its tiny weights under the root, returns the path its --weights takes.
 TINY_WEIGHTS = {
     "clip": lambda root: root,
     "aesthetic": lambda root: root,
     "anime-aesthetic": write_tiny_anime,
     "clipiqa": lambda root: root,
+    "imagereward": write_tiny_imagereward,
 }
 
 

@@ -5,7 +5,8 @@
 the same resolution as real weights: the ViT-L/14 CLIP and aesthetic MLP
 (``tiny_clip``), a narrow open_clip ViT-H-14 saved as an HPSv2.1 checkpoint, a
 transformers CLIPModel with the LAION processor folder (PickScore), an ONNX tagger with
-its ``selected_tags.csv`` and a DINOv2 (anomaly). For ``benchmarks/gpu_check.py --tiny``:
+its ``selected_tags.csv``, a DINOv2 (anomaly) and ImageReward's three files
+(``tiny_imagereward``). For ``benchmarks/gpu_check.py --tiny``:
 the script's own code paths run on a CPU in seconds. The metric tests build from the
 same parts (``tiny_hpsv2``/``save_hpsv2``, ``tiny_pickscore_clip``/``save_pickscore``,
 ``write_tagger_onnx``/``write_tag_csv``), keeping the in-memory model as the reference
@@ -232,6 +233,7 @@ def write_weights_folder(root: Path, seed: int = 0) -> Path:
     from scoring.metrics.tags import TAGGER_REPO
     from scoring.testing.tiny_clip import write_tiny_aesthetic, write_tiny_clip
     from scoring.testing.tiny_extractors import write_tiny_dinov2
+    from scoring.testing.tiny_imagereward import write_tiny_imagereward
 
     write_tiny_clip(root / VITL14_OPENAI.repo_id, seed)
     write_tiny_aesthetic(root / AESTHETIC_MLP.repo_id, seed)
@@ -239,4 +241,5 @@ def write_weights_folder(root: Path, seed: int = 0) -> Path:
     write_tiny_pickscore(root, seed)
     write_tiny_tagger(root / TAGGER_REPO, seed)
     write_tiny_dinov2(root / DINOV2_LARGE.repo_id, seed)
+    write_tiny_imagereward(root, seed)
     return root
