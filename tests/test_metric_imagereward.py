@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -288,8 +291,20 @@ def test_keys_the_score_never_reads_are_optional(tmp_path, metric):
     np.testing.assert_allclose(loaded.score(images, prompts), metric.score(images, prompts), atol=0)
 
 
-class Interrupt(Exception):
-    pass
+# The child process: the real job, SIGKILLed by itself right after batch 2 is committed.
+KILLED_JOB = """
+import os, signal, sys
+from arena.config import load_settings
+from arena.storage.store import Store
+from scoring.metrics.runner import build_metrics, run
+workspace, weights = sys.argv[1:]
+store = Store(load_settings(env={}, workspace=workspace))
+metrics = build_metrics(["imagereward"], weights={"imagereward": weights})
+def kill(report):
+    if report.index == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+run(store, metrics, batch_size=3, num_workers=0, progress=False, on_batch=kill)
+"""
 
 
 def _fill(store, n: int) -> list[int]:
@@ -321,17 +336,19 @@ def _stored(store) -> dict[int, tuple[str, float]]:
     return {i: (v, val) for i, v, val in rows}
 
 
-def test_the_scoring_job_resumes_after_an_interruption(store, root, metric):
+@pytest.mark.slow
+def test_a_killed_scoring_job_resumes_without_duplicates_or_losses(store, root, metric):
     ids = _fill(store, n=8)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_JOB, str(store.workspace), str(root)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert len(_stored(store)) == 6  # two committed batches of three
     metrics = build_metrics(["imagereward"], weights={"imagereward": str(root)})
-
-    def stop_after_two(report):
-        if report.index == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        run(store, metrics, batch_size=3, progress=False, on_batch=stop_after_two)
-    assert len(_stored(store)) == 6  # two committed batches
     summary = run(store, metrics, batch_size=3, progress=False)
     assert summary.images_selected == 2 and summary.rows_written["imagereward"] == 2
     rows = _stored(store)
