@@ -55,14 +55,27 @@ def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return first, np.minimum(first + 1, src - 1), frac
 
 
-def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``cv2.resize(image, (width, height))`` (bilinear) of an (h, w, c) float32 array."""
-    x0, x1, fx = _linear_taps(image.shape[1], width)
-    y0, y1, fy = _linear_taps(image.shape[0], height)
-    # OpenCV interpolates along x first, then y, in float32.
-    rows = image[:, x0] * (1.0 - fx)[None, :, None] + image[:, x1] * fx[None, :, None]
-    out = rows[y0] * (1.0 - fy)[:, None, None] + rows[y1] * fy[:, None, None]
-    return out.astype(np.float32, copy=False)
+def resize_linear(chw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``cv2.resize(image, (width, height))`` (bilinear) of a float32 image held as a
+    (c, h, w) array, returned as (c, height, width)."""
+    if chw.shape[1:] == (height, width):
+        return chw  # OpenCV copies the pixels unchanged
+    x0, x1, fx = _linear_taps(chw.shape[2], width)
+    y0, y1, fy = _linear_taps(chw.shape[1], height)
+    # OpenCV interpolates along x first, then y: a * (1 - f) + b * f in float32. In place
+    # and with np.take (~10x faster than fancy indexing along an axis): the same values.
+    rows = np.take(chw, x0, axis=2)
+    rows *= 1.0 - fx
+    right = np.take(chw, x1, axis=2)
+    right *= fx
+    rows += right
+    fy = fy[:, None]
+    out = np.take(rows, y0, axis=1)
+    out *= 1.0 - fy
+    below = np.take(rows, y1, axis=1)
+    below *= fy
+    out += below
+    return out
 
 
 def fitted_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -76,12 +89,15 @@ def fitted_size(height: int, width: int, size: int) -> tuple[int, int]:
 
 def prepare_anime_image(image: PILImage.Image, size: int = INPUT_SIZE) -> np.ndarray:
     """One image -> (3, size, size) float32 in 0..1: fitted, bilinear, centred on black."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    h, w = fitted_size(rgb.shape[0], rgb.shape[1], size)
-    canvas = np.zeros((size, size, 3), dtype=np.float32)
+    # The reference's float32 / 255, on the pixels already in CHW order (the same values).
+    chw = np.ascontiguousarray(np.asarray(image.convert("RGB")).transpose(2, 0, 1))
+    chw = chw.astype(np.float32)
+    chw /= 255
+    h, w = fitted_size(chw.shape[1], chw.shape[2], size)
+    canvas = np.zeros((3, size, size), dtype=np.float32)
     top, left = (size - h) // 2, (size - w) // 2
-    canvas[top : top + h, left : left + w] = resize_linear(rgb, h, w)
-    return np.ascontiguousarray(canvas.transpose(2, 0, 1))
+    canvas[:, top : top + h, left : left + w] = resize_linear(chw, h, w)
+    return canvas
 
 
 @register_metric
