@@ -20,8 +20,9 @@ def register(sub) -> None:
     p.add_argument(
         "--metrics",
         default="classical",
-        help="comma-separated metric names or groups: clip, aesthetic, hpsv2, pickscore, "
-        "tags, sharpness, colorfulness, contrast, classical (= the last three); "
+        help="comma-separated metric names or groups: clip, aesthetic, clipiqa, hpsv2, "
+        "pickscore, tags, anime-aesthetic, sharpness, colorfulness, contrast, classical "
+        "(= the last three); "
         "default classical. `arena metrics` lists them.",
     )
     p.add_argument(
