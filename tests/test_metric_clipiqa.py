@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sqlalchemy import select
 
 from scoring.metrics.base import get_metric
 from scoring.metrics.clip_score import ClipScore
@@ -178,3 +179,36 @@ def test_missing_and_wrong_weights_give_the_clear_error(tmp_path, monkeypatch):
     torch.save({"not": torch.zeros(2)}, bad / VITL14_OPENAI.filename)
     with pytest.raises(ValueError, match="does not load into open_clip ViT-L-14"):
         ClipIQA.from_pretrained(bad)
+
+
+def test_the_job_runs_one_image_tower_pass_for_clip_and_clipiqa(store, weights):
+    """Through the runner: one encoder pass per batch serves both metrics, and the stored
+    CLIP-IQA values are the direct ones."""
+    from arena.storage import db
+    from arena.storage.store import PromptRow
+    from scoring.metrics.runner import run
+
+    rng = np.random.default_rng(6)
+    model = store.add_model("alpha", "import")
+    store.add_prompts([PromptRow(f"prompt {k}", str(k)) for k in range(5)], "set")
+    images = []
+    for k in range(5):
+        image = Image.fromarray(rng.integers(0, 256, (24 + 6 * k, 40, 3), dtype=np.uint8))
+        images.append(image)
+        pid = store.prompt_ids("set")[("set", str(k))]
+        store.add_image(model, pid, store.images.put_image(image), seed=k)
+    clip, iqa = build_metrics(["clip", "clipiqa"], weights={"clip": str(weights)})
+    calls = []
+    handle = clip.encoder.model.visual.register_forward_hook(
+        lambda _m, inp, _out: calls.append(inp[0].shape[0])
+    )
+    try:
+        run(store, [clip, iqa], batch_size=3, num_workers=0, progress=False)
+    finally:
+        handle.remove()
+    assert calls == [3, 2]
+    with store.session() as s:
+        stored = s.scalars(
+            select(db.Score.value).where(db.Score.metric == "clipiqa").order_by(db.Score.image_id)
+        ).all()
+    np.testing.assert_allclose(stored, ClipIQA.from_pretrained(weights).score(images), atol=1e-6)
