@@ -100,6 +100,11 @@ class Metric(ABC):
     # True for metrics that compute under the job's fp16/bf16 autocast on CUDA (CLIP-based
     # encoders); False for those that always compute in fp32 (the runner turns autocast off).
     reduced_precision: ClassVar[bool] = False
+    # What ``dtype=None`` (``--dtype auto``) means on CUDA for a reduced-precision metric:
+    # "fp16", the job's default, or "bf16" for models published in bf16 whose activations
+    # can overflow fp16 (the Qwen2-VL metrics); GPUs without bf16 (before compute
+    # capability 8.0) get fp16. An explicit dtype is always kept.
+    auto_half: ClassVar[str] = "fp16"
     # The precision this instance computes in ("fp32", "fp16", "bf16"); set by
     # ``from_pretrained``. Other than fp32 it is part of the instance's ``version``
     # ("v2.1+fp16"), so fp16 GPU scores and fp32 CPU scores are stored apart.
@@ -125,7 +130,7 @@ class Metric(ABC):
         request = LoadRequest(
             weights=weights,
             device=device,
-            dtype=dtype,
+            dtype=auto_dtype(device, dtype, cls.auto_half if cls.reduced_precision else "fp16"),
             sources=sources,
             shared=shared,
             model_overrides=model_overrides,
@@ -135,7 +140,7 @@ class Metric(ABC):
         metric = cls.load(request)
         metric.precision = precision_name(request.device, request.dtype, cls.reduced_precision)
         if metric.precision != "fp32":  # numbers change: rows of another precision never mix
-            metric.version = f"{cls.version}+{metric.precision}"
+            metric.version = f"{metric.version}+{metric.precision}"
         return metric
 
     @classmethod
@@ -193,6 +198,21 @@ class Metric(ABC):
                 f"metric {self.name!r} needs one prompt per image: got {len(images)} images "
                 f"and {got} prompts."
             )
+
+
+def auto_dtype(device: str, dtype: Any, half: str, capability: int | None = None) -> Any:
+    """``dtype``, or ``half`` ("bf16") where ``dtype`` is None on a CUDA device of compute
+    capability 8.0 or newer (``capability``: its major version, default what torch reports).
+    None stays None elsewhere, so the job's default (fp16 on CUDA) applies."""
+    if dtype is not None or half == "fp16" or not str(device).startswith("cuda"):
+        return dtype
+    if capability is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return dtype
+        capability = torch.cuda.get_device_capability(torch.device(device))[0]
+    return half if capability >= 8 else dtype
 
 
 def precision_name(device: str, dtype: Any, reduced: bool) -> str:
@@ -263,6 +283,8 @@ METRIC_MODULES: list[str] = [
     "scoring.metrics.hpsv2",
     "scoring.metrics.pickscore",
     "scoring.metrics.imagereward",
+    "scoring.metrics.hpsv3",
+    "scoring.metrics.vqascore",
     "scoring.metrics.tags",
     "scoring.metrics.classical",
     "scoring.metrics.clip_score",
