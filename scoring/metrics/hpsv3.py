@@ -383,6 +383,9 @@ class HPSv3(Metric):
             raise RuntimeError(f"metric {NAME!r}: a formatted prompt has no single {REWARD_TOKEN}")
         # Every M-RoPE axis gets the plain index, as in the reference (module docstring).
         positions = torch.arange(length, device=ids.device).view(1, 1, -1).expand(3, n, -1)
+        # Padding is on the right, after <|Reward|>: causal attention alone keeps it out of
+        # the reward token's view, so no padding mask is built (SDPA's causal fast path).
+        del batch["attention_mask"]
         with torch.inference_mode():
             out = self.model(**batch, position_ids=positions, use_cache=False)
             hidden = out.last_hidden_state[rows, cols]
