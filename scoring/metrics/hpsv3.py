@@ -20,7 +20,8 @@ What is computed, exactly (facts from the reference ``hpsv3`` package, 1.0.0):
 * Image: RGB, resized with PIL bicubic to ``smart_resize(h, w, 28, 256*28*28,
   256*28*28)`` (both sides multiples of 28, about 200,704 pixels, the aspect ratio kept:
   qwen-vl-utils' rule, as the reference's ``process_vision_info`` applies it), then the
-  Qwen2-VL image processor (PIL backend: rescale, OpenAI mean/std, 14-px patches).
+  Qwen2-VL image processor (rescale, OpenAI mean/std, 14-px patches; its own resize is then
+  the identity, so its torchvision backend gives the PIL backend's values).
 * Positions: the reference's forward calls the decoder without ``position_ids``, so
   every M-RoPE axis (time, height, width) gets the plain index 0..n-1, image tokens
   included -- not the 3-D positions Qwen2-VL's own forward builds. The model was trained
@@ -297,7 +298,10 @@ class HPSv3(Metric):
 
         checkpoint, base = resolve_files(request.weights, request.processor, request.sources)
         dtype = parse_dtype(request.device, request.dtype)
-        processor = load_processor(base, padding_side="right")
+        # The images reach the image processor already at a size it keeps (``resize_image``
+        # did the reference's PIL resize), so its torchvision backend only normalises and
+        # cuts patches: the same values as the PIL backend's (to 2.4e-7), 4x faster.
+        processor = load_processor(base, padding_side="right", backend="torchvision")
         n_before = len(processor.tokenizer)
         processor.tokenizer.add_special_tokens(
             {"extra_special_tokens": [REWARD_TOKEN]}, replace_extra_special_tokens=False

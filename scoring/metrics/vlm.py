@@ -38,14 +38,15 @@ MODEL_WEIGHT_NAMES = (
 )
 
 
-def load_processor(folder: Path, padding_side: str) -> Any:
-    """The folder's processor, its image processor on the PIL backend, ``padding_side`` set;
-    one clear error when a file is missing or unreadable, or there is no chat template."""
+def load_processor(folder: Path, padding_side: str, backend: str = "pil") -> Any:
+    """The folder's processor, its image processor on ``backend`` (PIL unless the caller
+    resizes the images itself), ``padding_side`` set; one clear error when a file is
+    missing or unreadable, or there is no chat template."""
     from transformers import AutoImageProcessor, AutoProcessor
 
     try:
         image_processor = AutoImageProcessor.from_pretrained(
-            folder, local_files_only=True, backend="pil"
+            folder, local_files_only=True, backend=backend
         )
         processor = AutoProcessor.from_pretrained(
             folder, local_files_only=True, image_processor=image_processor
