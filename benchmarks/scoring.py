@@ -13,7 +13,8 @@ times, on the same images:
 
 Prints images/s of each and the ratio (target >= 5x), and checks both give the same
 scores. ``--metrics`` picks others with tiny weights here (``TINY_WEIGHTS``): the
-anime aesthetic ONNX, CLIP-IQA (on the same tiny CLIP). Usage: python
+anime aesthetic ONNX, CLIP-IQA (on the same tiny CLIP), HPSv3 and VQAScore (a 32-wide
+Qwen2-VL with the real formatting). Usage: python
 benchmarks/scoring.py [--images 2000] [--batch-size 64] [--workers 0 2] [--threads 1]
 [--metrics clip,aesthetic]
 """
@@ -77,6 +78,16 @@ def write_tiny_imagereward(root: Path) -> Path:
     return root / "imagereward"
 
 
+def write_tiny_vlm(root: Path) -> Path:
+    """The tiny Qwen2-VL folder and HPSv3 checkpoint (scoring/testing/tiny_vlm.py): the real
+    formatting (HPSv3: ~200,704 px images, its ~800-token instruction), a 32-wide model."""
+    from scoring.testing.tiny_vlm import HPSV3_FILE, HPSV3_REPO, write_tiny_vlm_weights
+
+    if not (root / "vlm" / HPSV3_REPO / HPSV3_FILE).is_file():
+        write_tiny_vlm_weights(root / "vlm")
+    return root / "vlm"
+
+
 # metric -> writes its tiny weights under the root, returns the path its --weights takes.
 TINY_WEIGHTS = {
     "clip": lambda root: root,
@@ -84,6 +95,8 @@ TINY_WEIGHTS = {
     "anime-aesthetic": write_tiny_anime,
     "clipiqa": lambda root: root,
     "imagereward": write_tiny_imagereward,
+    "hpsv3": write_tiny_vlm,
+    "vqascore": lambda root: write_tiny_vlm(root) / "Qwen" / "Qwen2-VL-7B-Instruct",
 }
 
 
