@@ -21,8 +21,8 @@ def register(sub) -> None:
         "--metrics",
         default="classical",
         help="comma-separated metric names or groups: clip, aesthetic, clipiqa, hpsv2, "
-        "pickscore, tags, anime-aesthetic, sharpness, colorfulness, contrast, classical "
-        "(= the last three); "
+        "pickscore, hpsv3, vqascore, tags, anime-aesthetic, sharpness, colorfulness, "
+        "contrast, classical (= the last three); "
         "default classical. `arena metrics` lists them.",
     )
     p.add_argument(
