@@ -38,7 +38,8 @@ def register(sub) -> None:
         "--dtype",
         choices=("auto", "fp32", "fp16", "bf16"),
         default="auto",
-        help="compute precision: auto = fp16 autocast on CUDA, fp32 on CPU",
+        help="compute precision: auto = fp16 autocast on CUDA (bf16 for hpsv3 and vqascore "
+        "on GPUs that have it), fp32 on CPU",
     )
     p.add_argument(
         "--num-workers",
