@@ -167,7 +167,7 @@ def test_simulation_needs_demo_models(store):
 
 
 # -- model-level numbers with the demo's random-weight stand-in extractors --------------------
-MODEL_LEVEL = ("kid", "fid", "cmmd", "fd-dino", "diversity", "as")
+MODEL_LEVEL = ("kid", "fid", "is", "cmmd", "fd-dino", "diversity", "div-lpips", "as")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`arena distribution`: KID, FID, CMMD, FD-DINO, diversity and the Anomaly Score per model.
+"""`arena distribution`: KID, FID, IS, CMMD, FD-DINO, the two diversities and AS per model.
 
 torch and ``scoring`` are imported inside the command only.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser(
         "distribution",
-        help="model-level fidelity/diversity metrics against a reference set (KID, FID, ...)",
+        help="model-level fidelity/diversity metrics against a reference set (KID, FID, IS, ...)",
         description=(
             "Compare each model's images with a reference set; features are cached, so the "
             "reference set is embedded once and a re-run extracts nothing. Example: arena "
@@ -20,8 +20,11 @@ def register(sub) -> None:
     p.add_argument(
         "--metrics",
         default="kid,fid,cmmd,fd-dino,diversity",
-        help="comma-separated: kid, fid, cmmd, fd-dino, diversity, as (the model-level "
-        "Anomaly Score); default kid,fid,cmmd,fd-dino,diversity",
+        help="comma-separated: kid, fid, cmmd, fd-dino (distances to the reference set); "
+        "is (Inception Score, of the model's own images); diversity (CLIP-cosine diversity: "
+        "mean pairwise 1 - cos of CLIP embeddings within a prompt); div-lpips (DreamBooth "
+        "DIV: mean pairwise LPIPS within a prompt); as (the model-level Anomaly Score); "
+        "default kid,fid,cmmd,fd-dino,diversity",
     )
     p.add_argument("--reference", required=True, help="reference set name (arena reference add)")
     p.add_argument("--models", default=None, help="comma-separated models (default: all)")
@@ -40,8 +43,9 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="NAME=PATH",
-        help="explicit weights: inception=FILE, cmmd=FILE (CLIP ViT-L/14@336), "
-        "fd-dino=FOLDER (DINOv2), anomaly=FOLDER (repeatable)",
+        help="explicit weights: inception=FILE (KID, FID, IS), cmmd=FILE (CLIP ViT-L/14@336), "
+        "fd-dino=FOLDER (DINOv2), anomaly=FOLDER, alexnet=FILE and lpips=FILE (div-lpips: "
+        "torchvision's AlexNet, lpips' alex.pth) or div-lpips=FOLDER holding both (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_distribution)

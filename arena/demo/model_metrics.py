@@ -1,4 +1,4 @@
-"""Model-level numbers (KID, FID, CMMD, FD-DINO, diversity, AS) for the offline demo.
+"""Model-level numbers (KID, FID, IS, CMMD, FD-DINO, diversity, DIV-LPIPS, AS) for the demo.
 
 No weights can be downloaded, so the feature networks are seeded random-weight
 stand-ins written by ``scoring.testing.tiny_extractors`` -- the one place the product
@@ -31,11 +31,11 @@ def ml_available() -> str:
 
 
 def demo_model_metrics(store: Store, seed: int = 0, progress: bool = False) -> list:
-    """KID, FID, CMMD, FD-DINO, diversity and AS of the demo models against ``demo-real``.
+    """Every model-level number of the demo models (against ``demo-real`` where it has one).
 
-    No weights can be downloaded, so the three feature networks are seeded
-    random-weight stand-ins (``scoring.testing.tiny_extractors``: torch-fidelity's full
-    Inception-v3, a narrow ViT-L-14-336-shaped open_clip CLIP, a tiny DINOv2), written
+    No weights can be downloaded, so the feature networks are seeded random-weight
+    stand-ins (``scoring.testing.tiny_extractors``: torch-fidelity's full Inception-v3, a
+    narrow ViT-L-14-336-shaped open_clip CLIP, a tiny DINOv2, LPIPS's AlexNet), written
     in the real file formats under ``<workspace>/demo-weights`` and loaded by the real
     loading code. Every feature and number they give carries the extractor tag
     ``demo-random`` in its key, so the leaderboard, the Agreement tab and the exports
@@ -52,6 +52,7 @@ def demo_model_metrics(store: Store, seed: int = 0, progress: bool = False) -> l
         )
     from scoring.distribution import run as distribution_run
     from scoring.distribution.features import EXTRACTORS
+    from scoring.distribution.lpips_div import LpipsAlex
     from scoring.testing.tiny_extractors import write_all
 
     folder = store.workspace / DEMO_WEIGHTS_FOLDER
@@ -61,6 +62,8 @@ def demo_model_metrics(store: Store, seed: int = 0, progress: bool = False) -> l
         name: EXTRACTORS[name].load(paths[key]).tagged(STAND_IN_TAG)
         for name, key in by_name.items()
     }
+    lpips_weights = {"div-lpips": str(paths["div-lpips"])}
+    extractors[LpipsAlex.name] = LpipsAlex.load(lpips_weights).tagged(STAND_IN_TAG)
     return distribution_run.run(
         store,
         distribution_run.METRICS,

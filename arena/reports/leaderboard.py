@@ -95,12 +95,18 @@ def metric_means(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+#: Model-level numbers published as mean ± std: their std gets a column of its own.
+MEAN_STD_METRICS = ("kid", "is")
+
+
 def model_level_columns(model_metrics: pd.DataFrame) -> pd.DataFrame | None:
-    """Model-level numbers (KID, FID, CMMD, FD-DINO, diversity, AS) as columns per model.
+    """Model-level numbers (KID, FID, IS, CMMD, FD-DINO, diversity, DIV-LPIPS, AS) as
+    columns per model.
 
     ``model_metrics`` is ``Store.model_metrics_frame()``. Columns are named by metric
     (``kid``, ``fid`` ...), with ``@<reference>`` appended when numbers against several
-    reference sets exist; KID also gets ``kid_std``. Returns None when there are none.
+    reference sets exist; KID and IS, reported as mean ± std, also get ``kid_std`` and
+    ``is_std``. Returns None when there are none.
     """
     if model_metrics is None or model_metrics.empty:
         return None
@@ -114,9 +120,9 @@ def model_level_columns(model_metrics: pd.DataFrame) -> pd.DataFrame | None:
     ]
     frame = frame.assign(column=names)
     table = frame.pivot_table(index="model", columns="column", values="value", aggfunc="first")
-    kid = frame[frame["metric"] == "kid"]
-    if not kid.empty:
-        stds = kid.pivot_table(index="model", columns="column", values="std", aggfunc="first")
+    spread = frame[frame["metric"].isin(MEAN_STD_METRICS)]
+    if not spread.empty:
+        stds = spread.pivot_table(index="model", columns="column", values="std", aggfunc="first")
         table = table.join(stds.add_suffix("_std"))
     table.columns.name = None
     return table[sorted(table.columns)]
@@ -155,7 +161,7 @@ def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] =
         if not references:
             return ""
         return (
-            "Model-level numbers (KID, FID, CMMD, FD-DINO, diversity, AS) are not computed "
+            "Model-level numbers (KID, FID, IS, CMMD, FD-DINO, diversity, AS ...) are not computed "
             f"yet: `arena distribution --reference {references[0]}` (real weights), or in the "
             "offline demo `arena demo --model-metrics` (random-weight stand-ins; needs the ML "
             "extras)."

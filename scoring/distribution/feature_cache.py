@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scoring.distribution.features import Extractor
+from scoring.distribution.features import Extractor, Head
 from scoring.sharding import Ranks, TotalBar, bar_label
 
 
@@ -40,8 +40,14 @@ def load_cached(store, extractor_key: str, image_ids: Sequence[int]) -> dict[int
     return found
 
 
-def write_features(store, extractor_key: str, image_ids: Sequence[int], vectors) -> None:
-    """Insert rows in one transaction, replacing any damaged row and ignoring duplicates."""
+def write_features(
+    store, extractor_key: str, image_ids: Sequence[int], vectors, replace: bool = True
+) -> None:
+    """Insert rows in one transaction, replacing any damaged row and ignoring duplicates.
+
+    ``replace=False`` keeps rows already stored (the other outputs of a forward pass,
+    written beside the ones asked for: vectors other numbers were computed from stay).
+    """
     from sqlalchemy import delete
 
     from arena.storage import db
@@ -68,18 +74,19 @@ def write_features(store, extractor_key: str, image_ids: Sequence[int], vectors)
         for i, v in zip(image_ids, vectors, strict=True)
     ]
     with store.session() as s:
-        s.execute(
-            delete(db.Feature).where(
-                db.Feature.extractor == extractor_key,
-                db.Feature.image_id.in_([r["image_id"] for r in rows]),
+        if replace:
+            s.execute(
+                delete(db.Feature).where(
+                    db.Feature.extractor == extractor_key,
+                    db.Feature.image_id.in_([r["image_id"] for r in rows]),
+                )
             )
-        )
         s.execute(statement, rows)
 
 
 def cached_features(
     store,
-    extractor: Extractor,
+    extractor: Extractor | Head,
     image_ids: Sequence[int],
     batch_size: int = 32,
     num_workers: int = 0,
@@ -99,6 +106,11 @@ def cached_features(
     With several ``ranks`` the missing images are cut into the batches one process
     would make and each rank extracts every N-th batch, then waits for the others and
     reads their vectors: every rank returns the whole array.
+
+    ``extractor`` may be a head (``Extractor.head``, e.g. Inception's logits): the
+    owning network runs and every output of each pass is stored, each under its own
+    key (keeping rows already there), so asking for the other output of the same
+    images later extracts nothing.
     """
     from sqlalchemy import select
 
@@ -188,9 +200,13 @@ def _extract_missing(
                     "Re-import it or mark it broken."
                 )
             positions, inputs = batch.inputs[extractor.preprocess_key]
-            vectors = extractor.extract(inputs)
+            outputs = extractor.source.extract_outputs(inputs)
+            vectors = outputs[extractor.key]
             batch_ids = [batch.items[p].image_id for p in positions]
             write_features(store, extractor.key, batch_ids, vectors)
+            for key, other in outputs.items():  # the pass's other outputs, beside
+                if key != extractor.key:
+                    write_features(store, key, batch_ids, other, replace=False)
             have.update(zip(batch_ids, vectors, strict=True))
             bar.update(len(batch_ids))
             total.refresh()

@@ -7,7 +7,9 @@ Three extractors, each loaded from local weights resolved by ``scoring/weights.p
   ``pt_inception-2015-12-05`` weights (the TF FID network converted to PyTorch; the
   same class torchmetrics' FID wraps). Input: the decoded image as uint8 at its own
   size; the network resizes to 299x299 with its TF1-compatible bilinear resize, as the
-  reference FID code does.
+  reference FID code does. The same pass also gives the head ``inception-logits``: the
+  1008 logits without the fc bias that torch-fidelity's Inception Score reads, cached
+  under a key of their own (``Extractor.head``).
 * ``clip-l14-336`` -- OpenAI CLIP ViT-L/14@336 image embeddings (open_clip
   ``ViT-L-14-336``, QuickGELU), L2-normalised: CMMD and diversity. Preprocessing is
   open_clip's: shortest side to 336 (bicubic), centre crop, OpenAI mean/std -- the
@@ -51,10 +53,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def fingerprint(path: Path) -> str:
-    """A short hash of a weight file (size, first and last MiB) or of a folder's files."""
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+def fingerprint(path: Path | Sequence[Path]) -> str:
+    """A short hash of a weight file (size, first and last MiB), a folder's files, or of
+    several such paths in turn (a network whose weights come in two files)."""
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    files: list[Path] = []
+    for one in paths:
+        files += sorted(p for p in one.rglob("*") if p.is_file()) if one.is_dir() else [one]
     digest = hashlib.sha256()
     for f in files:
         size = f.stat().st_size
@@ -67,33 +72,23 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-class Extractor:
-    """A loaded feature network: picklable preprocessing plus a batched ``extract``.
+class WeightsKey:
+    """The key of a network's cached outputs: ``name@version#fingerprint[@device][+tag]``.
 
-    ``calls``, ``passes`` and ``images`` count real work done (batches, forward passes
-    and images through the network); the cache tests and the benchmark read them.
+    The fingerprint hashes the weight files, so outputs of different weights never mix;
+    ``@cuda`` keeps a GPU's outputs (other kernels) apart from the CPU's.
     """
 
     name: ClassVar[str]
     version: ClassVar[str]
-    weight_file: ClassVar[WeightFile]
-    description: ClassVar[str] = ""
-    # Takes each image at its own size (a pass per shape): the cache sorts by size.
-    own_size: ClassVar[bool] = False
 
-    def __init__(self, model: Any, weights_path: Path, device: str, dim: int):
-        self.model = model
-        self.device = device
-        self.dim = dim
+    def _set_key(self, weights_path: Path | Sequence[Path], device: str) -> None:
         self.key = f"{self.name}@{self.version}#{fingerprint(weights_path)}"
         if str(device).split(":")[0] != "cpu":  # another machine's kernels: kept apart
             self.key += f"@{str(device).split(':')[0]}"
         self.tag = ""
-        self.calls = 0
-        self.passes = 0
-        self.images = 0
 
-    def tagged(self, tag: str) -> Extractor:
+    def tagged(self, tag: str):
         """Mark these weights in the key (``...#<fingerprint>+<tag>``) and return self.
 
         The offline demo tags its random-weight stand-ins ``demo-random``: the tag then
@@ -106,6 +101,52 @@ class Extractor:
         self.key = f"{self.key.split('+', 1)[0]}+{tag}"
         return self
 
+
+class Extractor(WeightsKey):
+    """A loaded feature network: picklable preprocessing plus a batched ``extract``.
+
+    ``calls``, ``passes`` and ``images`` count real work done (batches, forward passes
+    and images through the network); the cache tests and the benchmark read them.
+    ``heads`` names further outputs of the same forward pass (name -> (version, dim)),
+    each cached under a key of its own (:meth:`head`): one pass fills them all.
+    """
+
+    weight_file: ClassVar[WeightFile]
+    description: ClassVar[str] = ""
+    # Takes each image at its own size (a pass per shape): the cache sorts by size.
+    own_size: ClassVar[bool] = False
+    heads: ClassVar[dict[str, tuple[str, int]]] = {}
+
+    def __init__(self, model: Any, weights_path: Path, device: str, dim: int):
+        self.model = model
+        self.device = device
+        self.dim = dim
+        self._set_key(weights_path, device)
+        self.calls = 0
+        self.passes = 0
+        self.images = 0
+
+    @property
+    def source(self) -> Extractor:
+        """The extractor whose forward pass computes these features (itself)."""
+        return self
+
+    def head(self, name: str) -> Head:
+        """Another output of this network's forward pass, read through the cache on its own."""
+        if name not in self.heads:
+            raise ValueError(
+                f"{self.name} has no output {name!r}; its outputs: "
+                f"{', '.join([self.name, *self.heads])}."
+            )
+        version, dim = self.heads[name]
+        return Head(self, name, version, dim)
+
+    def output_keys(self) -> dict[str, str]:
+        """Output name -> cache key, for every output of one forward pass."""
+        keys = {self.name: self.key}
+        keys.update({name: self.head(name).key for name in self.heads})
+        return keys
+
     # The runner's ImageDataset groups preprocessing by this key.
     @property
     def preprocess_key(self) -> str:
@@ -117,32 +158,47 @@ class Extractor:
     def _forward(self, batch: Any) -> Any:
         raise NotImplementedError
 
+    def _forward_outputs(self, batch: Any) -> dict[str, Any]:
+        """Output name -> (n, dim) tensor; extractors with ``heads`` return them all."""
+        return {self.name: self._forward(batch)}
+
     def extract(self, batch: Any) -> np.ndarray:
         """(n, dim) float32 features of a preprocessed batch (a stacked tensor or a list)."""
+        return self.extract_outputs(batch)[self.key]
+
+    def extract_outputs(self, batch: Any) -> dict[str, np.ndarray]:
+        """Cache key -> (n, dim) float32 array, for every output of the forward pass."""
         import torch
 
         self.calls += 1
-        if isinstance(batch, list):
-            # Mixed sizes (Inception takes images at their own size): one pass per shape.
-            out = np.empty((len(batch), self.dim), dtype=np.float32)
-            shapes: dict[tuple, list[int]] = {}
-            for i, x in enumerate(batch):
-                shapes.setdefault(tuple(x.shape), []).append(i)
-            for rows in shapes.values():
-                out[rows] = self.extract_tensor(torch.stack([batch[i] for i in rows]))
-            return out
-        return self.extract_tensor(batch)
+        if not isinstance(batch, list):
+            return self.extract_tensor(batch)
+        # Mixed sizes (Inception takes images at their own size): one pass per shape.
+        shapes: dict[tuple, list[int]] = {}
+        for i, x in enumerate(batch):
+            shapes.setdefault(tuple(x.shape), []).append(i)
+        out: dict[str, np.ndarray] = {}
+        for rows in shapes.values():
+            for key, part in self.extract_tensor(torch.stack([batch[i] for i in rows])).items():
+                if key not in out:
+                    out[key] = np.empty((len(batch), part.shape[1]), dtype=np.float32)
+                out[key][rows] = part
+        return out
 
-    def extract_tensor(self, batch) -> np.ndarray:
+    def extract_tensor(self, batch) -> dict[str, np.ndarray]:
         import torch
 
         self.passes += 1
         self.images += len(batch)
         from scoring.devices import full_fp32
 
+        keys = self.output_keys()
         with torch.inference_mode(), full_fp32():
-            feats = self._forward(batch.to(self.device))
-        return feats.float().cpu().numpy().astype(np.float32, copy=False)
+            outputs = self._forward_outputs(batch.to(self.device))
+        return {
+            keys[name]: value.float().cpu().numpy().astype(np.float32, copy=False)
+            for name, value in outputs.items()
+        }
 
     def features_of(self, images: Sequence[PILImage.Image]) -> np.ndarray:
         """Features of PIL images, preprocessed in this process (no cache)."""
@@ -150,6 +206,41 @@ class Extractor:
 
         fn = self.preprocessor()
         return self.extract(collate_inputs([fn(img.convert("RGB")) for img in images]))
+
+
+class Head:
+    """Another output of an extractor's forward pass, cached under a key of its own.
+
+    Read through the cache like an extractor (``cached_features``); computing missing
+    vectors runs the owning extractor (``source``), and the cache stores every output
+    of each pass, so the network runs once per image for all of them: Inception's
+    logits (IS) and its pool features (KID, FID) come from one pass. The key follows
+    the owner's (fingerprint, device, tag).
+    """
+
+    def __init__(self, source: Extractor, name: str, version: str, dim: int):
+        self.source = source
+        self.name = name
+        self.version = version
+        self.dim = dim
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}#{self.source.key.split('#', 1)[1]}"
+
+    @property
+    def own_size(self) -> bool:
+        return self.source.own_size
+
+    @property
+    def preprocess_key(self) -> str:
+        return self.source.preprocess_key
+
+    def preprocessor(self):
+        return self.source.preprocessor()
+
+    def extract(self, batch: Any) -> np.ndarray:
+        return self.source.extract_outputs(batch)[self.key]
 
 
 # -- Inception-v3 (torch-fidelity) -----------------------------------------------------
@@ -162,33 +253,47 @@ def _to_uint8_tensor(img: PILImage.Image):
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
-def resolve_inception(explicit: str | Path | None, sources: WeightSources | None = None) -> Path:
-    """The Inception weights: explicit path / weights folder / torch hub cache / download.
-
-    The file is a GitHub release asset of torch-fidelity (not on the Hugging Face hub),
-    so the hub cache is replaced by torch's hub cache, where torch-fidelity itself keeps
-    it, and ``sources.allow_network`` (setting allow_network) downloads it from the
-    release URL.
+def resolve_url_file(
+    metric: str,
+    spec: WeightFile,
+    url: str,
+    what: str,
+    explicit: str | Path | None,
+    sources: WeightSources | None = None,
+    also: Sequence[Path] = (),
+) -> Path:
+    """A weight file published at ``url``, not on the Hugging Face hub: explicit path /
+    weights folder / torch's hub cache (``checkpoints/<filename>``, where torch-fidelity
+    and torchvision keep their downloads) / the paths in ``also`` / a download from
+    ``url`` when ``sources.allow_network``; else the usual error, naming ``what`` it is.
     """
     import torch
 
     sources = sources or LOCAL_ONLY
     try:
-        return resolve("inception", INCEPTION, explicit, sources)
+        return resolve(metric, spec, explicit, sources)
     except MissingWeightsError as exc:
         if explicit is not None:
             raise
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION.filename
-        if cached.is_file():
-            return cached
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / spec.filename
+        for path in (cached, *also):
+            if path.is_file():
+                return path
         if sources.allow_network:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(INCEPTION_URL, str(cached))
+            torch.hub.download_url_to_file(url, str(cached))
             return cached
         raise MissingWeightsError(
-            f"{exc}\n  - it is torch-fidelity's release asset, not a hub file: download "
-            f"{INCEPTION_URL} and put it in $ARENA_WEIGHTS_DIR or {cached.parent}"
+            f"{exc}\n  - it is {what}, not a hub file: download {url} and put it in "
+            f"$ARENA_WEIGHTS_DIR or {cached.parent}"
         ) from None
+
+
+def resolve_inception(explicit: str | Path | None, sources: WeightSources | None = None) -> Path:
+    """The Inception weights, torch-fidelity's GitHub release asset (``resolve_url_file``)."""
+    return resolve_url_file(
+        "inception", INCEPTION, INCEPTION_URL, "torch-fidelity's release asset", explicit, sources
+    )
 
 
 class InceptionExtractor(Extractor):
@@ -197,6 +302,10 @@ class InceptionExtractor(Extractor):
     weight_file: ClassVar[WeightFile] = INCEPTION
     description: ClassVar[str] = "Inception-v3 pool3 (2048-d), torch-fidelity, for KID/FID"
     own_size: ClassVar[bool] = True
+    # torch-fidelity's IS input: the 1008 logits without the fc bias ('logits_unbiased').
+    heads: ClassVar[dict[str, tuple[str, int]]] = {
+        "inception-logits": ("tf-2015-12-05-logits-unbiased.1", 1008)
+    }
 
     @classmethod
     def load(
@@ -211,7 +320,9 @@ class InceptionExtractor(Extractor):
 
         try:
             model = FeatureExtractorInceptionV3(
-                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+                "inception-v3-compat",
+                ["2048", "logits_unbiased"],
+                feature_extractor_weights_path=str(path),
             )
         except (RuntimeError, KeyError, EOFError, ValueError) as exc:
             raise ValueError(
@@ -226,6 +337,10 @@ class InceptionExtractor(Extractor):
 
     def _forward(self, batch):
         return self.model(batch)[0]
+
+    def _forward_outputs(self, batch):
+        pool, logits = self.model(batch)
+        return {self.name: pool, "inception-logits": logits}
 
 
 # -- CLIP ViT-L/14@336 (open_clip) ----------------------------------------------------

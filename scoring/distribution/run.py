@@ -2,19 +2,25 @@
 
 Reads images from the workspace, gets features through the cache
 (``scoring.distribution.feature_cache.cached_features``: the reference set's features
-are computed once per extractor and reused for every model and every later run), computes the numbers
-with the pure functions of ``scoring.distribution.stats`` and ``.mmd`` and stores one
-``model_metrics`` row per (model, metric, reference) with n, the spread and the sample-size warning.
+are computed once per extractor and reused for every model and every later run),
+computes the numbers with the pure functions of ``scoring.distribution.stats`` and
+``.mmd`` and stores one ``model_metrics`` row per (model, metric, reference) with n,
+the spread and the sample-size warning.
 
 Metrics and their features:
 
 ==========  =====================  ==============================================
 kid, fid    inception              KID mean ± std over subsets; FID
+is          inception-logits       Inception Score, mean ± std over 10 splits
 cmmd        clip-l14-336           1000 · MMD²(RBF σ=10)
 fd-dino     dinov2-l14             Fréchet distance
 diversity   clip-l14-336           mean within-prompt pairwise cosine distance
+div-lpips   lpips-alex (AlexNet)   mean within-prompt pairwise LPIPS (DreamBooth DIV)
 as          anomaly (DINOv2)       2-D KS distance of (complexity, vulnerability)
 ==========  =====================  ==============================================
+
+``is``, ``diversity`` and ``div-lpips`` describe a model's own images: their rows have
+no reference set (``""``).
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from scoring.distribution import mmd
 from scoring.distribution import stats as dist
 from scoring.distribution.feature_cache import cached_features
 from scoring.distribution.features import EXTRACTORS, Extractor
+from scoring.distribution.lpips_div import LpipsAlex, group_means
 from scoring.sharding import Ranks
 from scoring.weights import WeightSources
 
 #: Each model-level metric and whether higher is better: distances to the reference set
-#: are better low, within-prompt diversity high. Stored beside every number written.
+#: are better low, within-prompt diversity and the Inception Score high. Stored beside
+#: every number written.
 HIGHER_IS_BETTER: dict[str, bool] = {
     "kid": False,
     "fid": False,
@@ -40,18 +48,25 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "fd-dino": False,
     "diversity": True,
     "as": False,
+    "is": True,
+    "div-lpips": True,
 }
 METRICS = tuple(HIGHER_IS_BETTER)
+#: Numbers of a model's own images, with no reference set (their rows' reference is "").
+REFERENCE_FREE = ("diversity", "is", "div-lpips")
 EXTRACTOR_FOR = {
     "kid": "inception",
     "fid": "inception",
+    "is": "inception-logits",
     "cmmd": "clip-l14-336",
     "diversity": "clip-l14-336",
     "fd-dino": "dinov2-l14",
 }
+# Outputs of another extractor's forward pass (Extractor.head) -> that extractor.
+HEADS = {"inception-logits": "inception"}
 # --weights NAME=PATH: the names a user may give for each extractor.
 WEIGHT_NAMES = {
-    "inception": ("inception", "kid", "fid"),
+    "inception": ("inception", "kid", "fid", "is"),
     "clip-l14-336": ("clip-l14-336", "cmmd", "diversity"),
     "dinov2-l14": ("dinov2-l14", "fd-dino", "dinov2"),
 }
@@ -92,7 +107,7 @@ def parse_metrics(text: str | Sequence[str]) -> list[str]:
 
 
 def _weights_for(extractor: str, weights: dict[str, str]) -> str | None:
-    for name in WEIGHT_NAMES[extractor]:
+    for name in WEIGHT_NAMES[HEADS.get(extractor, extractor)]:
         if name in weights:
             return weights[name]
     return None
@@ -174,10 +189,15 @@ def run(
     ref_rows, pool = _frames(store, reference, models)
     loaded = dict(extractors or {})
     for name in dict.fromkeys(EXTRACTOR_FOR[m] for m in metrics if m in EXTRACTOR_FOR):
-        if name not in loaded:
-            loaded[name] = EXTRACTORS[name].load(
-                _weights_for(name, weights), device=device, sources=sources
+        base = HEADS.get(name, name)
+        if base not in loaded:
+            loaded[base] = EXTRACTORS[base].load(
+                _weights_for(base, weights), device=device, sources=sources
             )
+        if name not in loaded:  # a head: the same network, another output of its pass
+            loaded[name] = loaded[base].head(name)
+    if "div-lpips" in metrics and LpipsAlex.name not in loaded:
+        loaded[LpipsAlex.name] = LpipsAlex.load(weights, device=device, sources=sources)
     # Every feature the numbers need, each rank extracting its batches of the missing ones;
     # the numbers themselves are rank 0's, once all ranks' features are stored.
     for name, ids in _feature_work(metrics, ref_rows, pool).items():
@@ -193,7 +213,7 @@ def run(
     ref_feats = {
         name: feats(name, ref_rows.image_id)
         for name in loaded
-        if any(EXTRACTOR_FOR.get(m) == name and m != "diversity" for m in metrics)
+        if any(EXTRACTOR_FOR.get(m) == name and m not in REFERENCE_FREE for m in metrics)
     }
     anomaly, anomaly_key = _anomaly_points(
         store,
@@ -208,6 +228,12 @@ def run(
         image_ids=[*ref_rows.image_id, *pool.image_id],
         ranks=ranks,
     )
+    lpips_means = {}
+    if "div-lpips" in metrics:  # each rank its prompt groups; rank 0 gets them all
+        lpips_net = loaded[LpipsAlex.name]
+        lpips_means = group_means(
+            store, lpips_net, pool, batch_size, num_workers, progress=progress, ranks=ranks
+        )
     if not ranks.is_main:
         return []
     model_ids = {name: store.model_id(name) for name in sorted(set(pool.model))}
@@ -228,11 +254,14 @@ def run(
                 kid_subsets,
                 kid_subset_size,
                 kid_cache,
+                lpips_means,
             )
-            ref_label = "" if metric == "diversity" else reference
+            ref_label = "" if metric in REFERENCE_FREE else reference
             details = {**est.details, "warning": est.warning}
             if metric in EXTRACTOR_FOR:
                 details["features"] = loaded[EXTRACTOR_FOR[metric]].key
+            elif metric == "div-lpips":
+                details["features"] = loaded[LpipsAlex.name].key
             elif metric == "as":
                 details["features"] = anomaly_key
             if metric == "kid":
@@ -254,11 +283,19 @@ def run(
     return results
 
 
-def _one(metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subsets, size, cache):
+def _one(
+    metric, rows, ref_rows, feats, ref_feats, anomaly, seed, device, subsets, size, cache, lpips
+):
     if metric == "diversity":
         x = feats("clip-l14-336", rows.image_id)
         keep = rows.prompt_id.notna().to_numpy()
         return dist.diversity(x[keep], rows.prompt_id.to_numpy()[keep])
+    if metric == "is":  # rows in pixel-hash order: the splits do not follow insertion order
+        return dist.inception_score(feats("inception-logits", rows.image_id))
+    if metric == "div-lpips":
+        model = rows.model.iloc[0]
+        per_prompt = [v for (m, _prompt), v in sorted(lpips.items()) if m == model]
+        return dist.prompt_average(per_prompt, len(rows), "div-lpips")
     if metric == "as":
         return _as_estimate(rows, ref_rows, anomaly)
     name = EXTRACTOR_FOR[metric]
@@ -282,7 +319,7 @@ def _feature_work(metrics, ref_rows, pool) -> dict[str, list[int]]:
             continue
         ids = work.setdefault(name, set())
         ids.update(int(i) for i in pool.image_id)
-        if metric != "diversity":  # diversity is within a model's own images
+        if metric not in REFERENCE_FREE:  # these are of a model's own images
             ids.update(int(i) for i in ref_rows.image_id)
     return {name: sorted(ids) for name, ids in work.items()}
 

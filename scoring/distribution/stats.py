@@ -13,6 +13,8 @@ kernel two-sample statistics (KID and CMMD) in ``scoring/distribution/mmd.py``.
 * **FD-DINO** (Stein et al. 2023): ``frechet_distance`` on DINOv2 ViT-L/14 features.
 * **Diversity**: per prompt, the mean pairwise cosine distance ``1 - cos`` between
   one model's images of that prompt (different seeds), averaged over prompts.
+* **Inception Score** (Salimans et al. 2016), as torch-fidelity computes it: 10
+  splits of the shuffled logits, ``exp E[KL(p(y|x) || p(y))]`` per split, mean ± std.
 * **2-D Kolmogorov–Smirnov distance** (Fasano & Franceschini 1987, as in the
   ``ndtest`` package the Anomaly Score reference code uses): the model-level
   Anomaly Score is this distance between the (complexity, vulnerability) points of
@@ -28,6 +30,11 @@ import numpy as np
 
 # Sample sizes below which an estimate is known to be biased / unreliable.
 FID_MIN_N = 10_000  # FID is biased upwards for n < ~10k (Chong & Forsyth 2020; Bińkowski 2018)
+# The Inception Score as Salimans et al. (2016) report it: 50,000 images in 10 splits;
+# torch-fidelity shuffles the rows with this seed first.
+IS_MIN_N = 50_000
+IS_SPLITS = 10
+IS_SHUFFLE_SEED = 2020
 
 
 @dataclass(frozen=True)
@@ -160,22 +167,82 @@ def diversity(features: np.ndarray, groups: Sequence) -> Estimate:
         rows = features[groups == g]
         if len(rows) >= 2:
             per_group.append(mean_pairwise_cosine_distance(rows))
-    if not per_group:
+    return prompt_average(per_group, len(features), "diversity")
+
+
+def prompt_average(per_prompt: Sequence[float], images: int, name: str) -> Estimate:
+    """The mean over prompts of a within-prompt number (std over prompts, n = prompts),
+    with the sample-size warning below 10 prompts; NaN when no prompt had a pair."""
+    if not len(per_prompt):
         return Estimate(
             value=float("nan"),
             n=0,
             warning="no prompt has two or more images of this model (different seeds)",
         )
-    values = np.asarray(per_group)
+    # sorted: the float sums do not depend on the order of the prompts (their ids)
+    values = np.sort(np.asarray(per_prompt, dtype=np.float64))
     warning = ""
     if len(values) < 10:
-        warning = f"diversity over only {len(values)} prompt(s) with two or more seeds"
+        warning = f"{name} over only {len(values)} prompt(s) with two or more seeds"
     return Estimate(
         value=float(values.mean()),
         std=float(values.std()),
         n=len(values),
         warning=warning,
-        details={"prompts": len(values), "images": len(features)},
+        details={"prompts": len(values), "images": images},
+    )
+
+
+# -- Inception Score -------------------------------------------------------------------
+
+
+def inception_score(
+    logits: np.ndarray,
+    splits: int = IS_SPLITS,
+    shuffle: bool = True,
+    seed: int = IS_SHUFFLE_SEED,
+) -> Estimate:
+    """torch-fidelity's Inception Score of (n, classes) logits: mean ± std over splits.
+
+    As ``torch_fidelity.metric_isc.isc_features_to_metric`` with its defaults: the rows
+    permuted by ``np.random.RandomState(2020)`` (``samples_shuffle``), softmax in float64,
+    then per split ``i`` (rows ``i·n//splits`` to ``(i+1)·n//splits``)
+    ``exp(mean KL(p(y|x) || p(y)))`` with ``p(y)`` the split's mean; the std is numpy's
+    (ddof 0). Row order matters through the permutation: the caller passes the rows in
+    pixel-hash order.
+    """
+    x = as_features(logits, "logits")
+    n = len(x)
+    if n < splits:
+        return Estimate(
+            value=float("nan"),
+            n=n,
+            warning=f"the Inception Score needs at least {splits} images (one per split); got {n}",
+        )
+    if shuffle:
+        x = x[np.random.RandomState(seed).permutation(n)]
+    shifted = x - x.max(axis=1, keepdims=True)  # softmax and log-softmax as torch's
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    p, log_p = e / total, shifted - np.log(total)
+    scores = []
+    for i in range(splits):
+        rows = slice(i * n // splits, (i + 1) * n // splits)
+        q = p[rows].mean(axis=0, keepdims=True)
+        kl = (p[rows] * (log_p[rows] - np.log(q))).sum(axis=1).mean()
+        scores.append(float(np.exp(kl)))
+    warning = ""
+    if n < IS_MIN_N:
+        warning = (
+            f"IS on {n} images (fewer than {IS_MIN_N:,}, the published protocol): it grows "
+            "with n; compare models only at equal n"
+        )
+    return Estimate(
+        value=float(np.mean(scores)),
+        std=float(np.std(scores)),
+        n=n,
+        warning=warning,
+        details={"splits": splits, "shuffle_seed": seed if shuffle else None, "images": n},
     )
 
 

@@ -11,6 +11,10 @@ loads through the real loading code in ``scoring/distribution/features.py``:
   repo layout).
 * DINOv2: a transformers ``Dinov2Model`` with patch 14 and tiny widths, saved with
   ``save_pretrained`` (``config.json`` + ``model.safetensors``, the hub folder layout).
+* LPIPS (div-lpips): torchvision's AlexNet ``features`` with random weights, saved as
+  the ``features.*`` tensors of torchvision's state dict (the only ones the loader
+  reads; the real file adds the classifier, 58M weights), and random non-negative
+  lpips v0.1 lin layers (``lin{k}.model.1.weight``, as the package's ``alex.pth``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from scoring import _compat  # noqa: F401  (before torchvision-importing libraries)
 from scoring.distribution.features import CLIP_L14_336, DINOV2_LARGE, INCEPTION
+from scoring.distribution.lpips_div import ALEXNET, CHANNELS, LPIPS_LIN
 
 TINY_CLIP336_CFG = {
     "embed_dim": 64,
@@ -92,10 +97,38 @@ def write_tiny_dinov2(folder: Path, seed: int = 0, **overrides) -> Path:
     return folder
 
 
+def write_tiny_lpips(root: Path, seed: int = 0) -> Path:
+    """Random AlexNet features + random lpips lin layers under ``root`` in the weights
+    folder layout (``<repo_id>/<file>``); returns ``root`` (``--weights div-lpips=ROOT``)."""
+    import torch
+    from torchvision.models import alexnet
+
+    torch.manual_seed(seed)
+    with torch.device("meta"):  # the classifier is not needed (nor written)
+        features = alexnet().features
+    features = features.to_empty(device="cpu")
+    for layer in features:
+        if isinstance(layer, torch.nn.Conv2d):
+            layer.reset_parameters()
+    trunk = root / ALEXNET.repo_id / ALEXNET.filename
+    trunk.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, trunk)
+    lin = root / LPIPS_LIN.repo_id / LPIPS_LIN.subfolder / LPIPS_LIN.filename
+    lin.parent.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    lins = {
+        f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=generator) / c
+        for k, c in enumerate(CHANNELS)
+    }
+    torch.save(lins, lin)
+    return root
+
+
 def write_all(root: Path, seed: int = 0) -> dict[str, Path]:
-    """All three under ``root`` in the ``$ARENA_WEIGHTS_DIR/<repo_id>/<file>`` layout."""
+    """All four under ``root`` in the ``$ARENA_WEIGHTS_DIR/<repo_id>/<file>`` layout."""
     return {
         "inception": write_tiny_inception(root / INCEPTION.repo_id, seed),
         "cmmd": write_tiny_clip336(root / CLIP_L14_336.repo_id, seed),
         "fd-dino": write_tiny_dinov2(root / DINOV2_LARGE.repo_id, seed),
+        "div-lpips": write_tiny_lpips(root, seed),
     }
