@@ -211,7 +211,7 @@ def inception_score(
     (ddof 0). Row order matters through the permutation: the caller passes the rows in
     pixel-hash order.
     """
-    x = as_features(logits, "logits")
+    x = as_features(logits, "logits", dtype=None)  # float64 one split at a time, below
     n = len(x)
     if n < splits:
         return Estimate(
@@ -219,17 +219,16 @@ def inception_score(
             n=n,
             warning=f"the Inception Score needs at least {splits} images (one per split); got {n}",
         )
-    if shuffle:
-        x = x[np.random.RandomState(seed).permutation(n)]
-    shifted = x - x.max(axis=1, keepdims=True)  # softmax and log-softmax as torch's
-    e = np.exp(shifted)
-    total = e.sum(axis=1, keepdims=True)
-    p, log_p = e / total, shifted - np.log(total)
+    order = np.random.RandomState(seed).permutation(n) if shuffle else np.arange(n)
     scores = []
     for i in range(splits):
-        rows = slice(i * n // splits, (i + 1) * n // splits)
-        q = p[rows].mean(axis=0, keepdims=True)
-        kl = (p[rows] * (log_p[rows] - np.log(q))).sum(axis=1).mean()
+        rows = x[order[i * n // splits : (i + 1) * n // splits]].astype(np.float64)
+        shifted = rows - rows.max(axis=1, keepdims=True)  # softmax, log-softmax as torch's
+        e = np.exp(shifted)
+        total = e.sum(axis=1, keepdims=True)
+        p, log_p = e / total, shifted - np.log(total)
+        q = p.mean(axis=0, keepdims=True)
+        kl = (p * (log_p - np.log(q))).sum(axis=1).mean()
         scores.append(float(np.exp(kl)))
     warning = ""
     if n < IS_MIN_N:
