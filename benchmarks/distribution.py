@@ -11,7 +11,15 @@
    achieved, a plain 1000x2048x1000 GEMM rate measured just before and after (this
    sandbox's 2 cores are shared), and a one-thread breakdown per subset.
 
+3. ``--is-div``: the Inception Score and DIV (LPIPS diversity) through
+   ``scoring.distribution.run.run`` on the tiny random-weight models of
+   ``scoring.testing.tiny_extractors`` (the full-size Inception-v3 and AlexNet
+   architectures): images/s of the one Inception pass that stores pool features and
+   logits, a re-run that extracts nothing, IS itself on 50,000 x 1008 logits, and DIV's
+   one AlexNet pass per image against the ``lpips`` package's forward on every pair.
+
     .venv/bin/python benchmarks/distribution.py [--images 10000] [--skip-kid | --kid-only]
+    .venv/bin/python benchmarks/distribution.py --is-div [--prompts 8 --seeds 8 --size 256]
 """
 
 from __future__ import annotations
@@ -223,6 +231,122 @@ def bench_kid(target_s: float = 5.0) -> None:
         print(f"  {name:<27} {ms:6.2f} ms  ({100 * ms / total:4.1f} %)")
 
 
+def _noise_image(rng, size: int, tint: float):
+    from PIL import Image
+
+    arr = rng.integers(0, 256, (size, size, 3)).astype(np.float32) * 0.5 + tint
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def _is_div_workspace(root: Path, prompts: int, seeds: int, size: int):
+    from arena.config import load_settings
+    from arena.storage.store import PromptRow, Store
+
+    store = Store(load_settings(env={}, workspace=str(root / "ws")))
+    store.add_prompts([PromptRow(f"prompt {k}", f"p{k}") for k in range(prompts)], "set")
+    pids = store.prompt_ids("set")
+    rng = np.random.default_rng(0)
+    mid = store.add_model("bench", "import")
+    for k in range(prompts):
+        for seed in range(seeds):
+            stored = store.images.put_image(_noise_image(rng, size, 40.0 * (k % 4)))
+            store.add_image(mid, pids[("set", f"p{k}")], stored, seed=seed)
+    real = store.add_model("real", "reference")
+    for _ in range(4):
+        store.add_image(real, None, store.images.put_image(_noise_image(rng, size, 90.0)))
+    return store
+
+
+def bench_is_div(prompts: int, seeds: int, size: int, batch_size: int) -> None:
+    import torch
+
+    from scoring.distribution import stats
+    from scoring.distribution.features import InceptionExtractor
+    from scoring.distribution.lpips_div import LpipsAlex
+    from scoring.distribution.run import run
+    from scoring.testing.tiny_extractors import write_tiny_inception, write_tiny_lpips
+
+    n = prompts * seeds
+    print(f"torch threads: {torch.get_num_threads()}; load average: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store = _is_div_workspace(root, prompts, seeds, size)
+        inception = InceptionExtractor.load(write_tiny_inception(root / "inception"))
+        net = LpipsAlex.load({"div-lpips": str(write_tiny_lpips(root / "lpips"))})
+        common = {"batch_size": batch_size, "progress": False, "kid_subsets": 10}
+        extractors = {"inception": inception, LpipsAlex.name: net}
+        t0 = time.perf_counter()
+        (est,) = run(store, ["is"], "real", extractors=extractors, **common)
+        first = time.perf_counter() - t0
+        passes = inception.images
+        print(
+            f"IS, {n} images {size}x{size}, batch {batch_size}: {first:.2f} s, "
+            f"{passes / first:.1f} images/s through Inception ({passes} images, {inception.passes}"
+            f" passes; pool features and logits both stored); IS {est.value:.4f} ± {est.std:.2g}"
+        )
+        t0 = time.perf_counter()
+        run(store, ["is"], "real", extractors=extractors, **common)
+        again = time.perf_counter() - t0
+        print(
+            f"IS again: {again:.2f} s, {inception.images - passes} images through Inception "
+            "(the logits read from the cache)"
+        )
+        logits = np.random.default_rng(0).normal(0, 3, (50_000, 1008)).astype(np.float32)
+        t0 = time.perf_counter()
+        stats.inception_score(logits)
+        ours = time.perf_counter() - t0
+        from torch_fidelity.metric_isc import isc_features_to_metric
+
+        t0 = time.perf_counter()
+        isc_features_to_metric(torch.from_numpy(logits))
+        print(
+            f"IS of 50,000 x 1008 logits (10 splits, float64): {ours:.2f} s; torch-fidelity's "
+            f"isc_features_to_metric {time.perf_counter() - t0:.2f} s"
+        )
+        t0 = time.perf_counter()
+        (div,) = run(store, ["div-lpips"], "real", extractors=extractors, **common)
+        ours = time.perf_counter() - t0
+        pairs = prompts * seeds * (seeds - 1) // 2
+        print(
+            f"DIV, {prompts} prompts x {seeds} seeds ({pairs} pairs): {ours:.2f} s, "
+            f"{n / ours:.1f} images/s ({net.images} AlexNet images, one pass each; decoding "
+            f"included); DIV {div.value:.4f}"
+        )
+        store.close()
+        _lpips_package_baseline(net, size, seeds, ours / prompts)
+
+
+def _lpips_package_baseline(net, size: int, seeds: int, ours_per_prompt: float) -> None:
+    """The lpips package's own forward on every pair of one prompt's images."""
+    try:
+        import lpips
+    except ModuleNotFoundError:
+        print("lpips package not installed: no per-pair baseline")
+        return
+    import torch
+
+    reference = lpips.LPIPS(pretrained=True, net="alex", pnet_rand=True, verbose=False)
+    rng = np.random.default_rng(1)
+    pixels = torch.from_numpy(rng.integers(0, 256, (seeds, 3, size, size), dtype=np.uint8))
+    x = (pixels.double() / 127.5 - 1).float()
+    pairs = [(i, j) for i in range(seeds) for j in range(i + 1, seeds)]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i, j in pairs:
+            reference(x[i : i + 1], x[j : j + 1])
+    theirs = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    from scoring.distribution.lpips_div import mean_pairwise
+
+    mean_pairwise(net, list(pixels), batch_size=seeds)
+    ours = time.perf_counter() - t0
+    print(
+        f"one prompt, {seeds} seeds ({len(pairs)} pairs): lpips package pair by pair "
+        f"{theirs:.2f} s, ours {ours:.2f} s (network and pairs only; {theirs / ours:.1f}x); "
+        f"ours through the job {ours_per_prompt:.2f} s per prompt"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
@@ -231,9 +355,16 @@ def main() -> None:
     parser.add_argument(
         "--kid-only", action="store_true", help="only the KID part (no feature-cache workspace)"
     )
+    parser.add_argument("--is-div", action="store_true", help="only the IS and DIV part")
+    parser.add_argument("--prompts", type=int, default=8, help="--is-div: prompts")
+    parser.add_argument("--seeds", type=int, default=8, help="--is-div: seeds per prompt")
+    parser.add_argument("--size", type=int, default=256, help="--is-div: image side (px)")
     args = parser.parse_args()
     if args.kid_only and args.skip_kid:
         parser.error("--kid-only and --skip-kid exclude each other")
+    if args.is_div:
+        bench_is_div(args.prompts, args.seeds, args.size, min(args.batch_size, 32))
+        return
     if not args.kid_only:
         bench_cache(args.images, args.batch_size)
     if not args.skip_kid:
