@@ -69,12 +69,30 @@ def torchrun(*args: str, env_extra: dict | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", "2", *args]
     return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: a hung launch is killed whole
     )
 
 
+def output(proc: subprocess.Popen, timeout: float = 240) -> str:
+    """The launch's output once it ends; a launch still running after ``timeout`` (a
+    barrier that never opens) is killed with its ranks and fails the test."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the launch hung for {timeout} s:\n{out[-4000:]}")
+    return out
+
+
 def finished(proc: subprocess.Popen, timeout: float = 240) -> str:
-    out, _ = proc.communicate(timeout=timeout)
+    out = output(proc, timeout)
     assert proc.returncode == 0, out[-4000:]
     return out
 
@@ -205,7 +223,7 @@ def test_a_killed_rank_is_completed_by_running_again(tmp_path, db_url, assets):
     workers = worker_pids(proc.pid)
     assert len(workers) == 2 and proc.poll() is None, "the launch ended before the kill"
     os.kill(workers[1], signal.SIGKILL)
-    out, _ = proc.communicate(timeout=120)
+    out = output(proc, timeout=120)  # the launcher stops the other rank and fails
     assert proc.returncode != 0, out[-2000:]
     partial = image_count(store) - 6
     assert 3 <= partial < total
