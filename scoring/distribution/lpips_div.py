@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scoring import _compat  # noqa: F401  (before torchvision)
 from scoring.devices import full_fp32
 from scoring.distribution.features import WeightsKey, resolve_url_file
 from scoring.metrics.base import WeightFile
