@@ -4,26 +4,28 @@ agreement tables and the exports. Tiny weights in the weights-folder layout."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from arena.cli import main
 from arena.storage import db
-from arena.storage.store import PromptRow
 from scoring.metrics.anime_aesthetic import ANIME_AESTHETIC, AnimeAesthetic
 from scoring.metrics.clipiqa import ClipIQA
 from scoring.metrics.openai_clip import VITL14_OPENAI
 from scoring.testing.tiny_clip import write_tiny_clip
 from scoring.testing.tiny_iqa import write_anime_aesthetic_onnx
+from tests.metric_job_checks import (
+    check_board_agreement_exports,
+    fill,
+    kill_after_two_batches,
+    metrics_listing,
+    repaint,
+    score_argv,
+    stored_rows,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 NAMES = ["anime-aesthetic", "clipiqa"]
 
 
@@ -44,56 +46,12 @@ def given(weights: Path) -> dict[str, str]:
 
 
 def test_arena_metrics_lists_them_found_or_missing(settings, weights, monkeypatch, capsys):
-    ws = str(settings.workspace_path)
-    monkeypatch.setenv("HF_HOME", str(settings.workspace_path.parent / "hf"))
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(weights))
-    assert main(["-w", ws, "metrics"]) == 0
-    out = capsys.readouterr().out
+    out, missing = metrics_listing(settings, weights, monkeypatch, capsys)
     assert f"anime-aesthetic  (version {AnimeAesthetic.version}; image only" in out
     assert f"clipiqa  (version {ClipIQA.version}; image only; higher is better)" in out
     found = weights / ANIME_AESTHETIC.repo_id / ANIME_AESTHETIC.filename
     assert f"skytnt/anime-aesthetic / model.onnx  [found: {found}]" in out
-    monkeypatch.setenv("ARENA_WEIGHTS_DIR", str(weights / "empty"))
-    assert main(["-w", ws, "metrics"]) == 0
-    assert "skytnt/anime-aesthetic / model.onnx  [MISSING]" in capsys.readouterr().out
-
-
-def fill(store, n: int, seed: int = 0) -> list[int]:
-    """n random non-square images of two models, one prompt each."""
-    rng = np.random.default_rng(seed)
-    models = [store.add_model("alpha", "import"), store.add_model("beta", "import")]
-    store.add_prompts([PromptRow(f"prompt {k}", str(k)) for k in range(n)], "set")
-    pids = store.prompt_ids("set")
-    ids = []
-    for k in range(n):
-        pixels = rng.integers(0, 256, (24 + 8 * (k % 3), 40 - 4 * (k % 2), 3), dtype=np.uint8)
-        stored = store.images.put_image(Image.fromarray(pixels))
-        ids.append(store.add_image(models[k % 2], pids[("set", str(k))], stored, seed=k))
-    return ids
-
-
-def stored_rows(store) -> list[tuple[int, str, str, float]]:
-    with store.session() as s:
-        return list(
-            s.execute(select(db.Score.image_id, db.Score.metric, db.Score.version, db.Score.value))
-        )
-
-
-# The child process: the real job, SIGKILLed by itself right after batch 2 is committed.
-KILLED_JOB = """
-import os, signal, sys
-from arena.config import load_settings
-from arena.storage.store import Store
-from scoring.metrics.runner import build_metrics, run
-workspace, anime, clip = sys.argv[1:]
-store = Store(load_settings(env={}, workspace=workspace))
-metrics = build_metrics(["anime-aesthetic", "clipiqa"], weights={"anime-aesthetic": anime,
-                                                                 "clipiqa": clip})
-def kill(report):
-    if report.index == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-run(store, metrics, batch_size=3, num_workers=0, progress=False, on_batch=kill)
-"""
+    assert "skytnt/anime-aesthetic / model.onnx  [MISSING]" in missing
 
 
 @pytest.mark.slow
@@ -102,29 +60,21 @@ def test_a_killed_job_resumes_without_duplicates_or_losses(store, weights):
 
     ids = fill(store, n=10)
     paths = given(weights)
-    child = [sys.executable, "-c", KILLED_JOB, str(store.workspace)]
-    proc = subprocess.run(
-        [*child, paths["anime-aesthetic"], paths["clipiqa"]],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    kill_after_two_batches(store, paths)
     assert len(stored_rows(store)) == 2 * 3 * 2  # two committed batches, two metrics
 
     metrics = build_metrics(NAMES, weights=paths)
     summary = run(store, metrics, batch_size=3, num_workers=0, progress=False)
     assert summary.images_selected == 4
     rows = stored_rows(store)
-    assert len(rows) == len({(i, m) for i, m, _v, _x in rows}) == 2 * len(ids)
+    assert len(rows) == len({(i, m) for i, m, *_ in rows}) == 2 * len(ids)
     with store.session() as s:
         shas = dict(s.execute(select(db.Image.id, db.Image.sha256)).all())
     images = [store.images.open(shas[i]) for i in ids]
     for metric in metrics:
         want = dict(zip(ids, metric.score(images), strict=True))
-        got = {i: v for i, m, version, v in rows if m == metric.name}
-        assert {v for _i, m, v, _x in rows if m == metric.name} == {metric.version}
+        got = {i: v for i, m, _version, v, _d in rows if m == metric.name}
+        assert {v for _i, m, v, *_ in rows if m == metric.name} == {metric.version}
         for image_id in ids:
             assert got[image_id] == pytest.approx(want[image_id], abs=1e-6)
     assert run(store, metrics, progress=False).images_selected == 0
@@ -133,45 +83,11 @@ def test_a_killed_job_resumes_without_duplicates_or_losses(store, weights):
 @pytest.mark.slow
 def test_scores_reach_the_leaderboard_agreement_and_exports(store, weights, tmp_path, capsys):
     """A small arena with votes, real pixels behind its images, `arena score` with both."""
-    from arena.reports.export import export_workspace, read_table
-    from arena.reports.leaderboard import LeaderboardService
-    from arena.stats.agreement import agreement_report
     from tests.agreement_data import populate_store, small_arena
 
     populate_store(store, small_arena(n_votes=300))
-    rng = np.random.default_rng(5)
-    with store.session() as s:
-        image_ids = s.scalars(select(db.Image.id)).all()
-        for image_id in image_ids:
-            pixels = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)
-            sha = store.images.put_image(Image.fromarray(pixels)).sha256
-            s.execute(update(db.Image).where(db.Image.id == image_id).values(sha256=sha))
-        s.commit()
-    argv = ["-w", str(store.workspace), "score", "--metrics", ",".join(NAMES), "--device", "cpu"]
-    for name, path in given(weights).items():
-        argv += ["--weights", f"{name}={path}"]
-    assert main([*argv, "--num-workers", "0", "--no-progress"]) == 0
+    image_ids = repaint(store)
+    assert main([*score_argv(store, given(weights)), "--num-workers", "0", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert f"anime-aesthetic ({AnimeAesthetic.version}; onnxruntime CPUExecutionProvider)" in out
-
-    scores = store.scores_frame(NAMES)
-    assert len(scores) == 2 * len(image_ids) and scores.higher_is_better.all()
-    images = store.images_frame()
-    means = scores.merge(images, on="image_id").groupby(["metric", "model"])["value"].mean()
-    board = LeaderboardService(store.with_settings(bootstrap_rounds=0)).get().frame
-    board = board.set_index("model")
-    for name in NAMES:
-        for model in board.index:
-            assert board.loc[model, name] == pytest.approx(means[(name, model)])
-
-    votes, rng = store.votes_frame(), np.random.default_rng(0)
-    report = agreement_report(votes, store.scores_frame(), rng, images=images, rounds=20)
-    assert set(NAMES) <= set(report.accuracy.metric)
-    assert set(NAMES) <= set(report.correlations.metric)
-
-    export_workspace(store, tmp_path / "out", rounds=20)
-    exported = read_table(tmp_path / "out" / "scores.csv")
-    assert set(NAMES) <= set(exported.metric)
-    assert set(NAMES) <= set(read_table(tmp_path / "out" / "agreement_accuracy.csv").metric)
-    assert set(NAMES) <= set(read_table(tmp_path / "out" / "leaderboard.csv").columns)
-    assert all(name in (tmp_path / "out" / "report.html").read_text() for name in NAMES)
+    check_board_agreement_exports(store, NAMES, len(image_ids), tmp_path / "out")

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +39,7 @@ from scoring.testing.tiny_imagereward import (
     write_vocab,
 )
 from scoring.weights import MissingWeightsError, WeightSources
+from tests.metric_job_checks import kill_after_two_batches
 
 FIXTURE = Path(__file__).parent / "reference" / "imagereward.json"
 
@@ -291,22 +289,6 @@ def test_keys_the_score_never_reads_are_optional(tmp_path, metric):
     np.testing.assert_allclose(loaded.score(images, prompts), metric.score(images, prompts), atol=0)
 
 
-# The child process: the real job, SIGKILLed by itself right after batch 2 is committed.
-KILLED_JOB = """
-import os, signal, sys
-from arena.config import load_settings
-from arena.storage.store import Store
-from scoring.metrics.runner import build_metrics, run
-workspace, weights = sys.argv[1:]
-store = Store(load_settings(env={}, workspace=workspace))
-metrics = build_metrics(["imagereward"], weights={"imagereward": weights})
-def kill(report):
-    if report.index == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-run(store, metrics, batch_size=3, num_workers=0, progress=False, on_batch=kill)
-"""
-
-
 def _fill(store, n: int) -> list[int]:
     from arena.storage.store import PromptRow
 
@@ -339,14 +321,7 @@ def _stored(store) -> dict[int, tuple[str, float]]:
 @pytest.mark.slow
 def test_a_killed_scoring_job_resumes_without_duplicates_or_losses(store, root, metric):
     ids = _fill(store, n=8)
-    proc = subprocess.run(
-        [sys.executable, "-c", KILLED_JOB, str(store.workspace), str(root)],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-        timeout=300,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    kill_after_two_batches(store, {"imagereward": str(root)})
     assert len(_stored(store)) == 6  # two committed batches of three
     metrics = build_metrics(["imagereward"], weights={"imagereward": str(root)})
     summary = run(store, metrics, batch_size=3, progress=False)
