@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scoring.metrics.base import WeightFile
 
@@ -134,6 +135,23 @@ def resolve(
         if sources.allow_network:
             return _download(spec)
     raise MissingWeightsError(_missing_message(metric, spec, searched, explicit))
+
+
+def read_torch_file(metric: str, path: Path, expected: str) -> Any:
+    """``torch.load`` of a downloaded checkpoint with ``weights_only`` (no pickled code runs);
+    a file torch cannot read is one ValueError naming the metric, the file and ``expected``
+    (what file, from where), so every metric reports a wrong file the same way."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(
+            f"metric {metric!r}: {path} is not a readable torch checkpoint of tensors "
+            f"({str(exc).strip().splitlines()[0]}). {expected}"
+        ) from None
 
 
 def hf_hub_cache() -> str:

@@ -36,7 +36,7 @@ from PIL import Image as PILImage
 from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
 from scoring.metrics.base import LoadRequest, Metric, PromptCache, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
-from scoring.weights import resolve
+from scoring.weights import read_torch_file, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -101,18 +101,9 @@ def hps_scores(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.
 
 def load_state_dict(path: Path) -> dict[str, Any]:
     """The ``state_dict`` of an HPSv2 checkpoint file, with a clear error for anything else."""
-    import pickle
-
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(
-            f"metric 'hpsv2': {path} is not a readable torch checkpoint of tensors "
-            f"({str(exc).strip().splitlines()[0]}). "
-            "Expected HPS_v2.1_compressed.pt from the hub repo xswu/HPSv2."
-        ) from None
+    checkpoint = read_torch_file(
+        "hpsv2", path, "Expected HPS_v2.1_compressed.pt from the hub repo xswu/HPSv2."
+    )
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         keys = list(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(

@@ -49,7 +49,7 @@ from PIL import Image as PILImage
 from scoring import _compat  # noqa: F401  (before transformers imports torchvision)
 from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
 from scoring.metrics.openai_clip import autocast, parse_dtype
-from scoring.weights import MissingWeightsError, WeightSources, locate, resolve
+from scoring.weights import MissingWeightsError, WeightSources, locate, read_torch_file, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -279,17 +279,9 @@ def text_config(path: Path, vision_width: int) -> Any:
 
 def read_state_dict(path: Path) -> dict[str, Any]:
     """The tensors of ``ImageReward.pt``, with a clear error for anything else."""
-    import pickle
-
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(
-            f"metric {NAME!r}: {path} is not a readable torch checkpoint of tensors "
-            f"({str(exc).strip().splitlines()[0]}). {EXPECTED}"
-        ) from None
+    state = read_torch_file(NAME, path, EXPECTED)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(
             f"metric {NAME!r}: {path} is not a state dict (a dict of tensors). {EXPECTED}"
