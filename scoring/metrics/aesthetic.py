@@ -15,16 +15,20 @@ in ``camenduru/improved-aesthetic-predictor``; plus the ViT-L/14 checkpoint of C
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from PIL import Image as PILImage
 
-from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
-from scoring.metrics.openai_clip import VITL14_OPENAI, ClipEncoder, load_shared_encoder
+from scoring.metrics.base import LoadRequest, WeightFile, register_metric
+from scoring.metrics.openai_clip import (
+    VITL14_OPENAI,
+    ClipEncoder,
+    EncoderMetric,
+    load_shared_encoder,
+)
 from scoring.weights import resolve
 
 if TYPE_CHECKING:
@@ -93,7 +97,7 @@ def load_mlp(path: Path, device: str = "cpu") -> torch.nn.Module:
 
 
 @register_metric
-class Aesthetic(Metric):
+class Aesthetic(EncoderMetric):
     name: ClassVar[str] = "aesthetic"
     version: ClassVar[str] = "sac-logos-ava1-l14-linearmse.1"
     needs_prompt: ClassVar[bool] = False
@@ -106,10 +110,8 @@ class Aesthetic(Metric):
     weight_files: ClassVar[tuple[WeightFile, ...]] = (AESTHETIC_MLP, VITL14_OPENAI)
 
     def __init__(self, mlp: torch.nn.Module, encoder: ClipEncoder):
+        super().__init__(encoder)
         self.mlp = mlp
-        self.encoder = encoder
-        self.device = encoder.device
-        self.feature_key = encoder.key
 
     @classmethod
     def load(cls, request: LoadRequest) -> Aesthetic:
@@ -124,12 +126,6 @@ class Aesthetic(Metric):
         encoder = load_shared_encoder(cls.name, replace(request, weights=encoder_weights))
         return cls(load_mlp(mlp_path, request.device), encoder)
 
-    def preprocessor(self) -> Callable[[PILImage.Image], Any]:
-        return self.encoder.preprocess
-
-    def features(self, inputs):
-        return self.encoder.encode_images(inputs)
-
     def score_features(self, features, prompts: Sequence[str] | None = None) -> np.ndarray:
         import torch
 
@@ -141,15 +137,3 @@ class Aesthetic(Metric):
             # The embeddings arrive normalised (scoring.metrics.openai_clip.l2_normalise).
             out = self.mlp(features.to(self.device, torch.float32))
         return out[:, 0].double().cpu().numpy()
-
-    def score_inputs(self, inputs, prompts: Sequence[str] | None = None) -> np.ndarray:
-        if len(inputs) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_features(self.features(inputs))
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images))

@@ -9,14 +9,13 @@ Each distinct prompt is encoded once per job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
-from PIL import Image as PILImage
 
-from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
-from scoring.metrics.openai_clip import VITL14_OPENAI, ClipEncoder, load_shared_encoder
+from scoring.metrics.base import LoadRequest, WeightFile, register_metric
+from scoring.metrics.openai_clip import VITL14_OPENAI, EncoderMetric, load_shared_encoder
 
 
 def clip_scores(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
@@ -34,7 +33,7 @@ def clip_scores(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np
 
 
 @register_metric
-class ClipScore(Metric):
+class ClipScore(EncoderMetric):
     name: ClassVar[str] = "clip"
     version: ClassVar[str] = "vit-l-14-openai.1"
     needs_prompt: ClassVar[bool] = True
@@ -45,37 +44,12 @@ class ClipScore(Metric):
     )
     weight_files: ClassVar[tuple[WeightFile, ...]] = (VITL14_OPENAI,)
 
-    def __init__(self, encoder: ClipEncoder):
-        self.encoder = encoder
-        self.device = encoder.device
-        self.feature_key = encoder.key
-
     @classmethod
     def load(cls, request: LoadRequest) -> ClipScore:
         """Load (or reuse from ``shared``) the ViT-L/14 encoder; ``weights``: its checkpoint."""
         return cls(load_shared_encoder(cls.name, request))
 
-    def preprocessor(self) -> Callable[[PILImage.Image], Any]:
-        return self.encoder.preprocess
-
-    def features(self, inputs):
-        return self.encoder.encode_images(inputs)
-
     def score_features(self, features, prompts: Sequence[str] | None = None) -> np.ndarray:
         self.check_prompts(features, prompts)
         text = self.encoder.encode_texts(list(prompts))
         return clip_scores(features.cpu().numpy(), text.cpu().numpy())
-
-    def score_inputs(self, inputs, prompts: Sequence[str] | None = None) -> np.ndarray:
-        self.check_prompts(inputs, prompts)
-        if len(inputs) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_features(self.features(inputs), prompts)
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        self.check_prompts(images, prompts)
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images), prompts)

@@ -24,15 +24,14 @@ What is computed, exactly (torchmetrics' ``CLIPImageQualityAssessment`` with its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
-from PIL import Image as PILImage
 
-from scoring.metrics.base import LoadRequest, Metric, WeightFile, register_metric
-from scoring.metrics.openai_clip import VITL14_OPENAI, ClipEncoder, load_shared_encoder
+from scoring.metrics.base import LoadRequest, WeightFile, register_metric
+from scoring.metrics.openai_clip import VITL14_OPENAI, EncoderMetric, load_shared_encoder
 
 # torchmetrics' "quality" pair: (positive, negative).
 QUALITY_PROMPTS = ("Good photo.", "Bad photo.")
@@ -59,7 +58,7 @@ def clipiqa_scores(
 
 
 @register_metric
-class ClipIQA(Metric):
+class ClipIQA(EncoderMetric):
     name: ClassVar[str] = "clipiqa"
     version: ClassVar[str] = "vit-l-14-openai.quality.1"
     needs_prompt: ClassVar[bool] = False
@@ -72,11 +71,6 @@ class ClipIQA(Metric):
     weight_files: ClassVar[tuple[WeightFile, ...]] = (VITL14_OPENAI,)
     prompts: ClassVar[tuple[str, str]] = QUALITY_PROMPTS
 
-    def __init__(self, encoder: ClipEncoder):
-        self.encoder = encoder
-        self.device = encoder.device
-        self.feature_key = encoder.key
-
     @classmethod
     def load(cls, request: LoadRequest) -> ClipIQA:
         """``weights``: the ViT-L/14 checkpoint (default: the one given for ``clip``, passed
@@ -84,27 +78,9 @@ class ClipIQA(Metric):
         weights = request.weights if request.weights is not None else request.encoder_weights
         return cls(load_shared_encoder(cls.name, replace(request, weights=weights)))
 
-    def preprocessor(self) -> Callable[[PILImage.Image], Any]:
-        return self.encoder.preprocess
-
     def anchors(self) -> np.ndarray:
         """(2, d) normalised embeddings of the two prompts (encoded once, by the encoder)."""
         return self.encoder.encode_texts(list(self.prompts)).cpu().numpy()
 
-    def features(self, inputs):
-        return self.encoder.encode_images(inputs)
-
     def score_features(self, features, prompts: Sequence[str] | None = None) -> np.ndarray:
         return clipiqa_scores(features.cpu().numpy(), self.anchors())
-
-    def score_inputs(self, inputs, prompts: Sequence[str] | None = None) -> np.ndarray:
-        if len(inputs) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_features(self.features(inputs))
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images))

@@ -21,13 +21,16 @@ preprocessing of OpenAI's own ``clip.load``. Embeddings are L2-normalised in flo
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from PIL import Image as PILImage
+
 from scoring import _compat  # noqa: F401  (before open_clip imports torchvision)
-from scoring.metrics.base import LoadRequest, WeightFile
+from scoring.metrics.base import LoadRequest, Metric, WeightFile
 from scoring.weights import resolve
 
 if TYPE_CHECKING:
@@ -180,3 +183,34 @@ def load_shared_encoder(metric: str, request: LoadRequest) -> ClipEncoder:
     if shared is not None:
         shared[key] = encoder
     return encoder
+
+
+class EncoderMetric(Metric):
+    """A metric scored from the shared ViT-L/14 image embedding (CLIP score, aesthetic,
+    CLIP-IQA): one encoder, one preprocessing and one image pass per image for all of
+    them in the job. Subclasses write ``load`` and ``score_features``."""
+
+    def __init__(self, encoder: ClipEncoder):
+        self.encoder = encoder
+        self.device = encoder.device
+        self.feature_key = encoder.key
+
+    def preprocessor(self) -> Callable[[PILImage.Image], Any]:
+        return self.encoder.preprocess
+
+    def features(self, inputs):
+        return self.encoder.encode_images(inputs)
+
+    def score_inputs(self, inputs, prompts: Sequence[str] | None = None) -> np.ndarray:
+        self.check_prompts(inputs, prompts)
+        if len(inputs) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return self.score_features(self.features(inputs), prompts)
+
+    def score(
+        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
+    ) -> np.ndarray:
+        self.check_prompts(images, prompts)
+        if len(images) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return self.score_inputs(self.prepare(images), prompts)
