@@ -236,8 +236,9 @@ def tiny_digest(seed: int = 0) -> str:
     )
 
 
-def _pattern(height: int, width: int, channels: int, salt: int) -> np.ndarray:
-    """A deterministic uint8 picture: gradients plus an integer hash as texture."""
+def pattern(height: int, width: int, channels: int, salt: int) -> np.ndarray:
+    """A deterministic uint8 picture: gradients plus an integer hash as texture (integer
+    arithmetic only, so the same in any numpy version; tiny_vlm's pictures use it too)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.int64)
     planes = []
     for c in range(channels):
@@ -254,19 +255,19 @@ def reference_images() -> list:
     is (n - 224) / 2 = 0.5 and 1.0 (Python rounds 0.5 to 0)."""
     from PIL import Image
 
-    rgba = _pattern(48, 64, 4, 4)
+    rgba = pattern(48, 64, 4, 4)
     rgba[..., 3] = (np.arange(64)[None, :] * 4 + np.arange(48)[:, None]).astype(np.uint8)
-    palette = Image.fromarray(_pattern(225, 257, 1, 6)[..., 0] % 32, "P")
-    palette.putpalette(_pattern(1, 32, 3, 9).reshape(-1).tolist())
+    palette = Image.fromarray(pattern(225, 257, 1, 6)[..., 0] % 32, "P")
+    palette.putpalette(pattern(1, 32, 3, 9).reshape(-1).tolist())
     return [
-        Image.fromarray(_pattern(200, 300, 3, 1)),
-        Image.fromarray(_pattern(301, 97, 3, 2)),
-        Image.fromarray(_pattern(224, 224, 3, 3)),
+        Image.fromarray(pattern(200, 300, 3, 1)),
+        Image.fromarray(pattern(301, 97, 3, 2)),
+        Image.fromarray(pattern(224, 224, 3, 3)),
         Image.fromarray(rgba, "RGBA"),
-        Image.fromarray(_pattern(500, 500, 1, 5)[..., 0], "L"),
+        Image.fromarray(pattern(500, 500, 1, 5)[..., 0], "L"),
         palette,
-        Image.fromarray(_pattern(224, 225, 3, 7)),
-        Image.fromarray(_pattern(224, 226, 3, 8)),
+        Image.fromarray(pattern(224, 225, 3, 7)),
+        Image.fromarray(pattern(224, 226, 3, 8)),
     ]
 
 

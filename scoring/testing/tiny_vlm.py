@@ -28,7 +28,6 @@ fixtures: images from integer formulas (no RNG) in several sizes and aspect rati
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import zlib
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from scoring.testing.tiny_bpe import SPECIAL_TOKENS, learn_bpe, qwen2_tokenizer_files
+from scoring.testing.tiny_imagereward import pattern, state_digest
 
 QWEN2VL_REPO = "Qwen/Qwen2-VL-7B-Instruct"
 HPSV3_REPO, HPSV3_FILE = "MizzenAI/HPSv3", "HPSv3.safetensors"
@@ -277,18 +277,6 @@ def _answer_rows(state: dict, seed: int) -> None:
     head[vocab["No"]] = 6.0 * direction - noise
 
 
-def state_digest(state: dict, *texts: str) -> str:
-    """sha256 over keys, dtypes, shapes and bytes of ``state`` (then ``texts``)."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.numpy().tobytes())
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-    return digest.hexdigest()
-
-
 def _write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -354,29 +342,18 @@ def tiny_digests(seed: int = 0) -> dict[str, str]:
     }
 
 
-def _pattern(height: int, width: int, channels: int, salt: int) -> np.ndarray:
-    """A deterministic uint8 picture: gradients plus an integer hash as texture."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.int64)
-    planes = []
-    for c in range(channels):
-        smooth = (x * (3 + c) + y * (5 + 2 * c) + salt * 37) % 256
-        texture = ((x * 73856093) ^ (y * 19349663) ^ ((c + salt) * 83492791)) % 256
-        planes.append((smooth + texture // 4) % 256)
-    return np.stack(planes, axis=-1).astype(np.uint8)
-
-
 def reference_images() -> list:
     """RGB PIL images, the same in any numpy/PIL version: wide, tall, square, small (scaled
     up to the pixel floor), large (scaled down to the ceiling), a 1:3 strip."""
     from PIL import Image
 
     return [
-        Image.fromarray(_pattern(200, 300, 3, 1)),
-        Image.fromarray(_pattern(301, 97, 3, 2)),
-        Image.fromarray(_pattern(448, 448, 3, 3)),
-        Image.fromarray(_pattern(48, 64, 3, 4)),
-        Image.fromarray(_pattern(700, 520, 3, 5)),
-        Image.fromarray(_pattern(90, 270, 3, 6)),
+        Image.fromarray(pattern(200, 300, 3, 1)),
+        Image.fromarray(pattern(301, 97, 3, 2)),
+        Image.fromarray(pattern(448, 448, 3, 3)),
+        Image.fromarray(pattern(48, 64, 3, 4)),
+        Image.fromarray(pattern(700, 520, 3, 5)),
+        Image.fromarray(pattern(90, 270, 3, 6)),
     ]
 
 
