@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from scoring import _compat  # noqa: F401  (before transformers imports torchvision)
+from scoring.testing.tiny_scorers import save_linear_sigmoid_onnx
 
 ANIME_SIZE = 32
 
@@ -31,36 +32,20 @@ def write_anime_aesthetic_onnx(
 ) -> Path:
     """``model.onnx`` with the real input/output names; ``fixed_batch`` (the default, as
     the real export) gives the input a batch of 1, else a free batch dimension."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     rng = np.random.default_rng(seed)
     n_in = 3 * size * size
     weight = rng.normal(size=(n_in, 1)) * 4.0 / np.sqrt(n_in)
     bias = np.array([-0.3])
     batch = 1 if fixed_batch else "batch"
-    value = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["img"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "W"], ["logit0"]),
-            helper.make_node("Add", ["logit0", "B"], ["logit"]),
-            helper.make_node("Sigmoid", ["logit"], ["score"]),
-        ],
+    return save_linear_sigmoid_onnx(
+        path,
         "tiny_anime_aesthetic",
-        [value("img", TensorProto.FLOAT, [batch, 3, size, size])],
-        [value("score", TensorProto.FLOAT, [batch, 1])],
-        initializer=[
-            numpy_helper.from_array(weight.astype(np.float32), "W"),
-            numpy_helper.from_array(bias.astype(np.float32), "B"),
-        ],
+        ("img", [batch, 3, size, size]),
+        ("score", [batch, 1]),
+        weight,
+        bias,
+        opset=11,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
 
 
 def _hf_config(cfg: dict[str, Any]):

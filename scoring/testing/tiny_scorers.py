@@ -163,43 +163,64 @@ def write_tiny_pickscore(root: Path, seed: int = 0) -> tuple[Path, Path]:
     return save_pickscore(tiny_pickscore_clip(seed), root)
 
 
-def write_tagger_onnx(
-    path: Path, size: int, n_tags: int, seed: int = 0, fixed_batch: bool = False
+def save_linear_sigmoid_onnx(
+    path: Path,
+    graph_name: str,
+    image: tuple[str, list],
+    output: tuple[str, list],
+    weight: np.ndarray,
+    bias: np.ndarray,
+    opset: int,
 ) -> Path:
-    """NHWC input -> Flatten -> MatMul -> Add -> Sigmoid, with the real graph's input and
-    output names; ``fixed_batch`` gives the input a batch of 1, as some exports have."""
+    """An ONNX file computing sigmoid(flatten(image) @ weight + bias), with the real model's
+    input and output names and shapes: a stand-in for an ONNX image scorer whose numbers
+    are easy to check (the anime aesthetic predictor, the WD tagger)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(seed)
-    n_in = size * size * 3
-    weight = rng.normal(size=(n_in, n_tags)) / (255.0 * np.sqrt(n_in)) * 4
-    bias = np.where(np.arange(n_tags) % 2 == 0, 1.0, -1.5)  # a mix of hits and misses
-    batch = 1 if fixed_batch else "batch"
     value = helper.make_tensor_value_info
-    pixels = value("input_1:0", TensorProto.FLOAT, [batch, size, size, 3])
-    probabilities = value("predictions_sigmoid", TensorProto.FLOAT, [batch, n_tags])
     graph = helper.make_graph(
         [
-            helper.make_node("Flatten", ["input_1:0"], ["flat"], axis=1),
+            helper.make_node("Flatten", [image[0]], ["flat"], axis=1),
             helper.make_node("MatMul", ["flat", "W"], ["logits0"]),
             helper.make_node("Add", ["logits0", "B"], ["logits"]),
-            helper.make_node("Sigmoid", ["logits"], ["predictions_sigmoid"]),
+            helper.make_node("Sigmoid", ["logits"], [output[0]]),
         ],
-        "tiny_tagger",
-        [pixels],
-        [probabilities],
+        graph_name,
+        [value(image[0], TensorProto.FLOAT, image[1])],
+        [value(output[0], TensorProto.FLOAT, output[1])],
         initializer=[
             numpy_helper.from_array(weight.astype(np.float32), "W"),
             numpy_helper.from_array(bias.astype(np.float32), "B"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def write_tagger_onnx(
+    path: Path, size: int, n_tags: int, seed: int = 0, fixed_batch: bool = False
+) -> Path:
+    """NHWC input -> Flatten -> MatMul -> Add -> Sigmoid, with the real graph's input and
+    output names; ``fixed_batch`` gives the input a batch of 1, as some exports have."""
+    rng = np.random.default_rng(seed)
+    n_in = size * size * 3
+    weight = rng.normal(size=(n_in, n_tags)) / (255.0 * np.sqrt(n_in)) * 4
+    bias = np.where(np.arange(n_tags) % 2 == 0, 1.0, -1.5)  # a mix of hits and misses
+    batch = 1 if fixed_batch else "batch"
+    return save_linear_sigmoid_onnx(
+        path,
+        "tiny_tagger",
+        ("input_1:0", [batch, size, size, 3]),
+        ("predictions_sigmoid", [batch, n_tags]),
+        weight,
+        bias,
+        opset=13,
+    )
 
 
 def write_tag_csv(path: Path, tags=TAGGER_TAGS) -> Path:
