@@ -307,9 +307,9 @@ class Store(IntakeVerbs, RaterVerbs, ScoreVerbs, VoteCountVerbs):
         """One row per vote: models, images, prompt, outcome, rater and times.
 
         Columns: vote_id, battle_id, created_at, outcome, decision_ms, flag, rater_id,
-        rater_kind, rater_excluded, policy, battle_kind, gold_answer, prompt_id, prompt_set,
-        category,
-        left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256,
+        rater_kind, rater_group (None: in no group), rater_excluded, policy, battle_kind,
+        gold_answer, prompt_id, prompt_set, category, left_image_id, right_image_id,
+        left_model, right_model, left_sha256, right_sha256,
         client_group (the battle's keyed address-group hash; None where not recorded).
         Read column-wise (:func:`arena.storage.columnar.read_votes`): the votes-battles join from
         the database, names and hashes from the small tables by id. Without
