@@ -2,14 +2,22 @@
 schema and its migration, the store's verbs, the login file, the Admin app, the
 filters of every report, and that no browser can choose its own kind or group."""
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
+from arena.reports.agreement import AgreementService
+from arena.reports.export import compute_export
+from arena.reports.frames import Filters
+from arena.reports.leaderboard import LeaderboardService
 from arena.storage import db
 from arena.storage.migrate import alembic_config, current_revision, upgrade_to_head
 from arena.storage.store import StoreError
+from tests.test_leaderboard import _add_votes, arena_store, simulated_plan  # noqa: F401 (a fixture)
 
 
 def _migrate(engine, revision, down=False):
@@ -107,3 +115,103 @@ def test_login_groups_update_the_raters_that_logged_in(store):
     assert store.find_rater("login:carol") is None  # never creates a rater
     with pytest.raises(StoreError, match="rater group"):
         store.set_login_groups({"ada": "two words"})
+
+
+# -- reports: judges stay out of the human board, groups filter every report ----------------
+
+
+def _judge_plan(n=400):
+    """Votes of a judge that prefers the weakest models: it would turn the board over."""
+    rng = np.random.default_rng(7)
+    plan = []
+    for left, right, outcome, _kind, category, day in simulated_plan(rng, n):
+        flipped = {"left": "right", "right": "left"}.get(outcome, outcome)
+        plan.append((left, right, flipped, "judge", category, day))
+    return plan
+
+
+def test_the_human_leaderboard_is_unchanged_when_judge_votes_are_added(arena_store):  # noqa: F811
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=20))
+    before = {
+        "all": service.get(seed=3),
+        "human": service.get(Filters(rater_kind="human"), seed=3),
+    }
+    _add_votes(arena_store, _judge_plan())
+    assert before["all"].votes_used == 808
+    service = LeaderboardService(arena_store.with_settings(bootstrap_rounds=20))  # no cache
+    after_all = service.get(seed=3)
+    after_human = service.get(Filters(rater_kind="human"), seed=3)
+    assert after_all.votes_used == 808 and after_human.votes_used == 208
+    pd.testing.assert_frame_equal(after_all.frame, before["all"].frame)
+    pd.testing.assert_frame_equal(after_human.frame, before["human"].frame)
+    judged = service.get(Filters(rater_kind="judge"), seed=3)
+    assert judged.votes_used == 400
+    ratings = judged.frame.set_index("model")["rating"]
+    assert ratings["alpha"] < ratings["delta"]  # the judge's own board: upside down
+
+
+def test_arena_leaderboard_counts_judges_only_when_asked(arena_store, capsys):  # noqa: F811
+    from arena.cli import main
+
+    _add_votes(arena_store, _judge_plan(50))
+    ws = str(arena_store.settings.workspace)
+
+    def board(*flags):
+        assert main(["--workspace", ws, "leaderboard", "--format", "json", "--bootstrap", "1",
+                     *flags]) == 0  # fmt: skip
+        return json.loads(capsys.readouterr().out)["leaderboard"]
+
+    assert sum(r["votes"] for r in board()) == 2 * 808
+    assert sum(r["votes"] for r in board("--rater-kind", "judge")) == 2 * 50
+    with arena_store.session() as s:
+        for rater in s.scalars(select(db.Rater)):
+            rater.rater_group = "expert" if rater.kind == "human" else "crowd"
+    assert sum(r["votes"] for r in board("--rater-group", "expert")) == 2 * 208
+    assert sum(r["votes"] for r in board("--rater-group", "crowd")) == 2 * 600
+    assert board("--rater-group", "nobody") == []
+
+
+def _grouped(store):
+    with store.session() as s:
+        for rater in s.scalars(select(db.Rater)):
+            rater.rater_group = {"human": "expert", "simulated": "crowd"}.get(rater.kind, "vlm")
+    return store
+
+
+def test_every_report_filters_by_group_and_kind(arena_store):  # noqa: F811
+    _add_votes(arena_store, _judge_plan(40))
+    store = _grouped(arena_store.with_settings(bootstrap_rounds=2))
+    board = LeaderboardService(store)
+    assert board.get(Filters(rater_group="expert")).votes_used == 208
+    assert board.get(Filters(rater_group="crowd")).votes_used == 600
+    assert board.get(Filters(rater_group="vlm")).votes_used == 0  # judges: only when asked
+    assert board.get(Filters(rater_kind="judge", rater_group="vlm")).votes_used == 40
+    assert board.get(Filters(rater_kind="human", rater_group="crowd")).votes_used == 0
+    assert "rater group expert" in Filters(rater_group="expert").describe()
+    agreement = AgreementService(store)
+    assert agreement.get(Filters(rater_group="expert")).votes_used == 208
+    assert agreement.get(Filters(rater_kind="judge")).votes_used == 40
+    assert agreement.get().votes_used == 808
+    exported = compute_export(store, rounds=1, filters=Filters(rater_group="expert"))
+    votes = exported.tables["votes"]
+    assert len(votes) == 208 and set(votes["rater_group"]) == {"expert"}
+    assert exported.summary["votes counted"] == "rater group expert"
+    every = compute_export(store, rounds=1).tables["votes"]
+    assert len(every) == 808 and "judge" not in set(every["rater_kind"])
+    assert "votes counted" not in compute_export(store, rounds=1).summary
+    judges = compute_export(store, rounds=1, filters=Filters(rater_kind="judge"))
+    assert set(judges.tables["votes"]["rater_kind"]) == {"judge"}
+
+
+def test_the_raters_dropdown_offers_kinds_and_groups(arena_store):  # noqa: F811
+    from arena.reports.frames import filter_options
+    from arena.ui.leaderboard_tab import ALL, filters_of, rater_choices
+
+    options = filter_options(_grouped(arena_store))
+    assert options["rater_group"] == ["crowd", "expert"]
+    assert rater_choices(options) == [
+        ALL, "human", "simulated", "judge", "group: crowd", "group: expert"
+    ]  # fmt: skip
+    assert filters_of(rater_kind="group: expert").key()[2:] == (None, None, None, "expert")
+    assert filters_of(rater_kind="judge").rater_kind == "judge"
+    assert filters_of(rater_kind=ALL).key() == Filters().key()
