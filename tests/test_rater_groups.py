@@ -215,3 +215,172 @@ def test_the_raters_dropdown_offers_kinds_and_groups(arena_store):  # noqa: F811
     assert filters_of(rater_kind="group: expert").key()[2:] == (None, None, None, "expert")
     assert filters_of(rater_kind="judge").rater_kind == "judge"
     assert filters_of(rater_kind=ALL).key() == Filters().key()
+
+
+# -- who sets a group: the login file, the Admin app; never a browser ------------------------
+def _login_file(tmp_path, text_):
+    path = tmp_path / "logins.txt"
+    path.write_text(text_, encoding="utf-8")
+    return str(path)
+
+
+def test_the_login_file_takes_an_optional_group(tmp_path):
+    from arena.commands.serve import read_auth_file, read_logins
+
+    path = _login_file(
+        tmp_path,
+        "# invited raters\nann:pw-ann:expert\nbob:pw-bob\n\n carol : pw:with:colons:crowd\n"
+        "dan:pw-dan:\n",
+    )
+    logins = read_logins(path)
+    assert logins.auth == [
+        ("ann", "pw-ann"),
+        ("bob", "pw-bob"),
+        ("carol", " pw:with:colons"),
+        ("dan", "pw-dan"),
+    ]
+    assert logins.groups == {"ann": "expert", "carol": "crowd"}
+    assert read_auth_file(path) == logins.auth  # the two-field form, as before
+    assert read_auth_file(_login_file(tmp_path, "eve:pw-eve\n")) == [("eve", "pw-eve")]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ann:pw:two words", "line 1: rater group"),
+        ("ann::expert", "non-empty password"),
+        (":pw:expert", "non-empty user"),
+        ("ann", "'user:password'"),
+    ],
+)
+def test_a_bad_login_line_is_refused_naming_the_line(tmp_path, line, message):
+    from arena.cli import CommandError
+    from arena.commands.serve import read_logins
+
+    with pytest.raises(CommandError, match=message):
+        read_logins(_login_file(tmp_path, line + "\n"))
+
+
+def test_the_admin_app_sets_and_clears_a_group(store):
+    from arena.ui.admin import RATER_COLUMNS, raters_table, set_group
+
+    rid = store.rater_id("v1someissuedid0", client_group="g1")
+    assert "rater_group" in RATER_COLUMNS
+    assert set_group(store, rid, "expert") == f"Rater {rid} is in group 'expert' now."
+    assert raters_table(store).set_index("rater_id").loc[rid, "rater_group"] == "expert"
+    assert set_group(store, rid, "  ") == f"Rater {rid} is in no group now."
+    assert pd.isna(raters_table(store).set_index("rater_id").loc[rid, "rater_group"])
+    assert "rater group" in set_group(store, rid, "no spaces please")
+    assert "unknown rater id" in set_group(store, 12345, "expert")
+    assert set_group(store, None, "expert") == "Enter a rater id from the table."
+
+
+def test_the_admin_app_has_the_group_control(store):
+    import gradio as gr
+
+    from arena.ui.admin import build_admin_app
+
+    app = build_admin_app(store.with_settings(admin_secret="pw"))
+    labels = {getattr(b, "label", None) for b in app.blocks.values()}
+    buttons = {b.value for b in app.blocks.values() if isinstance(b, gr.Button)}
+    assert "Group (e.g. expert, crowd; empty: none)" in labels and "Set group" in buttons
+
+
+def _rater_rows(store):
+    with store.session() as s:
+        return {
+            r.external_id: (r.kind, r.rater_group, r.login) for r in s.scalars(select(db.Rater))
+        }
+
+
+def test_logins_get_their_group_from_the_login_file(tmp_path):
+    from gradio_client import Client
+
+    from arena.config import load_settings
+    from arena.serve import serve
+    from arena.storage.store import Store
+    from tests.arena_app import free_port
+    from tests.arena_fixtures import build_fixture
+
+    store = Store(load_settings(env={}, workspace=str(tmp_path / "ws")))
+    build_fixture(store, n_prompts=2, seeds=1)
+    # bob voted before the file put him in a group: the start of `arena serve` moves him
+    store.rater_id("login:bob", login="bob", client_group="g1")
+    auth = [("ann", "pw-ann-1"), ("bob", "pw-bob-1"), ("cy", "pw-cy-1")]
+    port = free_port()
+    server = serve(
+        store,
+        host="127.0.0.1",
+        port=port,
+        block=False,
+        auth=auth,
+        login_groups={"ann": "expert", "bob": "crowd"},
+    )
+    issued = "v1" + "0" * 48  # any id: a login is the rater, whatever id it sends
+    try:
+        assert _rater_rows(store)["login:bob"] == ("human", "crowd", "bob")
+        for user, password in auth:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False, auth=(user, password))
+            battle = client.predict(issued, api_name="/battle")
+            client.predict(battle["token"], issued, "left", 3000, api_name="/vote")
+    finally:
+        server.close()
+    rows = _rater_rows(store)
+    assert rows["login:ann"] == ("human", "expert", "ann")
+    assert rows["login:bob"] == ("human", "crowd", "bob")
+    assert rows["login:cy"] == ("human", None, "cy")
+    store.close()
+
+
+def test_a_browser_cannot_choose_its_kind_or_group(tmp_path):
+    """A hostile client sends kind and group every way the public API could take them:
+    extra arguments, keyword-ish dicts, fields beside ``data``. Every rater the web app
+    made is a human in no group, and only /rater, /battle and /vote answer."""
+    import httpx
+
+    from arena.config import load_settings
+    from arena.storage.store import Store
+    from tests.arena_app import running_app
+    from tests.arena_fixtures import build_fixture
+
+    store = Store(load_settings(env={}, workspace=str(tmp_path / "ws")))
+    build_fixture(store, n_prompts=2, seeds=1)
+    attempts = [
+        ["judge", "expert"],
+        [{"kind": "judge", "group": "expert", "rater_group": "expert"}],
+    ]
+    with running_app(store) as url, httpx.Client(base_url=url, timeout=30) as http:
+
+        def call(name, data, **extra):
+            joined = http.post(f"gradio_api/call/{name}", json={"data": data, **extra})
+            if joined.status_code != 200:
+                return joined.status_code, None
+            stream = http.get(f"gradio_api/call/{name}/{joined.json()['event_id']}")
+            return 200, stream.text
+
+        from tests.attack_kit import _last_event
+
+        def value(name, data, **extra):
+            status, body = call(name, data, **extra)
+            if status != 200:
+                return None
+            event, payload = _last_event(body)
+            return json.loads(payload)[0] if event == "complete" else None
+
+        rater = value("rater", [])["rater_id"]
+        for extra in attempts:
+            got = value("rater", extra, kind="judge", rater_group="expert")
+            assert got is None or set(got) == {"rater_id"}
+            battle = value("battle", [rater, *extra], kind="judge", group="expert")
+            if battle is None:  # too many arguments: refused; the plain call then
+                battle = value("battle", [rater], kind="judge", group="expert")
+            voted = value("vote", [battle["token"], rater, "left", 3000, *extra], kind="judge")
+            if voted is None:
+                value("vote", [battle["token"], rater, "left", 3000], kind="judge")
+        for name in ("set_rater_group", "set_group", "rater_id", "admin"):
+            assert call(name, [rater, "expert"])[0] == 404
+    rows = _rater_rows(store)
+    assert rows and all(kind == "human" and group is None for kind, group, _ in rows.values())
+    with store.session() as s:
+        assert s.scalar(select(db.Vote.id)) is not None  # the votes were stored, as humans'
+    store.close()
