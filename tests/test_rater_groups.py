@@ -384,3 +384,21 @@ def test_a_browser_cannot_choose_its_kind_or_group(tmp_path):
     with store.session() as s:
         assert s.scalar(select(db.Vote.id)) is not None  # the votes were stored, as humans'
     store.close()
+
+
+def test_a_judge_is_no_yardstick_of_the_humans_quality(arena_store):  # noqa: F811
+    """A contrarian judge voting on the same pairs changes no human's quality signals and
+    is never flagged by the policy; its row counts its votes."""
+    from arena.voting.exclusion import quality_report, refresh_exclusions
+
+    before = quality_report(arena_store)
+    _add_votes(arena_store, _judge_plan(400))
+    after = quality_report(arena_store)
+    judge = after["kind"] == "judge"
+    # the same numbers (a judge's row without signals turns integer columns to floats)
+    pd.testing.assert_frame_equal(after[~judge].reset_index(drop=True), before, check_dtype=False)
+    row = after[judge].iloc[0]
+    assert row["votes"] == 400 and row["flag_reasons"] == ""
+    refresh_exclusions(arena_store)
+    raters = arena_store.raters_frame().set_index("kind")
+    assert not bool(raters.loc["judge", "excluded"])
