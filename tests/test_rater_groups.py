@@ -402,3 +402,20 @@ def test_a_judge_is_no_yardstick_of_the_humans_quality(arena_store):  # noqa: F8
     refresh_exclusions(arena_store)
     raters = arena_store.raters_frame().set_index("kind")
     assert not bool(raters.loc["judge", "excluded"])
+
+
+def test_a_group_change_refreshes_the_cached_reports(arena_store):  # noqa: F811
+    """The report caches key on Store.data_signature: moving a rater to another group,
+    with no new vote, must give the group's board anew."""
+    service = LeaderboardService.of(arena_store.with_settings(bootstrap_rounds=1))
+    human = int(arena_store.raters_frame().set_index("kind").loc["human", "rater_id"])
+    signature = arena_store.data_signature()
+    assert service.get(Filters(rater_group="expert")).votes_used == 0
+    arena_store.set_rater_group(human, "expert")
+    assert arena_store.data_signature() != signature
+    assert service.get(Filters(rater_group="expert")).votes_used == 208
+    moved = arena_store.data_signature()
+    arena_store.set_rater_group(human, "crowd")
+    assert arena_store.data_signature() != moved
+    assert service.get(Filters(rater_group="expert")).votes_used == 0
+    assert service.get(Filters(rater_group="crowd")).votes_used == 208
