@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 
 from arena.config import Settings
 from arena.storage.store import Store
@@ -42,6 +43,7 @@ def serve(
     build_demo_if_empty: bool = False,
     block: bool = True,
     auth: list[tuple[str, str]] | None = None,
+    login_groups: dict[str, str] | None = None,
 ):
     """Build the demo into the store when empty (if asked), launch the app on it.
 
@@ -49,7 +51,9 @@ def serve(
     launch overrides. With ``block=False`` the server runs in a background thread and
     a handle is returned (``handle.close()`` stops it); tests and benchmarks use this.
     ``auth`` (a list of (user, password)) turns on Gradio's login; the login name
-    then becomes part of the rater identity.
+    then becomes part of the rater identity. ``login_groups`` (login -> rater group,
+    from the login file's ``user:password:group`` lines) puts the logins' raters in
+    their groups: those that already voted now, new ones when they first vote.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if build_demo_if_empty and store.status()["images"] == 0:
@@ -62,11 +66,21 @@ def serve(
             "offline demo: model names are revealed after each vote (ARENA_REVEAL_MODELS=0 hides)"
         )
         store = store.with_settings(reveal_models=True)  # reopened: settings never change
+    if login_groups:
+        changed = store.set_login_groups(login_groups)
+        counts = Counter(login_groups.values())
+        print(
+            "rater groups from the login file: "
+            + ", ".join(f"{group} ({n} logins)" for group, n in sorted(counts.items()))
+            + f"; {changed} existing rater(s) moved"
+        )
     host, port = listen_address(store, host, port)
     admin = " (admin at /admin)" if store.settings.admin_secret else ""
     print(f"arena on http://{host}:{port} (workspace {store.workspace}){admin}")
     sys.stdout.flush()
-    return launch_app(store, host=host, port=port, block=block, auth=auth)
+    return launch_app(
+        store, host=host, port=port, block=block, auth=auth, login_groups=login_groups
+    )
 
 
 def listen_address(store: Store, host: str | None, port: int | None) -> tuple[str, int]:
@@ -135,8 +149,12 @@ def quiet_queue_analytics() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 
-def build_server_app(store: Store, *, host=None, port=None, auth=None, tabs=None):
-    """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the arena at /."""
+def build_server_app(
+    store: Store, *, host=None, port=None, auth=None, tabs=None, login_groups=None
+):
+    """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the arena at /.
+
+    ``login_groups`` (login -> rater group) is what new logins' raters are created in."""
     from fastapi import FastAPI
     from gradio import mount_gradio_app
 
@@ -144,9 +162,11 @@ def build_server_app(store: Store, *, host=None, port=None, auth=None, tabs=None
     from arena.ui.admin import mount_admin
     from arena.ui.app import PUBLIC_API, launch_kwargs
     from arena.ui.http_guard import RequestGuard
+    from arena.voting.admission import Admission
 
     settings = store.settings
     host, port = listen_address(store, host, port)
+    Admission.of(store).login_groups = dict(login_groups or {})
     blocks = build_app(store, tabs=tabs)
     quiet_queue_analytics()
     blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
@@ -219,13 +239,17 @@ class RunningServer:
             self.exclusion.stop()
 
 
-def launch_app(store: Store, *, block: bool, host=None, port=None, auth=None, tabs=None):
+def launch_app(
+    store: Store, *, block: bool, host=None, port=None, auth=None, tabs=None, login_groups=None
+):
     """Build the server app and run it (blocking, or in a thread with ``block=False``)."""
     import uvicorn
 
     settings = store.settings
     host, port = listen_address(store, host, port)
-    app, blocks = build_server_app(store, host=host, port=port, auth=auth, tabs=tabs)
+    app, blocks = build_server_app(
+        store, host=host, port=port, auth=auth, tabs=tabs, login_groups=login_groups
+    )
     config = uvicorn.Config(
         app,
         host=host,

@@ -16,7 +16,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(store, tabs=None, auth=None):
+def running_app(store, tabs=None, auth=None, login_groups=None):
     """Yield the base URL of the app, launched exactly as `arena serve` launches it.
 
     The app reads ``store.settings``; a test that needs other settings opens its store
@@ -25,7 +25,15 @@ def running_app(store, tabs=None, auth=None):
     from arena.serve import launch_app
 
     port = free_port()
-    app = launch_app(store, host="127.0.0.1", port=port, block=False, auth=auth, tabs=tabs)
+    app = launch_app(
+        store,
+        host="127.0.0.1",
+        port=port,
+        block=False,
+        auth=auth,
+        tabs=tabs,
+        login_groups=login_groups,
+    )
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -33,6 +33,7 @@ def rowwise_votes(store, include_excluded=False, include_gold=False) -> pd.DataF
             v.c.flag,
             r.c.id.label("rater_id"),
             r.c.kind.label("rater_kind"),
+            r.c.rater_group,
             r.c.excluded.label("rater_excluded"),
             b.c.policy,
             b.c.kind.label("battle_kind"),
@@ -101,6 +102,7 @@ def varied(db_store):
         conn.execute(update(v).where(v.c.id % 7 == 0).values(flag="fast", decision_ms=None))
         conn.execute(update(v).where(v.c.id % 11 == 0).values(flag="straightliner"))
         conn.execute(update(r).where(r.c.id == 2).values(excluded=True))
+        conn.execute(update(r).where(r.c.id % 2 == 1).values(rater_group="expert"))
         conn.execute(update(b).where(b.c.id % 13 == 0).values(kind="gold", gold_answer="left"))
         conn.execute(update(b).where(b.c.id % 3 == 0).values(client_group="9f2c41d07ab35e68"))
         conn.execute(update(b).where(b.c.id % 5 == 0).values(client_group="0b7d5a11c3e4f296"))

@@ -122,3 +122,39 @@ def test_pair_outcome_counts_keep_sides_and_outcomes(counted):
     assert cells[0, 1, right] == 1 and cells[1, 0, tie] == 1
     assert cells[0, 2, left] == 1  # a model listed is counted, whatever its kind
     assert cells.sum() == 4 + 1 + 1 + 1  # the votes with c are not asked for
+
+
+def test_the_voting_readers_leave_the_judges_out(counted):
+    """A judge's votes allocate nothing people are shown (issue 21): the active rule and
+    the matchmaker's balance count as before; the reports' frame keeps them, for the
+    filters to leave out (arena.reports.frames.Filters)."""
+    store, ids, _raters = counted
+    model_ids = (ids["a"], ids["b"], ids["c"])
+    index = load_index(store)
+    before = load_pair_counts(store, model_ids), load_pair_votes(store, index)
+    frame_before = len(store.votes_frame())
+    judge = store.rater_id("judge:test-vlm", kind="judge", group="vlm")
+    pid = store.prompt_ids()[("s", "p0")]
+    images = store.images_frame().set_index("model")["image_id"]
+    with store.session() as s:
+        for k in range(6):
+            battle = db.Battle(
+                token=uuid.uuid4().hex,
+                prompt_id=pid,
+                left_image_id=int(images["a"]),
+                right_image_id=int(images["c"]),
+                rater_id=judge,
+                policy="judge",
+            )
+            s.add(battle)
+            s.flush()
+            s.add(db.Vote(battle_id=battle.id, rater_id=judge, outcome="left" if k else "tie"))
+    counts, votes = load_pair_counts(store, model_ids), load_pair_votes(store, index)
+    assert np.array_equal(counts.wins, before[0].wins)
+    assert np.array_equal(counts.ties, before[0].ties)
+    assert np.array_equal(votes, before[1])
+    assert len(store.votes_frame()) == frame_before + 6
+    with_judges = store.pair_outcome_counts(
+        list(model_ids), include_excluded=False, include_probation=True
+    )
+    assert with_judges[0, 2].sum() == 1 + 6  # script's both_bad and the judge's six

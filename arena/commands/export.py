@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from arena.commands.leaderboard import add_board_options, board_options_of
+from arena.commands.leaderboard import add_board_options, add_rater_filters, board_options_of
 from arena.commands.workspace import open_store
 
 
@@ -33,16 +33,18 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the seed setting)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     add_board_options(p)
+    add_rater_filters(p)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
     from arena.cli import CommandError
     from arena.reports.export import ExportError, export_workspace
-    from arena.reports.frames import ReportError
+    from arena.reports.frames import Filters, ReportError
 
     try:
         options = board_options_of(args)
+        filters = Filters(rater_kind=args.rater_kind, rater_group=args.rater_group)
     except ReportError as exc:  # a combination the leaderboard refuses (LeaderboardError)
         raise CommandError(str(exc)) from None
     store = open_store(args)
@@ -56,6 +58,7 @@ def cmd_export(args) -> int:
             seed=args.seed,
             report=not args.no_report,
             options=options,
+            filters=filters,
         )
     except ExportError as exc:
         raise CommandError(str(exc)) from None

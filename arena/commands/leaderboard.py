@@ -37,12 +37,30 @@ def register(sub) -> None:
     add_board_options(p)
     p.add_argument("--category", default=None, help="only prompts of this category")
     p.add_argument("--prompt-set", default=None, help="only prompts of this prompt set")
-    p.add_argument("--rater-kind", choices=RATER_KINDS, default=None, help="only these raters")
+    add_rater_filters(p)
     p.add_argument("--since", default=None, metavar="DATE", help="votes from this UTC date/time")
     p.add_argument(
         "--until", default=None, metavar="DATE", help="votes up to this date (inclusive)"
     )
     p.set_defaults(func=cmd_leaderboard)
+
+
+def add_rater_filters(parser) -> None:
+    """``--rater-kind`` and ``--rater-group``, which ``arena leaderboard`` and ``arena
+    export`` share."""
+    parser.add_argument(
+        "--rater-kind",
+        choices=RATER_KINDS,
+        default=None,
+        help="only raters of this kind (default: human and simulated raters; a judge's "
+        "votes count only with --rater-kind judge)",
+    )
+    parser.add_argument(
+        "--rater-group",
+        default=None,
+        metavar="GROUP",
+        help="only raters of this group (set by the login file, the Admin app or a judge)",
+    )
 
 
 def add_board_options(parser) -> None:
@@ -146,6 +164,7 @@ def cmd_leaderboard(args) -> int:
             rater_kind=args.rater_kind,
             since=args.since,
             until=args.until,
+            rater_group=args.rater_group,
         )
         filters.key()
         anchor = parse_anchor(args.anchor)

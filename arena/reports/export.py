@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from arena.reports.agreement import AgreementService
-from arena.reports.frames import ReportError, load_report_frames
+from arena.reports.frames import Filters, ReportError, load_report_frames
 from arena.reports.leaderboard import LeaderboardResult, LeaderboardService
 from arena.reports.methods import BoardOptions
 from arena.reports.report_page import report_html
@@ -53,6 +53,7 @@ VOTE_COLUMNS = [
     "created_at",
     "rater_id",
     "rater_kind",
+    "rater_group",
     "prompt_id",
     "prompt_set",
     "prompt_external_id",
@@ -127,6 +128,8 @@ def votes_table(votes: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     text[np.isnat(stamp)] = None
     out["created_at"] = text
     out["decision_ms"] = out["decision_ms"].astype("Int64")
+    if "rater_group" not in out:  # a frame from before rater groups
+        out["rater_group"] = None
     return out[VOTE_COLUMNS]
 
 
@@ -225,6 +228,7 @@ def compute_export(
     rounds: int | None = None,
     seed: int | None = None,
     options: BoardOptions | None = None,
+    filters: Filters | None = None,
 ) -> ExportTables:
     """Everything an export writes.
 
@@ -233,7 +237,8 @@ def compute_export(
     ``rounds`` (default: the settings'), the leaderboard made as ``options`` says
     (default :class:`BoardOptions`: ties split, bootstrap, flip counts). Raises
     :class:`ExportError` for options the leaderboard refuses (e.g. a style feature
-    without stored values).
+    without stored values). ``filters`` (default none: every kind but judges) restricts
+    the votes of every table, e.g. to one rater kind or group.
     """
     settings = store.settings
     rounds = settings.bootstrap_rounds if rounds is None else int(rounds)
@@ -246,7 +251,7 @@ def compute_export(
     # and on a miss they are computed from these frames (the votes are read once). A vote
     # landing while the frames load changes the signature: read again.
     for _ in range(5):
-        frames = load_report_frames(store)
+        frames = load_report_frames(store, filters)
         if store.data_signature() != frames.signature:
             continue
         try:
@@ -284,6 +289,8 @@ def compute_export(
         "reweight floor": "off" if options.reweight is None else f"{options.reweight:g}",
         "flip counts": "on" if options.flips else "off",
     }
+    if filters is not None and filters.key() != Filters().key():
+        summary["votes counted"] = filters.describe()
     return ExportTables(tables, board, report, summary)
 
 
@@ -313,9 +320,10 @@ def export_workspace(
     seed: int | None = None,
     report: bool = True,
     options: BoardOptions | None = None,
+    filters: Filters | None = None,
 ) -> ExportResult:
     """Write every table (and ``report.html``) into ``out``; all or nothing. ``options``:
-    the leaderboard's rating method (:func:`compute_export`)."""
+    the leaderboard's rating method, ``filters`` the votes counted (:func:`compute_export`)."""
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}.")
     out = Path(out)
@@ -327,7 +335,7 @@ def export_workspace(
         raise ExportError(f"{out}: cannot create the folder ({exc.strerror}).") from None
     if not os.access(out, os.W_OK):
         raise ExportError(f"{out} is not writable; choose another --out folder.")
-    computed = compute_export(store, rounds, seed, options)
+    computed = compute_export(store, rounds, seed, options, filters)
     tables, board, summary = computed.tables, computed.board, computed.summary
     result = ExportResult(folder=out)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))

@@ -2,9 +2,10 @@
 
 The leaderboard, the agreement page and the exports all read the same things
 (counted votes, prompts, images, scores, model-level metrics) and apply the same
-filters (:class:`Filters`: category and prompt set restrict prompts, rater kind and
-dates restrict votes). :func:`load_report_frames` does it once, through the store's
-verbs, so every report counts the same votes and averages over the same images.
+filters (:class:`Filters`: category and prompt set restrict prompts, rater kind, rater
+group and dates restrict votes; with no kind asked for, judges' votes are left out).
+:func:`load_report_frames` does it once, through the store's verbs, so every report
+counts the same votes and averages over the same images.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from arena.storage.vocabulary import RATER_KINDS
+from arena.storage.vocabulary import DEFAULT_RATER_KINDS, RATER_KINDS
 
 
 class ReportError(ValueError):
@@ -43,13 +44,19 @@ def _as_datetime(value, end: bool) -> datetime | None:
 
 @dataclass(frozen=True)
 class Filters:
-    """Which votes count. Dates are UTC, ``until`` inclusive (a bare date = whole day)."""
+    """Which votes count. Dates are UTC, ``until`` inclusive (a bare date = whole day).
+
+    ``rater_kind`` None counts the kinds of ``DEFAULT_RATER_KINDS`` (humans and
+    simulated raters): a judge's votes count only where ``rater_kind="judge"`` asks for
+    them. ``rater_group`` keeps the raters of that group (``expert``, ``crowd``, ...).
+    """
 
     category: str | None = None
     prompt_set: str | None = None
     rater_kind: str | None = None
     since: datetime | date | str | None = None
     until: datetime | date | str | None = None
+    rater_group: str | None = None
 
     def __post_init__(self):
         if self.rater_kind not in (None, "", *RATER_KINDS):
@@ -67,11 +74,12 @@ class Filters:
             self.rater_kind or None,
             _as_datetime(self.since, False),
             _as_datetime(self.until, True),
+            self.rater_group or None,
         )
 
     def apply(self, votes: pd.DataFrame) -> pd.DataFrame:
         """The votes that pass every filter (a view of ``votes``' rows, order kept)."""
-        category, prompt_set, rater_kind, start, stop = self.key()
+        category, prompt_set, rater_kind, start, stop, rater_group = self.key()
         keep = np.ones(len(votes), dtype=bool)
         if category is not None:
             keep &= (votes["category"] == category).to_numpy()
@@ -79,6 +87,13 @@ class Filters:
             keep &= (votes["prompt_set"] == prompt_set).to_numpy()
         if rater_kind is not None:
             keep &= (votes["rater_kind"] == rater_kind).to_numpy()
+        elif "rater_kind" in votes:  # no kind asked for: no judges
+            keep &= votes["rater_kind"].isin(DEFAULT_RATER_KINDS).to_numpy()
+        if rater_group is not None:
+            groups = (
+                votes["rater_group"] if "rater_group" in votes else pd.Series(index=votes.index)
+            )
+            keep &= (groups == rater_group).fillna(False).to_numpy(dtype=bool)
         if start is not None or stop is not None:
             created = pd.to_datetime(votes["created_at"])
             if start is not None:
@@ -100,11 +115,12 @@ class Filters:
         return set(prompts.loc[keep, "prompt_id"].tolist())
 
     def describe(self) -> str:
-        category, prompt_set, rater_kind, start, stop = self.key()
+        category, prompt_set, rater_kind, start, stop, rater_group = self.key()
         parts = [
             f"category {category}" if category else "",
             f"prompt set {prompt_set}" if prompt_set else "",
             f"{rater_kind} raters" if rater_kind else "",
+            f"rater group {rater_group}" if rater_group else "",
             f"since {start:%Y-%m-%d %H:%M}" if start else "",
             f"until {stop:%Y-%m-%d %H:%M}" if stop else "",
         ]
@@ -112,12 +128,15 @@ class Filters:
 
 
 def filter_options(store) -> dict[str, list[str]]:
-    """Values the filters can take (categories, prompt sets) from the prompts table."""
+    """Values the filters can take (categories, prompt sets) from the prompts table, and
+    the rater groups the raters are in."""
     prompts = store.prompts_frame()
+    groups = store.raters_frame()["rater_group"].dropna().unique()
     return {
         "category": sorted(c for c in prompts["category"].dropna().unique() if c),
         "prompt_set": sorted(prompts["prompt_set"].dropna().unique()),
         "rater_kind": list(RATER_KINDS),
+        "rater_group": sorted(str(g) for g in groups if g),
     }
 
 

@@ -107,7 +107,7 @@ class PublicViews(CachedReports):
         return self.cached(("release",), self._release_of)
 
     def _release_of(self, signature: tuple) -> tuple[tuple, Release, pd.DataFrame]:
-        votes = self.store.votes_frame()
+        votes = Filters().apply(self.store.votes_frame())  # judges never count here
         probation = int(self.settings.probation_votes)
         web = self.store.web_rater_ids() if probation > 1 else set()
         everything = self.store.votes_frame(include_gold=True) if web else votes

@@ -101,6 +101,7 @@ VOTE_FRAME_COLUMNS = [
     "flag",
     "rater_id",
     "rater_kind",
+    "rater_group",
     "rater_excluded",
     "policy",
     "battle_kind",
@@ -134,7 +135,7 @@ def read_votes(engine: Engine, query: Select) -> pd.DataFrame:
     col = fetch_columns(engine, query)
     if not len(col["vote_id"]):
         return empty_frame(VOTE_FRAME_COLUMNS)
-    raters = _small_table(engine, db.Rater.__table__, "id", "kind", "excluded")
+    raters = _small_table(engine, db.Rater.__table__, "id", "kind", "rater_group", "excluded")
     prompts = _small_table(engine, db.Prompt.__table__, "id", "prompt_set", "category")
     images = _small_table(engine, db.Image.__table__, "id", "sha256", "model_id")
     models = _small_table(engine, db.Model.__table__, "id", "name")
@@ -176,6 +177,7 @@ def read_votes(engine: Engine, query: Select) -> pd.DataFrame:
             "flag": row_ordered(col["flag"], inferred),
             "rater_id": row_ordered(col["rater_id"], ints),
             "rater_kind": rater_kind.take(rater_at),
+            "rater_group": strings(raters["rater_group"]).take(rater_at),
             "rater_excluded": np.array(raters["excluded"], dtype=bool)[rater_at],
             "policy": row_ordered(col["policy"], strings),
             "battle_kind": row_ordered(col["battle_kind"], strings),

@@ -97,6 +97,9 @@ class Rater(Base):
     external_id: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20), default="human")
     login: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The rater's group ("expert", "crowd", any name; None: none), set by the login
+    # file, the Admin app or per judge -- never by a browser (see vocabulary).
+    rater_group: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     excluded_reason: Mapped[str] = mapped_column(Text, default="")
     # Set when an admin decides by hand; the automatic policy never overrides it.

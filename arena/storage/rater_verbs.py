@@ -9,6 +9,7 @@ path); ``add_voted_battles`` serves the offline demo's simulated raters and
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,24 @@ from sqlalchemy import func, insert, select
 
 from arena.storage import db
 from arena.storage.errors import StoreError
-from arena.storage.vocabulary import RATER_KINDS
+from arena.storage.vocabulary import RATER_GROUP_PATTERN, RATER_KINDS
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+
+def check_rater_group(group: str | None) -> str | None:
+    """``group`` stripped, None for none (None or blank); a StoreError if it is not a
+    group name (letters, digits, '-', '_', '.'; 1 to 40 characters)."""
+    if group is None or not str(group).strip():
+        return None
+    group = str(group).strip()
+    if not re.match(RATER_GROUP_PATTERN, group):
+        raise StoreError(
+            f"rater group {group[:60]!r}: expected 1 to 40 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit (e.g. expert, crowd)."
+        )
+    return group
 
 
 @dataclass(frozen=True)
@@ -51,22 +66,30 @@ class RaterVerbs:
         login: str | None = None,
         session: Session | None = None,
         client_group: str | None = None,
+        group: str | None = None,
     ) -> int:
         """The id of the rater with this external id, created on first sight.
 
-        ``client_group`` is the keyed address-group hash of a rater the web app
+        ``kind`` and ``group`` (the rater group, e.g. ``expert``) are written when the
+        rater is created; an existing rater keeps its own (``set_rater_group`` changes
+        a group). ``client_group`` is the keyed address-group hash of a rater the web app
         created (``db.web_raters``); scripts and simulations leave it None. Without
         ``session`` the lookup is a read and only a first sight takes the write lock:
         the web app asks on every battle it serves.
         """
         if kind not in RATER_KINDS:
             raise StoreError(f"rater kind {kind!r} is not one of {RATER_KINDS}.")
+        group = check_rater_group(group)
 
         def get(s: Session) -> int:
             rid = self.find_rater(external_id, s)
             if rid is None:
                 rater = db.Rater(
-                    external_id=external_id, kind=kind, login=login, client_group=client_group
+                    external_id=external_id,
+                    kind=kind,
+                    login=login,
+                    client_group=client_group,
+                    rater_group=group,
                 )
                 s.add(rater)
                 s.flush()
@@ -101,13 +124,44 @@ class RaterVerbs:
             )
             rater.exclusion_manual = True
 
+    def set_rater_group(self, rater_id: int, group: str | None) -> str | None:
+        """Put a rater in ``group`` (None or blank: in none); returns the stored group.
+
+        The Admin app's verb (and a judge's); a browser never reaches it."""
+        group = check_rater_group(group)
+        with self.session() as s:
+            rater = s.get(db.Rater, rater_id)
+            if rater is None:
+                raise StoreError(f"unknown rater id {rater_id}; see the Raters table on Admin.")
+            rater.rater_group = group
+        return group
+
+    def set_login_groups(self, groups: Mapping[str, str | None]) -> int:
+        """The login file's groups (login name -> group or None) for the raters that
+        already logged in (external id ``login:<name>``); returns how many changed.
+
+        A login without a group in the file keeps the group it has (an admin's)."""
+        checked = {login: check_rater_group(g) for login, g in groups.items()}
+        wanted = {f"login:{login}": g for login, g in checked.items() if g is not None}
+        if not wanted:
+            return 0
+        changed = 0
+        with self.session() as s:
+            for rater in s.scalars(select(db.Rater).where(db.Rater.external_id.in_(wanted))):
+                if rater.rater_group != wanted[rater.external_id]:
+                    rater.rater_group = wanted[rater.external_id]
+                    changed += 1
+        return changed
+
     def raters_frame(self) -> pd.DataFrame:
-        """rater_id, external_id, kind, login, excluded, excluded_reason, exclusion_manual."""
+        """rater_id, external_id, kind, rater_group, login, excluded, excluded_reason,
+        exclusion_manual."""
         r = db.Rater.__table__
         query = select(
             r.c.id.label("rater_id"),
             r.c.external_id,
             r.c.kind,
+            r.c.rater_group,
             r.c.login,
             r.c.excluded,
             r.c.excluded_reason,

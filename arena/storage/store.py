@@ -307,9 +307,9 @@ class Store(IntakeVerbs, RaterVerbs, ScoreVerbs, VoteCountVerbs):
         """One row per vote: models, images, prompt, outcome, rater and times.
 
         Columns: vote_id, battle_id, created_at, outcome, decision_ms, flag, rater_id,
-        rater_kind, rater_excluded, policy, battle_kind, gold_answer, prompt_id, prompt_set,
-        category,
-        left_image_id, right_image_id, left_model, right_model, left_sha256, right_sha256,
+        rater_kind, rater_group (None: in no group), rater_excluded, policy, battle_kind,
+        gold_answer, prompt_id, prompt_set, category, left_image_id, right_image_id,
+        left_model, right_model, left_sha256, right_sha256,
         client_group (the battle's keyed address-group hash; None where not recorded).
         Read column-wise (:func:`arena.storage.columnar.read_votes`): the votes-battles join from
         the database, names and hashes from the small tables by id. Without
@@ -393,9 +393,10 @@ class Store(IntakeVerbs, RaterVerbs, ScoreVerbs, VoteCountVerbs):
 
     # -- what reports are computed from ---------------------------------------------
     def data_signature(self) -> tuple:
-        """Changes whenever votes, rater exclusions, scores or model-level metrics change.
+        """Changes whenever votes, rater exclusions or groups, scores or model-level
+        metrics change.
 
-        Four aggregate queries and no frame: report caches (arena.reports.service) key
+        Five aggregate queries and no frame: report caches (arena.reports.service) key
         on it, so a page load recomputes only when something a report counts changed.
         """
         v, r, sc = db.Vote.__table__, db.Rater.__table__, db.Score.__table__
@@ -411,7 +412,20 @@ class Store(IntakeVerbs, RaterVerbs, ScoreVerbs, VoteCountVerbs):
             model_level = conn.execute(
                 select(func.count(mm.c.id), func.max(mm.c.computed_at))
             ).one()
-        return (tuple(votes), tuple(excluded), tuple(scores), tuple(model_level))
+            # Rater groups (a few rows): moving a rater changes its old and new group's sums.
+            groups = conn.execute(
+                select(r.c.rater_group, func.count(r.c.id), func.sum(r.c.id))
+                .where(r.c.rater_group.is_not(None))
+                .group_by(r.c.rater_group)
+                .order_by(r.c.rater_group)
+            ).all()
+        return (
+            tuple(votes),
+            tuple(excluded),
+            tuple(scores),
+            tuple(model_level),
+            tuple(tuple(g) for g in groups),
+        )
 
     def web_rater_ids(self) -> set[int]:
         """Ids of the raters the web app created (``db.web_raters``): those on probation."""

@@ -10,6 +10,11 @@ the choice is spelled out where it is made, by the flags of :func:`counted_votes
 * the matchmaker's balance (``arena.voting.matchmaking``): every vote on a normal
   battle, whoever cast it: it evens out what raters were *shown*.
 
+The two voting readers leave the judges (rater kind ``judge``) out: they allocate what
+*people* are shown, and a machine judge's votes say nothing of how well the human
+ratings know a pair. The reports keep them in the frame and leave them out by their
+filters (``arena.reports.frames.Filters``).
+
 tests/test_vote_counts.py pins what each reader counts.
 """
 
@@ -33,16 +38,20 @@ def counted_votes(
     include_excluded: bool,
     include_probation: bool,
     include_gold: bool,
+    include_judges: bool = True,
 ) -> Select:
     """Narrow ``query`` (votes joined to their battles) to the votes that count.
 
     ``include_excluded`` keeps the votes of raters an admin or the exclusion policy
     excluded; ``include_probation`` keeps the votes of web raters (``db.web_raters``)
-    with fewer than ``probation_votes`` votes; ``include_gold`` keeps gold battles.
+    with fewer than ``probation_votes`` votes; ``include_gold`` keeps gold battles;
+    ``include_judges`` keeps the votes of raters of kind ``judge``.
     """
     v, b, r = db.Vote.__table__, db.Battle.__table__, db.Rater.__table__
-    if not include_excluded or not include_probation:
+    if not include_excluded or not include_probation or not include_judges:
         query = query.join(r, r.c.id == v.c.rater_id)
+    if not include_judges:
+        query = query.where(r.c.kind != "judge")
     if not include_excluded:
         query = query.where(r.c.excluded.is_(False))
     if not include_probation and probation_votes > 1:  # new web raters: stored, not counted yet
@@ -66,6 +75,7 @@ class VoteCountVerbs:
         include_excluded: bool,
         include_probation: bool,
         include_gold: bool = False,
+        include_judges: bool = True,
     ) -> np.ndarray:
         """Votes per (left model, right model, outcome): an (n, n, 4) int64 array over
         ``model_ids`` order, outcomes in ``OUTCOMES`` order; the flags as in
@@ -97,6 +107,7 @@ class VoteCountVerbs:
             include_excluded=include_excluded,
             include_probation=include_probation,
             include_gold=include_gold,
+            include_judges=include_judges,
         )
         width = 2 + len(OUTCOMES)
         with self.engine.connect() as conn:

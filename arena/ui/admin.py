@@ -1,4 +1,4 @@
-"""The Admin app: rater quality and exclusions, models, prompt sets, exports, and the
+"""The Admin app: rater quality, exclusions and groups, models, prompt sets, exports, and the
 live Leaderboard (filters, Compare) and Agreement tabs.
 
 It is a separate Gradio app mounted at ``/admin`` behind a login (user
@@ -25,6 +25,7 @@ RATER_COLUMNS = [
     "rater_id",
     "external_id",
     "kind",
+    "rater_group",
     "votes",
     "gold_votes",
     "gold_accuracy",
@@ -89,6 +90,19 @@ def set_exclusion(store: Store, rater_id: float | None, excluded: bool, reason: 
     return f"Rater {int(rater_id)} {verb}; the automatic policy will not change this rater."
 
 
+def set_group(store: Store, rater_id: float | None, group: str | None) -> str:
+    """An admin puts a rater in a group (``expert``, ``crowd``, ...); empty: in none."""
+    if rater_id is None:
+        return "Enter a rater id from the table."
+    try:
+        stored = store.set_rater_group(int(rater_id), group)
+    except StoreError as exc:
+        return str(exc)
+    if stored is None:
+        return f"Rater {int(rater_id)} is in no group now."
+    return f"Rater {int(rater_id)} is in group {stored!r} now."
+
+
 def set_model_active(store: Store, name: str, active: bool) -> str:
     try:
         store.set_model_active(name.strip(), active)
@@ -116,15 +130,19 @@ def build_admin_app(store: Store) -> gr.Blocks:
                 "Bradley-Terry fit of everyone else predicts: picks vs expected in its battles "
                 "with that model, p, and p corrected over models and raters). Flagged raters "
                 "are excluded from the leaderboard by the exclusion rules; an admin decision "
-                "overrides them."
+                "overrides them. A rater's group (expert, crowd, any name) lets the "
+                "leaderboards, agreement views and exports be filtered by group; logins get "
+                "theirs from the login file (`user:password:group`)."
             )
             raters = gr.Dataframe(lambda: raters_table(store), interactive=False)
             with gr.Row():
                 rater_id = gr.Number(label="Rater id", precision=0)
                 reason = gr.Textbox(label="Reason (for exclusions)")
+                group = gr.Textbox(label="Group (e.g. expert, crowd; empty: none)")
             with gr.Row():
                 exclude = gr.Button("Exclude rater")
                 include = gr.Button("Include rater")
+                set_rater_group = gr.Button("Set group")
                 apply_rules = gr.Button("Apply the exclusion rules now", variant="primary")
             message = gr.Markdown()
             exclude.click(
@@ -136,6 +154,12 @@ def build_admin_app(store: Store) -> gr.Blocks:
             include.click(
                 lambda r: set_exclusion(store, r, False, ""),
                 rater_id,
+                message,
+                api_visibility="private",
+            ).then(lambda: raters_table(store), None, raters, api_visibility="private")
+            set_rater_group.click(
+                lambda r, g: set_group(store, r, g),
+                [rater_id, group],
                 message,
                 api_visibility="private",
             ).then(lambda: raters_table(store), None, raters, api_visibility="private")

@@ -300,9 +300,24 @@ def filters_of(category=None, prompt_set=None, rater_kind=None, since=None, unti
     def pick(value):
         return None if value in (None, "", ALL) else value
 
-    filters = Filters(pick(category), pick(prompt_set), pick(rater_kind), since, until)
+    raters = pick(rater_kind)  # a kind, or "group: NAME" (the Raters dropdown's choices)
+    group = (
+        raters[len(GROUP_PREFIX) :].strip() if raters and raters.startswith(GROUP_PREFIX) else None
+    )
+    kind = None if group is not None else raters
+    filters = Filters(pick(category), pick(prompt_set), kind, since, until, rater_group=group)
     filters.key()  # parses the dates
     return filters
+
+
+#: How the Raters dropdown names a rater group (its other choices are the kinds).
+GROUP_PREFIX = "group: "
+
+
+def rater_choices(options: dict[str, list[str]]) -> list[str]:
+    """The Raters dropdown: all (every kind but judges), each kind, each rater group."""
+    groups = [f"{GROUP_PREFIX}{g}" for g in options.get("rater_group", [])]
+    return [ALL, *RATER_KINDS, *groups]
 
 
 def filter_row(options: dict[str, list[str]]):
@@ -314,7 +329,7 @@ def filter_row(options: dict[str, list[str]]):
         prompt_set = gr.Dropdown(
             [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
         )
-        rater_kind = gr.Dropdown([ALL, *RATER_KINDS], value=ALL, label="Raters")
+        rater_kind = gr.Dropdown(rater_choices(options), value=ALL, label="Raters")
         since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
         until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
     refresh = gr.Button("Refresh", size="sm")

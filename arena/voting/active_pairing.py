@@ -43,9 +43,13 @@ class ActiveState:
 
 def load_pair_counts(store, model_ids: tuple[int, ...]) -> PairCounts:
     """Outcome counts per model pair over normal battles of raters who are not excluded
-    (votes of raters on probation count: see arena.storage.vote_counts)."""
+    (votes of raters on probation count, judges' do not: see arena.storage.vote_counts)."""
     cells = store.pair_outcome_counts(
-        model_ids, include_excluded=False, include_probation=True, include_gold=False
+        model_ids,
+        include_excluded=False,
+        include_probation=True,
+        include_gold=False,
+        include_judges=False,
     )
     return PairCounts.of_cells(cells)
 

@@ -82,6 +82,9 @@ class Admission:
         self._group_key = bytes.fromhex(store.server_secret("address_groups"))
         self.limits = Limits.from_settings(self.settings)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        # login name -> rater group, from the login file (``arena serve --auth-file``):
+        # the group a login's rater is created in. Set by the server, never by a request.
+        self.login_groups: dict[str, str] = {}
 
     @classmethod
     def of(cls, store) -> Admission:
@@ -114,7 +117,7 @@ class Admission:
                 "login_required", "this arena needs a login to vote: log in, then reload."
             )
         if login:
-            return RaterIdentity.for_login(login)
+            return RaterIdentity.for_login(login, self.login_groups.get(login))
         if not self.is_issued(rater_id):
             raise BattleError(
                 "bad_rater",

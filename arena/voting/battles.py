@@ -76,6 +76,9 @@ class RaterIdentity:
     browser_id: str
     login: str | None = None
     kind: str = "human"
+    # The login's rater group from the login file (arena serve --auth-file); a browser
+    # never sets it (an issued id has none).
+    group: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.browser_id, str) or not RATER_ID_PATTERN.match(self.browser_id):
@@ -87,8 +90,8 @@ class RaterIdentity:
             )
 
     @classmethod
-    def for_login(cls, login: str) -> RaterIdentity:
-        return cls("logged-in", login=login)
+    def for_login(cls, login: str, group: str | None = None) -> RaterIdentity:
+        return cls("logged-in", login=login, group=group)
 
     @property
     def key(self) -> str:
@@ -157,7 +160,11 @@ def serve_battle(
     from arena.voting.matchmaking import NoPairAvailable
 
     rater_id = store.rater_id(
-        identity.key, identity.kind, identity.login, client_group=client_group
+        identity.key,
+        identity.kind,
+        identity.login,
+        client_group=client_group,
+        group=identity.group,
     )
     # No transaction is held while choosing: the matchmaker is shared (locked) and may
     # read the database itself; holding a connection here could starve the pool.

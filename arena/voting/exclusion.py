@@ -7,6 +7,11 @@ vote (gold battles included; the targeted-voting test of ``arena.stats.targeted`
 (``exclusion_manual``) is never changed by the automatic policy. Excluded
 raters' votes stay in the database (nothing is deleted); ``Store.votes_frame``
 leaves them out of the leaderboard unless asked.
+
+Judges (rater kind ``judge``) are left out of the quality signals: a machine judge with
+thousands of votes must not become the "majority of the others" a human is measured
+against, nor the yardstick of the targeted-voting test, and the policy never flags one
+(an admin may still exclude it by hand). Their votes are counted in the table.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pandas as pd
 from arena.config import Settings
 from arena.stats.rater_quality import QualityThresholds, rater_report
 from arena.storage.store import Store
+from arena.storage.vocabulary import DEFAULT_RATER_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +38,22 @@ def thresholds_from(settings: Settings) -> QualityThresholds:
 
 
 def quality_report(store: Store) -> pd.DataFrame:
-    """rater_report over all votes, joined with each rater's external id, kind and status."""
-    votes = store.votes_frame(include_excluded=True, include_gold=True)
+    """rater_report over every vote but the judges', joined with each rater's external
+    id, kind, group and status; a judge's row has its vote count and no signals."""
+    every = store.votes_frame(include_excluded=True, include_gold=True)
+    votes = every[every["rater_kind"].isin(DEFAULT_RATER_KINDS)] if len(every) else every
     settings = store.settings
     if votes.empty:
         report = pd.DataFrame(columns=["rater_id", "votes", "flag_reasons"])
     else:
         report = rater_report(votes, settings.min_decision_ms, thresholds_from(settings))
     raters = store.raters_frame()
-    return raters.merge(report, on="rater_id", how="left").fillna({"votes": 0, "flag_reasons": ""})
+    out = raters.merge(report, on="rater_id", how="left").fillna({"votes": 0, "flag_reasons": ""})
+    judges = (out["kind"] == "judge").to_numpy()
+    if judges.any() and len(every):
+        counts = every["rater_id"].value_counts()
+        out.loc[judges, "votes"] = out.loc[judges, "rater_id"].map(counts).fillna(0).to_numpy()
+    return out
 
 
 def refresh_exclusions(store: Store) -> dict[str, int]:

@@ -275,9 +275,13 @@ def index_signature(store) -> tuple:
 def load_pair_votes(store, index: CandidateIndex) -> np.ndarray:
     """Votes per unordered model pair, as a symmetric matrix: every vote on a normal
     battle, excluded raters and raters on probation too (balance is about what was
-    shown; see arena.storage.vote_counts)."""
+    shown to people; judges' votes are left out: see arena.storage.vote_counts)."""
     cells = store.pair_outcome_counts(
-        index.model_ids, include_excluded=True, include_probation=True, include_gold=False
+        index.model_ids,
+        include_excluded=True,
+        include_probation=True,
+        include_gold=False,
+        include_judges=False,
     )
     votes = cells.sum(axis=2)
     return votes + votes.T
