@@ -106,6 +106,9 @@ class Rater(Base):
     exclusion_manual: Mapped[bool] = mapped_column(Boolean, default=False)
     # Keyed hash of the network group the id was issued to (see Battle.client_group).
     client_group: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # A judge's definition (model, prompt template, answer words): every vote of the
+    # rater was made with it (``arena judge``). None for people.
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -151,6 +154,8 @@ class Vote(Base):
     decision_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Why the vote is suspicious ("fast", ...); stored, but may be excluded by policy.
     flag: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # A judge's answer probabilities and the order it saw the pair in; None for people.
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
