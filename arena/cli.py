@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "arena.commands.export",
     "arena.commands.reference",
     "arena.commands.distribution",
+    "arena.commands.judge",
 )
 
 

@@ -260,6 +260,27 @@ SETTINGS: tuple[Setting, ...] = (
         "DataLoader worker processes that decode and preprocess images for `arena score` "
         "(0 decodes in the main process).",
     ),
+    Setting(
+        "judge_template",
+        str,
+        "",
+        "The question `arena judge` asks its vision-language model about a pair of images "
+        "({prompt} marks where the prompt's text goes); empty: the built-in template "
+        "(docs: AI judges). Stored with the judge's votes; a new template is a new judge.",
+    ),
+    Setting(
+        "judge_answers",
+        str,
+        "left=A,right=B,tie=C,both_bad=D",
+        "The answer word of each outcome in the judge template; the judge's verdict is "
+        "read from the probabilities of their first tokens.",
+    ),
+    Setting(
+        "judge_batch_size",
+        int,
+        8,
+        "Orders of a pair (two images each) per batch of `arena judge`.",
+    ),
     Setting("max_prompt_chars", int, 2000, "Longest prompt text accepted on import."),
     Setting(
         "max_image_pixels",

@@ -136,6 +136,42 @@ class RaterVerbs:
             rater.rater_group = group
         return group
 
+    def judge_rater(self, name: str, details: Mapping, group: str | None = None) -> int:
+        """The rater of the AI judge ``name`` (external id ``judge:<name>``, kind
+        ``judge``), created with ``details`` (its model, template and answer words) and
+        ``group``. An existing rater of that name must be the same judge: another
+        template under an old name would mix two judges' votes."""
+        group = check_rater_group(group)
+        external_id = f"judge:{name}"
+        with self.write_session() as s:
+            rater = s.scalar(select(db.Rater).where(db.Rater.external_id == external_id))
+            if rater is None:
+                rater = db.Rater(
+                    external_id=external_id, kind="judge", rater_group=group, details=dict(details)
+                )
+                s.add(rater)
+                s.flush()
+                return rater.id
+            if rater.kind != "judge" or (rater.details or {}) != dict(details):
+                raise StoreError(
+                    f"a rater named {external_id!r} already exists with another model, "
+                    "template or answer words; give this judge another name (--name)."
+                )
+            if group is not None and rater.rater_group != group:
+                rater.rater_group = group
+            return rater.id
+
+    def voted_orders(self, rater_id: int) -> set[tuple[int, int]]:
+        """(left image id, right image id) of every battle this rater voted on."""
+        v, b = db.Vote.__table__, db.Battle.__table__
+        query = (
+            select(b.c.left_image_id, b.c.right_image_id)
+            .join(v, v.c.battle_id == b.c.id)
+            .where(b.c.rater_id == rater_id)
+        )
+        with self.session() as s:
+            return {(int(a), int(c)) for a, c in s.execute(query)}
+
     def set_login_groups(self, groups: Mapping[str, str | None]) -> int:
         """The login file's groups (login name -> group or None) for the raters that
         already logged in (external id ``login:<name>``); returns how many changed.

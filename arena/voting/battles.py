@@ -79,6 +79,8 @@ class RaterIdentity:
     # The login's rater group from the login file (arena serve --auth-file); a browser
     # never sets it (an issued id has none).
     group: str | None = None
+    # An AI judge's name (``arena judge``); only domain callers build such an identity.
+    judge: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.browser_id, str) or not RATER_ID_PATTERN.match(self.browser_id):
@@ -93,9 +95,15 @@ class RaterIdentity:
     def for_login(cls, login: str, group: str | None = None) -> RaterIdentity:
         return cls("logged-in", login=login, group=group)
 
+    @classmethod
+    def for_judge(cls, name: str, group: str | None = None) -> RaterIdentity:
+        return cls("ai-judge", kind="judge", group=group, judge=name)
+
     @property
     def key(self) -> str:
         """The ``raters.external_id`` of this identity."""
+        if self.judge:
+            return f"judge:{self.judge}"
         return f"login:{self.login}" if self.login else self.browser_id
 
 
@@ -244,8 +252,16 @@ def record_vote(
     *,
     matchmaker: Matchmaker | None = None,
     now: datetime | None = None,
+    details: dict | None = None,
 ) -> VoteReceipt:
-    """Store the one vote of a battle, or raise ``BattleError`` and change nothing."""
+    """Store the one vote of a battle, or raise ``BattleError`` and change nothing.
+
+    A judge's vote (the battle's rater is of kind ``judge``, which only ``arena judge``
+    creates) carries ``details`` (its answer probabilities) and is exempt from what
+    guards against people -- the battle's lifetime, the rate limit, the daily cap and the
+    fast-vote flag -- since a batch of pairs on a slow machine takes longer than a
+    person may, and faster than a person can. ``details`` for anyone else is an error.
+    """
     settings = store.settings
     if outcome not in OUTCOMES:
         raise BattleError(
@@ -271,26 +287,31 @@ def record_vote(
                 "wrong_rater",
                 "this battle was served to another rater; each rater votes on their own battles.",
             )
+        is_judge = s.scalar(select(db.Rater.kind).where(db.Rater.id == rater_id)) == "judge"
+        if details is not None and not is_judge:
+            raise ValueError("vote details are a judge's answer probabilities; people have none")
         if s.scalar(select(db.Vote.id).where(db.Vote.battle_id == battle.id)) is not None:
             raise BattleError(
                 "already_voted", "this battle already has a vote; only the first one counts."
             )
         elapsed = now - battle.served_at
-        if elapsed > timedelta(seconds=settings.battle_ttl_seconds):
+        if elapsed > timedelta(seconds=settings.battle_ttl_seconds) and not is_judge:
             raise BattleError(
                 "expired",
                 f"this battle expired (votes are accepted for {settings.battle_ttl_seconds} s "
                 "after it is shown); here is a fresh one.",
             )
-        _check_limits(s, rater_id, now, settings)
+        if not is_judge:
+            _check_limits(s, rater_id, now, settings)
         decision = _decision_ms(decision_ms, max(0, int(elapsed.total_seconds() * 1000)))
-        flag = "fast" if decision < settings.min_decision_ms else None
+        flag = "fast" if decision < settings.min_decision_ms and not is_judge else None
         vote = db.Vote(
             battle_id=battle.id,
             rater_id=rater_id,
             outcome=outcome,
             decision_ms=decision,
             flag=flag,
+            details=details,
             created_at=now,
         )
         s.add(vote)
