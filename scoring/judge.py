@@ -132,6 +132,22 @@ class PairJudge:
             )
         self.token_ids = ids
 
+    @classmethod
+    def load(
+        cls,
+        folder,
+        device: str = "cpu",
+        dtype=None,
+        template: JudgeTemplate | None = None,
+        name: str | None = None,
+    ) -> PairJudge:
+        """The VLM of ``folder`` with transformers' default (torchvision) image processing:
+        no reference to match here, and several times faster on batches than PIL's."""
+        from scoring.metrics.vlm import VisionLanguageModel
+
+        vlm = VisionLanguageModel.load(folder, device, dtype, "judge", backend="torchvision")
+        return cls(vlm, template, name)
+
     def details(self) -> dict:
         """What defines the judge: stored on its rater row, so every vote is traceable."""
         return {"name": self.name, "model": self.vlm.name, **self.template.as_details()}

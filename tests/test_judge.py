@@ -279,10 +279,13 @@ def test_arena_judge_on_a_tiny_qwen2vl_stores_votes_and_resumes(settings, vlm_fo
     assert "nothing to do" in capsys.readouterr().out
 
 
-def test_a_batch_answers_as_one_pair_per_call(vlm_folder):
-    from scoring.metrics.vlm import VisionLanguageModel
+@pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "llava-1.5"])
+def test_a_batch_answers_as_one_pair_per_call(family, vlm_folder, tmp_path):
+    from scoring.testing.tiny_vlm_families import write_tiny_llava, write_tiny_qwen25vl
 
-    judge = PairJudge(VisionLanguageModel.load(vlm_folder, "cpu", None, "judge"))
+    writers = {"qwen2.5-vl": write_tiny_qwen25vl, "llava-1.5": write_tiny_llava}
+    folder = writers[family](tmp_path / family) if family in writers else vlm_folder
+    judge = PairJudge.load(folder, "cpu")
     rng = np.random.default_rng(3)
     sizes = [(40, 28), (28, 56), (56, 56), (32, 44)]
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]

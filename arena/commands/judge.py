@@ -133,14 +133,12 @@ def cmd_judge(args) -> int:
     dtype = _dtype(device, args.dtype)
 
     from scoring.judge import JudgeTemplateError, PairJudge
-    from scoring.metrics.vlm import VisionLanguageModel
 
     try:
-        vlm = VisionLanguageModel.load(folder, device, dtype, metric="judge")
-        judge = PairJudge(vlm, template, name=args.name)
+        judge = PairJudge.load(folder, device, dtype, template, name=args.name)
     except (ValueError, OSError, JudgeTemplateError) as exc:
         raise CommandError(str(exc)) from None
-    print(f"judge {judge.name}: {vlm.name} on {device} ({dtype or 'fp32'}), batch {batch}")
+    print(f"judge {judge.name}: {judge.vlm.name} on {device} ({dtype or 'fp32'}), batch {batch}")
     bar = None
     if not args.no_progress:
         from tqdm import tqdm

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -152,17 +153,24 @@ class VoteReceipt:
     right_model: str
 
 
+def _writing(store, session):
+    """``session`` (a caller's transaction, e.g. a judge's batch) or a new write session."""
+    return nullcontext(session) if session is not None else store.write_session()
+
+
 def serve_battle(
     store,
     rater: RaterIdentity | str,
     matchmaker: Matchmaker,
     now: datetime | None = None,
     client_group: str | None = None,
+    session=None,
 ) -> BattleView:
     """Choose a pair for this rater, store the battle row, return what the page shows.
 
     ``client_group`` is the keyed hash of the client's address group (stored for the
     targeted-voting test and the image route's check), or None outside the web app.
+    ``session``: write in the caller's transaction (a judge serves a batch in one).
     """
     identity = as_identity(rater)
     from arena.voting.matchmaking import NoPairAvailable
@@ -171,6 +179,7 @@ def serve_battle(
         identity.key,
         identity.kind,
         identity.login,
+        session=session,
         client_group=client_group,
         group=identity.group,
     )
@@ -189,7 +198,7 @@ def serve_battle(
         if pair is not None:
             pairing = _gold_pairing(pair, gold.intact_side)
             kind, gold_answer = "gold", gold.intact_side
-    with store.write_session() as s:
+    with _writing(store, session) as s:
         s.add(
             db.Battle(
                 token=token,
@@ -253,6 +262,7 @@ def record_vote(
     matchmaker: Matchmaker | None = None,
     now: datetime | None = None,
     details: dict | None = None,
+    session=None,
 ) -> VoteReceipt:
     """Store the one vote of a battle, or raise ``BattleError`` and change nothing.
 
@@ -261,6 +271,7 @@ def record_vote(
     guards against people -- the battle's lifetime, the rate limit, the daily cap and the
     fast-vote flag -- since a batch of pairs on a slow machine takes longer than a
     person may, and faster than a person can. ``details`` for anyone else is an error.
+    ``session``: write in the caller's transaction (a judge records a batch in one).
     """
     settings = store.settings
     if outcome not in OUTCOMES:
@@ -275,7 +286,7 @@ def record_vote(
             "unknown_token", "this battle token is not valid; ask for a new battle and vote on it."
         )
     now = now or db.utcnow()
-    with store.write_session() as s:
+    with _writing(store, session) as s:
         battle = s.scalar(select(db.Battle).where(db.Battle.token == battle_token))
         if battle is None:
             raise BattleError(

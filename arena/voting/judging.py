@@ -220,14 +220,15 @@ def run_judge(
     started = time.perf_counter()
     while summary.votes < limit:
         views, orders = [], []
-        for _ in range(min(batch_size, limit - summary.votes)):
-            try:
-                views.append(serve_battle(store, identity, schedule))
-            except BattleError as exc:
-                if exc.reason == "no_battle":  # nothing left to judge
-                    break
-                raise
-            orders.append(schedule.last)
+        with store.write_session() as s:  # the batch's battles: one transaction
+            for _ in range(min(batch_size, limit - summary.votes)):
+                try:
+                    views.append(serve_battle(store, identity, schedule, session=s))
+                except BattleError as exc:
+                    if exc.reason == "no_battle":  # nothing left to judge
+                        break
+                    raise
+                orders.append(schedule.last)
         if not views:
             break
         images = [
@@ -236,11 +237,14 @@ def run_judge(
         t0 = time.perf_counter()
         verdicts = judge.judge(images, [v.prompt for v in views])
         per_vote_ms = int(1000 * (time.perf_counter() - t0) / len(views))
-        for k, (view, order, outcome) in enumerate(
-            zip(views, orders, verdicts.outcomes(), strict=True)
-        ):
-            details = {**verdicts.details(k), "order": order.order}
-            record_vote(store, view.token, identity, outcome, per_vote_ms, details=details)
+        outcomes = verdicts.outcomes()
+        with store.write_session() as s:  # and its votes: one more
+            for k, (view, outcome) in enumerate(zip(views, outcomes, strict=True)):
+                details = {**verdicts.details(k), "order": orders[k].order}
+                record_vote(
+                    store, view.token, identity, outcome, per_vote_ms, details=details, session=s
+                )
+        for order, outcome in zip(orders, outcomes, strict=True):
             summary.votes += 1
             summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
             _note_consistency(summary, verdict_of, order, outcome)

@@ -5,9 +5,10 @@ One loader for every VLM family transformers runs as an image-text-to-text model
 VQAScore (``scoring/metrics/vqascore.py``) asks it a yes/no question per image; the
 pairwise AI judge (issue 21) asks it about two images. What it does, and why:
 
-* The processor is the folder's, except that its image processor uses the PIL backend:
-  transformers 5 defaults to torchvision resizing, whose bicubic differs from PIL's, and
-  the reference implementations (transformers 4.x) resize with PIL.
+* The processor is the folder's, except that the metrics' image processor uses the PIL
+  backend: transformers 5 defaults to torchvision resizing, whose bicubic differs from
+  PIL's, and the reference implementations (transformers 4.x) resize with PIL. The judge,
+  which has no reference to match, keeps transformers' default (faster on batches).
 * Weights load in fp32 on the CPU and in the compute dtype (fp16/bf16) on CUDA: a 7B
   model in fp32 is 30 GB, and these models are published in bf16.
 * Batches are left-padded, so every row's next token is predicted at the last position;
@@ -109,16 +110,25 @@ class VisionLanguageModel:
         self.name = name
 
     @classmethod
-    def load(cls, folder: Path, device: str = "cpu", dtype: Any = None, metric: str = "vlm"):
+    def load(
+        cls,
+        folder: Path,
+        device: str = "cpu",
+        dtype: Any = None,
+        metric: str = "vlm",
+        backend: str = "pil",
+    ):
         """``AutoModelForImageTextToText`` + the processor of ``folder``; fp32 weights on the
-        CPU, the compute dtype (``parse_dtype``) on CUDA; eval mode."""
+        CPU, the compute dtype (``parse_dtype``) on CUDA; eval mode. ``backend``: the image
+        processor's (``pil`` as the metrics' references; ``torchvision``, transformers 5's
+        default, for the judge: several times faster on batches of display renditions)."""
         import torch
         from transformers import AutoConfig, AutoModelForImageTextToText
 
         from scoring.metrics.openai_clip import parse_dtype
 
         check_model_folder(folder, metric)
-        processor = load_processor(folder, padding_side="left")
+        processor = load_processor(folder, padding_side="left", backend=backend)
         weights_dtype = parse_dtype(device, dtype) if str(device).startswith("cuda") else None
         try:
             config = AutoConfig.from_pretrained(folder, local_files_only=True)
