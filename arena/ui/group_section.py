@@ -213,11 +213,10 @@ def render() -> list:
     note = gr.Markdown(INTRO)
     summary = gr.Dataframe(interactive=False, label="Groups", wrap=True)
     boards = gr.Dataframe(interactive=False, label="Each group's leaderboard", wrap=True)
-    with gr.Row():
-        correlation = gr.Dataframe(
-            interactive=False, label="Rank correlation between the groups' boards", wrap=True
-        )
-        agreement = gr.Dataframe(
-            interactive=False, label="Cross-group agreement on shared image pairs", wrap=True
-        )
+    correlation = gr.Dataframe(
+        interactive=False, label="Rank correlation between the groups' boards", wrap=True
+    )
+    agreement = gr.Dataframe(
+        interactive=False, label="Cross-group agreement on shared image pairs", wrap=True
+    )
     return [note, summary, boards, correlation, agreement]
