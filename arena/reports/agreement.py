@@ -4,7 +4,9 @@ Numbers come from :func:`arena.stats.agreement.agreement_report` (pure), compute
 the same frames and filters as the leaderboard
 (:func:`arena.reports.frames.load_report_frames`) and cached until votes, rater
 exclusions or scores change (:class:`arena.reports.service.CachedReports`). The
-Agreement tab reads it from here; no torch anywhere on this path.
+Agreement tab reads it from here; no torch anywhere on this path. The comparison of the
+rater groups (:func:`arena.stats.agreement.groups.group_comparison`) is cached beside it
+(:meth:`AgreementService.groups`): the Admin app's Agreement tab and the exports show it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from arena.reports.frames import Filters, ReportFrames, load_report_frames
 from arena.reports.service import CachedReports
 from arena.stats.agreement import AgreementReport, agreement_report
+from arena.stats.agreement.groups import GroupComparison, group_comparison
 
 
 def report_of(
@@ -39,6 +42,14 @@ def report_of(
 @dataclass
 class AgreementResult:
     report: AgreementReport
+    filters: Filters
+    votes_used: int
+    seconds: float
+
+
+@dataclass
+class GroupResult:
+    comparison: GroupComparison
     filters: Filters
     votes_used: int
     seconds: float
@@ -84,3 +95,30 @@ class AgreementService(CachedReports):
         report = report_of(frames, np.random.default_rng(seed), rounds, slice_protocol)
         self.computations += 1
         return AgreementResult(report, filters, len(frames.votes), time.perf_counter() - start)
+
+    def groups(
+        self,
+        filters: Filters | None = None,
+        rounds: int | None = None,
+        seed: int | None = None,
+        frames: ReportFrames | None = None,
+    ) -> GroupResult:
+        """The rater groups of the filter's votes compared (their boards, rank correlation
+        and cross-group agreement), cached like :meth:`get`; bootstrapped with a generator
+        seeded by ``seed`` (default: the settings'), so the numbers are reproducible."""
+        filters = frames.filters if frames is not None else filters or Filters()
+        rounds = max(1, self.settings.bootstrap_rounds if rounds is None else int(rounds))
+        seed = self.settings.seed if seed is None else int(seed)
+
+        def compute(_signature) -> GroupResult:
+            start = time.perf_counter()
+            loaded = frames if frames is not None else load_report_frames(self.store, filters)
+            comparison = group_comparison(loaded.votes, np.random.default_rng(seed), rounds)
+            self.computations += 1
+            return GroupResult(comparison, filters, len(loaded.votes), time.perf_counter() - start)
+
+        return self.cached(
+            ("groups", filters.key(), rounds, seed),
+            compute,
+            signature=frames.signature if frames is not None else None,
+        )

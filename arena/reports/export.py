@@ -6,8 +6,9 @@ Tables are built by pure functions of the store's frames (:func:`votes_table`,
 :data:`FORMATS`. :func:`export_workspace` reads the store once, computes the
 leaderboard (:mod:`arena.reports.leaderboard`, with the rating method a
 :class:`arena.reports.methods.BoardOptions` names: its style coefficients and flip counts
-become tables of their own) and the agreement report (:mod:`arena.stats.agreement`) with
-the workspace's seed, and writes everything (``report.html``:
+become tables of their own), the agreement report (:mod:`arena.stats.agreement`) and the
+comparison of the rater groups (:mod:`arena.stats.agreement.groups`) with the workspace's
+seed, and writes everything (``report.html``:
 :mod:`arena.reports.report_page`) into a staging folder that is moved into place only
 when complete: an export that fails leaves the previous one untouched.
 
@@ -35,6 +36,7 @@ from arena.reports.leaderboard import LeaderboardResult, LeaderboardService
 from arena.reports.methods import BoardOptions
 from arena.reports.report_page import report_html
 from arena.stats.agreement import AgreementReport
+from arena.stats.agreement.groups import GroupComparison
 from arena.storage.columnar import positions
 from arena.storage.table_io import restore_text, write_csv
 
@@ -208,12 +210,14 @@ class ExportResult:
 @dataclass
 class ExportTables:
     """Everything an export writes, as frames: the tables by name, the leaderboard's
-    result (its options, notes and extras), the agreement report and the summary."""
+    result (its options, notes and extras), the agreement report, the summary and the
+    comparison of the rater groups."""
 
     tables: dict[str, pd.DataFrame]
     board: LeaderboardResult
     report: AgreementReport
     summary: dict
+    groups: GroupComparison | None = None
 
 
 def compute_tables(store, rounds: int | None = None, seed: int | None = None):
@@ -260,7 +264,9 @@ def compute_export(
             )
         except ReportError as exc:  # an option the leaderboard refuses (a style feature)
             raise ExportError(f"leaderboard: {exc}") from None
-        report = AgreementService.of(store).get(rounds=rounds, seed=seed, frames=frames).report
+        agreement = AgreementService.of(store)
+        report = agreement.get(rounds=rounds, seed=seed, frames=frames).report
+        groups = agreement.groups(rounds=rounds, seed=seed, frames=frames).comparison
         break
     else:
         raise ExportError("the data kept changing while the export read it; try again.")
@@ -273,6 +279,7 @@ def compute_export(
         **({"leaderboard_flips": board.flips} if options.flips else {}),
         "model_metrics": model_metrics_table(frames.model_metrics),
         **report.tables(),
+        **groups.tables(),
     }
     summary = {
         "votes": len(votes),
@@ -281,6 +288,7 @@ def compute_export(
         "images": len(frames.images_all),
         "metrics": ", ".join(report.info.get("metrics", [])) or "none",
         "raters": int(votes["rater_id"].nunique()) if len(votes) else 0,
+        "rater groups": ", ".join(groups.groups) or "none",
         "bootstrap rounds": rounds,
         "seed": seed,
         "ties": options.ties,
@@ -291,7 +299,7 @@ def compute_export(
     }
     if filters is not None and filters.key() != Filters().key():
         summary["votes counted"] = filters.describe()
-    return ExportTables(tables, board, report, summary)
+    return ExportTables(tables, board, report, summary, groups)
 
 
 def board_metadata(board: LeaderboardResult) -> dict:
@@ -364,6 +372,7 @@ def export_workspace(
                     [*names, "manifest.json"],
                     tables["model_metrics"],
                     board,
+                    computed.groups,
                 ),
                 encoding="utf-8",
             )

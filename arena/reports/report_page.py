@@ -15,6 +15,8 @@ from arena.reports import plots
 from arena.reports.leaderboard import LeaderboardResult, direction_note
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import PROTOCOLS, AgreementReport
+from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
+from arena.stats.agreement.groups import GroupComparison
 
 
 def _fmt_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
@@ -52,11 +54,13 @@ def report_html(
     files: list[str],
     model_metrics: pd.DataFrame | None = None,
     board: LeaderboardResult | None = None,
+    groups: GroupComparison | None = None,
 ) -> str:
     """A self-contained HTML report: tables and base64 PNG figures, no scripts, no links out.
 
     ``board`` (the leaderboard's result) adds its method notes (the tie model's ν with
-    Davidson ties), the style coefficients and the votes that hold each rank."""
+    Davidson ties), the style coefficients and the votes that hold each rank; ``groups``
+    the comparison of the rater groups."""
     acc = report.accuracy
     metrics = list(report.info.get("metrics", []))
     protocol_list = "".join(
@@ -144,6 +148,7 @@ def report_html(
         "<h2>Inter-rater reliability</h2>",
         "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
         _fmt_table(report.reliability, 3),
+        *_groups_section(groups),
         f"<h2>Files</h2><ul>{file_list}</ul>",
         "<p class='note'>Column definitions: docs/exports.md.</p>",
         "</body></html>\n",
@@ -211,4 +216,42 @@ def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
         "<code>extractor</code> is the feature network the number was computed from.</p>",
         warning,
         _fmt_table(model_metrics, 4),
+    ]
+
+
+def _groups_section(groups: GroupComparison | None) -> list[str]:
+    """Expert vs crowd: each group's board, their rank correlation, cross-group agreement."""
+    if groups is None:
+        return []
+    head = [
+        "<h2>Rater groups</h2>",
+        "<p class='note'>The votes of each rater group (<code>(no group)</code>: raters in "
+        "none) on their own. <code>within</code>: how often a rater's vote agrees with the "
+        "majority of the rest of its group on the same image pair (the human ceiling within "
+        "the group, all its pairs).</p>",
+        _fmt_table(groups.summary, 3),
+    ]
+    if len(groups.groups) < 2:
+        return [*head, "<p><em>Fewer than two groups have votes: nothing to compare.</em></p>"]
+    wide = groups.boards.pivot(index="model", columns="group", values="rating")
+    return [
+        *head,
+        "<h3>Each group's leaderboard</h3>",
+        "<p class='note'>Bradley-Terry ratings (Elo scale, ties split) fitted on each group's "
+        "votes alone, 95% intervals from the bootstrap over prompts "
+        "(<code>group_leaderboards</code>; side by side below).</p>",
+        _fmt_table(wide[groups.groups].reset_index(), 1),
+        "<h3>Rank correlation between the groups</h3>",
+        "<p class='note'>Spearman ρ and Kendall τ-b of two groups' ratings over the models "
+        "both boards rate; intervals from the same prompt bootstrap, every board refitted in "
+        "each round; <code>_p</code>: permutation p-value across the models; "
+        f"<code>few_models</code>: fewer than {MIN_MODELS_FOR_INTERVAL}, no interval.</p>",
+        _fmt_table(groups.correlation, 3),
+        "<h3>Cross-group agreement on shared image pairs</h3>",
+        "<p class='note'>On the image pairs both groups voted on decisively "
+        "(<code>shared_pairs</code>): how often a vote of <code>votes_of</code> agrees with "
+        "the majority of <code>majority_of</code> (an even split counts ½); where the two "
+        "are the same group, with the majority of the rest of that group on those pairs. "
+        "One vote per rater and pair (the latest); intervals: bootstrap over prompts.</p>",
+        _fmt_table(groups.agreement, 3),
     ]

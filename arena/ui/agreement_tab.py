@@ -20,6 +20,7 @@ from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.report import MIN_SLICE_PROMPTS
+from arena.ui import group_section
 from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
@@ -227,8 +228,9 @@ def agreement_outputs(
 PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 
-def render(store):
-    """The tab; returns its refresh (fn, inputs, outputs) for when it is opened."""
+def render(store, groups: bool = False):
+    """The tab; returns its refresh (fn, inputs, outputs) for when it is opened. ``groups``
+    (the Admin app) adds the rater-group comparison (:mod:`arena.ui.group_section`)."""
     service = AgreementService.of(store)
     options = service.options()
     gr.Markdown(
@@ -268,9 +270,14 @@ def render(store):
         slices_plot,
         extras,
     ]
+    if groups:
+        outputs += group_section.render()
 
     def update(*values):
-        return agreement_outputs(service, *values)
+        shown = agreement_outputs(service, *values)
+        if groups:  # the filter row's values (not the slice choices)
+            shown = (*shown, *group_section.group_outputs(service, *values[:5]))
+        return shown
 
     # Computed when the tab is opened (the returned refresh, arena.ui.app.refresh_on_open),
     # not on every page load: most visitors of the page never open this tab.

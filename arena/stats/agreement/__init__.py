@@ -12,9 +12,10 @@ Modules: :mod:`~arena.stats.agreement.intervals` (Wilson, cluster bootstrap),
 :mod:`~arena.stats.agreement.protocols` (the three protocols, the ceiling),
 :mod:`~arena.stats.agreement.correlations` (ρ, τ, leaderboards, model-level metrics),
 :mod:`~arena.stats.agreement.reliability` (α, position bias),
-:mod:`~arena.stats.agreement.inputs` (frames to arrays) and
-:mod:`~arena.stats.agreement.report` (:func:`agreement_report`). The names below are
-the package's public API.
+:mod:`~arena.stats.agreement.inputs` (frames to arrays),
+:mod:`~arena.stats.agreement.report` (:func:`agreement_report`) and
+:mod:`~arena.stats.agreement.groups` (:func:`group_comparison`: rater groups compared).
+The names below are the package's public API.
 """
 
 from arena.stats.agreement.correlations import (
@@ -25,6 +26,7 @@ from arena.stats.agreement.correlations import (
     model_level_values,
     spearman_rows,
 )
+from arena.stats.agreement.groups import NO_GROUP, GroupComparison, group_comparison
 from arena.stats.agreement.inputs import (
     TAG_BINS,
     count_tags,
@@ -62,12 +64,14 @@ __all__ = [
     "CEILING_PROTOCOL",
     "CORRELATION_COLUMNS",
     "LEADERBOARD_COLUMNS",
+    "NO_GROUP",
     "POSITION_COLUMNS",
     "PROTOCOLS",
     "RELIABILITY_COLUMNS",
     "SLICE_COLUMNS",
     "TAG_BINS",
     "AgreementReport",
+    "GroupComparison",
     "ModelLevelValues",
     "agreement_report",
     "ceiling_credit",
@@ -76,6 +80,7 @@ __all__ = [
     "count_tags",
     "cross_fitted_thresholds",
     "fit_tie_threshold",
+    "group_comparison",
     "kendall_rows",
     "krippendorff_alpha_nominal",
     "krippendorff_alpha_pairs",
