@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "arena.commands.reference",
     "arena.commands.distribution",
     "arena.commands.judge",
+    "arena.commands.report",
 )
 
 

@@ -19,7 +19,7 @@ from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.groups import GroupComparison
 
 
-def _fmt_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
+def html_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
     if frame is None or frame.empty:
         return "<p><em>Nothing yet.</em></p>"
     shown = frame.head(max_rows).copy()
@@ -92,7 +92,7 @@ def report_html(
         "<p class='note'>Rank is the rank upper bound. A model with "
         "<code>identified</code> false never won or never lost against the others: the votes "
         "determine no finite rating for it, so it has none and is not ranked.</p>",
-        _fmt_table(leaderboard, 3),
+        html_table(leaderboard, 3),
         *_board_notes(board),
         _img(plots.ratings_figure(leaderboard), "ratings with intervals"),
         *_board_tables(board),
@@ -106,7 +106,7 @@ def report_html(
         "the images expects under the protocol (0.5 for a and b; for c, with human ties "
         "among the outcomes, the better of always predicting a tie and always a side: "
         "max(tie share, (1 − tie share)/2)); read each accuracy against it.</p>",
-        _fmt_table(acc, 3),
+        html_table(acc, 3),
         _img(plots.accuracy_figure(acc), "accuracy by metric and protocol"),
         "<h2>Model level</h2>",
         "<p class='note'>Spearman and Kendall correlation between the human ratings and each "
@@ -119,7 +119,7 @@ def report_html(
         "the models (two-sided; 9,999 random pairings above 8 models). "
         "<code>few_models</code>: fewer than 6 models, so no bootstrap interval is given "
         "(the prompt bootstrap holds the models fixed; read the p-value).</p>",
-        _fmt_table(report.correlations, 3),
+        html_table(report.correlations, 3),
         _img(
             plots.scatter_figure(
                 report.models,
@@ -132,7 +132,7 @@ def report_html(
         "<p class='note'>– : no rating; that decider never (or always) preferred the model, "
         "so its rating is not identified (<code>identified</code> in "
         "<code>agreement_leaderboards</code>).</p>",
-        _fmt_table(side_by_side, 1),
+        html_table(side_by_side, 1),
         "<h2>Where metrics fail: slices</h2>",
         f"<p class='note'>Protocol <code>{html.escape(str(report.info.get('slice_protocol')))}"
         "</code>. <code>prompts</code>: distinct prompts in the slice; <code>few_prompts</code>: "
@@ -140,14 +140,14 @@ def report_html(
         "the figures) is not to be trusted; compare the Wilson interval, which is too narrow "
         "when votes on a prompt agree.</p>",
         slice_figs or "<p><em>Nothing yet.</em></p>",
-        _fmt_table(report.slices, 3),
+        html_table(report.slices, 3),
         "<h2>Position bias</h2>",
         "<p class='note'>Share of decisive votes won by the left image, exact binomial test "
         "against 1/2.</p>",
-        _fmt_table(report.position_bias, 4),
+        html_table(report.position_bias, 4),
         "<h2>Inter-rater reliability</h2>",
         "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
-        _fmt_table(report.reliability, 3),
+        html_table(report.reliability, 3),
         *_groups_section(groups),
         f"<h2>Files</h2><ul>{file_list}</ul>",
         "<p class='note'>Column definitions: docs/exports.md.</p>",
@@ -177,7 +177,7 @@ def _board_tables(board: LeaderboardResult | None) -> list[str]:
             "side with more of it wins more often. The board's <code>rating</code> is "
             "controlled for these features, <code>uncontrolled</code> is the plain fit "
             "(<code>leaderboard_style</code>).</p>",
-            _fmt_table(board.style, 2),
+            html_table(board.style, 2),
         ]
     if board.options.flips:
         parts += [
@@ -194,7 +194,7 @@ def _board_tables(board: LeaderboardResult | None) -> list[str]:
                 else ""
             )
             + "</p>",
-            _fmt_table(board.flips, 4),
+            html_table(board.flips, 4),
         ]
     return parts
 
@@ -215,7 +215,7 @@ def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
         f"(KID: mean ± std over subsets); {html.escape(direction_note(model_metrics))}. "
         "<code>extractor</code> is the feature network the number was computed from.</p>",
         warning,
-        _fmt_table(model_metrics, 4),
+        html_table(model_metrics, 4),
     ]
 
 
@@ -229,7 +229,7 @@ def _groups_section(groups: GroupComparison | None) -> list[str]:
         "none) on their own. <code>within</code>: how often a rater's vote agrees with the "
         "majority of the rest of its group on the same image pair (the human ceiling within "
         "the group, all its pairs).</p>",
-        _fmt_table(groups.summary, 3),
+        html_table(groups.summary, 3),
     ]
     if len(groups.groups) < 2:
         return [*head, "<p><em>Fewer than two groups have votes: nothing to compare.</em></p>"]
@@ -240,18 +240,18 @@ def _groups_section(groups: GroupComparison | None) -> list[str]:
         "<p class='note'>Bradley-Terry ratings (Elo scale, ties split) fitted on each group's "
         "votes alone, 95% intervals from the bootstrap over prompts "
         "(<code>group_leaderboards</code>; side by side below).</p>",
-        _fmt_table(wide[groups.groups].reset_index(), 1),
+        html_table(wide[groups.groups].reset_index(), 1),
         "<h3>Rank correlation between the groups</h3>",
         "<p class='note'>Spearman ρ and Kendall τ-b of two groups' ratings over the models "
         "both boards rate; intervals from the same prompt bootstrap, every board refitted in "
         "each round; <code>_p</code>: permutation p-value across the models; "
         f"<code>few_models</code>: fewer than {MIN_MODELS_FOR_INTERVAL}, no interval.</p>",
-        _fmt_table(groups.correlation, 3),
+        html_table(groups.correlation, 3),
         "<h3>Cross-group agreement on shared image pairs</h3>",
         "<p class='note'>On the image pairs both groups voted on decisively "
         "(<code>shared_pairs</code>): how often a vote of <code>votes_of</code> agrees with "
         "the majority of <code>majority_of</code> (an even split counts ½); where the two "
         "are the same group, with the majority of the rest of that group on those pairs. "
         "One vote per rater and pair (the latest); intervals: bootstrap over prompts.</p>",
-        _fmt_table(groups.agreement, 3),
+        html_table(groups.agreement, 3),
     ]
