@@ -12,6 +12,8 @@ Modules: :mod:`~arena.stats.agreement.intervals` (Wilson, cluster bootstrap),
 :mod:`~arena.stats.agreement.protocols` (the three protocols, the ceiling),
 :mod:`~arena.stats.agreement.correlations` (ρ, τ, leaderboards, model-level metrics),
 :mod:`~arena.stats.agreement.reliability` (α, position bias),
+:mod:`~arena.stats.agreement.judges` and :mod:`~arena.stats.agreement.judge_report`
+(machine judges as raters and deciders: :func:`judge_report`),
 :mod:`~arena.stats.agreement.inputs` (frames to arrays) and
 :mod:`~arena.stats.agreement.report` (:func:`agreement_report`). The names below are
 the package's public API.
@@ -32,6 +34,14 @@ from arena.stats.agreement.inputs import (
     tag_bin_labels,
 )
 from arena.stats.agreement.intervals import cluster_bootstrap, cluster_weights, wilson_interval
+from arena.stats.agreement.judge_report import (
+    JUDGE_AGREEMENT_COLUMNS,
+    JUDGE_CONSISTENCY_COLUMNS,
+    JUDGE_CORRELATION_COLUMNS,
+    JUDGE_LEADERBOARD_COLUMNS,
+    JudgeReport,
+    judge_report,
+)
 from arena.stats.agreement.protocols import (
     CEILING,
     CEILING_PROTOCOL,
@@ -61,6 +71,10 @@ __all__ = [
     "CEILING",
     "CEILING_PROTOCOL",
     "CORRELATION_COLUMNS",
+    "JUDGE_AGREEMENT_COLUMNS",
+    "JUDGE_CONSISTENCY_COLUMNS",
+    "JUDGE_CORRELATION_COLUMNS",
+    "JUDGE_LEADERBOARD_COLUMNS",
     "LEADERBOARD_COLUMNS",
     "POSITION_COLUMNS",
     "PROTOCOLS",
@@ -68,6 +82,7 @@ __all__ = [
     "SLICE_COLUMNS",
     "TAG_BINS",
     "AgreementReport",
+    "JudgeReport",
     "ModelLevelValues",
     "agreement_report",
     "ceiling_credit",
@@ -76,6 +91,7 @@ __all__ = [
     "count_tags",
     "cross_fitted_thresholds",
     "fit_tie_threshold",
+    "judge_report",
     "kendall_rows",
     "krippendorff_alpha_nominal",
     "krippendorff_alpha_pairs",
