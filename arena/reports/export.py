@@ -281,6 +281,7 @@ def compute_export(
         "images": len(frames.images_all),
         "metrics": ", ".join(report.info.get("metrics", [])) or "none",
         "raters": int(votes["rater_id"].nunique()) if len(votes) else 0,
+        "judges": int(report.judges.info.get("judges", 0)),
         "bootstrap rounds": rounds,
         "seed": seed,
         "ties": options.ties,
