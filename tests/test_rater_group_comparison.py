@@ -438,7 +438,7 @@ def test_the_agreement_tab_shows_the_groups_in_the_admin_app_only(grouped_store)
     with gr.Blocks():
         update, _inputs, outputs = agreement_tab.render(grouped_store, groups=True)
     shown = update(ALL, ALL, ALL, "", "", "ties_half", "category")
-    assert len(shown) == len(outputs) == 8 + 5
+    assert len(shown) == len(outputs) == 8 + 4 + 5  # the page, the judges, the groups
     note, summary, boards, correlation, agreement = shown[-5:]
     assert "Groups with votes: crowd (" in note and "expert (" in note
     assert summary["Group"].tolist() == [CROWD, EXPERT]

@@ -15,19 +15,27 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from arena.reports.frames import Filters, ReportFrames, load_report_frames
 from arena.reports.service import CachedReports
 from arena.stats.agreement import AgreementReport, agreement_report
 from arena.stats.agreement.groups import GroupComparison, group_comparison
+from arena.stats.agreement.judge_report import judge_report
 
 
 def report_of(
-    frames: ReportFrames, rng: np.random.Generator, rounds: int, slice_protocol: str = "ties_half"
+    frames: ReportFrames,
+    rng: np.random.Generator,
+    rounds: int,
+    slice_protocol: str = "ties_half",
+    judges: pd.DataFrame | None = None,
 ) -> AgreementReport:
     """The agreement report over these frames: the filter's votes, the scores of the
-    filter's images (metric means over the same prompts as the leaderboard's)."""
-    return agreement_report(
+    filter's images (metric means over the same prompts as the leaderboard's), and each
+    judge's tables: its votes read against the people's (``ReportFrames.judge_votes``,
+    ``reference_votes``), named by ``judges`` (``Store.judges_frame()``)."""
+    report = agreement_report(
         frames.votes,
         frames.image_scores,
         rng,
@@ -37,6 +45,13 @@ def report_of(
         slice_protocol=slice_protocol,
         model_metrics=frames.model_metrics,
     )
+    judge_votes = frames.judge_votes
+    if len(judge_votes):
+        # A child drawn after agreement_report's own: the human numbers stay as they were.
+        report.judges = judge_report(
+            frames.reference_votes, judge_votes, rng.spawn(1)[0], judges, rounds
+        )
+    return report
 
 
 @dataclass
@@ -92,7 +107,8 @@ class AgreementService(CachedReports):
         start = time.perf_counter()
         if frames is None:
             frames = load_report_frames(self.store, filters)
-        report = report_of(frames, np.random.default_rng(seed), rounds, slice_protocol)
+        judges = self.store.judges_frame()
+        report = report_of(frames, np.random.default_rng(seed), rounds, slice_protocol, judges)
         self.computations += 1
         return AgreementResult(report, filters, len(frames.votes), time.perf_counter() - start)
 

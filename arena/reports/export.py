@@ -289,6 +289,7 @@ def compute_export(
         "metrics": ", ".join(report.info.get("metrics", [])) or "none",
         "raters": int(votes["rater_id"].nunique()) if len(votes) else 0,
         "rater groups": ", ".join(groups.groups) or "none",
+        "judges": int(report.judges.info.get("judges", 0)),
         "bootstrap rounds": rounds,
         "seed": seed,
         "ties": options.ties,

@@ -10,7 +10,7 @@ counts the same votes and averages over the same images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -102,6 +102,18 @@ class Filters:
                 keep &= (created <= stop).to_numpy()
         return votes if keep.all() else votes[keep]
 
+    def for_judges(self) -> tuple[Filters, Filters]:
+        """(the people a judge is read against, the judges) under this filter.
+
+        Category, prompt set and dates apply to both. Asked for people (no kind, a human
+        kind, a group), the judges are every judge; asked for the judges (``rater_kind``
+        judge, with or without a group), the people are every human and simulated rater:
+        a judge is always read against people, never against another judge.
+        """
+        if self.rater_kind == "judge":
+            return replace(self, rater_kind=None, rater_group=None), self
+        return self, replace(self, rater_kind="judge", rater_group=None)
+
     def prompt_ids(self, prompts: pd.DataFrame) -> set[int] | None:
         """The prompts (of ``Store.prompts_frame()``) in the category and prompt set;
         None when neither is set (every prompt)."""
@@ -152,6 +164,8 @@ class ReportFrames:
     ``model_metrics``: the model-level numbers (not filtered: one per model).
     ``references``: names of the reference image sets. ``signature``: the store's data
     signature read just before loading (what a cached report of these frames is keyed on).
+    ``every_vote``: the counted votes before the filters (None: ``votes`` is all there
+    is); :attr:`reference_votes` and :attr:`judge_votes` are read from it.
     """
 
     filters: Filters
@@ -163,10 +177,26 @@ class ReportFrames:
     model_metrics: pd.DataFrame
     references: list[str]
     signature: tuple = ()
+    every_vote: pd.DataFrame | None = None
 
     @property
     def image_scores(self) -> pd.DataFrame:
         return self.scores[self.scores["image_id"].isin(self.images["image_id"])]
+
+    @property
+    def reference_votes(self) -> pd.DataFrame:
+        """The people's votes a judge is read against (:meth:`Filters.for_judges`): the
+        filter's own votes unless it asks for the judges."""
+        if self.filters.rater_kind != "judge" or self.every_vote is None:
+            return self.votes
+        return self.filters.for_judges()[0].apply(self.every_vote)
+
+    @property
+    def judge_votes(self) -> pd.DataFrame:
+        """The judges' votes under the filter's prompts and dates (:meth:`Filters.for_judges`)."""
+        if self.filters.rater_kind == "judge" or self.every_vote is None:
+            return self.votes if self.filters.rater_kind == "judge" else self.votes.iloc[:0]
+        return self.filters.for_judges()[1].apply(self.every_vote)
 
 
 def load_report_frames(
@@ -179,7 +209,8 @@ def load_report_frames(
     """
     filters = filters or Filters()
     signature = store.data_signature()
-    counted = filters.apply(store.votes_frame() if votes is None else votes)
+    every_vote = store.votes_frame() if votes is None else votes
+    counted = filters.apply(every_vote)
     prompts = store.prompts_frame()
     images_all = store.images_frame(include_broken=True)
     images = images_all[images_all["broken"].isna()]
@@ -197,4 +228,5 @@ def load_report_frames(
         model_metrics=store.model_metrics_frame(),
         references=references,
         signature=signature,
+        every_vote=every_vote,
     )

@@ -149,11 +149,59 @@ def report_html(
         "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
         html_table(report.reliability, 3),
         *_groups_section(groups),
+        html_table(report.reliability, 3),
+        *_judges_section(report),
         f"<h2>Files</h2><ul>{file_list}</ul>",
         "<p class='note'>Column definitions: docs/exports.md.</p>",
         "</body></html>\n",
     ]
     return "\n".join(parts)
+
+
+JUDGES_NOTE = (
+    "Each machine judge (rater kind <code>judge</code>, <code>arena judge</code>) read against "
+    "the people; its votes are in none of the tables above. <code>agreement</code>: how often "
+    "its answer is the side most people chose on the same image pair (pairs with two or more "
+    "decisive human votes; its two orders averaged per pair), beside <code>ceiling</code>: how "
+    "often a person agrees with the majority of the other people on those same pairs. A judge "
+    "whose <code>difference</code> interval lies below 0 (<code>versus_ceiling</code> below) "
+    "disagrees with people more than people disagree with each other. "
+    "<code>alpha_without</code>/<code>alpha_with</code>: Krippendorff's α of the people on the "
+    "pairs the judge answered, without and with the judge as one more rater. Intervals: "
+    "bootstrap over prompts (<code>ci_*</code>, <code>*_low</code>/<code>*_high</code>) and "
+    "Wilson (<code>wilson_*</code>)."
+)
+
+
+def _judges_section(report: AgreementReport) -> list[str]:
+    """The judges as raters and deciders, and their position consistency; a note without."""
+    judges = report.judges
+    if judges.empty:
+        return [
+            "<h2>Judges</h2>",
+            "<p class='note'>No machine judge voted on these prompts and dates "
+            "(<code>arena judge</code> adds one).</p>",
+        ]
+    return [
+        "<h2>Judges</h2>",
+        f"<p class='note'>{JUDGES_NOTE}</p>",
+        "<h3>As raters: agreement with the human majority and the ceiling</h3>",
+        html_table(judges.agreement, 3),
+        "<h3>As deciders: their own leaderboards against the human board</h3>",
+        "<p class='note'>Each judge's Bradley-Terry board over the battles it judged (ties "
+        "split), and Spearman ρ / Kendall τ-b against the human board on the same models, "
+        "with permutation p-values (<code>few_models</code>: fewer than 6 models, no "
+        "interval).</p>",
+        html_table(judges.correlations, 3),
+        html_table(judges.leaderboard, 1),
+        "<h3>Position consistency</h3>",
+        "<p class='note'><code>consistency</code>: pairs answered in both orders whose two "
+        "answers agree once the swapped order is mapped back (Wilson interval); "
+        "<code>left_both</code>/<code>right_both</code>: pairs where the judge chose the same "
+        "screen side both times; <code>left_win_rate</code>: its decisive answers for the left "
+        "image (exact binomial test against ½).</p>",
+        html_table(judges.consistency, 3),
+    ]
 
 
 def _board_notes(board: LeaderboardResult | None) -> list[str]:

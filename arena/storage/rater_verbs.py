@@ -206,6 +206,25 @@ class RaterVerbs:
         with self.engine.connect() as conn:
             return pd.read_sql(query, conn)
 
+    def judges_frame(self) -> pd.DataFrame:
+        """One row per machine judge (rater kind ``judge``): rater_id, judge (its name:
+        ``details["name"]``, else the external id without ``judge:``), judge_model
+        (``details["model"]``, "" if unknown), rater_group. The reports name judges by it."""
+        r = db.Rater.__table__
+        query = (
+            select(r.c.id, r.c.external_id, r.c.rater_group, r.c.details)
+            .where(r.c.kind == "judge")
+            .order_by(r.c.id)
+        )
+        with self.session() as s:
+            found = s.execute(query).all()
+        rows = []
+        for rid, external_id, group, details in found:
+            details = details if isinstance(details, dict) else {}
+            name = details.get("name") or external_id.removeprefix("judge:")
+            rows.append((rid, str(name), str(details.get("model") or ""), group))
+        return pd.DataFrame(rows, columns=["rater_id", "judge", "judge_model", "rater_group"])
+
     def last_vote_at(self) -> datetime | None:
         """When the latest vote was cast (naive UTC), or None with no votes."""
         with self.session() as s:

@@ -20,7 +20,7 @@ from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.report import MIN_SLICE_PROMPTS
-from arena.ui import group_section
+from arena.ui import group_section, judge_panel
 from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
@@ -169,7 +169,7 @@ def agreement_outputs(
     slice_protocol="ties_half",
     slice_kind="category",
 ):
-    """Everything the tab shows, for these filters."""
+    """Everything the tab shows, for these filters (the judge section last)."""
     empty = (
         accuracy_display(pd.DataFrame()),
         None,
@@ -178,6 +178,8 @@ def agreement_outputs(
         boards_display(pd.DataFrame()),
         None,
         "",
+        "",  # the judge section: nothing to say before the filters are read
+        *judge_panel.judge_outputs(None)[1:],
     )
     try:
         filters = filters_of(category, prompt_set, rater_kind, since, until)
@@ -186,7 +188,8 @@ def agreement_outputs(
         return (f"**Cannot compute agreement:** {exc}", *empty)
     report = result.report
     if result.votes_used == 0:
-        return (f"No votes yet for {filters.describe()}.", *empty)
+        judges = judge_panel.judge_outputs(report.judges)
+        return (f"No votes yet for {filters.describe()}.", *empty[:-4], *judges)
     metrics = report.info["metrics"]
     model_level = report.info.get("model_metrics", [])
     features = report.info["model_metric_features"]
@@ -222,6 +225,7 @@ def agreement_outputs(
         boards_display(report.leaderboards),
         plots.slices_figure(report.slices, kind=slice_kind or "category"),
         extras_markdown(report),
+        *judge_panel.judge_outputs(report.judges),
     )
 
 
@@ -259,6 +263,7 @@ def render(store, groups: bool = False):
         slice_kind = gr.Dropdown(list(SLICE_KINDS), value="category", label="Slice by")
     slices_plot = gr.Plot(label="Accuracy by slice")
     extras = gr.Markdown()
+    judges = judge_panel.render()
     inputs = [category, prompt_set, rater_kind, since, until, slice_protocol, slice_kind]
     outputs = [
         summary,
@@ -269,6 +274,7 @@ def render(store, groups: bool = False):
         boards,
         slices_plot,
         extras,
+        *judges,
     ]
     if groups:
         outputs += group_section.render()

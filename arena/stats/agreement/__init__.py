@@ -13,9 +13,11 @@ Modules: :mod:`~arena.stats.agreement.intervals` (Wilson, cluster bootstrap),
 :mod:`~arena.stats.agreement.correlations` (ρ, τ, leaderboards, model-level metrics),
 :mod:`~arena.stats.agreement.reliability` (α, position bias),
 :mod:`~arena.stats.agreement.inputs` (frames to arrays),
-:mod:`~arena.stats.agreement.report` (:func:`agreement_report`) and
-:mod:`~arena.stats.agreement.groups` (:func:`group_comparison`: rater groups compared).
-The names below are the package's public API.
+:mod:`~arena.stats.agreement.report` (:func:`agreement_report`),
+:mod:`~arena.stats.agreement.groups` (:func:`group_comparison`: rater groups compared),
+:mod:`~arena.stats.agreement.judges` and :mod:`~arena.stats.agreement.judge_report`
+(machine judges as raters and deciders: :func:`judge_report`). The names below are
+the package's public API.
 """
 
 from arena.stats.agreement.correlations import (
@@ -34,6 +36,14 @@ from arena.stats.agreement.inputs import (
     tag_bin_labels,
 )
 from arena.stats.agreement.intervals import cluster_bootstrap, cluster_weights, wilson_interval
+from arena.stats.agreement.judge_report import (
+    JUDGE_AGREEMENT_COLUMNS,
+    JUDGE_CONSISTENCY_COLUMNS,
+    JUDGE_CORRELATION_COLUMNS,
+    JUDGE_LEADERBOARD_COLUMNS,
+    JudgeReport,
+    judge_report,
+)
 from arena.stats.agreement.protocols import (
     CEILING,
     CEILING_PROTOCOL,
@@ -63,6 +73,10 @@ __all__ = [
     "CEILING",
     "CEILING_PROTOCOL",
     "CORRELATION_COLUMNS",
+    "JUDGE_AGREEMENT_COLUMNS",
+    "JUDGE_CONSISTENCY_COLUMNS",
+    "JUDGE_CORRELATION_COLUMNS",
+    "JUDGE_LEADERBOARD_COLUMNS",
     "LEADERBOARD_COLUMNS",
     "NO_GROUP",
     "POSITION_COLUMNS",
@@ -72,6 +86,7 @@ __all__ = [
     "TAG_BINS",
     "AgreementReport",
     "GroupComparison",
+    "JudgeReport",
     "ModelLevelValues",
     "agreement_report",
     "ceiling_credit",
@@ -81,6 +96,7 @@ __all__ = [
     "cross_fitted_thresholds",
     "fit_tie_threshold",
     "group_comparison",
+    "judge_report",
     "kendall_rows",
     "krippendorff_alpha_nominal",
     "krippendorff_alpha_pairs",

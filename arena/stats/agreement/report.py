@@ -24,6 +24,7 @@ from arena.stats.agreement.intervals import (
     wilson_interval,
     z_value,
 )
+from arena.stats.agreement.judge_report import JudgeReport
 from arena.stats.agreement.protocols import (
     CEILING,
     CEILING_PROTOCOL,
@@ -53,6 +54,9 @@ class AgreementReport:
     position_bias: pd.DataFrame
     reliability: pd.DataFrame
     info: dict = field(default_factory=dict)
+    #: The judge tables (:func:`~arena.stats.agreement.judge_report.judge_report`): they
+    #: read other votes (the judges', against people's), so the caller adds them.
+    judges: JudgeReport = field(default_factory=JudgeReport)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {
@@ -63,6 +67,7 @@ class AgreementReport:
             "agreement_slices": self.slices,
             "agreement_position_bias": self.position_bias,
             "agreement_reliability": self.reliability,
+            **self.judges.tables(),
         }
 
 
