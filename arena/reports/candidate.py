@@ -130,7 +130,8 @@ def prompt_adherence(
     if cells.empty or scores.empty:
         return pd.DataFrame(columns=columns)
     scores = _current_versions(scores)
-    prompt_codes, prompt_ids = pd.factorize(cells["prompt_id"], sort=True)
+    key = cells["prompt_key"] if "prompt_key" in cells else cells["prompt_id"]
+    prompt_codes, prompt_ids = pd.factorize(key, sort=True)
     weights = _prompt_weights(rng, len(prompt_ids), rounds)
     rows = []
     for metric, group in scores.groupby("metric", sort=True):
@@ -243,6 +244,10 @@ def candidate_report(
             "reference (run `arena distribution --models ...`)."
         )
     cells = paired_cells(frames.images, candidate, baseline)
+    # bootstrap clusters in a label-free order: (prompt set, external id), not row ids
+    order = frames.prompts.sort_values(["prompt_set", "external_id"])["prompt_id"]
+    rank = pd.Series(np.arange(len(order)), index=order.to_numpy())
+    cells = cells.assign(prompt_key=rank.reindex(cells["prompt_id"]).to_numpy())
     rng = np.random.default_rng(seed)
     adherence = prompt_adherence(frames.image_scores, cells, rng, rounds)
     if cells.empty:
