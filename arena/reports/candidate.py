@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from arena.reports.frames import Filters, ReportError, ReportFrames, load_report_frames
-from arena.reports.leaderboard import LeaderboardService, separation
+from arena.reports.leaderboard import LeaderboardService, current_versions, separation
 from arena.stats.agreement.intervals import wilson_interval
 
 #: Fewer paired cells than this: the metric difference is shown with a warning.
@@ -114,12 +114,14 @@ def paired_cells(images: pd.DataFrame, candidate: str, baseline: str) -> pd.Data
 
 def prompt_adherence(
     scores: pd.DataFrame,
+    versions: pd.DataFrame,
     cells: pd.DataFrame,
     rng: np.random.Generator,
     rounds: int = 1000,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """Per metric (its current version), over the paired cells both images have a score in:
+    """Per metric (its version of ``versions``: the leaderboard's, ``current_versions``),
+    over the paired cells both images have a score in:
     both means, the mean difference candidate - baseline in the metric's own units, its
     prompt-bootstrap interval (cells resampled by prompt, the same draws for every metric),
     and which model it favours (``undecided`` when the interval holds 0)."""
@@ -129,7 +131,8 @@ def prompt_adherence(
     ]  # fmt: skip
     if cells.empty or scores.empty:
         return pd.DataFrame(columns=columns)
-    scores = _current_versions(scores)
+    wanted = np.union1d(cells["candidate_image"], cells["baseline_image"])
+    scores = scores[scores["image_id"].isin(wanted)].merge(versions, on=["metric", "version"])
     key = cells["prompt_key"] if "prompt_key" in cells else cells["prompt_id"]
     prompt_codes, prompt_ids = pd.factorize(key, sort=True)
     weights = _prompt_weights(rng, len(prompt_ids), rounds)
@@ -162,14 +165,6 @@ def prompt_adherence(
              diff, lower, upper, higher, better, warning]
         )  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
-
-
-def _current_versions(scores: pd.DataFrame) -> pd.DataFrame:
-    """Each metric's scores under its most used version (one version per metric)."""
-    counts = scores.groupby(["metric", "version"]).size().reset_index(name="n")
-    counts = counts.sort_values(["metric", "n", "version"], ascending=[True, False, True])
-    keep = counts.drop_duplicates("metric")[["metric", "version"]]
-    return scores.merge(keep, on=["metric", "version"])
 
 
 def _prompt_weights(rng: np.random.Generator, n_prompts: int, rounds: int) -> np.ndarray:
@@ -249,7 +244,8 @@ def candidate_report(
     rank = pd.Series(np.arange(len(order)), index=order.to_numpy())
     cells = cells.assign(prompt_key=rank.reindex(cells["prompt_id"]).to_numpy())
     rng = np.random.default_rng(seed)
-    adherence = prompt_adherence(frames.image_scores, cells, rng, rounds)
+    versions = current_versions(frames.scores)
+    adherence = prompt_adherence(frames.image_scores, versions, cells, rng, rounds)
     if cells.empty:
         notes.append("prompt adherence: the two models share no (prompt, seed) cell.")
     preference = head_to_head(frames.votes, candidate, baseline)

@@ -74,6 +74,15 @@ def parse_anchor(text: str | None) -> tuple[str, float] | None:
     return name.strip(), rating
 
 
+def current_versions(scores: pd.DataFrame) -> pd.DataFrame:
+    """metric, version: per metric, the version with the most scores (with a value) over
+    all images; ties go to the last version by name. Every report averages that one."""
+    scores = scores.dropna(subset=["value"])
+    per_version = scores.groupby(["metric", "version"]).size().reset_index(name="n")
+    best = per_version.sort_values(["metric", "n", "version"]).groupby("metric").tail(1)
+    return best[["metric", "version"]]
+
+
 def metric_means(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Per-model mean of each automatic metric: models as index, metrics as columns.
 
@@ -83,10 +92,9 @@ def metric_means(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """
     if scores.empty or images.empty:
         return pd.DataFrame()
-    scores = scores.dropna(subset=["value"])
-    per_version = scores.groupby(["metric", "version"]).size().reset_index(name="n")
-    best = per_version.sort_values(["metric", "n", "version"]).groupby("metric").tail(1)
-    scores = scores.merge(best[["metric", "version"]], on=["metric", "version"])
+    scores = scores.dropna(subset=["value"]).merge(
+        current_versions(scores), on=["metric", "version"]
+    )
     merged = scores.merge(images[["image_id", "model"]], on="image_id")
     if merged.empty:
         return pd.DataFrame()
