@@ -165,7 +165,16 @@ def cmd_judge(args) -> int:
         if bar is not None:
             bar.close()
     if summary.planned == 0:
-        print("nothing to do: this judge has voted on every pair people voted on.")
+        if summary.voted_pairs == 0:
+            print(
+                "nothing to do: people have voted on no pair yet; judge new pairs with "
+                "--pairs any --votes N."
+            )
+        else:
+            print(
+                f"nothing to do: this judge has voted on all {summary.voted_pairs} pairs "
+                "people voted on, in both orders (--pairs any --votes N judges new ones)."
+            )
         return 0
     print("\n".join(summary.lines()))
     return 0

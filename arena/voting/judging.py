@@ -152,6 +152,7 @@ class JudgeSummary:
     outcomes: dict[str, int] = field(default_factory=dict)
     pairs_both_orders: int = 0
     consistent: int = 0
+    voted_pairs: int = 0  # image pairs people voted on (what --pairs voted judges)
 
     @property
     def votes_per_second(self) -> float:
@@ -211,11 +212,13 @@ def run_judge(
     rater_id = store.judge_rater(judge.name, judge.details(), group)
     identity = RaterIdentity.for_judge(judge.name, group)
     done = store.voted_orders(rater_id)
-    planned = pending_orders(((p, a, b) for p, a, b, _sa, _sb in voted_pairs(store)), done)
+    voted = voted_pairs(store)
+    planned = pending_orders(((p, a, b) for p, a, b, _sa, _sb in voted), done)
     matchmaker = Matchmaker.for_store(store) if pairs == "any" else None
     schedule = JudgeSchedule(planned, matchmaker, store)
     limit = max_votes if max_votes is not None else len(planned)
     summary = JudgeSummary(judge.name, rater_id, limit if matchmaker else min(limit, len(planned)))
+    summary.voted_pairs = len(voted)
     verdict_of: dict[tuple[int, int], str] = {}
     started = time.perf_counter()
     while summary.votes < limit:
