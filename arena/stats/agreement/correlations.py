@@ -24,8 +24,9 @@ from arena.stats.agreement.permutation import permutation_pvalue
 from arena.stats.bradley_terry import bt_fit, bt_fit_batch, identified
 from arena.stats.elo import to_elo
 
-CORRELATION_COLUMNS = [
-    "metric",
+#: The columns of a rank correlation between two boards: ρ and τ with intervals and
+#: permutation p-values (metric, rater-group and judge tables share them).
+RANK_CORRELATION_COLUMNS = [
     "n_models",
     "spearman",
     "spearman_low",
@@ -35,6 +36,10 @@ CORRELATION_COLUMNS = [
     "kendall_low",
     "kendall_high",
     "kendall_p",
+]
+CORRELATION_COLUMNS = [
+    "metric",
+    *RANK_CORRELATION_COLUMNS,
     "spearman_bt",
     "spearman_bt_low",
     "spearman_bt_high",

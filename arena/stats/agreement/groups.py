@@ -30,10 +30,12 @@ import pandas as pd
 from arena.stats import image_pairs
 from arena.stats.agreement.correlations import (
     MIN_MODELS_FOR_INTERVAL,
+    RANK_CORRELATION_COLUMNS,
     identified_board,
     kendall_rows,
     spearman_rows,
 )
+from arena.stats.agreement.inputs import VOTE_COLUMNS
 from arena.stats.agreement.intervals import SumTable, nan_percentile_interval, ratio, z_value
 from arena.stats.agreement.permutation import permutation_pvalue
 from arena.stats.agreement.protocols import ceiling_credit
@@ -63,20 +65,7 @@ BOARD_COLUMNS = [
     "votes",
     "identified",
 ]
-CORRELATION_COLUMNS = [
-    "group_a",
-    "group_b",
-    "n_models",
-    "spearman",
-    "spearman_low",
-    "spearman_high",
-    "spearman_p",
-    "kendall",
-    "kendall_low",
-    "kendall_high",
-    "kendall_p",
-    "few_models",
-]
+CORRELATION_COLUMNS = ["group_a", "group_b", *RANK_CORRELATION_COLUMNS, "few_models"]
 AGREEMENT_COLUMNS = [
     "group_a",
     "group_b",
@@ -89,15 +78,6 @@ AGREEMENT_COLUMNS = [
     "pairs",
     "shared_pairs",
 ]
-_NEEDED = (
-    "outcome",
-    "rater_id",
-    "prompt_id",
-    "left_image_id",
-    "right_image_id",
-    "left_model",
-    "right_model",
-)
 
 
 @dataclass
@@ -235,7 +215,7 @@ class _Votes:
 
 
 def _prepare(votes: pd.DataFrame) -> _Votes:
-    missing = sorted(set(_NEEDED) - set(votes.columns))
+    missing = sorted(set(VOTE_COLUMNS) - set(votes.columns))
     if missing:
         raise ValueError(f"votes frame lacks columns {missing}; use store.votes_frame().")
     if "created_at" in votes.columns and len(votes):  # the latest vote needs time order

@@ -19,6 +19,18 @@ from arena.stats.pairs import encode_outcomes
 TAG_BINS: tuple[int, ...] = (0, 1, 4, 8, 16)
 
 
+#: The votes frame's columns every agreement statistic reads (``Store.votes_frame``).
+VOTE_COLUMNS = (
+    "outcome",
+    "rater_id",
+    "prompt_id",
+    "left_image_id",
+    "right_image_id",
+    "left_model",
+    "right_model",
+)
+
+
 def count_tags(tags: Iterable[str | None]) -> np.ndarray:
     """Number of comma-separated, non-empty tags in each tag string."""
     return np.fromiter(
@@ -116,16 +128,7 @@ def prepare(
     tag_bins: Sequence[int],
 ) -> Inputs:
     """Check the frames' columns and align them: one row per vote, one per scored image."""
-    needed = {
-        "outcome",
-        "rater_id",
-        "prompt_id",
-        "left_image_id",
-        "right_image_id",
-        "left_model",
-        "right_model",
-    }
-    missing = needed - set(votes.columns)
+    missing = set(VOTE_COLUMNS) - set(votes.columns)
     if missing:
         raise ValueError(f"votes frame lacks columns {sorted(missing)}; use store.votes_frame().")
     outcome = encode_outcomes(votes["outcome"].to_numpy())

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from arena.stats import image_pairs
+from arena.stats.agreement.correlations import RANK_CORRELATION_COLUMNS
+from arena.stats.agreement.inputs import VOTE_COLUMNS
 from arena.stats.agreement.intervals import (
     SumTable,
     nan_percentile_interval,
@@ -90,19 +92,7 @@ JUDGE_CONSISTENCY_COLUMNS = [
     "left_high",
     "left_p",
 ]
-JUDGE_CORRELATION_COLUMNS = [
-    "judge",
-    "n_models",
-    "spearman",
-    "spearman_low",
-    "spearman_high",
-    "spearman_p",
-    "kendall",
-    "kendall_low",
-    "kendall_high",
-    "kendall_p",
-    "few_models",
-]
+JUDGE_CORRELATION_COLUMNS = ["judge", *RANK_CORRELATION_COLUMNS, "few_models"]
 JUDGE_LEADERBOARD_COLUMNS = [
     "judge",
     "model",
@@ -115,15 +105,6 @@ JUDGE_LEADERBOARD_COLUMNS = [
     "human_rank",
     "human_rating",
 ]
-_VOTE_COLUMNS = {
-    "outcome",
-    "rater_id",
-    "prompt_id",
-    "left_image_id",
-    "right_image_id",
-    "left_model",
-    "right_model",
-}
 
 
 @dataclass
@@ -160,8 +141,8 @@ class JudgeReport:
 def _checked(votes: pd.DataFrame | None, name: str) -> pd.DataFrame:
     """The frame in time order (the latest vote of a rater on a pair is the one read)."""
     if votes is None:
-        return pd.DataFrame(columns=sorted(_VOTE_COLUMNS))
-    missing = _VOTE_COLUMNS - set(votes.columns)
+        return pd.DataFrame(columns=list(VOTE_COLUMNS))
+    missing = set(VOTE_COLUMNS) - set(votes.columns)
     if missing:
         raise ValueError(f"{name} frame lacks columns {sorted(missing)}; use store.votes_frame().")
     if "created_at" in votes.columns and len(votes):
@@ -231,7 +212,7 @@ def judge_report(
         return JudgeReport(info={"judges": 0})
     boot_rng, perm_rng = rng.spawn(2)
     nh = len(human)
-    both = pd.concat([human[list(_VOTE_COLUMNS)], judged[list(_VOTE_COLUMNS)]])
+    both = pd.concat([human[list(VOTE_COLUMNS)], judged[list(VOTE_COLUMNS)]])
     models = sorted({str(m) for m in both["left_model"]} | {str(m) for m in both["right_model"]})
     index = pd.Index(models)
     lm = index.get_indexer(both["left_model"].astype(str)).astype(np.int64)
