@@ -54,8 +54,9 @@ CORRELATION_COLUMNS = [
 #: is the first where an order with one swapped neighbour does (ρ = 0.94, p = 1/60).
 MIN_MODELS_FOR_INTERVAL = 6
 _INTERVALS = ("spearman", "kendall", "spearman_bt")
-LEADERBOARD_COLUMNS = [
-    "decider",
+#: A board's columns per model (``identified_board``): the agreement page's, the rater
+#: groups' and the judges' leaderboards prefix them with who decided.
+BOARD_COLUMNS = [
     "model",
     "rank",
     "rating",
@@ -64,6 +65,7 @@ LEADERBOARD_COLUMNS = [
     "votes",
     "identified",
 ]
+LEADERBOARD_COLUMNS = ["decider", *BOARD_COLUMNS]
 
 
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from arena.stats import image_pairs
+from arena.stats.agreement.correlations import BOARD_COLUMNS as RATING_COLUMNS
 from arena.stats.agreement.correlations import (
     MIN_MODELS_FOR_INTERVAL,
     RANK_CORRELATION_COLUMNS,
@@ -55,16 +56,7 @@ SUMMARY_COLUMNS = [
     "within_high",
     "within_votes",
 ]
-BOARD_COLUMNS = [
-    "group",
-    "model",
-    "rank",
-    "rating",
-    "rating_low",
-    "rating_high",
-    "votes",
-    "identified",
-]
+BOARD_COLUMNS = ["group", *RATING_COLUMNS]
 CORRELATION_COLUMNS = ["group_a", "group_b", *RANK_CORRELATION_COLUMNS, "few_models"]
 AGREEMENT_COLUMNS = [
     "group_a",

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from arena.stats import image_pairs
-from arena.stats.agreement.correlations import RANK_CORRELATION_COLUMNS
+from arena.stats.agreement.correlations import BOARD_COLUMNS, RANK_CORRELATION_COLUMNS
 from arena.stats.agreement.inputs import VOTE_COLUMNS
 from arena.stats.agreement.intervals import (
     SumTable,
@@ -95,13 +95,7 @@ JUDGE_CONSISTENCY_COLUMNS = [
 JUDGE_CORRELATION_COLUMNS = ["judge", *RANK_CORRELATION_COLUMNS, "few_models"]
 JUDGE_LEADERBOARD_COLUMNS = [
     "judge",
-    "model",
-    "rank",
-    "rating",
-    "rating_low",
-    "rating_high",
-    "votes",
-    "identified",
+    *BOARD_COLUMNS,
     "human_rank",
     "human_rating",
 ]
