@@ -178,10 +178,3 @@ class AnimeAesthetic(Metric):
         if self._batch_dim == 1:  # the real export: a fixed batch of one
             return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
         return self._run(batch)
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images))

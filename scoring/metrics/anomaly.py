@@ -44,7 +44,6 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
-from PIL import Image as PILImage
 
 from scoring.devices import full_fp32
 from scoring.distribution.features import DINOV2_LARGE, DinoExtractor
@@ -254,10 +253,3 @@ class AnomalyScore(Metric):
 
     def score_inputs(self, inputs, prompts: Sequence[str] | None = None) -> np.ndarray:
         return self.score_with_details(inputs, prompts)[0]
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images), prompts)

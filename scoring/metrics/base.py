@@ -148,11 +148,21 @@ class Metric(ABC):
     def load(cls, request: LoadRequest) -> Self:
         """Build the metric from ``request``; options it has no use for are ignored."""
 
-    @abstractmethod
     def score(
         self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
     ) -> np.ndarray:
-        """One float per image (float64, shape (n,)); NaN where an image cannot be scored."""
+        """One float per image (float64, shape (n,)); NaN where an image cannot be scored.
+
+        By default the batched job's path on RGB images: ``prepare`` then ``score_inputs``.
+        A metric implements ``score_inputs`` (the batched path) or overrides this."""
+        if type(self).score_inputs is Metric.score_inputs:
+            raise NotImplementedError(
+                f"metric {self.name!r} implements neither score nor score_inputs"
+            )
+        self.check_prompts(images, prompts)
+        if len(images) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return self.score_inputs(self.prepare(images), prompts)
 
     # -- hooks of the batched job (see the module docstring); all have defaults ------------
     # Instances that share image features with other metrics set this (e.g. to the
@@ -175,6 +185,10 @@ class Metric(ABC):
 
     def score_inputs(self, inputs: Any, prompts: Sequence[str] | None = None) -> np.ndarray:
         """Score a batch of preprocessed inputs; defaults to ``score`` (no preprocessor)."""
+        if type(self).score is Metric.score:
+            raise NotImplementedError(
+                f"metric {self.name!r} implements neither score nor score_inputs"
+            )
         return self.score(inputs, prompts)
 
     def score_with_details(

@@ -192,11 +192,3 @@ class HPSv2(Metric):
         if len(inputs) == 0:
             return np.zeros(0, dtype=np.float64)
         return hps_scores(self.embed_images(inputs), self.prompt_cache(prompts))
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        self.check_prompts(images, prompts)
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images), prompts)

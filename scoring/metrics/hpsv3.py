@@ -420,9 +420,3 @@ class HPSv3(Metric):
 
     def score_inputs(self, inputs: Any, prompts: Sequence[str] | None = None) -> np.ndarray:
         return self.score_with_details(inputs, prompts)[0]
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        self.check_prompts(images, prompts)
-        return self.score_inputs(self.prepare(images), prompts)

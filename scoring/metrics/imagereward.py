@@ -480,11 +480,3 @@ class ImageReward(Metric):
         if len(inputs) == 0:
             return np.zeros(0, dtype=np.float64)
         return (self.rewards(inputs, prompts) - REWARD_MEAN) / REWARD_STD
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        self.check_prompts(images, prompts)
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images), prompts)

@@ -206,11 +206,3 @@ class EncoderMetric(Metric):
         if len(inputs) == 0:
             return np.zeros(0, dtype=np.float64)
         return self.score_features(self.features(inputs), prompts)
-
-    def score(
-        self, images: Sequence[PILImage.Image], prompts: Sequence[str] | None = None
-    ) -> np.ndarray:
-        self.check_prompts(images, prompts)
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_inputs(self.prepare(images), prompts)
