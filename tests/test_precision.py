@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pytest
 import torch
 
 from scoring.metrics.base import LoadRequest, Metric, precision_name
@@ -115,3 +116,31 @@ def test_feature_keys_name_the_device_type_and_extraction_runs_without_tf32(tmp_
     out = cpu.extract(torch.rand(2, 3, 8, 8))
     assert out.shape == (2, 4) and cpu.model.flags == [False]
     assert torch.backends.cudnn.allow_tf32  # restored
+
+
+def test_a_metric_scores_through_its_batched_path_and_must_implement_one():
+    """Metric.score defaults to prepare + score_inputs; a metric with neither is refused
+    (the two defaults would otherwise call each other forever)."""
+    from PIL import Image
+
+    class Batched(Probe):
+        name: ClassVar[str] = "batched"
+        score = Metric.score
+        needs_prompt: ClassVar[bool] = True
+
+        def score_inputs(self, inputs, prompts=None):
+            return np.array([len(p) + img.width for img, p in zip(inputs, prompts, strict=True)])
+
+    class Neither(Probe):
+        name: ClassVar[str] = "neither"
+        score = Metric.score
+
+    images = [Image.new("RGB", (w, 4)) for w in (3, 5)]
+    assert Batched().score(images, ["a", "bcd"]).tolist() == [4, 8]
+    assert Batched().score([], []).shape == (0,)
+    with pytest.raises(ValueError, match="needs one prompt per image"):
+        Batched().score(images, ["a"])
+    with pytest.raises(NotImplementedError, match="neither score nor score_inputs"):
+        Neither().score(images)
+    with pytest.raises(NotImplementedError, match="neither score nor score_inputs"):
+        Neither().score_inputs(images)
