@@ -324,3 +324,43 @@ def test_arena_judge_refuses_bad_input_with_clear_errors(settings, vlm_folder, t
         assert (
             s.scalar(select(func.count(db.Vote.id))) == 5 + 2
         )  # five human votes, two of the judge
+
+
+def test_0005_adds_the_details_columns_keeps_the_rows_and_downgrades(db_url, tmp_path):
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from arena.storage.migrate import alembic_config, current_revision, upgrade_to_head
+
+    def migrate(engine, revision, down=False):
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+
+    def columns(engine, table):
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+
+    engine = db.make_engine(db_url or f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO raters (id, external_id, kind, excluded, excluded_reason, "
+                "exclusion_manual, created_at) VALUES (1, 'sim-00', 'simulated', false, '', "
+                "false, '2026-01-01 00:00:00')"
+            )
+        )
+    assert "details" not in columns(engine, "raters") | columns(engine, "votes")
+    upgrade_to_head(engine)
+    assert "details" in columns(engine, "raters") and "details" in columns(engine, "votes")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT external_id, details FROM raters")).all() == [
+            ("sim-00", None)
+        ]
+    migrate(engine, "0004", down=True)
+    assert current_revision(engine) == "0004"
+    assert "details" not in columns(engine, "raters") | columns(engine, "votes")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT external_id FROM raters")).all() == [("sim-00",)]
+    engine.dispose()
