@@ -191,3 +191,45 @@ def failure_rating_correlation(
             row[name], row[f"{name}_p"] = value, p
         rows.append(row)
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+
+
+def blind_sample(
+    image_ids: np.ndarray,
+    models: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    skip: set[int] | frozenset[int] = frozenset(),
+) -> np.ndarray:
+    """``size`` image ids for the blind review, stratified by model, in random order.
+
+    Each model's images are put in a random order (``rng``; the ids sorted first, so the
+    draw does not depend on the input's row order); images in ``skip`` (the reviewer's
+    earlier blind verdicts) are passed over, so the same seed continues where the last
+    sample stopped. Models take turns (in a random order) until ``size`` are drawn, so
+    their counts differ by at most one while each has images left, and each model's share
+    is a simple random sample of its images: the blind-sample rate estimates the model's
+    failure rate. The result is shuffled, so nothing in its order follows the model.
+    """
+    image_ids = np.asarray(image_ids, dtype=np.int64)
+    models = np.asarray(models, dtype=object)
+    if len(image_ids) != len(models):
+        raise ValueError(
+            f"image_ids ({len(image_ids)}) and models ({len(models)}) differ in length."
+        )
+    if int(size) < 1:
+        raise ValueError(f"sample size {size!r}: expected a whole number of at least 1.")
+    queues = []
+    for model in sorted(set(models.tolist())):
+        ids = np.sort(image_ids[models == model])
+        ids = ids[rng.permutation(len(ids))]
+        queues.append([i for i in ids.tolist() if i not in skip])
+    order = rng.permutation(len(queues)) if queues else np.zeros(0, dtype=np.int64)
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < size and any(depth < len(q) for q in queues):
+        for k in order:
+            if depth < len(queues[k]) and len(chosen) < size:
+                chosen.append(queues[k][depth])
+        depth += 1
+    picked = np.array(chosen, dtype=np.int64)
+    return picked[rng.permutation(len(picked))]
