@@ -240,9 +240,9 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "hands, face/anatomy, extra or missing limbs, text rendering, object count, "
         "artifacts/blobs, prompt ignored, other",
-        "Comma-separated failure modes a reviewer can flag an image with in the Admin app's "
-        "Review tab (each 1 to 40 characters; 'other' asks for a note). Flags stored under a "
-        "mode later taken off the list are kept and still counted.",
+        "Comma-separated failure modes a reviewer can flag an image with in the Review tab "
+        "(Admin app, Review app; each 1 to 40 characters, 'other' asks for a note). Flags "
+        "stored under a mode later taken off the list are kept and still counted.",
     ),
     Setting(
         "weights_dir",

@@ -19,7 +19,7 @@ from arena.config import Settings
 from arena.storage.store import Store, StoreError
 from arena.ui import agreement_tab, export_panel, leaderboard_tab, review_tab
 from arena.ui.app import refresh_on_open
-from arena.ui.review_images import review_image_route, session_user
+from arena.ui.review_app import mount_behind_login
 from arena.voting.exclusion import quality_report, refresh_exclusions
 
 ADMIN_USER = "admin"
@@ -215,26 +215,11 @@ def mount_admin(fastapi_app, store: Store, path: str = "/admin"):
     ``<path>/review-image/<handle>``, and answers only requests logged in to it."""
     if not store.settings.admin_secret:
         return fastapi_app
-    mounted: dict[str, object] = {}
-    fastapi_app.router.routes.append(
-        review_image_route(store, path, lambda request: session_user(mounted.get("app"), request))
-    )
-    fastapi_app = gr.mount_gradio_app(
+    return mount_behind_login(
         fastapi_app,
+        store,
         build_admin_app(store),
-        path=path,
-        auth=admin_auth(store.settings),
-        auth_message="Arena admin: log in as 'admin' with the admin secret (ARENA_ADMIN_SECRET).",
-        footer_links=[],
-        css=review_tab.CSS,
+        path,
+        admin_auth(store.settings),
+        "Arena admin: log in as 'admin' with the admin secret (ARENA_ADMIN_SECRET).",
     )
-    mounted["app"] = gradio_app_at(fastapi_app, path)
-    return fastapi_app
-
-
-def gradio_app_at(fastapi_app, path: str):
-    """The Gradio app mounted at ``path`` (its login sessions live there)."""
-    for route in fastapi_app.routes:
-        if getattr(route, "path", None) == path and hasattr(getattr(route, "app", None), "tokens"):
-            return route.app
-    raise RuntimeError(f"no Gradio app is mounted at {path}.")
