@@ -231,7 +231,8 @@ def test_the_prompt_view_shows_every_model_at_one_size(arena_store):
         assert f"votes {counts.at[image_id, 'votes']}: {counts.at[image_id, 'wins']} won" in (
             view.html
         )
-        assert handles.url(image_id) in view.html and str(image_id) not in handles.url(image_id)
+        assert handles.url(image_id) in view.html
+        assert handles.seal(image_id) != f"{image_id:016x}"  # not the id in plain sight
     assert "sharp " in view.html and "vague " in view.html  # metric values under each image
     assert "prompt 5" in view.header
     with pytest.raises(gv.GalleryError, match="prompt 9999 has no images"):
@@ -399,3 +400,51 @@ def test_only_the_admin_app_has_the_gallery_and_the_flags(store, reveal):
         assert not any(word in str(label) for label in _labels(raters) if label), word
     modules = {getattr(fn.fn, "__module__", "") for fn in raters.fns.values() if fn.fn}
     assert not any("review" in m or "failure" in m for m in modules), modules
+
+
+def test_the_admin_leaderboard_and_agreement_tabs_show_the_rates(arena_store):
+    import gradio as gr
+
+    from arena.reports.agreement import AgreementService
+    from arena.stats.failures import failure_rating_correlation
+    from arena.ui import agreement_tab, failure_section, leaderboard_tab
+    from arena.ui.leaderboard_tab import ALL
+
+    store, data = arena_store
+    store = store.with_settings(bootstrap_rounds=20)
+    for image_id, model in zip(data.images.image_id[:60], data.images.model[:60], strict=True):
+        flags = ["hands"] if model == "model-01" or image_id % 4 == 0 else []
+        store.save_review(int(image_id), "ann", flags, blind=True)
+    with gr.Blocks():
+        update, _inputs, outputs = leaderboard_tab.render(store, full=True)
+    shown = update(ALL, ALL, ALL, "", "", None, None, None, False)
+    assert len(shown) == len(outputs) == 6 + 2
+    heading, table = shown[-2:]
+    assert heading.startswith("### Failure rates") and "60 flag row(s)" in heading
+    row = table.set_index("Model").loc["model-01"]
+    assert row[f"Any failure: {BLIND}"] == "100.0% [79.6–100.0] (15/15)"
+    with gr.Blocks():  # the raters' board, reveal on: no failure rates
+        update, _inputs, outputs = leaderboard_tab.render(store.with_settings(reveal_models=True))
+    assert len(update(ALL, ALL, ALL, "", "", None, None, None, False)) == len(outputs) == 6
+
+    with gr.Blocks():
+        update, _inputs, outputs = agreement_tab.render(store, failures=True)
+    shown = update(ALL, ALL, ALL, "", "", "ties_half", "category")
+    assert len(shown) == len(outputs) == 8 + 3
+    note, correlation, figure = shown[-3:]
+    assert "60 flag row(s) on the images of every prompt" in note and figure is not None
+    report = AgreementService.of(store).get().report
+    rates = fl.FailureService.of(store).get().rates
+    direct = failure_rating_correlation(
+        rates,
+        report.models.set_index("model")["human_rating"],
+        np.random.default_rng(store.settings.seed),
+    )
+    first = correlation.iloc[0]
+    assert (first["Source"], first["Mode"], first["Models"]) == (BLIND, ANY_FAILURE, 4)
+    assert first["Spearman ρ"] == (
+        f"{direct.iloc[0]['spearman']:.2f} (p = {direct.iloc[0]['spearman_p']:.2g})"
+    )
+    # a bad date names the input
+    message = failure_section.agreement_outputs(store, AgreementService.of(store), since="soon")
+    assert "Cannot compare failure rates" in message[0] and "ISO date" in message[0]

@@ -76,9 +76,10 @@ class FailureService(CachedReports):
         return self.cached(("rates", category, prompt_set), lambda _sig: self._compute(filters))
 
     def _compute(self, filters: Filters) -> FailureResult:
-        images = scope_images(
-            self.store.images_frame(include_broken=True), self.store.prompts_frame(), filters
-        )
+        images = self.store.review_pool()  # not broken, no reference sets
+        prompt_ids = filters.prompt_ids(self.store.prompts_frame())
+        if prompt_ids is not None:
+            images = images[images["prompt_id"].isin(prompt_ids)]
         flags = self.store.image_flags_frame()
         flags = flags[flags["image_id"].isin(images["image_id"])]
         rates = failure_rates(flags, images, self.store.failure_modes)

