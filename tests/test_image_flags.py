@@ -448,3 +448,17 @@ def test_the_admin_leaderboard_and_agreement_tabs_show_the_rates(arena_store):
     # a bad date names the input
     message = failure_section.agreement_outputs(store, AgreementService.of(store), since="soon")
     assert "Cannot compare failure rates" in message[0] and "ISO date" in message[0]
+
+
+def test_the_review_pool_is_the_intact_images_of_models(store):
+    from tests.arena_fixtures import build_fixture
+
+    fixture = build_fixture(store, n_prompts=3, seeds=2)
+    pool = store.review_pool()
+    frame = store.images_frame(include_broken=True)
+    want = frame[frame["broken"].isna() & (frame["model_kind"] != "reference")]
+    assert pool["image_id"].tolist() == want["image_id"].tolist()
+    assert pool["model"].tolist() == want["model"].tolist()
+    assert pool["prompt_id"].tolist() == want["prompt_id"].tolist()
+    assert fixture.broken and fixture.reference_images
+    assert not (fixture.broken | fixture.reference_images) & set(pool["image_id"])

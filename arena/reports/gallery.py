@@ -237,30 +237,31 @@ def model_view(
                 f"{name} {value!r}: not a scored metric; pick one of "
                 f"{', '.join(metrics) or 'none (run arena score)'}."
             )
-    images = store.gallery_images(
-        model=model, category=category, prompt_set=prompt_set, broken=broken
-    )
+    ids = pd.Series(store.model_image_ids(model, category, prompt_set, broken))
     if filter_metric:
         values = store.metric_values(filter_metric, model).set_index("image_id")["value"]
-        value = images["image_id"].map(values).astype(float)
+        value = ids.map(values).astype(float)
         keep = value.notna()
         if low is not None and not (isinstance(low, float) and math.isnan(low)):
             keep &= value >= float(low)
         if high is not None and not (isinstance(high, float) and math.isnan(high)):
             keep &= value <= float(high)
-        images = images[keep.to_numpy()]
+        ids = ids[keep.to_numpy()]
     if sort and sort != SORT_BY_ID:
         values = store.metric_values(sort, model).set_index("image_id")["value"]
-        key = images["image_id"].map(values).astype(float)
-        images = images.assign(_key=key.to_numpy()).sort_values(
-            ["_key", "image_id"], ascending=[not descending, True], na_position="last"
+        order = pd.DataFrame({"image_id": ids.to_numpy(), "key": ids.map(values).astype(float)})
+        order = order.sort_values(
+            ["key", "image_id"], ascending=[not descending, True], na_position="last"
         )
+        ids = order["image_id"]
     else:
-        images = images.sort_values("image_id", ascending=not descending)
-    total = len(images)
+        ids = ids.sort_values(ascending=not descending)
+    total = len(ids)
     pages = max(1, math.ceil(total / page_size))
     page = min(page, pages)
-    shown = images.iloc[(page - 1) * page_size : page * page_size]
+    page_ids = ids.iloc[(page - 1) * page_size : page * page_size].astype(int).tolist()
+    shown = store.gallery_images(image_ids=page_ids).set_index("image_id").loc[page_ids]
+    shown = shown.reset_index()
     cards = _annotated(
         store,
         shown,
