@@ -462,3 +462,24 @@ def test_the_review_pool_is_the_intact_images_of_models(store):
     assert pool["prompt_id"].tolist() == want["prompt_id"].tolist()
     assert fixture.broken and fixture.reference_images
     assert not (fixture.broken | fixture.reference_images) & set(pool["image_id"])
+
+
+def test_the_reviewer_file_is_read_or_refused_naming_the_line(tmp_path):
+    from arena.cli import CommandError
+    from arena.commands.serve import read_reviewers
+
+    good = tmp_path / "reviewers.txt"
+    good.write_text("# reviewers\nann:pass:with:colons\n\n bob :pw\n", encoding="utf-8")
+    assert read_reviewers(str(good)) == [("ann", "pass:with:colons"), ("bob", "pw")]
+    for text, message in [
+        ("ann\n", "line 1: expected 'user:password'"),
+        ("ann:\n", "line 1: expected 'user:password'"),
+        ("ann:a\nann:b\n", "line 2: reviewer 'ann' is listed twice"),
+        ("# nothing\n", "no 'user:password' lines found"),
+    ]:
+        bad = tmp_path / "bad.txt"
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(CommandError, match=message):
+            read_reviewers(str(bad))
+    with pytest.raises(CommandError, match="no such file"):
+        read_reviewers(str(tmp_path / "missing.txt"))

@@ -230,9 +230,9 @@ def model_view(
         )
     page = _page(page, 1, "page", 1, 10**9)
     page_size = _page(page_size, PAGE_SIZE, "page size", 1, MAX_PAGE_SIZE)
-    metrics = store.gallery_metrics()
     for name, value in (("sort by", sort), ("filter metric", filter_metric)):
-        if value not in (None, "", SORT_BY_ID) and value not in metrics:
+        if value not in (None, "", SORT_BY_ID) and not store.has_metric(value):
+            metrics = store.gallery_metrics()  # the full scan only to say what exists
             raise GalleryError(
                 f"{name} {value!r}: not a scored metric; pick one of "
                 f"{', '.join(metrics) or 'none (run arena score)'}."
