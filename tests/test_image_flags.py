@@ -471,15 +471,39 @@ def test_the_reviewer_file_is_read_or_refused_naming_the_line(tmp_path):
     good = tmp_path / "reviewers.txt"
     good.write_text("# reviewers\nann:pass:with:colons\n\n bob :pw\n", encoding="utf-8")
     assert read_reviewers(str(good)) == [("ann", "pass:with:colons"), ("bob", "pw")]
-    for text, message in [
+    for content, message in [
         ("ann\n", "line 1: expected 'user:password'"),
         ("ann:\n", "line 1: expected 'user:password'"),
         ("ann:a\nann:b\n", "line 2: reviewer 'ann' is listed twice"),
         ("# nothing\n", "no 'user:password' lines found"),
     ]:
         bad = tmp_path / "bad.txt"
-        bad.write_text(text, encoding="utf-8")
+        bad.write_text(content, encoding="utf-8")
         with pytest.raises(CommandError, match=message):
             read_reviewers(str(bad))
     with pytest.raises(CommandError, match="no such file"):
         read_reviewers(str(tmp_path / "missing.txt"))
+
+
+def test_names_prompts_and_notes_are_escaped_in_the_gallery(store):
+    from PIL import Image
+
+    from arena.storage.store import PromptRow
+
+    evil = '<img src=x onerror="alert(1)">'
+    store.add_prompts([PromptRow(f"a cat <script>alert(2)</script> {evil}", "p1")], "set")
+    model = store.add_model(f"m{evil}", "import")
+    stored = store.images.put_image(Image.new("RGB", (16, 16), (200, 10, 10)))
+    image_id = store.add_image(model, store.prompt_ids()[("set", "p1")], stored, seed=1)
+    store.save_review(image_id, "ann", ["other"], note="</figcaption><script>x()</script>")
+    handles = ImageHandles.of(store)
+    views = [
+        gv.prompt_view(store, handles, store.prompt_ids()[("set", "p1")]),
+        gv.model_view(store, handles, f"m{evil}"),
+        gv.blind_view(store, handles, [image_id], "ann"),
+    ]
+    for view in views:
+        for shown in (view.html, view.header):
+            assert "<script>" not in shown and 'onerror="' not in shown
+            assert "<img src=x" not in shown
+    assert "&lt;script&gt;" in views[0].header and "&lt;img src=x" in views[0].html
