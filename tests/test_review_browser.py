@@ -67,6 +67,9 @@ def test_only_logged_in_admins_and_reviewers_reach_the_images(fixture_store, rev
                 assert word not in config, word
             named = raters.get("gradio_api/info").json()["named_endpoints"]
             assert set(named) == {"/rater", "/battle", "/vote"}
+            # the HTTP guards cover the Review app as they cover the Admin app
+            assert raters.get("review/openapi.json").status_code == 404
+            assert raters.post("review/gradio_api/upload", content=b"x").status_code == 403
         with httpx.Client(base_url=url, timeout=30) as admin:
             assert _login(admin, "admin", "admin", SECRET) == 200
             shown = admin.get(f"admin/review-image/{handle}")
@@ -193,3 +196,12 @@ def test_a_reviewer_login_reviews_under_its_own_name(fixture_store):
         page.close()
     flags = store.image_flags_frame()
     assert flags[["reviewer", "flag", "blind"]].values.tolist() == [["ann", "face/anatomy", False]]
+
+
+def test_reviewer_logins_are_throttled_like_the_admins(fixture_store):
+    from tests.arena_app import running_app
+
+    store = fixture_store.with_settings(admin_login_attempts=2, admin_lockout_seconds=60)
+    with running_app(store, reviewers=REVIEWERS) as url, httpx.Client(base_url=url) as http:
+        assert [_login(http, "review", "ann", "wrong") for _ in range(2)] == [400, 400]
+        assert _login(http, "review", "ann", REVIEWERS[0][1]) == 429  # locked out, right or not
