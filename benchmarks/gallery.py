@@ -57,8 +57,7 @@ def summary(label: str, times: list[tuple[float, float]], target: float | None =
         verdict = f"   target <= {target:.0f} ms (p95): {'met' if ok else 'MISSED'}"
     print(
         f"{label:<44} wall median {np.median(wall):7.1f} ms  p95 {np.percentile(wall, 95):7.1f}"
-        f"  max {wall.max():7.1f}   cpu median {np.median(cpu):7.1f} ms  (n={len(times)})"
-        + verdict
+        f"  max {wall.max():7.1f}   cpu median {np.median(cpu):7.1f} ms  (n={len(times)})" + verdict
     )
 
 
@@ -146,8 +145,7 @@ def main() -> None:
             "  of which flags": lambda p: store.image_flags_frame(ids_of[p]),
         }
         ids_of = {
-            int(p): store.gallery_images(prompt_id=int(p))["image_id"].tolist()
-            for p in chosen[:50]
+            int(p): store.gallery_images(prompt_id=int(p))["image_id"].tolist() for p in chosen[:50]
         }
         for label, fn in parts.items():
             summary(label, [timed(lambda p=p, fn=fn: fn(int(p))) for p in chosen[:50]])
