@@ -236,6 +236,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Password of the Admin tab (user 'admin'). Empty hides the Admin tab entirely.",
     ),
     Setting(
+        "failure_modes",
+        str,
+        "hands, face/anatomy, extra or missing limbs, text rendering, object count, "
+        "artifacts/blobs, prompt ignored, other",
+        "Comma-separated failure modes a reviewer can flag an image with in the Review tab "
+        "(Admin app, Review app; each 1 to 40 characters, 'other' asks for a note). Flags "
+        "stored under a mode later taken off the list are kept and still counted.",
+    ),
+    Setting(
         "weights_dir",
         str,
         "",

@@ -1,9 +1,10 @@
 """Start the web app on a workspace (used by `python app.py` and `arena serve`).
 
 The server is built here rather than by ``Blocks.launch`` so that one process
-serves three things on one port: the raters' app at ``/`` (with the
+serves its apps on one port: the raters' app at ``/`` (with the
 ``/img/<sha>.png`` route), the Admin app at ``/admin`` behind its own login
-(only when ``admin_secret`` is set), and nothing else.
+(only when ``admin_secret`` is set), the Review app at ``/review`` behind the reviewer
+logins (only when ``reviewers`` are given), and nothing else.
 
 Settings: the store's (``store.settings``) are the only ones every part of the
 server reads. A launch may override the listen address only (``host``,
@@ -44,6 +45,7 @@ def serve(
     block: bool = True,
     auth: list[tuple[str, str]] | None = None,
     login_groups: dict[str, str] | None = None,
+    reviewers: list[tuple[str, str]] | None = None,
 ):
     """Build the demo into the store when empty (if asked), launch the app on it.
 
@@ -54,6 +56,7 @@ def serve(
     then becomes part of the rater identity. ``login_groups`` (login -> rater group,
     from the login file's ``user:password:group`` lines) puts the logins' raters in
     their groups: those that already voted now, new ones when they first vote.
+    ``reviewers`` (a list of (user, password)) mounts the Review app at ``/review``.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if build_demo_if_empty and store.status()["images"] == 0:
@@ -76,10 +79,17 @@ def serve(
         )
     host, port = listen_address(store, host, port)
     admin = " (admin at /admin)" if store.settings.admin_secret else ""
+    admin += f" (review at /review, {len(reviewers)} reviewer(s))" if reviewers else ""
     print(f"arena on http://{host}:{port} (workspace {store.workspace}){admin}")
     sys.stdout.flush()
     return launch_app(
-        store, host=host, port=port, block=block, auth=auth, login_groups=login_groups
+        store,
+        host=host,
+        port=port,
+        block=block,
+        auth=auth,
+        login_groups=login_groups,
+        reviewers=reviewers,
     )
 
 
@@ -150,9 +160,10 @@ def quiet_queue_analytics() -> None:
 
 
 def build_server_app(
-    store: Store, *, host=None, port=None, auth=None, tabs=None, login_groups=None
+    store: Store, *, host=None, port=None, auth=None, tabs=None, login_groups=None, reviewers=None
 ):
-    """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the arena at /.
+    """The ASGI app: image routes, the Admin app at /admin (if a secret is set), the Review
+    app at /review (if ``reviewers`` are given), the arena at /.
 
     ``login_groups`` (login -> rater group) is what new logins' raters are created in."""
     from fastapi import FastAPI
@@ -162,6 +173,7 @@ def build_server_app(
     from arena.ui.admin import mount_admin
     from arena.ui.app import PUBLIC_API, launch_kwargs
     from arena.ui.http_guard import RequestGuard
+    from arena.ui.review_app import mount_review
     from arena.voting.admission import Admission
 
     settings = store.settings
@@ -176,6 +188,7 @@ def build_server_app(
     )
     app.add_middleware(RequestGuard, settings=settings)  # size cap, uploads, schema, logins
     mount_admin(app, store)  # before "/": Starlette tries mounts in order
+    mount_review(app, store, reviewers)
     mount_gradio_app(
         app,
         blocks,
@@ -240,7 +253,15 @@ class RunningServer:
 
 
 def launch_app(
-    store: Store, *, block: bool, host=None, port=None, auth=None, tabs=None, login_groups=None
+    store: Store,
+    *,
+    block: bool,
+    host=None,
+    port=None,
+    auth=None,
+    tabs=None,
+    login_groups=None,
+    reviewers=None,
 ):
     """Build the server app and run it (blocking, or in a thread with ``block=False``)."""
     import uvicorn
@@ -248,7 +269,13 @@ def launch_app(
     settings = store.settings
     host, port = listen_address(store, host, port)
     app, blocks = build_server_app(
-        store, host=host, port=port, auth=auth, tabs=tabs, login_groups=login_groups
+        store,
+        host=host,
+        port=port,
+        auth=auth,
+        tabs=tabs,
+        login_groups=login_groups,
+        reviewers=reviewers,
     )
     config = uvicorn.Config(
         app,

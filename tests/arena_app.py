@@ -16,7 +16,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(store, tabs=None, auth=None, login_groups=None):
+def running_app(store, tabs=None, auth=None, login_groups=None, reviewers=None):
     """Yield the base URL of the app, launched exactly as `arena serve` launches it.
 
     The app reads ``store.settings``; a test that needs other settings opens its store
@@ -33,6 +33,7 @@ def running_app(store, tabs=None, auth=None, login_groups=None):
         auth=auth,
         tabs=tabs,
         login_groups=login_groups,
+        reviewers=reviewers,
     )
     try:
         yield f"http://127.0.0.1:{port}/"

@@ -206,10 +206,11 @@ def _events(app: gr.Blocks) -> list:
 
 
 def _method_widgets(app: gr.Blocks) -> list:
+    """The rating-method row's widgets (the Review tab's failure-mode boxes are not)."""
     return [
         b
         for b in app.blocks.values()
-        if isinstance(b, gr.Radio | gr.CheckboxGroup)
+        if (isinstance(b, gr.Radio | gr.CheckboxGroup) and "Failure modes" not in str(b.label))
         or (isinstance(b, gr.Checkbox) and "Reweight" in str(b.label))
     ]
 

@@ -1,4 +1,5 @@
-"""`arena serve`: the web app on the workspace (raters at /, Admin at /admin)."""
+"""`arena serve`: the web app on the workspace (raters at /, Admin at /admin, Review at
+/review)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def register(sub) -> None:
         help="rater logins, one 'user:password' or 'user:password:group' per line; raters "
         "must log in, their login name becomes part of their rater identity and the group "
         "(e.g. expert, crowd) their rater group",
+    )
+    p.add_argument(
+        "--reviewer-file",
+        default=None,
+        help="reviewer logins, one 'user:password' per line: mounts the Review app (gallery, "
+        "blind review, failure flags) at /review behind them; verdicts carry the login name",
     )
     p.set_defaults(func=cmd_serve)
 
@@ -83,11 +90,45 @@ def read_auth_file(path: str) -> list[tuple[str, str]]:
     return read_logins(path).auth
 
 
+def read_reviewers(path: str) -> list[tuple[str, str]]:
+    """Parse ``--reviewer-file``: one ``user:password`` per line (blank lines and ``#``
+    comments skipped); the password is everything after the first colon."""
+    from arena.cli import CommandError
+    from arena.storage.errors import StoreError
+    from arena.storage.review_verbs import check_reviewer
+
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"--reviewer-file {path}: no such file; expected 'user:password' lines.")
+    logins: list[tuple[str, str]] = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        where = f"--reviewer-file {path}, line {number}"
+        if not sep or not user.strip() or not password:
+            raise CommandError(
+                f"{where}: expected 'user:password' (a non-empty name, a colon, a non-empty "
+                "password)."
+            )
+        try:
+            user = check_reviewer(user)
+        except StoreError as exc:
+            raise CommandError(f"{where}: {exc}") from None
+        if any(user == known for known, _ in logins):
+            raise CommandError(f"{where}: reviewer {user!r} is listed twice.")
+        logins.append((user, password))
+    if not logins:
+        raise CommandError(f"--reviewer-file {path}: no 'user:password' lines found.")
+    return logins
+
+
 def cmd_serve(args) -> int:
     from arena.commands.workspace import open_store
     from arena.serve import serve
 
     logins = read_logins(args.auth_file) if args.auth_file else None
+    reviewers = read_reviewers(args.reviewer_file) if args.reviewer_file else None
     store = open_store(args)
     serve(
         store,
@@ -96,5 +137,6 @@ def cmd_serve(args) -> int:
         build_demo_if_empty=args.demo_if_empty,
         auth=logins.auth if logins else None,
         login_groups=logins.groups if logins else None,
+        reviewers=reviewers,
     )
     return 0

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arena.reports import failures as fl
 from arena.reports.agreement import AgreementService
 from arena.reports.frames import Filters, ReportError, load_report_frames
 from arena.reports.leaderboard import LeaderboardResult, LeaderboardService
@@ -218,6 +219,7 @@ class ExportTables:
     report: AgreementReport
     summary: dict
     groups: GroupComparison | None = None
+    failures: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def compute_tables(store, rounds: int | None = None, seed: int | None = None):
@@ -271,6 +273,10 @@ def compute_export(
     else:
         raise ExportError("the data kept changing while the export read it; try again.")
     votes, prompts = frames.votes, frames.prompts
+    rates = fl.rates_for(store, frames)
+    failures = fl.export_tables(
+        rates, fl.correlation_with(rates, report.models, seed), store.image_flags_frame()
+    )
     tables = {
         "votes": votes_table(votes, prompts),
         "scores": scores_table(frames.scores, frames.images_all),
@@ -280,6 +286,7 @@ def compute_export(
         "model_metrics": model_metrics_table(frames.model_metrics),
         **report.tables(),
         **groups.tables(),
+        **failures,
     }
     summary = {
         "votes": len(votes),
@@ -290,6 +297,7 @@ def compute_export(
         "raters": int(votes["rater_id"].nunique()) if len(votes) else 0,
         "rater groups": ", ".join(groups.groups) or "none",
         "judges": int(report.judges.info.get("judges", 0)),
+        "reviewed images": int(failures["image_flags"]["image_id"].nunique()),
         "bootstrap rounds": rounds,
         "seed": seed,
         "ties": options.ties,
@@ -300,7 +308,7 @@ def compute_export(
     }
     if filters is not None and filters.key() != Filters().key():
         summary["votes counted"] = filters.describe()
-    return ExportTables(tables, board, report, summary, groups)
+    return ExportTables(tables, board, report, summary, groups, failures)
 
 
 def board_metadata(board: LeaderboardResult) -> dict:
@@ -374,6 +382,7 @@ def export_workspace(
                     tables["model_metrics"],
                     board,
                     computed.groups,
+                    computed.failures,
                 ),
                 encoding="utf-8",
             )

@@ -11,6 +11,7 @@ import html
 
 import pandas as pd
 
+from arena.reports import failures as fl
 from arena.reports import plots
 from arena.reports.leaderboard import LeaderboardResult, direction_note
 from arena.reports.stand_in import stand_in_label, stand_in_warning
@@ -55,12 +56,14 @@ def report_html(
     model_metrics: pd.DataFrame | None = None,
     board: LeaderboardResult | None = None,
     groups: GroupComparison | None = None,
+    failures: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """A self-contained HTML report: tables and base64 PNG figures, no scripts, no links out.
 
     ``board`` (the leaderboard's result) adds its method notes (the tie model's ν with
     Davidson ties), the style coefficients and the votes that hold each rank; ``groups``
-    the comparison of the rater groups."""
+    the comparison of the rater groups; ``failures`` (the export's ``failure_rates``,
+    ``failure_correlation`` and ``image_flags`` tables) the reviewers' failure rates."""
     acc = report.accuracy
     metrics = list(report.info.get("metrics", []))
     protocol_list = "".join(
@@ -149,8 +152,8 @@ def report_html(
         "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
         html_table(report.reliability, 3),
         *_groups_section(groups),
-        html_table(report.reliability, 3),
         *_judges_section(report),
+        *_failures_section(failures, report),
         f"<h2>Files</h2><ul>{file_list}</ul>",
         "<p class='note'>Column definitions: docs/exports.md.</p>",
         "</body></html>\n",
@@ -302,4 +305,31 @@ def _groups_section(groups: GroupComparison | None) -> list[str]:
         "are the same group, with the majority of the rest of that group on those pairs. "
         "One vote per rater and pair (the latest); intervals: bootstrap over prompts.</p>",
         html_table(groups.agreement, 3),
+    ]
+
+
+def _failures_section(failures: dict | None, report: AgreementReport) -> list[str]:
+    """Failure rates per model from reviewers' flags, both sources, and their correlation
+    with the human rating (:mod:`arena.reports.failures`)."""
+    if failures is None:
+        return []
+    rates, flags = failures["failure_rates"], failures["image_flags"]
+    head = [
+        "<h2>Failure flags</h2>",
+        f"<p class='note'>{html.escape(fl.RATES_NOTE.replace('**', ''))} Every cell: rate "
+        "[Wilson 95% interval] (flagged/reviewed images) (<code>failure_rates</code>).</p>",
+    ]
+    if flags.empty:
+        return [*head, "<p><em>No image reviewed yet (Admin app, tab Review).</em></p>"]
+    return [
+        *head,
+        html_table(fl.summary_display(rates)),
+        "<h3>By failure mode</h3>",
+        html_table(fl.modes_display(rates)),
+        "<h3>Failure rate vs human rating</h3>",
+        "<p class='note'>Spearman ρ and Kendall τ-b across the models between the failure "
+        "rate and the human Bradley-Terry rating (negative: the models raters prefer fail "
+        "less), with permutation p-values (<code>failure_correlation</code>).</p>",
+        html_table(fl.correlation_display(failures["failure_correlation"])),
+        _img(fl.rate_vs_rating_figure(rates, report.models), "failure rate vs human rating"),
     ]

@@ -75,6 +75,8 @@ class Image(Base):
             "model_id", "prompt_id", "seed", "settings_hash", name="uq_image_generation"
         ),
         Index("ix_images_model_prompt", "model_id", "prompt_id"),
+        # The gallery's prompt view: every model's images of one (prompt, seed).
+        Index("ix_images_prompt_seed", "prompt_id", "seed"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -124,6 +126,8 @@ class Battle(Base):
     __tablename__ = "battles"
     __table_args__ = (
         Index("ix_battles_rater_pair", "rater_id", "left_image_id", "right_image_id"),
+        # The gallery's vote counts: the battles of a few prompts.
+        Index("ix_battles_prompt", "prompt_id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
@@ -181,6 +185,30 @@ class Score(Base):
     # Metric-specific extras, e.g. per-tag hits for tag accuracy.
     details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ImageFlag(Base):
+    """A reviewer's verdict on an image: one row per failure mode flagged, or one row with
+    ``flag`` = ``"none"`` (``vocabulary.NO_FAILURE``) for "looked, no failure".
+
+    ``blind``: the verdict was given in the blind review (a random sample shown without
+    model names); a reviewer has at most one blind and one open verdict per image, and
+    saving again replaces it (``Store.save_review``). ``note`` is the verdict's note,
+    repeated on each of its rows.
+    """
+
+    __tablename__ = "image_flags"
+    __table_args__ = (
+        UniqueConstraint("image_id", "reviewer", "blind", "flag", name="uq_image_flag"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    flag: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text, default="")
+    blind: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Feature(Base):

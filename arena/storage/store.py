@@ -26,10 +26,12 @@ from sqlalchemy.orm import Session
 from arena.config import Settings, load_settings
 from arena.storage import columnar, db
 from arena.storage.errors import StoreError
+from arena.storage.gallery_verbs import GalleryVerbs
 from arena.storage.images import ImageStore, StoredImage
 from arena.storage.intake_verbs import IntakeVerbs
 from arena.storage.migrate import SchemaError, upgrade_to_head
 from arena.storage.rater_verbs import RaterVerbs
+from arena.storage.review_verbs import ReviewVerbs
 from arena.storage.score_verbs import ScoreVerbs
 from arena.storage.vocabulary import MODEL_KINDS
 from arena.storage.vote_counts import VoteCountVerbs, counted_votes
@@ -45,12 +47,13 @@ class PromptRow:
     category: str = ""
 
 
-class Store(IntakeVerbs, RaterVerbs, ScoreVerbs, VoteCountVerbs):
+class Store(GalleryVerbs, IntakeVerbs, RaterVerbs, ReviewVerbs, ScoreVerbs, VoteCountVerbs):
     """The workspace: its database and image files, spoken to through domain verbs.
 
     Verbs for importers live in ``intake_verbs``, for raters (ids, exclusions, bulk
     votes) in ``rater_verbs``, for scores and model-level metrics in ``score_verbs``,
-    for votes counted per model pair in ``vote_counts``; the rest are here.
+    for votes counted per model pair in ``vote_counts``, for reviewers' flags in
+    ``review_verbs`` and the gallery's reads in ``gallery_verbs``; the rest are here.
     """
 
     def __init__(self, settings: Settings | None = None, *, upgrade: bool = True):

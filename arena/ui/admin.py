@@ -1,5 +1,6 @@
-"""The Admin app: rater quality, exclusions and groups, models, prompt sets, exports, and the
-live Leaderboard (filters, Compare) and Agreement tabs.
+"""The Admin app: rater quality, exclusions and groups, models, prompt sets, the Review tab
+(gallery, blind review, failure flags), exports, and the live Leaderboard (filters, Compare)
+and Agreement tabs.
 
 It is a separate Gradio app mounted at ``/admin`` behind a login (user
 ``admin``, password the ``admin_secret`` setting), so nothing of it is in the
@@ -16,8 +17,9 @@ import pandas as pd
 
 from arena.config import Settings
 from arena.storage.store import Store, StoreError
-from arena.ui import agreement_tab, export_panel, leaderboard_tab
+from arena.ui import agreement_tab, export_panel, leaderboard_tab, review_tab
 from arena.ui.app import refresh_on_open
+from arena.ui.review_app import mount_behind_login
 from arena.voting.exclusion import quality_report, refresh_exclusions
 
 ADMIN_USER = "admin"
@@ -190,6 +192,9 @@ def build_admin_app(store: Store) -> gr.Blocks:
                 "Import prompts and images with `arena import-prompts` and "
                 "`arena import-images` (see docs/importing.md)."
             )
+        with gr.Tab(review_tab.TITLE) as tab:  # the gallery: images tied to their models
+            refresh = review_tab.render(store)
+        refresh_on_open(tab, refresh)
         with gr.Tab(export_panel.TITLE):
             export_panel.render(store)
         # The live, filtered views: raters get them only with the reveal on
@@ -198,20 +203,23 @@ def build_admin_app(store: Store) -> gr.Blocks:
             refresh = leaderboard_tab.render(store, full=True)
         refresh_on_open(tab, refresh)
         with gr.Tab(agreement_tab.TITLE) as tab:
-            refresh = agreement_tab.render(store, groups=True)
+            refresh = agreement_tab.render(store, groups=True, failures=True)
         refresh_on_open(tab, refresh)
     return app
 
 
 def mount_admin(fastapi_app, store: Store, path: str = "/admin"):
-    """Mount the Admin app on ``fastapi_app`` behind its login; no secret, no Admin app."""
+    """Mount the Admin app on ``fastapi_app`` behind its login; no secret, no Admin app.
+
+    The gallery's image route (:mod:`arena.ui.review_images`) goes in front of it, at
+    ``<path>/review-image/<handle>``, and answers only requests logged in to it."""
     if not store.settings.admin_secret:
         return fastapi_app
-    return gr.mount_gradio_app(
+    return mount_behind_login(
         fastapi_app,
+        store,
         build_admin_app(store),
-        path=path,
-        auth=admin_auth(store.settings),
-        auth_message="Arena admin: log in as 'admin' with the admin secret (ARENA_ADMIN_SECRET).",
-        footer_links=[],
+        path,
+        admin_auth(store.settings),
+        "Arena admin: log in as 'admin' with the admin secret (ARENA_ADMIN_SECRET).",
     )

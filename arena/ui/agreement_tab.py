@@ -232,9 +232,11 @@ def agreement_outputs(
 PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 
-def render(store, groups: bool = False):
+def render(store, groups: bool = False, failures: bool = False):
     """The tab; returns its refresh (fn, inputs, outputs) for when it is opened. ``groups``
-    (the Admin app) adds the rater-group comparison (:mod:`arena.ui.group_section`)."""
+    (the Admin app) adds the rater-group comparison (:mod:`arena.ui.group_section`),
+    ``failures`` (the Admin app) failure rates against the human rating
+    (:mod:`arena.ui.failure_section`)."""
     service = AgreementService.of(store)
     options = service.options()
     gr.Markdown(
@@ -278,11 +280,17 @@ def render(store, groups: bool = False):
     ]
     if groups:
         outputs += group_section.render()
+    if failures:
+        from arena.ui import failure_section
+
+        outputs += failure_section.agreement_components()
 
     def update(*values):
         shown = agreement_outputs(service, *values)
         if groups:  # the filter row's values (not the slice choices)
             shown = (*shown, *group_section.group_outputs(service, *values[:5]))
+        if failures:
+            shown = (*shown, *failure_section.agreement_outputs(store, service, *values[:6]))
         return shown
 
     # Computed when the tab is opened (the returned refresh, arena.ui.app.refresh_on_open),

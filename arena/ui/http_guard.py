@@ -1,4 +1,4 @@
-"""HTTP guards in front of the whole server (raters' app and Admin app).
+"""HTTP guards in front of the whole server (raters' app, Admin app, Review app).
 
 :class:`RequestGuard` is a pure ASGI middleware that, before any route runs:
 
@@ -12,12 +12,12 @@
   web (images are imported with the CLI), and Gradio's ``/gradio_api/upload``
   stores any file of any size, without a login on the raters' app;
 * hides the API schema routes (404): ``/openapi.json``, ``/docs``, ``/redoc``
-  and ``/gradio_api/openapi.json``, on ``/`` and on ``/admin``. Kept:
+  and ``/gradio_api/openapi.json``, on ``/``, ``/admin`` and ``/review``. Kept:
   ``/config`` and ``/gradio_api/info``, which the page and ``gradio_client``
   need (``/gradio_api/info`` lists only ``/battle`` and ``/vote``);
 * throttles logins (``POST /login`` of the raters' app with ``--auth-file``,
-  ``POST /admin/login``): after ``admin_login_attempts`` failed logins from one
-  address group (an IPv4 address, an IPv6 /64) within
+  ``POST /admin/login``, ``POST /review/login``): after ``admin_login_attempts``
+  failed logins from one address group (an IPv4 address, an IPv6 /64) within
   ``admin_lockout_seconds``, every login from it -- a correct one too -- is
   answered 429 until the oldest of those failures leaves the window. Attempts
   of one address run one at a time, so parallel guesses cannot overshoot the
@@ -44,11 +44,11 @@ from arena.voting.admission import address_group
 
 # Paths are matched after collapsing repeated slashes ("//openapi.json" is "/openapi.json").
 REFUSED = re.compile(
-    r"^(?:/admin)?(?:/gradio_api)?/(?:upload|upload_progress|process_recording|run-history)"
-    r"(?:/.*)?$"
+    r"^(?:/admin|/review)?(?:/gradio_api)?/"
+    r"(?:upload|upload_progress|process_recording|run-history)(?:/.*)?$"
 )
-HIDDEN = re.compile(r"^(?:/admin)?(?:/gradio_api)?/(?:openapi\.json|docs|redoc)(?:/.*)?$")
-LOGIN = re.compile(r"^(?P<app>/admin)?/login/?$")
+HIDDEN = re.compile(r"^(?:/admin|/review)?(?:/gradio_api)?/(?:openapi\.json|docs|redoc)(?:/.*)?$")
+LOGIN = re.compile(r"^(?P<app>/admin|/review)?/login/?$")
 LOGIN_FAILURES = frozenset({400, 401, 403, 422})  # Gradio: 400 "Incorrect credentials"
 
 

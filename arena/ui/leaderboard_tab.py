@@ -475,6 +475,10 @@ def render(store, full: bool | None = None):
     style_table, flips_table = methods.method_components(lambda k: initial(4 + k))
     inputs = [category, prompt_set, rater_kind, since, until, ties, ci, style, reweight]
     outputs = [summary, table, ratings_plot, heatmap, style_table, flips_table]
+    if full:  # the Admin app: reviewers' failure rates (never on the raters' app)
+        from arena.ui import failure_section
+
+        outputs += failure_section.leaderboard_components()
 
     with gr.Row():
         names = store.model_names()
@@ -490,7 +494,10 @@ def render(store, full: bool | None = None):
     )
 
     def update(*values):
-        return tab_outputs(service, *values, flips=bool(full))
+        shown = tab_outputs(service, *values, flips=bool(full))
+        if full:
+            shown = (*shown, *failure_section.leaderboard_outputs(store, *values[:2]))
+        return shown
 
     # Dates apply on Enter or when the box loses focus, not on every keystroke.
     gr.on(
