@@ -252,3 +252,40 @@ def test_head_to_head_counts_the_candidate_on_either_side():
     h = head_to_head(votes, "a", "b")
     assert (h["votes"], h["wins"], h["losses"], h["ties"]) == (4, 2, 1, 1)
     assert h["win_rate"] == pytest.approx(2.5 / 4)
+
+
+def test_the_failure_pillar_and_its_gate(bench, tmp_path):
+    """Blind verdicts: the candidate fails 4 of 10 reviewed images (hands), the baseline 1
+    of 10; the increase's interval is Newcombe's, built from the two Wilson intervals."""
+    images = bench.images_frame()
+    for name, failed in (("cand", 4), ("base", 1)):
+        ids = images[images["model"] == name]["image_id"].sort_values().tolist()[:10]
+        for k, image_id in enumerate(ids):
+            bench.save_review(image_id, "ada", ["hands"] if k < failed else [], blind=True)
+    report = candidate_report(bench, "cand", "base", rounds=50, seed=1)
+    rows = report.failures.set_index(["source", "flag"])
+    row = rows.loc[("blind sample", "any failure")]
+    assert (row["candidate"], row["baseline"]) == (pytest.approx(0.4), pytest.approx(0.1))
+    assert (row["candidate_reviewed"], row["baseline_reviewed"]) == (10, 10)
+
+    def wilson(x, n, z=1.959963984540054):
+        p = x / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return centre - half, centre + half
+
+    (l1, u1), (l2, u2) = wilson(4, 10), wilson(1, 10)
+    assert row["increase"] == pytest.approx(0.3)
+    assert row["increase_low"] == pytest.approx(0.3 - math.sqrt((0.4 - l1) ** 2 + (u2 - 0.1) ** 2))
+    assert row["increase_high"] == pytest.approx(0.3 + math.sqrt((u1 - 0.4) ** 2 + (0.1 - l2) ** 2))
+    gate = tmp_path / "gate.toml"
+    gate.write_text(
+        "[failures.any]\nmax_increase = 0.2\n[failures.hands]\nmax_increase = 0.5\n", "utf-8"
+    )
+    verdicts = evaluate(report, read_thresholds(gate)).set_index("check")["verdict"]
+    assert verdicts.to_dict() == {
+        "failures.any: max_increase 0.2": "fail",
+        "failures.hands: max_increase 0.5": "pass",
+    }
+    assert "Failure analysis" in candidate_markdown(report)
+    assert "| blind sample | any failure | 0.4 |" in candidate_markdown(report)

@@ -21,6 +21,7 @@ which way is a regression.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -212,6 +213,44 @@ def head_to_head(votes: pd.DataFrame, candidate: str, baseline: str, level: floa
     return result
 
 
+FAILURE_COLUMNS = [
+    "source", "flag", "candidate", "candidate_low", "candidate_high", "candidate_reviewed",
+    "baseline", "baseline_low", "baseline_high", "baseline_reviewed",
+    "increase", "increase_low", "increase_high",
+]  # fmt: skip
+
+
+def failure_comparison(rates: pd.DataFrame, candidate: str, baseline: str) -> pd.DataFrame:
+    """Per source (blind sample, all reviews) and failure mode both models were reviewed
+    for: each model's rate with its Wilson interval, and the increase candidate - baseline
+    with Newcombe's hybrid score interval for a difference of independent proportions
+    (method 10 of Newcombe 1998, built from the two Wilson intervals)."""
+    rows = []
+    both = rates[rates["model"].isin([candidate, baseline]) & (rates["reviewed"] > 0)]
+    for (source, mode), group in both.groupby(["source", "mode"], sort=False):
+        by_model = group.set_index("model")
+        if candidate not in by_model.index or baseline not in by_model.index:
+            continue
+        c, b = by_model.loc[candidate], by_model.loc[baseline]
+        d = float(c["rate"] - b["rate"])
+        low = d - math.sqrt((c["rate"] - c["ci_low"]) ** 2 + (b["ci_high"] - b["rate"]) ** 2)
+        high = d + math.sqrt((c["ci_high"] - c["rate"]) ** 2 + (b["rate"] - b["ci_low"]) ** 2)
+        rows.append(
+            [source, mode, c["rate"], c["ci_low"], c["ci_high"], int(c["reviewed"]),
+             b["rate"], b["ci_low"], b["ci_high"], int(b["reviewed"]), d, low, high]
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
+
+
+def review_failures(store, frames: ReportFrames, candidate: str, baseline: str):
+    """The failure pillar from the workspace's review flags (None without any)."""
+    from arena.reports.failures import rates_for
+
+    if store.image_flags_frame().empty:
+        return None
+    return failure_comparison(rates_for(store, frames), candidate, baseline)
+
+
 def candidate_report(
     store,
     candidate: str,
@@ -219,12 +258,12 @@ def candidate_report(
     filters: Filters | None = None,
     rounds: int | None = None,
     seed: int | None = None,
-    failures=None,
+    failures=review_failures,
 ) -> CandidateReport:
     """Every pillar for ``candidate`` against ``baseline`` under ``filters``.
 
-    ``failures``: a function ``(store, frames, models) -> DataFrame | None`` giving the
-    failure-flag rates, or None where the workspace has no review flags.
+    ``failures``: ``(store, frames, candidate, baseline) -> DataFrame | None``, the
+    failure pillar (default: from the review flags; None where there are none).
     """
     settings = store.settings
     rounds = settings.bootstrap_rounds if rounds is None else int(rounds)
@@ -256,7 +295,7 @@ def candidate_report(
             f"human preference: {preference['votes']} direct votes between the two "
             f"(< {MIN_HEAD_TO_HEAD}); the win rate's interval is wide."
         )
-    table = failures(store, frames, [candidate, baseline]) if failures is not None else None
+    table = failures(store, frames, candidate, baseline) if failures is not None else None
     return CandidateReport(
         candidate, baseline, frames.filters, quality, adherence, preference, table, notes
     )

@@ -12,8 +12,8 @@ A check names a quantity and a bound::
     max_regression = 0.005     # than the baseline the candidate may be, in its own units
     [model_metrics.fid]        # a model-level number (optionally `reference = "coco"`)
     max_regression = 1.0
-    [failures.any]             # a failure-flag rate (any flag, or one mode by name)
-    max_increase = 0.02
+    [failures.any]             # the blind-sample failure rate (any failure, or one mode by
+    max_increase = 0.02        # name): how much higher the candidate's may be
 
 "Worse" follows the direction stored with the numbers (``higher_is_better``). A check
 whose number is missing (no votes, no score, no flags) gets the verdict ``no data`` and
@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from arena.reports.frames import ReportError
+from arena.stats.failures import ANY_FAILURE, BLIND
 
 KINDS = ("win_rate", "rating", "metrics", "model_metrics", "failures")
 _BOUNDS = {
@@ -171,10 +172,12 @@ def _evaluate_one(report, t: Threshold) -> dict:
         return _verdict(t, value, value <= t.bound, f"regression, reference {r['reference']!r}")
     failures = report.failures
     if failures is None or failures.empty:
-        return _verdict(t, math.nan, None, "no failure flags in this workspace")
-    rows = failures[failures["flag"] == t.name]
+        return _verdict(t, math.nan, None, "no reviewed images of both models")
+    mode = ANY_FAILURE if t.name == "any" else t.name
+    rows = failures[(failures["flag"] == mode) & (failures["source"] == BLIND)]
     if rows.empty:
-        return _verdict(t, math.nan, None, f"no failure rate for {t.name!r}")
+        return _verdict(t, math.nan, None, f"no blind-sample rate of {mode!r} for both models")
     r = rows.iloc[0]
-    value = r["increase"] if t.on == "estimate" else r["increase_upper"]
-    return _verdict(t, value, value <= t.bound, "increase of the flag rate")
+    value = r["increase"] if t.on == "estimate" else r["increase_high"]
+    reviewed = f"{r['candidate_reviewed']} and {r['baseline_reviewed']} images reviewed blind"
+    return _verdict(t, value, value <= t.bound, f"increase of the rate; {reviewed}")
