@@ -91,7 +91,9 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> list[PromptRecord]
         raise IngestError(
             f"{path}, line 1: no 'text' column (found {', '.join(map(repr, header)) or 'none'}); "
             "expected a header row with a 'text' (or 'prompt') column and optionally 'id', "
-            "'tags' and 'category'. Add the header row or rename the column."
+            "'tags' and 'category'. Add the header row or rename the column (a benchmark "
+            "file is recognised by its published header -- PartiPrompts: Prompt, Category, "
+            "Challenge; DrawBench: Prompts, Category -- or named with --format)."
         )
     id_key = first_key(header, ID_KEYS)
     tags_key = first_key(header, ("tags",))
