@@ -58,7 +58,7 @@ def test_0006_adds_the_flags_table_and_indexes_and_downgrades(db_url, tmp_path):
                 "NULL, 3, 8, 8, '', '{}', NULL, '', '2026-01-01')"
             )
         )
-    upgrade_to_head(engine)
+    _migrate(engine, "0006")
     assert current_revision(engine) == "0006"
     assert "image_flags" in inspect(engine).get_table_names()
     assert "ix_images_prompt_seed" in _indexes(engine, "images")

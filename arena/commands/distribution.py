@@ -47,6 +47,14 @@ def register(sub) -> None:
         "fd-dino=FOLDER (DINOv2), anomaly=FOLDER, alexnet=FILE and lpips=FILE (div-lpips: "
         "torchvision's AlexNet, lpips' alex.pth) or div-lpips=FOLDER holding both (repeatable)",
     )
+    p.add_argument(
+        "--by",
+        choices=("category", "prompt-set"),
+        default=None,
+        help="compute each number per prompt category (or prompt set) of each model's images, "
+        "against the whole reference set; stored beside the whole-model numbers, shown by the "
+        "leaderboard and agreement pages under that filter (default: all a model's images)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_distribution)
 
@@ -88,6 +96,7 @@ def cmd_distribution(args) -> int:
             kid_subset_size=args.kid_subset_size,
             progress=not args.no_progress,
             ranks=ranks,
+            by=args.by,
         )
     except (DistributionError, MissingWeightsError) as exc:
         raise CommandError(str(exc)) from None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 
-from arena.commands.leaderboard import add_board_options, add_rater_filters, board_options_of
+from arena.commands.leaderboard import (
+    add_board_options,
+    add_held_out_filter,
+    add_rater_filters,
+    board_options_of,
+)
 from arena.commands.workspace import open_store
 
 
@@ -34,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     add_board_options(p)
     add_rater_filters(p)
+    add_held_out_filter(p)
     p.set_defaults(func=cmd_export)
 
 
@@ -44,7 +50,9 @@ def cmd_export(args) -> int:
 
     try:
         options = board_options_of(args)
-        filters = Filters(rater_kind=args.rater_kind, rater_group=args.rater_group)
+        filters = Filters(
+            rater_kind=args.rater_kind, rater_group=args.rater_group, held_out=args.held_out
+        )
     except ReportError as exc:  # a combination the leaderboard refuses (LeaderboardError)
         raise CommandError(str(exc)) from None
     store = open_store(args)

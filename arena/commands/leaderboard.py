@@ -37,6 +37,7 @@ def register(sub) -> None:
     add_board_options(p)
     p.add_argument("--category", default=None, help="only prompts of this category")
     p.add_argument("--prompt-set", default=None, help="only prompts of this prompt set")
+    add_held_out_filter(p)
     add_rater_filters(p)
     p.add_argument("--since", default=None, metavar="DATE", help="votes from this UTC date/time")
     p.add_argument(
@@ -60,6 +61,17 @@ def add_rater_filters(parser) -> None:
         default=None,
         metavar="GROUP",
         help="only raters of this group (set by the login file, the Admin app or a judge)",
+    )
+
+
+def add_held_out_filter(parser) -> None:
+    """``--held-out only|exclude``: the prompts of held-out sets alone, or all but them
+    (`arena prompt-sets --held-out SET`); ``arena leaderboard`` and ``arena export``."""
+    parser.add_argument(
+        "--held-out",
+        choices=("only", "exclude"),
+        default=None,
+        help="only the prompts of held-out prompt sets, or exclude them (default: both)",
     )
 
 
@@ -165,6 +177,7 @@ def cmd_leaderboard(args) -> int:
             since=args.since,
             until=args.until,
             rater_group=args.rater_group,
+            held_out=args.held_out,
         )
         filters.key()
         anchor = parse_anchor(args.anchor)

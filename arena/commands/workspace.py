@@ -52,6 +52,8 @@ def format_status(status: dict) -> str:
         f"raters {status['raters']}  battles {status['battles']}  votes {status['votes']}  "
         f"scores {status['scores']}",
     ]
+    if status.get("held_out_sets"):
+        lines.append(f"held-out prompt sets: {', '.join(status['held_out_sets'])}")
     if status["per_model"]:
         lines += ["", f"{'model':<32} {'kind':<10} {'images':>8}"]
         lines += [f"{m['model']:<32} {m['kind']:<10} {m['images']:>8}" for m in status["per_model"]]

@@ -1,11 +1,13 @@
 """Prompt files into a prompt set.
 
 Prompts come from CSV, TSV, JSONL or TXT files (one prompt per row; optional id,
-tags and category). A prompt file is read and checked completely before
-anything is written: a missing column, a bad line or bad encoding refuses the
-whole file with an error naming the file and the line. Re-running an import adds
-only what is new; an id already in the set with another text is skipped and
-reported (ids never change meaning).
+tags and category), or from a published benchmark file as it is published
+(PartiPrompts, DrawBench, GenAI-Bench: :mod:`arena.intake.benchmarks`). A prompt file
+is read and checked completely before anything is written: a missing column, a bad
+line or bad encoding refuses the whole file with an error naming the file and the
+line. Re-running an import adds only what is new; an id already in the set with
+another text is skipped and reported (ids never change meaning). A set can be marked
+held out in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from arena.intake.benchmarks import BENCHMARK_FORMATS, DESCRIPTIONS, detect, read_benchmark
 from arena.intake.reading import (
     ID_KEYS,
     TEXT_KEYS,
@@ -39,7 +42,10 @@ PROMPT_SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".txt": "txt",
+    ".json": "json",  # GenAI-Bench's genai_image.json
 }
+#: --format: "auto" recognises a benchmark file by its header or structure.
+FORMATS = ("auto", *BENCHMARK_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,18 @@ class PromptReport:
     added: int = 0
     present: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    format: str = ""  # the benchmark format read ("" for a plain prompt file)
+    held_out: bool | None = None  # what the import set the set's flag to (None: untouched)
 
     def summary(self, limit: int = 20) -> str:
         head = (
             f"{self.file} -> prompt set {self.prompt_set!r}: added {self.added}, "
             f"already present {self.present}, skipped {len(self.skipped)}"
         )
+        if self.format:
+            head = f"{head} [read as {DESCRIPTIONS[self.format]}]"
+        if self.held_out is not None:
+            head += f"; the set is {'held out' if self.held_out else 'not held out'}"
         return with_skips(head, self.skipped, limit)
 
 
@@ -79,7 +91,9 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> list[PromptRecord]
         raise IngestError(
             f"{path}, line 1: no 'text' column (found {', '.join(map(repr, header)) or 'none'}); "
             "expected a header row with a 'text' (or 'prompt') column and optionally 'id', "
-            "'tags' and 'category'. Add the header row or rename the column."
+            "'tags' and 'category'. Add the header row or rename the column (a benchmark "
+            "file is recognised by its published header -- PartiPrompts: Prompt, Category, "
+            "Challenge; DrawBench: Prompts, Category -- or named with --format)."
         )
     id_key = first_key(header, ID_KEYS)
     tags_key = first_key(header, ("tags",))
@@ -142,23 +156,49 @@ def _read_txt(text: str) -> list[PromptRecord]:
     ]
 
 
-def read_prompt_file(path: str | Path, max_chars: int = 2000) -> list[PromptRecord]:
+def prompt_file_format(path: str | Path, fmt: str = "auto") -> str:
+    """The benchmark format ``path`` is read as ("" for a plain prompt file): ``fmt``
+    when it names one, else what its header or structure says."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise IngestError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
+    if fmt != "auto":
+        return fmt
+    return detect(path, decode_text(path)) or ""
+
+
+def read_prompt_file(
+    path: str | Path, max_chars: int = 2000, fmt: str = "auto", skills: str | Path | None = None
+) -> list[PromptRecord]:
     """Read and check every prompt of ``path``; raise IngestError naming the line if any is bad.
 
     A prompt without an id gets its 1-based position among the file's prompts,
-    so re-importing the same file finds the same ids.
+    so re-importing the same file finds the same ids. ``fmt`` ("auto", or a benchmark
+    of :data:`arena.intake.benchmarks.BENCHMARK_FORMATS`) says how to read it;
+    ``skills`` is GenAI-Bench's genai_skills.json for a GenAI-Bench file.
     """
     path = Path(path)
     kind = PROMPT_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
+    if fmt not in FORMATS:
+        raise IngestError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
+    if kind is None and fmt == "auto":
         raise IngestError(
-            f"{path}: unknown prompt file type {path.suffix!r}; expected .csv, .tsv, .jsonl or "
-            ".txt (one prompt per line)."
+            f"{path}: unknown prompt file type {path.suffix!r}; expected .csv, .tsv, .jsonl, "
+            ".txt (one prompt per line) or a benchmark's .json, or name the benchmark with "
+            "--format."
         )
     if not path.is_file():
         raise IngestError(f"{path}: no such file.")
     text = decode_text(path)
-    if kind in ("csv", "tsv"):
+    benchmark = fmt if fmt != "auto" else detect(path, text)
+    if benchmark:
+        records = read_benchmark(path, text, benchmark, Path(skills) if skills else None)
+    elif skills is not None:
+        raise IngestError(
+            f"{skills}: a skills file goes with a GenAI-Bench JSON file; {path} is a plain "
+            "prompt file. Leave out --skills or add --format genai-bench."
+        )
+    elif kind in ("csv", "tsv"):
         records = _read_delimited(path, text, "," if kind == "csv" else "\t")
     elif kind == "jsonl":
         records = _read_jsonl(path, text)
@@ -191,23 +231,32 @@ def read_prompt_file(path: str | Path, max_chars: int = 2000) -> list[PromptReco
 
 
 def import_prompts(
-    store: Store, path: str | Path, prompt_set: str, category: str | None = None
+    store: Store,
+    path: str | Path,
+    prompt_set: str,
+    category: str | None = None,
+    fmt: str = "auto",
+    skills: str | Path | None = None,
+    held_out: bool | None = None,
 ) -> PromptReport:
     """Add the prompts of ``path`` to ``prompt_set``; prompts already there are left alone.
 
     ``category`` is used for rows that have none. A prompt id already in the set
     with a different text is skipped and reported (ids never change meaning).
+    ``fmt`` and ``skills`` are :func:`read_prompt_file`'s; ``held_out`` True/False marks
+    or unmarks the set held out in the same transaction as the prompts (None: as it is).
     """
     prompt_set = prompt_set.strip()
     if not prompt_set:
         raise IngestError("the prompt set name is empty; give one with --set NAME.")
-    records = read_prompt_file(path, store.settings.max_prompt_chars)
-    report = PromptReport(str(path), prompt_set)
+    records = read_prompt_file(path, store.settings.max_prompt_chars, fmt, skills)
+    report = PromptReport(str(path), prompt_set, format=prompt_file_format(path, fmt))
+    report.held_out = held_out
     rows = [
         PromptRow(rec.text, rec.external_id, rec.tags, rec.category or (category or ""))
         for rec in records
     ]
-    existing = store.merge_prompts(prompt_set, rows)
+    existing = store.merge_prompts(prompt_set, rows, held_out=held_out)
     for rec in records:
         old = existing.get(rec.external_id)
         if old is None:

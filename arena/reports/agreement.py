@@ -75,6 +75,7 @@ class AgreementService(CachedReports):
 
     def __init__(self, store, max_entries: int = 16):
         super().__init__(store, max_entries)
+        self.group_computations = 0  # group comparisons computed (``computations``: reports)
 
     def get(
         self,
@@ -130,7 +131,7 @@ class AgreementService(CachedReports):
             start = time.perf_counter()
             loaded = frames if frames is not None else load_report_frames(self.store, filters)
             comparison = group_comparison(loaded.votes, np.random.default_rng(seed), rounds)
-            self.computations += 1
+            self.group_computations += 1
             return GroupResult(comparison, filters, len(loaded.votes), time.perf_counter() - start)
 
         return self.cached(

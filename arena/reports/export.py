@@ -88,10 +88,20 @@ SCORE_COLUMNS = [
 ]
 
 
+PROMPT_TABLE_COLUMNS = [
+    "prompt_id",
+    "prompt_set",
+    "external_id",
+    "text",
+    "tags",
+    "category",
+    "held_out",
+]
 MODEL_METRIC_COLUMNS = [
     "model",
     "metric",
     "reference",
+    "slice",
     "value",
     "higher_is_better",
     "std",
@@ -149,19 +159,31 @@ def scores_table(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     return out[SCORE_COLUMNS].reset_index(drop=True)
 
 
+def prompts_table(prompts: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt (``Store.prompts_frame()``): its set, id, text, tags, category
+    and whether its set is held out (``arena prompt-sets``)."""
+    return prompts[PROMPT_TABLE_COLUMNS].reset_index(drop=True)
+
+
 def model_metrics_table(model_metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per model × model-level metric × reference set (``Store.model_metrics_frame()``).
+    """One row per model × model-level metric × reference set × slice
+    (``Store.model_metrics_frame()``).
 
     ``extractor`` is the feature key the number was computed from
     (``name@version#fingerprint``, with ``+demo-random`` for the demo's random-weight
-    stand-ins); ``reference`` is "" for reference-free numbers (diversity).
+    stand-ins); ``reference`` is "" for reference-free numbers (diversity); ``slice``
+    is "" for all the model's images, else the prompt category or set it is over
+    (``category=<name>``, ``prompt_set=<name>``: ``arena distribution --by``);
+    ``warning`` holds the sample-size, slice and image-size warnings.
     """
     if model_metrics is None or model_metrics.empty:
         return pd.DataFrame(columns=MODEL_METRIC_COLUMNS)
     out = model_metrics[model_metrics["model_kind"] != "reference"].copy()
     out["extractor"] = [str(d.get("features", "")) for d in out["details"]]
     out["n"] = out["n"].astype("Int64")
-    out = out.sort_values(["model", "metric", "reference"], kind="stable")
+    if "slice" not in out.columns:
+        out["slice"] = ""
+    out = out.sort_values(["model", "metric", "reference", "slice"], kind="stable")
     return out[MODEL_METRIC_COLUMNS].reset_index(drop=True)
 
 
@@ -283,7 +305,10 @@ def compute_export(
         "leaderboard": leaderboard_table(board.frame),
         **({"leaderboard_style": board.style} if options.style else {}),
         **({"leaderboard_flips": board.flips} if options.flips else {}),
-        "model_metrics": model_metrics_table(frames.model_metrics),
+        "prompts": prompts_table(prompts),
+        "model_metrics": model_metrics_table(
+            frames.model_metrics if frames.model_metrics_all is None else frames.model_metrics_all
+        ),
         **report.tables(),
         **groups.tables(),
         **failures,

@@ -68,12 +68,18 @@ class FailureService(CachedReports):
     """Failure rates per filter, cached on the flags and the images (not the votes)."""
 
     def signature(self) -> tuple:
-        return (self.store.flags_signature(), self.store.images_signature())
+        # held-out sets: a set marked or unmarked changes what the held-out filter keeps
+        return (
+            self.store.flags_signature(),
+            self.store.images_signature(),
+            tuple(self.store.held_out_sets()),
+        )
 
     def get(self, filters: Filters | None = None) -> FailureResult:
         filters = filters or Filters()
-        category, prompt_set = filters.key()[:2]
-        return self.cached(("rates", category, prompt_set), lambda _sig: self._compute(filters))
+        key = filters.key()  # the prompt filters only: rates are over images, not votes
+        prompts = (key[0], key[1], filters.held_out or None)
+        return self.cached(("rates", *prompts), lambda _sig: self._compute(filters))
 
     def _compute(self, filters: Filters) -> FailureResult:
         images = self.store.review_pool()  # not broken, no reference sets

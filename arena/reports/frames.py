@@ -2,14 +2,16 @@
 
 The leaderboard, the agreement page and the exports all read the same things
 (counted votes, prompts, images, scores, model-level metrics) and apply the same
-filters (:class:`Filters`: category and prompt set restrict prompts, rater kind, rater
-group and dates restrict votes; with no kind asked for, judges' votes are left out).
+filters (:class:`Filters`: category, prompt set and held-out sets restrict prompts,
+rater kind, rater group and dates restrict votes; with no kind asked for, judges'
+votes are left out).
 :func:`load_report_frames` does it once, through the store's verbs, so every report
 counts the same votes and averages over the same images.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -17,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 from arena.storage.vocabulary import DEFAULT_RATER_KINDS, RATER_KINDS
+
+#: What the held-out filter can keep: only the held-out sets' prompts, or all but them.
+HELD_OUT_CHOICES = ("only", "exclude")
 
 
 class ReportError(ValueError):
@@ -49,6 +54,8 @@ class Filters:
     ``rater_kind`` None counts the kinds of ``DEFAULT_RATER_KINDS`` (humans and
     simulated raters): a judge's votes count only where ``rater_kind="judge"`` asks for
     them. ``rater_group`` keeps the raters of that group (``expert``, ``crowd``, ...).
+    ``held_out`` "only" keeps the prompts of held-out prompt sets, "exclude" the others
+    (``arena prompt-sets --held-out SET``); None both.
     """
 
     category: str | None = None
@@ -57,11 +64,17 @@ class Filters:
     since: datetime | date | str | None = None
     until: datetime | date | str | None = None
     rater_group: str | None = None
+    held_out: str | None = None
 
     def __post_init__(self):
         if self.rater_kind not in (None, "", *RATER_KINDS):
             raise ReportError(
                 f"rater kind {self.rater_kind!r}: expected one of {', '.join(RATER_KINDS)}."
+            )
+        if self.held_out not in (None, "", *HELD_OUT_CHOICES):
+            raise ReportError(
+                f"held-out filter {self.held_out!r}: expected one of "
+                f"{', '.join(HELD_OUT_CHOICES)} (or none)."
             )
         start, stop = _as_datetime(self.since, False), _as_datetime(self.until, True)
         if start and stop and start > stop:
@@ -75,16 +88,24 @@ class Filters:
             _as_datetime(self.since, False),
             _as_datetime(self.until, True),
             self.rater_group or None,
+            self.held_out or None,
         )
 
-    def apply(self, votes: pd.DataFrame) -> pd.DataFrame:
-        """The votes that pass every filter (a view of ``votes``' rows, order kept)."""
-        category, prompt_set, rater_kind, start, stop, rater_group = self.key()
+    def apply(self, votes: pd.DataFrame, held_out_sets: Collection[str] = ()) -> pd.DataFrame:
+        """The votes that pass every filter (a view of ``votes``' rows, order kept).
+
+        ``held_out_sets`` names the held-out prompt sets (``Store.held_out_sets()``),
+        which the held-out filter reads.
+        """
+        category, prompt_set, rater_kind, start, stop, rater_group, held_out = self.key()
         keep = np.ones(len(votes), dtype=bool)
         if category is not None:
             keep &= (votes["category"] == category).to_numpy()
         if prompt_set is not None:
             keep &= (votes["prompt_set"] == prompt_set).to_numpy()
+        if held_out is not None:
+            in_held = votes["prompt_set"].isin(list(held_out_sets)).to_numpy()
+            keep &= in_held if held_out == "only" else ~in_held
         if rater_kind is not None:
             keep &= (votes["rater_kind"] == rater_kind).to_numpy()
         elif "rater_kind" in votes:  # no kind asked for: no judges
@@ -115,22 +136,41 @@ class Filters:
         return self, replace(self, rater_kind="judge", rater_group=None)
 
     def prompt_ids(self, prompts: pd.DataFrame) -> set[int] | None:
-        """The prompts (of ``Store.prompts_frame()``) in the category and prompt set;
-        None when neither is set (every prompt)."""
-        if not (self.category or self.prompt_set):
+        """The prompts (of ``Store.prompts_frame()``, whose ``held_out`` column the
+        held-out filter reads) in the category, prompt set and held-out choice; None
+        when none is set (every prompt)."""
+        if not (self.category or self.prompt_set or self.held_out):
             return None
         keep = np.ones(len(prompts), dtype=bool)
         if self.category:
             keep &= (prompts["category"] == self.category).to_numpy()
         if self.prompt_set:
             keep &= (prompts["prompt_set"] == self.prompt_set).to_numpy()
+        if self.held_out:
+            held = prompts["held_out"].astype(bool).to_numpy()
+            keep &= held if self.held_out == "only" else ~held
         return set(prompts.loc[keep, "prompt_id"].tolist())
 
+    def model_level_slice(self) -> str:
+        """The ``model_metrics`` slice the filter's prompts are (``category=<name>`` or
+        ``prompt_set=<name>``, as ``arena distribution --by`` stores them); "" when the
+        filter restricts no prompts or no single slice matches it (held-out, or both)."""
+        if self.held_out or (self.category and self.prompt_set):
+            return ""
+        if self.category:
+            return f"category={self.category}"
+        if self.prompt_set:
+            return f"prompt_set={self.prompt_set}"
+        return ""
+
     def describe(self) -> str:
-        category, prompt_set, rater_kind, start, stop, rater_group = self.key()
+        category, prompt_set, rater_kind, start, stop, rater_group, held_out = self.key()
         parts = [
             f"category {category}" if category else "",
             f"prompt set {prompt_set}" if prompt_set else "",
+            {"only": "held-out prompt sets only", "exclude": "held-out prompt sets left out"}.get(
+                held_out or "", ""
+            ),
             f"{rater_kind} raters" if rater_kind else "",
             f"rater group {rater_group}" if rater_group else "",
             f"since {start:%Y-%m-%d %H:%M}" if start else "",
@@ -161,11 +201,17 @@ class ReportFrames:
     filter's prompts. ``scores``: every score as stored (a metric's version is chosen
     over all its scores); :attr:`image_scores` keeps those of ``images``.
     ``images_all``: every image, broken ones included (the exported scores table).
-    ``model_metrics``: the model-level numbers (not filtered: one per model).
-    ``references``: names of the reference image sets. ``signature``: the store's data
-    signature read just before loading (what a cached report of these frames is keyed on).
+    ``model_metrics``: the model-level numbers that go with the filter, one per model,
+    metric and reference set: those over the filter's category or prompt set where
+    ``arena distribution --by`` computed them (:meth:`Filters.model_level_slice`), else
+    those over all each model's images (their ``slice`` column says which).
+    ``model_metrics_all``: every stored model-level row, per-slice ones included (the
+    export's table). ``references``: names of the reference image sets. ``signature``:
+    the store's data signature read just before loading (what a cached report of these
+    frames is keyed on).
     ``every_vote``: the counted votes before the filters (None: ``votes`` is all there
-    is); :attr:`reference_votes` and :attr:`judge_votes` are read from it.
+    is); :attr:`reference_votes` and :attr:`judge_votes` are read from it, with
+    ``held_out_sets`` (the held-out prompt sets the held-out filter reads).
     """
 
     filters: Filters
@@ -177,7 +223,9 @@ class ReportFrames:
     model_metrics: pd.DataFrame
     references: list[str]
     signature: tuple = ()
+    model_metrics_all: pd.DataFrame | None = None
     every_vote: pd.DataFrame | None = None
+    held_out_sets: frozenset = frozenset()
 
     @property
     def image_scores(self) -> pd.DataFrame:
@@ -189,14 +237,14 @@ class ReportFrames:
         filter's own votes unless it asks for the judges."""
         if self.filters.rater_kind != "judge" or self.every_vote is None:
             return self.votes
-        return self.filters.for_judges()[0].apply(self.every_vote)
+        return self.filters.for_judges()[0].apply(self.every_vote, self.held_out_sets)
 
     @property
     def judge_votes(self) -> pd.DataFrame:
         """The judges' votes under the filter's prompts and dates (:meth:`Filters.for_judges`)."""
         if self.filters.rater_kind == "judge" or self.every_vote is None:
             return self.votes if self.filters.rater_kind == "judge" else self.votes.iloc[:0]
-        return self.filters.for_judges()[1].apply(self.every_vote)
+        return self.filters.for_judges()[1].apply(self.every_vote, self.held_out_sets)
 
 
 def load_report_frames(
@@ -209,15 +257,17 @@ def load_report_frames(
     """
     filters = filters or Filters()
     signature = store.data_signature()
-    every_vote = store.votes_frame() if votes is None else votes
-    counted = filters.apply(every_vote)
     prompts = store.prompts_frame()
+    held_out_sets = set(prompts.loc[prompts["held_out"], "prompt_set"])
+    every_vote = store.votes_frame() if votes is None else votes
+    counted = filters.apply(every_vote, held_out_sets)
     images_all = store.images_frame(include_broken=True)
     images = images_all[images_all["broken"].isna()]
     prompt_ids = filters.prompt_ids(prompts)
     if prompt_ids is not None:
         images = images[images["prompt_id"].isin(prompt_ids)]
     references = sorted(set(store.model_names(include_reference=True)) - set(store.model_names()))
+    model_metrics = store.model_metrics_frame()
     return ReportFrames(
         filters=filters,
         votes=counted,
@@ -225,8 +275,21 @@ def load_report_frames(
         images=images.reset_index(drop=True),
         images_all=images_all,
         scores=store.scores_frame(),
-        model_metrics=store.model_metrics_frame(),
+        model_metrics=model_level_rows(model_metrics, filters.model_level_slice()),
         references=references,
         signature=signature,
+        model_metrics_all=model_metrics,
         every_vote=every_vote,
+        held_out_sets=frozenset(held_out_sets),
     )
+
+
+def model_level_rows(model_metrics: pd.DataFrame, slice_name: str = "") -> pd.DataFrame:
+    """The rows of ``Store.model_metrics_frame()`` over ``slice_name`` when any was
+    computed (``arena distribution --by``), else the whole-model rows ("" slice)."""
+    if "slice" not in model_metrics.columns:
+        return model_metrics
+    sliced = model_metrics[model_metrics["slice"] == slice_name] if slice_name else None
+    if sliced is not None and len(sliced):
+        return sliced.reset_index(drop=True)
+    return model_metrics[model_metrics["slice"] == ""].reset_index(drop=True)

@@ -121,6 +121,11 @@ def model_level_columns(model_metrics: pd.DataFrame) -> pd.DataFrame | None:
     frame = model_metrics[model_metrics["model_kind"] != "reference"]
     if frame.empty:
         return None
+    if "slice" in frame.columns and frame["slice"].nunique() > 1:
+        raise ValueError(
+            "model-level rows of several slices; pick one with "
+            "arena.reports.frames.model_level_rows."
+        )
     several = frame.loc[frame["reference"] != "", "reference"].nunique() > 1
     names = [
         f"{metric}@{ref}" if several and ref else metric
@@ -154,13 +159,18 @@ def direction_note(frame: pd.DataFrame) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] = ()) -> str:
+def model_level_note(
+    model_metrics: pd.DataFrame | None, references: list[str] = (), filters=None
+) -> str:
     """One Markdown paragraph on where the model-level numbers come from.
 
     Names the reference set(s) and the feature extractors (from each row's
     ``details["features"]``), and says plainly when any number was computed with
     stand-in extractors (:func:`arena.reports.stand_in.stand_in_warning`). With no
-    numbers and a reference set present, says how to compute them.
+    numbers and a reference set present, says how to compute them. Numbers over one
+    prompt slice (``arena distribution --by``, picked by ``filters``) are named as such
+    with each model's image count and their warnings (small slices, image sizes that
+    differ from the reference set's).
     """
     frame = None
     if model_metrics is not None and not model_metrics.empty:
@@ -177,18 +187,66 @@ def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] =
     keys = sorted({str(d.get("features", "")) for d in frame["details"]} - {""})
     refs = sorted(set(frame["reference"]) - {""})
     metrics = ", ".join(sorted(frame["metric"].unique()))
+    slices = sorted(set(frame["slice"]) - {""}) if "slice" in frame.columns else []
+    wanted = filters.model_level_slice() if filters is not None else ""
+    if slices:
+        over = f"over each model's images of {_slice_words(slices[0])}"
+        tail = (
+            f"They follow the {slices[0].split('=', 1)[0].replace('_', ' ')} filter "
+            "(`arena distribution --by`); images per model: "
+            + ", ".join(f"{m} {n}" for m, n in _slice_images(frame).items())
+            + "."
+        )
+    else:
+        over = "over all images of each model"
+        tail = "They ignore the filters." + (
+            f" Numbers over {_slice_words(wanted)} alone: `arena distribution --by "
+            f"{wanted.split('=', 1)[0].replace('_', '-')}`."
+            if wanted
+            else ""
+        )
     text = (
-        f"Model-level columns ({metrics}) are over all images of each model"
+        f"Model-level columns ({metrics}) are {over}"
         + (f", against the reference set {', '.join(refs)}" if refs else "")
         + (
             f"; features: {', '.join(dict.fromkeys(extractor_label(k) for k in keys))}"
             if keys
             else ""
         )
-        + f"; {direction_note(frame)}. They ignore the filters."
+        + f"; {direction_note(frame)}. {tail}"
     )
+    guards = _guard_warnings(frame)
+    if guards:
+        text += " Warnings: " + "; ".join(guards) + "."
     warning = stand_in_warning(keys)
     return f"**{warning}** {text}" if warning else text
+
+
+def _slice_images(frame: pd.DataFrame) -> dict[str, int]:
+    """model -> its images in the slice (``details["slice_images"]``), by model name."""
+    out: dict[str, int] = {}
+    for model, details in zip(frame["model"], frame["details"], strict=True):
+        if "slice_images" in details:
+            out[model] = int(details["slice_images"])
+    return dict(sorted(out.items()))
+
+
+def _slice_words(name: str) -> str:
+    """``category=portrait`` -> 'category portrait' (for notes)."""
+    kind, _, value = name.partition("=")
+    return f"{kind.replace('_', ' ')} {value}"
+
+
+def _guard_warnings(frame: pd.DataFrame) -> list[str]:
+    """The slice and image-size warnings stored with the rows (``details``), each once
+    with the models it concerns; the per-metric sample-size warnings stay in the exports."""
+    found: dict[str, list[str]] = {}
+    for model, details in zip(frame["model"], frame["details"], strict=True):
+        for key in ("slice_warning", "size_warning"):
+            text = str(details.get(key, "") or "")
+            if text and model not in found.setdefault(text, []):
+                found[text].append(model)
+    return [f"{', '.join(models)}: {text}" for text, models in found.items()]
 
 
 def metric_columns(frames: ReportFrames) -> pd.DataFrame | None:
@@ -367,7 +425,9 @@ class LeaderboardService(CachedReports):
             votes_used=len(frames.votes),
             seconds=time.perf_counter() - start,
             signature=signature,
-            model_level_note=model_level_note(frames.model_metrics, frames.references),
+            model_level_note=model_level_note(
+                frames.model_metrics, frames.references, frames.filters
+            ),
             options=options,
             notes=method_notes(ratings, options, rounds),
         )

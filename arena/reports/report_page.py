@@ -262,9 +262,13 @@ def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
     warning = f"<p class='note'><strong>{html.escape(warning)}</strong></p>" if warning else ""
     return [
         "<h2>Model-level metrics</h2>",
-        "<p class='note'>One number per model over all its images, against the reference set "
+        "<p class='note'>One number per model over all its images (<code>slice</code> "
+        "empty) or over one prompt category or set (<code>slice</code>, from "
+        "<code>arena distribution --by</code>), against the reference set "
         f"(KID: mean ± std over subsets); {html.escape(direction_note(model_metrics))}. "
-        "<code>extractor</code> is the feature network the number was computed from.</p>",
+        "<code>extractor</code> is the feature network the number was computed from; "
+        "<code>warning</code> flags small samples and image sizes that differ from the "
+        "reference set's.</p>",
         warning,
         html_table(model_metrics, 4),
     ]

@@ -53,6 +53,20 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class PromptSet(Base):
+    """What is known about a prompt set beyond its prompts: whether it is held out.
+
+    A set without a row here is not held out (prompts name their set by
+    ``Prompt.prompt_set``; this table is keyed by the same name).
+    """
+
+    __tablename__ = "prompt_sets"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # Kept for final evaluation only: never tuned on (reports can filter it in or out).
+    held_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Prompt(Base):
     __tablename__ = "prompts"
     __table_args__ = (UniqueConstraint("prompt_set", "external_id", name="uq_prompt_set_id"),)
@@ -225,14 +239,19 @@ class Feature(Base):
 
 
 class ModelMetric(Base):
-    """A model-level number (KID, FID, CMMD, FD-DINO, diversity, AS) against a reference set."""
+    """A model-level number (KID, FID, CMMD, FD-DINO, diversity, AS) against a reference set,
+    over all the model's images (``slice`` "") or those of one prompt category or prompt
+    set (``slice`` "category=<name>" / "prompt_set=<name>", ``arena distribution --by``)."""
 
     __tablename__ = "model_metrics"
-    __table_args__ = (UniqueConstraint("model_id", "metric", "reference", name="uq_model_metric"),)
+    __table_args__ = (
+        UniqueConstraint("model_id", "metric", "reference", "slice", name="uq_model_metric_slice"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     metric: Mapped[str] = mapped_column(String(80))
     reference: Mapped[str] = mapped_column(String(200), default="")
+    slice: Mapped[str] = mapped_column(String(260), default="", server_default="")
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     std: Mapped[float | None] = mapped_column(Float, nullable=True)
     n: Mapped[int] = mapped_column(Integer, default=0)

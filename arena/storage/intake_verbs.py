@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from arena.storage import db
 from arena.storage.errors import StoreWriteError
+from arena.storage.prompt_set_verbs import mark_held_out
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -53,12 +54,15 @@ class Clash:
 class IntakeVerbs:
     """Store verbs for importers; ``self`` is the Store."""
 
-    def merge_prompts(self, prompt_set: str, rows: Sequence[PromptRow]) -> dict[str, str]:
+    def merge_prompts(
+        self, prompt_set: str, rows: Sequence[PromptRow], held_out: bool | None = None
+    ) -> dict[str, str]:
         """Add the rows whose external id is new to ``prompt_set``, in one transaction.
 
         Every row must carry its external id. Returns ``{external id: stored text}``
         for the rows whose id the set already had (those rows are not written), so the
-        importer can tell an unchanged prompt from a changed one.
+        importer can tell an unchanged prompt from a changed one. ``held_out`` True or
+        False marks or unmarks the set held out in the same transaction (None: as it is).
         """
         with self.session() as s:
             existing = dict(
@@ -81,6 +85,8 @@ class IntakeVerbs:
             ]
             if new:
                 s.execute(insert(db.Prompt), new)
+            if held_out is not None:
+                mark_held_out(s, prompt_set, held_out)
         return {r.external_id: existing[r.external_id] for r in rows if r.external_id in existing}
 
     def add_images(self, model_id: int, images: Sequence[NewImage]) -> list[Clash | None]:

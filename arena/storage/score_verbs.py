@@ -31,11 +31,15 @@ class ScoreVerbs:
         details: dict | None = None,
         *,
         higher_is_better: bool,
+        slice: str = "",
     ) -> None:
         """Store (or replace) one model-level number against a reference set ("" for none).
 
         ``higher_is_better`` is the metric's direction (False for FID), kept beside the
-        number so that readers orient it without the scoring registry.
+        number so that readers orient it without the scoring registry. ``slice`` names
+        the images it is over: "" all the model's images, ``category=<name>`` or
+        ``prompt_set=<name>`` those of one prompt category or set (its own row: a
+        per-slice number never replaces the whole-model one).
         """
         with self.session() as s:
             row = s.scalar(
@@ -43,19 +47,23 @@ class ScoreVerbs:
                     db.ModelMetric.model_id == model_id,
                     db.ModelMetric.metric == metric,
                     db.ModelMetric.reference == reference,
+                    db.ModelMetric.slice == slice,
                 )
             )
             if row is None:
-                row = db.ModelMetric(model_id=model_id, metric=metric, reference=reference)
+                row = db.ModelMetric(
+                    model_id=model_id, metric=metric, reference=reference, slice=slice
+                )
                 s.add(row)
             row.value, row.std, row.n, row.details = value, std, n, details
             row.higher_is_better = bool(higher_is_better)
             row.computed_at = db.utcnow()
 
     def model_metrics_frame(self, reference: str | None = None) -> pd.DataFrame:
-        """One row per (model, metric, reference): model, model_kind, metric, reference,
-        value, std, n, warning (the sample-size warning, "" if none), higher_is_better,
-        computed_at, details.
+        """One row per (model, metric, reference, slice): model, model_kind, metric,
+        reference, slice ("" for all the model's images, else ``category=<name>`` or
+        ``prompt_set=<name>``), value, std, n, warning (the sample-size and image-size
+        warnings, "" if none), higher_is_better, computed_at, details.
 
         ``reference`` keeps only numbers computed against that reference set (and the
         reference-free ones such as diversity, whose reference is "").
@@ -67,6 +75,7 @@ class ScoreVerbs:
                 m.c.kind.label("model_kind"),
                 mm.c.metric,
                 mm.c.reference,
+                mm.c.slice,
                 mm.c.value,
                 mm.c.std,
                 mm.c.n,
@@ -75,7 +84,7 @@ class ScoreVerbs:
                 mm.c.computed_at,
             )
             .join(m, m.c.id == mm.c.model_id)
-            .order_by(m.c.name, mm.c.metric, mm.c.reference)
+            .order_by(m.c.name, mm.c.metric, mm.c.reference, mm.c.slice)
         )
         if reference is not None:
             query = query.where(mm.c.reference.in_([reference, ""]))
@@ -83,7 +92,17 @@ class ScoreVerbs:
             frame = pd.read_sql(query, conn)
         frame["details"] = [d if isinstance(d, dict) else {} for d in frame["details"]]
         frame["warning"] = [str(d.get("warning", "")) for d in frame["details"]]
-        columns = ["model", "model_kind", "metric", "reference", "value", "std", "n", "warning"]
+        columns = [
+            "model",
+            "model_kind",
+            "metric",
+            "reference",
+            "slice",
+            "value",
+            "std",
+            "n",
+            "warning",
+        ]
         frame["higher_is_better"] = frame["higher_is_better"].astype(bool)
         return frame[[*columns, "higher_is_better", "computed_at", "details"]]
 

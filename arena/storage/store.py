@@ -30,6 +30,7 @@ from arena.storage.gallery_verbs import GalleryVerbs
 from arena.storage.images import ImageStore, StoredImage
 from arena.storage.intake_verbs import IntakeVerbs
 from arena.storage.migrate import SchemaError, upgrade_to_head
+from arena.storage.prompt_set_verbs import PromptSetVerbs
 from arena.storage.rater_verbs import RaterVerbs
 from arena.storage.review_verbs import ReviewVerbs
 from arena.storage.score_verbs import ScoreVerbs
@@ -47,7 +48,9 @@ class PromptRow:
     category: str = ""
 
 
-class Store(GalleryVerbs, IntakeVerbs, RaterVerbs, ReviewVerbs, ScoreVerbs, VoteCountVerbs):
+class Store(
+    GalleryVerbs, IntakeVerbs, PromptSetVerbs, RaterVerbs, ReviewVerbs, ScoreVerbs, VoteCountVerbs
+):
     """The workspace: its database and image files, spoken to through domain verbs.
 
     Verbs for importers live in ``intake_verbs``, for raters (ids, exclusions, bulk
@@ -382,28 +385,37 @@ class Store(GalleryVerbs, IntakeVerbs, RaterVerbs, ReviewVerbs, ScoreVerbs, Vote
             return pd.read_sql(query, conn)
 
     def prompts_frame(self) -> pd.DataFrame:
-        p = db.Prompt.__table__
-        query = select(
-            p.c.id.label("prompt_id"),
-            p.c.prompt_set,
-            p.c.external_id,
-            p.c.text,
-            p.c.tags,
-            p.c.category,
-        ).order_by(p.c.id)
+        """One row per prompt: prompt_id, prompt_set, external_id, text, tags, category,
+        held_out (its set is held out: ``set_held_out``)."""
+        p, ps = db.Prompt.__table__, db.PromptSet.__table__
+        query = (
+            select(
+                p.c.id.label("prompt_id"),
+                p.c.prompt_set,
+                p.c.external_id,
+                p.c.text,
+                p.c.tags,
+                p.c.category,
+                ps.c.held_out,
+            )
+            .select_from(p.outerjoin(ps, ps.c.name == p.c.prompt_set))
+            .order_by(p.c.id)
+        )
         with self.engine.connect() as conn:
-            return pd.read_sql(query, conn)
+            frame = pd.read_sql(query, conn)
+        frame["held_out"] = frame["held_out"].fillna(False).astype(bool)
+        return frame
 
     # -- what reports are computed from ---------------------------------------------
     def data_signature(self) -> tuple:
-        """Changes whenever votes, rater exclusions or groups, scores or model-level
-        metrics change.
+        """Changes whenever votes, rater exclusions or groups, scores, model-level
+        metrics or held-out prompt sets change.
 
-        Five aggregate queries and no frame: report caches (arena.reports.service) key
+        Six aggregate queries and no frame: report caches (arena.reports.service) key
         on it, so a page load recomputes only when something a report counts changed.
         """
         v, r, sc = db.Vote.__table__, db.Rater.__table__, db.Score.__table__
-        mm = db.ModelMetric.__table__
+        mm, ps = db.ModelMetric.__table__, db.PromptSet.__table__
         with self.engine.connect() as conn:
             votes = conn.execute(select(func.count(v.c.id), func.max(v.c.id))).one()
             excluded = conn.execute(
@@ -415,6 +427,8 @@ class Store(GalleryVerbs, IntakeVerbs, RaterVerbs, ReviewVerbs, ScoreVerbs, Vote
             model_level = conn.execute(
                 select(func.count(mm.c.id), func.max(mm.c.computed_at))
             ).one()
+            # A set marked or unmarked held out changes what the held-out filter keeps.
+            held_out = conn.execute(select(func.count(ps.c.name), func.max(ps.c.updated_at))).one()
             # Rater groups (a few rows): moving a rater changes its old and new group's sums.
             groups = conn.execute(
                 select(r.c.rater_group, func.count(r.c.id), func.sum(r.c.id))
@@ -428,6 +442,7 @@ class Store(GalleryVerbs, IntakeVerbs, RaterVerbs, ReviewVerbs, ScoreVerbs, Vote
             tuple(scores),
             tuple(model_level),
             tuple(tuple(g) for g in groups),
+            tuple(held_out),
         )
 
     def web_rater_ids(self) -> set[int]:
@@ -446,6 +461,9 @@ class Store(GalleryVerbs, IntakeVerbs, RaterVerbs, ReviewVerbs, ScoreVerbs, Vote
                 ),
                 "prompts": s.scalar(select(func.count(db.Prompt.id))),
                 "prompt_sets": s.scalar(select(func.count(func.distinct(db.Prompt.prompt_set)))),
+                "held_out_sets": sorted(
+                    s.scalars(select(db.PromptSet.name).where(db.PromptSet.held_out.is_(True)))
+                ),
                 "images": s.scalar(select(func.count(db.Image.id))),
                 "broken_images": s.scalar(
                     select(func.count(db.Image.id)).where(db.Image.broken.is_not(None))

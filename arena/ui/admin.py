@@ -72,13 +72,8 @@ def raters_table(store: Store) -> pd.DataFrame:
 
 
 def prompt_sets_table(store: Store) -> pd.DataFrame:
-    prompts = store.prompts_frame()
-    if prompts.empty:
-        return pd.DataFrame(columns=["prompt_set", "prompts", "categories"])
-    grouped = prompts.groupby("prompt_set")
-    return pd.DataFrame(
-        {"prompts": grouped.size(), "categories": grouped["category"].nunique()}
-    ).reset_index()
+    """Every prompt set: prompts, categories, and whether it is held out."""
+    return store.prompt_sets_frame()
 
 
 def set_exclusion(store: Store, rater_id: float | None, excluded: bool, reason: str) -> str:

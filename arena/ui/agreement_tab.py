@@ -205,10 +205,17 @@ def agreement_outputs(
         "the models fixed and cannot say whether so few could agree by chance."
     )
     if model_level:
+        part = report.info.get("model_metrics_slice", "")
+        over = (
+            f"over its images of {part.replace('=', ' ').replace('_', ' ')} "
+            "(`arena distribution --by`)"
+            if part
+            else "over all its images, not filtered"
+        )
         summary += (
-            f"\n\nModel-level metrics: {', '.join(model_level)} (one number per model over all "
-            "its images, not filtered; ρ and τ oriented so that > 0 = agrees with the raters, "
-            "e.g. lower FID for a higher rating; intervals bootstrap the human ratings only)."
+            f"\n\nModel-level metrics: {', '.join(model_level)} (one number per model {over}; "
+            "ρ and τ oriented so that > 0 = agrees with the raters, e.g. lower FID for a higher "
+            "rating; intervals bootstrap the human ratings only)."
         )
         if stand_in_warning(features):
             summary += f" **{stand_in_warning(features)}**"

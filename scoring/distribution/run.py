@@ -21,6 +21,12 @@ as          anomaly (DINOv2)       2-D KS distance of (complexity, vulnerability
 
 ``is``, ``diversity`` and ``div-lpips`` describe a model's own images: their rows have
 no reference set (``""``).
+
+``by`` ("category" or "prompt-set") computes the same numbers over each prompt
+category's (or set's) images of each model, against the whole reference set, and stores
+them under their own ``slice`` (``category=<name>``; :mod:`scoring.distribution.guards`),
+so the whole-model rows stay. Every row against a reference set carries a warning when
+the model's image sizes differ from the reference set's.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scoring.distribution import mmd
+from scoring.distribution import guards, mmd
 from scoring.distribution import stats as dist
 from scoring.distribution.feature_cache import cached_features
 from scoring.distribution.features import EXTRACTORS, Extractor
@@ -86,6 +92,7 @@ class Result:
     n: int
     warning: str = ""
     details: dict = field(default_factory=dict)
+    slice: str = ""  # "" all the model's images; else category=<name> / prompt_set=<name>
 
 
 def parse_metrics(text: str | Sequence[str]) -> list[str]:
@@ -172,6 +179,7 @@ def run(
     progress: bool = True,
     extractors: dict[str, Extractor] | None = None,
     ranks: Ranks | None = None,
+    by: str | None = None,
 ) -> list[Result]:
     """Compute and store ``metrics`` for each model against ``reference``; returns the rows.
 
@@ -181,12 +189,15 @@ def run(
     extractor) overrides loading; the benchmark and the tests pass their own to count
     the work done. Under a launcher (``ranks``) every rank extracts its share of the
     missing features and anomaly points; rank 0 alone computes and stores the numbers
-    (the other ranks return an empty list).
+    (the other ranks return an empty list). ``by`` ("category" or "prompt-set") computes
+    each number per prompt category or set instead of over all a model's images
+    (:func:`scoring.distribution.guards.with_slices`).
     """
     metrics = parse_metrics(metrics)
     weights = dict(weights or {})
     ranks = ranks or Ranks()
     ref_rows, pool = _frames(store, reference, models)
+    pool = guards.with_slices(pool, store.prompts_frame(), by)
     loaded = dict(extractors or {})
     for name in dict.fromkeys(EXTRACTOR_FOR[m] for m in metrics if m in EXTRACTOR_FOR):
         base = HEADS.get(name, name)
@@ -239,25 +250,46 @@ def run(
     model_ids = {name: store.model_id(name) for name in sorted(set(pool.model))}
     kid_cache: dict = {}
     results: list[Result] = []
-    for model in sorted(model_ids):
-        rows = pool[pool.model == model]
+    counts = guards.slice_counts(pool)
+    units = [
+        (model, part, rows)
+        for model in sorted(model_ids)
+        for part, rows in guards.units(pool[pool.model == model], by)
+    ]
+    for model, part, rows in units:
+        size_check = guards.size_check(rows, ref_rows)
         for metric in metrics:
-            est = _one(
-                metric,
-                rows,
-                ref_rows,
-                feats,
-                ref_feats,
-                anomaly,
-                seed,
-                device,
-                kid_subsets,
-                kid_subset_size,
-                kid_cache,
-                lpips_means,
-            )
+            try:
+                est = _one(
+                    metric,
+                    rows,
+                    ref_rows,
+                    feats,
+                    ref_feats,
+                    anomaly,
+                    seed,
+                    device,
+                    kid_subsets,
+                    kid_subset_size,
+                    kid_cache,
+                    lpips_means,
+                )
+            except ValueError as exc:  # a slice too small for the estimator (KID/FID < 2)
+                if not part:
+                    raise
+                est = dist.Estimate(value=float("nan"), n=len(rows), warning=f"n/a: {exc}")
             ref_label = "" if metric in REFERENCE_FREE else reference
-            details = {**est.details, "warning": est.warning}
+            details = {**est.details}
+            warnings = [est.warning]
+            if part:
+                details["slice_images"] = len(rows)
+                details["slice_warning"] = guards.slice_warning(metric, model, counts[part])
+                warnings.append(details["slice_warning"])
+            if ref_label and size_check.warning:
+                details["size_warning"] = size_check.warning
+                details["image_sizes"] = size_check.sizes
+                warnings.append(size_check.warning)
+            details["warning"] = "; ".join(w for w in warnings if w)
             if metric in EXTRACTOR_FOR:
                 details["features"] = loaded[EXTRACTOR_FOR[metric]].key
             elif metric == "div-lpips":
@@ -276,9 +308,20 @@ def run(
                 est.n,
                 details,
                 higher_is_better=HIGHER_IS_BETTER[metric],
+                slice=part,
             )
             results.append(
-                Result(model, metric, ref_label, value, est.std, est.n, est.warning, details)
+                Result(
+                    model,
+                    metric,
+                    ref_label,
+                    value,
+                    est.std,
+                    est.n,
+                    details["warning"],
+                    details,
+                    slice=part,
+                )
             )
     return results
 
@@ -292,9 +335,9 @@ def _one(
         return dist.diversity(x[keep], rows.prompt_id.to_numpy()[keep])
     if metric == "is":  # rows in pixel-hash order: the splits do not follow insertion order
         return dist.inception_score(feats("inception-logits", rows.image_id))
-    if metric == "div-lpips":
-        model = rows.model.iloc[0]
-        per_prompt = [v for (m, _prompt), v in sorted(lpips.items()) if m == model]
+    if metric == "div-lpips":  # the prompts of these rows (a slice keeps its own)
+        model, prompts = rows.model.iloc[0], set(rows.prompt_id.dropna())
+        per_prompt = [v for (m, p), v in sorted(lpips.items()) if m == model and p in prompts]
         return dist.prompt_average(per_prompt, len(rows), "div-lpips")
     if metric == "as":
         return _as_estimate(rows, ref_rows, anomaly)
@@ -415,7 +458,10 @@ def _as_estimate(rows, ref_rows, anomaly) -> dist.Estimate:
 
 
 def format_results(results: Sequence[Result]) -> str:
-    lines = [f"{'model':<24} {'metric':<10} {'reference':<16} {'value':>22} {'n':>7}  warning"]
+    sliced = any(r.slice for r in results)
+    width = max([24, *(len(r.slice) for r in results)]) if sliced else 0
+    head = f"{'model':<24} " + (f"{'slice':<{width}} " if sliced else "")
+    lines = [head + f"{'metric':<10} {'reference':<16} {'value':>22} {'n':>7}  warning"]
     for r in results:
         if r.value is None:
             shown = "n/a"
@@ -424,7 +470,8 @@ def format_results(results: Sequence[Result]) -> str:
         else:
             shown = f"{r.value:.6g}"
         lines.append(
-            f"{r.model:<24} {r.metric:<10} {r.reference or '-':<16} {shown:>22} {r.n:>7}  "
-            f"{r.warning}"
+            f"{r.model:<24} "
+            + (f"{r.slice:<{width}} " if sliced else "")
+            + f"{r.metric:<10} {r.reference or '-':<16} {shown:>22} {r.n:>7}  {r.warning}"
         )
     return "\n".join(lines)

@@ -147,6 +147,11 @@ def model_level_values(
     frame = model_metrics[
         (model_metrics["model_kind"] != "reference") & model_metrics["value"].notna()
     ]
+    if "slice" in frame.columns and frame["slice"].nunique() > 1:
+        raise ValueError(
+            "model-level rows of several prompt slices; pass one slice's rows "
+            "(arena.reports.frames.model_level_rows)."
+        )
     several = frame.loc[frame["reference"] != "", "reference"].nunique() > 1
     index = pd.Index([str(m) for m in models])
     out = []

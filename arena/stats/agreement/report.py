@@ -144,6 +144,8 @@ def agreement_report(
         "metrics": list(x.metrics),
         "model_metrics": [f.label for f in fixed],
         "model_metric_features": sorted({f.features for f in fixed} - {""}),
+        # "" over all each model's images, else the prompt slice (arena distribution --by)
+        "model_metrics_slice": _slice_of(model_metrics),
         "rounds": rounds,
         "level": level,
         "slice_protocol": slice_protocol,
@@ -422,3 +424,11 @@ def _model_sums(x: Inputs, table: SumTable):
         )
         mean_cols.append((s, c))
     return bt_cols, bt_votes, mean_cols
+
+
+def _slice_of(model_metrics: pd.DataFrame | None) -> str:
+    """The prompt slice the model-level rows are over ("" all images; see
+    :func:`arena.reports.frames.model_level_rows`)."""
+    if model_metrics is None or "slice" not in model_metrics.columns or model_metrics.empty:
+        return ""
+    return str(model_metrics["slice"].iloc[0])
