@@ -47,6 +47,13 @@ def register(sub) -> None:
         "fd-dino=FOLDER (DINOv2), anomaly=FOLDER, alexnet=FILE and lpips=FILE (div-lpips: "
         "torchvision's AlexNet, lpips' alex.pth) or div-lpips=FOLDER holding both (repeatable)",
     )
+    p.add_argument(
+        "--all-images",
+        action="store_true",
+        help="every non-broken image of each model, not only the common set (the (prompt, "
+        "seed) cells where every compared model has a non-broken image; the default unless "
+        "ARENA_PAIRED_METRICS=0)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_distribution)
 
@@ -88,6 +95,7 @@ def cmd_distribution(args) -> int:
             kid_subset_size=args.kid_subset_size,
             progress=not args.no_progress,
             ranks=ranks,
+            paired=bool(settings.paired_metrics) and not args.all_images,
         )
     except (DistributionError, MissingWeightsError) as exc:
         raise CommandError(str(exc)) from None

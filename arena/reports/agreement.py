@@ -26,12 +26,13 @@ def report_of(
     frames: ReportFrames, rng: np.random.Generator, rounds: int, slice_protocol: str = "ties_half"
 ) -> AgreementReport:
     """The agreement report over these frames: the filter's votes, the scores of the
-    filter's images (metric means over the same prompts as the leaderboard's)."""
+    filter's images (metric means over the same images as the leaderboard's: the common
+    set unless ``paired_metrics`` is off; the votes' deltas use every voted image)."""
     return agreement_report(
         frames.votes,
         frames.image_scores,
         rng,
-        images=frames.images,
+        images=frames.images if frames.metric_images is None else frames.metric_images,
         prompts=frames.prompts,
         rounds=rounds,
         slice_protocol=slice_protocol,

@@ -10,12 +10,13 @@ counts the same votes and averages over the same images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
+from arena.stats.common_set import CommonSet, common_set
 from arena.storage.vocabulary import DEFAULT_RATER_KINDS, RATER_KINDS
 
 
@@ -152,6 +153,11 @@ class ReportFrames:
     ``model_metrics``: the model-level numbers (not filtered: one per model).
     ``references``: names of the reference image sets. ``signature``: the store's data
     signature read just before loading (what a cached report of these frames is keyed on).
+    ``common``: the common set of the filter's images (:mod:`arena.stats.common_set`: the
+    (prompt, seed) cells where every model has a non-broken image); ``paired`` (the
+    setting ``paired_metrics``): whether the per-model metric means are over it.
+    ``metric_images``: the images those means average over (the common set's, or with
+    ``paired`` off every image of ``images``).
     """
 
     filters: Filters
@@ -163,19 +169,44 @@ class ReportFrames:
     model_metrics: pd.DataFrame
     references: list[str]
     signature: tuple = ()
+    common: CommonSet | None = None
+    paired: bool = False
+    metric_images: pd.DataFrame | None = None
 
     @property
     def image_scores(self) -> pd.DataFrame:
         return self.scores[self.scores["image_id"].isin(self.images["image_id"])]
 
+    def paired_on(self, models=None) -> tuple[CommonSet, pd.DataFrame]:
+        """(common set, metric images) of the filter's images over ``models`` (default:
+        every model with a non-broken image): what :func:`load_report_frames` puts in
+        ``common`` and ``metric_images``; a report on a few models (a candidate and its
+        baseline) pairs them on their own cells. With ``paired`` off the metric images are
+        every non-broken image of those models."""
+        prompt_ids = self.filters.prompt_ids(self.prompts)
+        pool = self.images_all
+        if prompt_ids is not None:
+            pool = pool[pool["prompt_id"].isin(prompt_ids)]
+        common = common_set(pool, models)
+        chosen = self.images
+        if models is not None:
+            chosen = chosen[chosen["model"].isin(common.models)]
+        if self.paired:
+            chosen = chosen[chosen["image_id"].isin(pool["image_id"].to_numpy()[common.keep])]
+        return common, chosen.reset_index(drop=True)
+
 
 def load_report_frames(
-    store, filters: Filters | None = None, votes: pd.DataFrame | None = None
+    store,
+    filters: Filters | None = None,
+    votes: pd.DataFrame | None = None,
+    paired: bool | None = None,
 ) -> ReportFrames:
     """The frames of :class:`ReportFrames` from ``store`` under ``filters``.
 
     ``votes`` replaces ``store.votes_frame()`` (the released snapshot of
-    :mod:`arena.reports.public_view`); the filters still apply to it.
+    :mod:`arena.reports.public_view`); the filters still apply to it. ``paired`` (default:
+    the setting ``paired_metrics``) puts the metric means on the common set.
     """
     filters = filters or Filters()
     signature = store.data_signature()
@@ -187,7 +218,7 @@ def load_report_frames(
     if prompt_ids is not None:
         images = images[images["prompt_id"].isin(prompt_ids)]
     references = sorted(set(store.model_names(include_reference=True)) - set(store.model_names()))
-    return ReportFrames(
+    frames = ReportFrames(
         filters=filters,
         votes=counted,
         prompts=prompts,
@@ -197,4 +228,7 @@ def load_report_frames(
         model_metrics=store.model_metrics_frame(),
         references=references,
         signature=signature,
+        paired=bool(store.settings.paired_metrics) if paired is None else bool(paired),
     )
+    common, metric_images = frames.paired_on()
+    return replace(frames, common=common, metric_images=metric_images)

@@ -30,6 +30,7 @@ from arena.reports.methods import (
     method_notes,
     style_table,
 )
+from arena.reports.paired import paired_note
 from arena.reports.service import CachedReports
 from arena.reports.stand_in import stand_in_warning
 from arena.stats import ratings as R
@@ -74,19 +75,26 @@ def parse_anchor(text: str | None) -> tuple[str, float] | None:
     return name.strip(), rating
 
 
+def chosen_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores with a value, of each metric's version with the most of them (ties: the
+    last version by name): the one version every per-model number uses."""
+    scores = scores.dropna(subset=["value"])
+    per_version = scores.groupby(["metric", "version"]).size().reset_index(name="n")
+    best = per_version.sort_values(["metric", "n", "version"]).groupby("metric").tail(1)
+    return scores.merge(best[["metric", "version"]], on=["metric", "version"])
+
+
 def metric_means(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Per-model mean of each automatic metric: models as index, metrics as columns.
 
     ``scores`` is ``Store.scores_frame()``; ``images`` are the images to average over
-    (``ReportFrames.images``: not broken, of the filter's prompts). Where a metric has
-    several versions, the version with the most scores (over all images) is used.
+    (``ReportFrames.metric_images``: not broken, of the filter's prompts, on the common set
+    unless ``paired_metrics`` is off). Where a metric has several versions, the version
+    with the most scores (over all images) is used.
     """
     if scores.empty or images.empty:
         return pd.DataFrame()
-    scores = scores.dropna(subset=["value"])
-    per_version = scores.groupby(["metric", "version"]).size().reset_index(name="n")
-    best = per_version.sort_values(["metric", "n", "version"]).groupby("metric").tail(1)
-    scores = scores.merge(best[["metric", "version"]], on=["metric", "version"])
+    scores = chosen_scores(scores)
     merged = scores.merge(images[["image_id", "model"]], on="image_id")
     if merged.empty:
         return pd.DataFrame()
@@ -184,9 +192,11 @@ def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] =
 
 
 def metric_columns(frames: ReportFrames) -> pd.DataFrame | None:
-    """The board's metric columns: per-model means over the frames' images (the filter's
-    prompts), then the model-level numbers; None when there are neither."""
-    metrics = metric_means(frames.scores, frames.images) if len(frames.scores) else None
+    """The board's metric columns: per-model means over the frames' metric images (the
+    filter's prompts; the common set unless ``paired_metrics`` is off), then the
+    model-level numbers; None when there are neither."""
+    images = frames.images if frames.metric_images is None else frames.metric_images
+    metrics = metric_means(frames.scores, images) if len(frames.scores) else None
     model_level = model_level_columns(frames.model_metrics)
     if model_level is not None:
         metrics = model_level if metrics is None else metrics.join(model_level, how="outer")
@@ -283,6 +293,7 @@ class LeaderboardResult:
     signature: tuple
     computed_at: datetime = field(default_factory=datetime.now)
     model_level_note: str = ""
+    paired_note: str = ""
     options: BoardOptions = field(default_factory=BoardOptions)
     notes: list[str] = field(default_factory=list)
 
@@ -360,6 +371,7 @@ class LeaderboardService(CachedReports):
             seconds=time.perf_counter() - start,
             signature=signature,
             model_level_note=model_level_note(frames.model_metrics, frames.references),
+            paired_note=paired_note(frames),
             options=options,
             notes=method_notes(ratings, options, rounds),
         )

@@ -217,6 +217,8 @@ def _board(
         summary += "\n\n" + (f"**⚠ {note}**" if note.startswith("Warning") else note)
     if result.model_level_note:
         summary += "\n\n" + result.model_level_note
+    if result.paired_note:
+        summary += "\n\n" + result.paired_note
     return summary, result
 
 

@@ -35,6 +35,7 @@ from scoring.distribution import stats as dist
 from scoring.distribution.feature_cache import cached_features
 from scoring.distribution.features import EXTRACTORS, Extractor
 from scoring.distribution.lpips_div import LpipsAlex, group_means
+from scoring.distribution.pairing import PairingError, paired_pool
 from scoring.sharding import Ranks
 from scoring.weights import WeightSources
 
@@ -113,8 +114,9 @@ def _weights_for(extractor: str, weights: dict[str, str]) -> str | None:
     return None
 
 
-def _frames(store, reference: str, models: Sequence[str] | None):
-    images = store.images_frame()
+def _frames(store, reference: str, models: Sequence[str] | None, paired: bool = True):
+    everything = store.images_frame(include_broken=True)
+    images = everything[everything["broken"].isna()]
     kinds = dict(zip(images.model, images.model_kind, strict=False))
     known = set(store.model_names(include_reference=True))
     if reference not in known:
@@ -146,10 +148,14 @@ def _frames(store, reference: str, models: Sequence[str] | None):
         pool = pool[pool.model.isin(list(models))]
     if pool.empty:
         raise DistributionError("no generated images in the workspace to compare.")
+    try:  # the compared models' common set (every image with paired off)
+        pool, pairing = paired_pool(everything, sorted(set(pool.model)), paired)
+    except PairingError as exc:
+        raise DistributionError(str(exc)) from None
     # In pixel-hash order, not id order: ids follow insertion order (import order, or
     # which rank of a sharded job stored an image first), and KID's random subsets, the
     # diversity pairs and float sums depend on the order of rows; the hash does not.
-    return _by_content(ref_rows), _by_content(pool)
+    return _by_content(ref_rows), _by_content(pool), pairing
 
 
 def _by_content(rows):
@@ -172,6 +178,7 @@ def run(
     progress: bool = True,
     extractors: dict[str, Extractor] | None = None,
     ranks: Ranks | None = None,
+    paired: bool | None = None,
 ) -> list[Result]:
     """Compute and store ``metrics`` for each model against ``reference``; returns the rows.
 
@@ -181,12 +188,16 @@ def run(
     extractor) overrides loading; the benchmark and the tests pass their own to count
     the work done. Under a launcher (``ranks``) every rank extracts its share of the
     missing features and anomaly points; rank 0 alone computes and stores the numbers
-    (the other ranks return an empty list).
+    (the other ranks return an empty list). ``paired`` (default: the store's setting
+    ``paired_metrics``, on unless turned off) computes every model on the common set of the
+    compared models (``scoring.distribution.pairing``); each row's
+    ``details["common_set"]`` records it.
     """
     metrics = parse_metrics(metrics)
+    paired = bool(store.settings.paired_metrics) if paired is None else bool(paired)
     weights = dict(weights or {})
     ranks = ranks or Ranks()
-    ref_rows, pool = _frames(store, reference, models)
+    ref_rows, pool, pairing = _frames(store, reference, models, paired)
     loaded = dict(extractors or {})
     for name in dict.fromkeys(EXTRACTOR_FOR[m] for m in metrics if m in EXTRACTOR_FOR):
         base = HEADS.get(name, name)
@@ -257,7 +268,7 @@ def run(
                 lpips_means,
             )
             ref_label = "" if metric in REFERENCE_FREE else reference
-            details = {**est.details, "warning": est.warning}
+            details = {**est.details, "warning": est.warning, "common_set": pairing[model]}
             if metric in EXTRACTOR_FOR:
                 details["features"] = loaded[EXTRACTOR_FOR[metric]].key
             elif metric == "div-lpips":
