@@ -12,30 +12,15 @@ import html
 import pandas as pd
 
 from arena.reports import plots
+from arena.reports.analyses import Analyses
+from arena.reports.analyses_page import analyses_section
+from arena.reports.html_parts import fmt_table as _fmt_table
+from arena.reports.html_parts import img as _img
 from arena.reports.leaderboard import LeaderboardResult, direction_note
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.groups import GroupComparison
-
-
-def _fmt_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
-    if frame is None or frame.empty:
-        return "<p><em>Nothing yet.</em></p>"
-    shown = frame.head(max_rows).copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = [("–" if pd.isna(v) else f"{v:.{digits}f}") for v in shown[col]]
-        elif isinstance(shown[col].dtype, pd.Int64Dtype):  # to_html writes <NA> for these
-            shown[col] = ["–" if pd.isna(v) else str(v) for v in shown[col]]
-    more = len(frame) - len(shown)
-    note = f"<p><em>{more} more rows in the exported file.</em></p>" if more > 0 else ""
-    return shown.to_html(index=False, border=0, classes="t", na_rep="–") + note
-
-
-def _img(fig, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{plots.png_base64(fig)}">'
-
 
 REPORT_CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -55,12 +40,14 @@ def report_html(
     model_metrics: pd.DataFrame | None = None,
     board: LeaderboardResult | None = None,
     groups: GroupComparison | None = None,
+    analyses: Analyses | None = None,
 ) -> str:
     """A self-contained HTML report: tables and base64 PNG figures, no scripts, no links out.
 
     ``board`` (the leaderboard's result) adds its method notes (the tie model's ν with
     Davidson ties), the style coefficients and the votes that hold each rank; ``groups``
-    the comparison of the rater groups."""
+    the comparison of the rater groups; ``analyses`` the common set, tag accuracy, seeds
+    and metric × metric agreement (:mod:`arena.reports.analyses_page`)."""
     acc = report.accuracy
     metrics = list(report.info.get("metrics", []))
     protocol_list = "".join(
@@ -149,6 +136,7 @@ def report_html(
         "<p class='note'>Krippendorff's α (nominal) over image pairs with several raters.</p>",
         _fmt_table(report.reliability, 3),
         *_groups_section(groups),
+        *analyses_section(analyses),
         f"<h2>Files</h2><ul>{file_list}</ul>",
         "<p class='note'>Column definitions: docs/exports.md.</p>",
         "</body></html>\n",
@@ -160,7 +148,8 @@ def _board_notes(board: LeaderboardResult | None) -> list[str]:
     """The leaderboard's method sentences (model, intervals, ν, style fit, warnings)."""
     if board is None:
         return []
-    return [f"<p class='note board-note'>{html.escape(note)}</p>" for note in board.notes]
+    notes = [*board.notes, *([board.paired_note] if board.paired_note else [])]
+    return [f"<p class='note board-note'>{html.escape(note)}</p>" for note in notes]
 
 
 def _board_tables(board: LeaderboardResult | None) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
@@ -121,5 +122,5 @@ class ScoreVerbs:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(sc.c.image_id, sc.c.metric, sc.c.version)).all()
         frame = pd.DataFrame(rows, columns=["image_id", "metric", "version", "details"])
-        keep = [isinstance(d, dict) for d in frame["details"]]  # JSON null reads as None
+        keep = np.fromiter((isinstance(d, dict) for d in frame["details"]), bool, len(frame))
         return frame[keep].reset_index(drop=True).astype({"image_id": "int64"})

@@ -16,11 +16,12 @@ import pandas as pd
 
 from arena.reports import plots
 from arena.reports.agreement import AgreementService
+from arena.reports.analyses import AnalysesService
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.report import MIN_SLICE_PROMPTS
-from arena.ui import group_section
+from arena.ui import analyses_section, group_section
 from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
@@ -228,9 +229,11 @@ def agreement_outputs(
 PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 
-def render(store, groups: bool = False):
+def render(store, groups: bool = False, analyses: bool = False):
     """The tab; returns its refresh (fn, inputs, outputs) for when it is opened. ``groups``
-    (the Admin app) adds the rater-group comparison (:mod:`arena.ui.group_section`)."""
+    (the Admin app) adds the rater-group comparison (:mod:`arena.ui.group_section`),
+    ``analyses`` (the Admin app) the common set, tag, seed and metric × metric analyses
+    (:mod:`arena.ui.analyses_section`)."""
     service = AgreementService.of(store)
     options = service.options()
     gr.Markdown(
@@ -272,11 +275,16 @@ def render(store, groups: bool = False):
     ]
     if groups:
         outputs += group_section.render()
+    if analyses:
+        outputs += analyses_section.render()
+    extra = AnalysesService.of(store)
 
     def update(*values):
         shown = agreement_outputs(service, *values)
         if groups:  # the filter row's values (not the slice choices)
             shown = (*shown, *group_section.group_outputs(service, *values[:5]))
+        if analyses:
+            shown = (*shown, *analyses_section.analyses_outputs(extra, *values[:5]))
         return shown
 
     # Computed when the tab is opened (the returned refresh, arena.ui.app.refresh_on_open),
