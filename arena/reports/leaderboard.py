@@ -178,7 +178,8 @@ def model_level_note(model_metrics: pd.DataFrame | None, references: list[str] =
     refs = sorted(set(frame["reference"]) - {""})
     metrics = ", ".join(sorted(frame["metric"].unique()))
     text = (
-        f"Model-level columns ({metrics}) are over all images of each model"
+        f"Model-level columns ({metrics}) are over each model's images in its "
+        "`arena distribution` run"
         + (f", against the reference set {', '.join(refs)}" if refs else "")
         + (
             f"; features: {', '.join(dict.fromkeys(extractor_label(k) for k in keys))}"

@@ -200,7 +200,9 @@ def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
     warning = f"<p class='note'><strong>{html.escape(warning)}</strong></p>" if warning else ""
     return [
         "<h2>Model-level metrics</h2>",
-        "<p class='note'>One number per model over all its images, against the reference set "
+        "<p class='note'>One number per model over its images (the common set of the run "
+        "unless computed with <code>--all-images</code>: <code>details</code>), against the "
+        "reference set "
         f"(KID: mean ± std over subsets); {html.escape(direction_note(model_metrics))}. "
         "<code>extractor</code> is the feature network the number was computed from.</p>",
         warning,
