@@ -217,3 +217,32 @@ def test_arena_distribution_is_paired_by_default(store, tmp_path, monkeypatch):
     loose = store.model_metrics_frame().set_index("model")
     assert loose.at["A", "n"] == 6 and loose.at["B", "n"] == 5
     assert loose.at["A", "details"]["common_set"]["paired"] is False
+
+
+@pytest.mark.browser
+def test_the_admin_agreement_tab_draws_the_analyses(voted, tmp_path):
+    """The Admin app in headless chromium: the Agreement tab's analyses appear."""
+    from playwright.sync_api import expect
+
+    from tests.arena_app import running_app
+    from tests.browser import chromium
+
+    store, _ = voted
+    secret = "analyses-section-secret"
+    store = store.with_settings(admin_secret=secret, bootstrap_rounds=20)
+    with running_app(store) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto(url + "admin/")
+        page.fill("input[type=text]", "admin")
+        page.fill("input[type=password]", secret)
+        page.keyboard.press("Enter")
+        page.get_by_role("tab", name="Agreement").click()
+        panel = page.get_by_role("tabpanel")
+        expect(panel.get_by_text("4 of 6 (prompt, seed) cells", exact=False)).to_be_visible(
+            timeout=60_000
+        )
+        for text in ("2.500 ± 0.707 (2 seeds) ⚠", "tags 4-5", "Missing cells"):
+            shown = panel.get_by_text(text, exact=True).locator("visible=true")
+            expect(shown.first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "analyses.png"), full_page=True)
+        page.close()
