@@ -66,7 +66,8 @@ class Analyses:
         """The exported tables, by name (docs/exports.md)."""
         return {
             "common_set": self.common_table(),
-            "tag_hits": self.tag_hits,
+            # plain text columns in the files, as every other table (categories in memory)
+            "tag_hits": self.tag_hits.astype({"model": str, "tag": str}),
             "tag_accuracy_by_count": self.tag_by_count,
             "tag_accuracy_by_position": self.tag_by_position,
             "seed_means": self.seed_means,
