@@ -167,6 +167,10 @@ def test_the_leaderboard_and_agreement_page_say_and_use_the_common_set(fixture_s
     models = AgreementService(store).get().report.models.set_index("model")
     for model in D.MODELS:  # the agreement page's per-model means are the board's
         assert models.at[model, "sharpness_mean"] == pytest.approx(board.at[model, "sharpness"])
+    from arena.ui.leaderboard_tab import _board
+
+    summary, _ = _board(LeaderboardService(store))  # the Leaderboard tab's summary
+    assert result.paired_note in summary
     off = LeaderboardService(store.with_settings(paired_metrics=False)).get()
     assert off.frame.set_index("model").at["A", "sharpness"] == 3.5
     assert "paired_metrics` off" in off.paired_note and "would be 4 of 6" in off.paired_note

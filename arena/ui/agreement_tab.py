@@ -205,8 +205,9 @@ def agreement_outputs(
     if model_level:
         summary += (
             f"\n\nModel-level metrics: {', '.join(model_level)} (one number per model over "
-            "its images in its `arena distribution` run, not filtered; ρ and τ oriented so that > 0 = agrees with the raters, "
-            "e.g. lower FID for a higher rating; intervals bootstrap the human ratings only)."
+            "its images in its `arena distribution` run, not filtered; ρ and τ oriented so "
+            "that > 0 = agrees with the raters, e.g. lower FID for a higher rating; intervals "
+            "bootstrap the human ratings only)."
         )
         if stand_in_warning(features):
             summary += f" **{stand_in_warning(features)}**"
