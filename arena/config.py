@@ -224,6 +224,15 @@ SETTINGS: tuple[Setting, ...] = (
         "bootstrap_rounds", int, 1000, "Bootstrap rounds for leaderboard confidence intervals."
     ),
     Setting(
+        "paired_metrics",
+        bool,
+        True,
+        "Per-model metric means (leaderboard, agreement page, exports) and `arena "
+        "distribution` use only the common set: the (prompt, seed) cells where every compared "
+        "model has a non-broken image, so a broken image also removes its counterparts. Off: "
+        "every non-broken image of each model.",
+    ),
+    Setting(
         "gold_rate",
         float,
         0.0,

@@ -203,7 +203,7 @@ def test_prompt_groups_dealt_over_two_ranks_give_the_one_process_numbers(store, 
     _workspace(store)
     from scoring.distribution.run import _frames
 
-    _ref, pool = _frames(store, "real", None)
+    _ref, pool, _pairing = _frames(store, "real", None)
     single = lpips_div.group_means(store, net, pool, batch_size=4)
     shares = [
         lpips_div.group_means(store, net, pool, batch_size=4, ranks=Ranks(rank, 2))

@@ -55,6 +55,13 @@ def register(sub) -> None:
         "against the whole reference set; stored beside the whole-model numbers, shown by the "
         "leaderboard and agreement pages under that filter (default: all a model's images)",
     )
+    p.add_argument(
+        "--all-images",
+        action="store_true",
+        help="every non-broken image of each model, not only the common set (the (prompt, "
+        "seed) cells where every compared model has a non-broken image; the default unless "
+        "ARENA_PAIRED_METRICS=0)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_distribution)
 
@@ -97,6 +104,7 @@ def cmd_distribution(args) -> int:
             progress=not args.no_progress,
             ranks=ranks,
             by=args.by,
+            paired=bool(settings.paired_metrics) and not args.all_images,
         )
     except (DistributionError, MissingWeightsError) as exc:
         raise CommandError(str(exc)) from None

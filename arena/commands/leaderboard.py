@@ -205,6 +205,8 @@ def cmd_leaderboard(args) -> int:
             if len(table):
                 print(f"\n{title}:\n{table.to_string(index=False, float_format='{:.3f}'.format)}")
         print("\n" + "\n".join(result.notes))
+        if result.paired_note:
+            print(result.paired_note)
         print(
             f"\n{result.votes_used} votes ({filters.describe()}); 'prov' = provisional (fewer than "
             f"{store.settings.min_votes_ranked} votes); 'n/a' = no rating: the votes do not "
@@ -217,7 +219,7 @@ def _json(result) -> dict:
     """The board and its extras as JSON: the method's sentences, style coefficients,
     votes to flip, and (with ties=davidson) the tie model."""
     records = json.loads(result.frame.to_json(orient="records"))
-    out = {"leaderboard": records, "notes": result.notes}
+    out = {"leaderboard": records, "notes": result.notes, "paired": result.paired_note}
     out["style"] = json.loads(result.style.to_json(orient="records"))
     out["flips"] = json.loads(result.flips.to_json(orient="records"))
     tie = result.ratings.tie_model if result.ratings is not None else None

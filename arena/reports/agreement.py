@@ -32,14 +32,15 @@ def report_of(
     judges: pd.DataFrame | None = None,
 ) -> AgreementReport:
     """The agreement report over these frames: the filter's votes, the scores of the
-    filter's images (metric means over the same prompts as the leaderboard's), and each
+    filter's images (metric means over the same images as the leaderboard's: the common
+    set unless ``paired_metrics`` is off; the votes' deltas use every voted image), and each
     judge's tables: its votes read against the people's (``ReportFrames.judge_votes``,
     ``reference_votes``), named by ``judges`` (``Store.judges_frame()``)."""
     report = agreement_report(
         frames.votes,
         frames.image_scores,
         rng,
-        images=frames.images,
+        images=frames.images if frames.metric_images is None else frames.metric_images,
         prompts=frames.prompts,
         rounds=rounds,
         slice_protocol=slice_protocol,

@@ -14,7 +14,8 @@ import math
 import pandas as pd
 
 from arena.reports.candidate import CandidateReport
-from arena.reports.report_page import REPORT_CSS, html_table
+from arena.reports.html_parts import html_table
+from arena.reports.report_page import REPORT_CSS
 
 
 def _preference_table(report: CandidateReport) -> pd.DataFrame:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from arena.reports import failures as fl
 from arena.reports.agreement import AgreementService
+from arena.reports.analyses import Analyses, AnalysesService
 from arena.reports.frames import Filters, ReportError, load_report_frames
 from arena.reports.leaderboard import LeaderboardResult, LeaderboardService
 from arena.reports.methods import BoardOptions
@@ -85,6 +86,7 @@ SCORE_COLUMNS = [
     "value",
     "higher_is_better",
     "broken",
+    "details",
 ]
 
 
@@ -146,14 +148,30 @@ def votes_table(votes: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     return out[VOTE_COLUMNS]
 
 
-def scores_table(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+def details_text(details) -> str | None:
+    """A score's details as compact JSON with sorted keys (the same bytes every export)."""
+    if not isinstance(details, dict):
+        return None
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def scores_table(
+    scores: pd.DataFrame, images: pd.DataFrame, details: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per image and metric (and version), with the image's hash, model and prompt.
 
     ``images`` should include broken images (``images_frame(include_broken=True)``);
-    their scores are kept and marked in ``broken``.
+    their scores are kept and marked in ``broken``. ``details``
+    (``Store.score_details_frame()``) fills the ``details`` column (JSON text) where a
+    metric stores them (the tags metric's per-tag hits); empty elsewhere.
     """
     img = images[["image_id", "sha256", "model", "prompt_id", "broken"]]
     out = scores.merge(img, on="image_id", how="left", sort=False)
+    if details is not None and len(details):
+        text = details.assign(details=[details_text(d) for d in details["details"]])
+        out = out.merge(text, on=["image_id", "metric", "version"], how="left", sort=False)
+    else:
+        out["details"] = None
     out["prompt_id"] = out["prompt_id"].astype("Int64")
     out = out.sort_values(["image_id", "metric", "version"], kind="stable")
     return out[SCORE_COLUMNS].reset_index(drop=True)
@@ -242,6 +260,7 @@ class ExportTables:
     summary: dict
     groups: GroupComparison | None = None
     failures: dict[str, pd.DataFrame] = field(default_factory=dict)
+    analyses: Analyses | None = None
 
 
 def compute_tables(store, rounds: int | None = None, seed: int | None = None):
@@ -291,6 +310,12 @@ def compute_export(
         agreement = AgreementService.of(store)
         report = agreement.get(rounds=rounds, seed=seed, frames=frames).report
         groups = agreement.groups(rounds=rounds, seed=seed, frames=frames).comparison
+        details = store.score_details_frame()
+        analyses = (
+            AnalysesService.of(store)
+            .get(rounds=rounds, seed=seed, frames=frames, details=details)
+            .analyses
+        )
         break
     else:
         raise ExportError("the data kept changing while the export read it; try again.")
@@ -301,7 +326,7 @@ def compute_export(
     )
     tables = {
         "votes": votes_table(votes, prompts),
-        "scores": scores_table(frames.scores, frames.images_all),
+        "scores": scores_table(frames.scores, frames.images_all, details),
         "leaderboard": leaderboard_table(board.frame),
         **({"leaderboard_style": board.style} if options.style else {}),
         **({"leaderboard_flips": board.flips} if options.flips else {}),
@@ -312,6 +337,7 @@ def compute_export(
         **report.tables(),
         **groups.tables(),
         **failures,
+        **analyses.tables(),
     }
     summary = {
         "votes": len(votes),
@@ -330,10 +356,12 @@ def compute_export(
         "style control": ", ".join(options.style) or "off",
         "reweight floor": "off" if options.reweight is None else f"{options.reweight:g}",
         "flip counts": "on" if options.flips else "off",
+        "paired metrics": "on" if frames.paired else "off",
+        "common set": analyses.common.describe(),
     }
     if filters is not None and filters.key() != Filters().key():
         summary["votes counted"] = filters.describe()
-    return ExportTables(tables, board, report, summary, groups, failures)
+    return ExportTables(tables, board, report, summary, groups, failures, analyses)
 
 
 def board_metadata(board: LeaderboardResult) -> dict:
@@ -408,6 +436,7 @@ def export_workspace(
                     board,
                     computed.groups,
                     computed.failures,
+                    computed.analyses,
                 ),
                 encoding="utf-8",
             )

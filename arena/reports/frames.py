@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from arena.stats.common_set import CommonSet, common_set
 from arena.storage.vocabulary import DEFAULT_RATER_KINDS, RATER_KINDS
 
 #: What the held-out filter can keep: only the held-out sets' prompts, or all but them.
@@ -212,6 +213,14 @@ class ReportFrames:
     ``every_vote``: the counted votes before the filters (None: ``votes`` is all there
     is); :attr:`reference_votes` and :attr:`judge_votes` are read from it, with
     ``held_out_sets`` (the held-out prompt sets the held-out filter reads).
+    ``model_metrics``: the model-level numbers (not filtered: one per model).
+    ``references``: names of the reference image sets. ``signature``: the store's data
+    signature read just before loading (what a cached report of these frames is keyed on).
+    ``common``: the common set of the filter's images (:mod:`arena.stats.common_set`: the
+    (prompt, seed) cells where every model has a non-broken image); ``paired`` (the
+    setting ``paired_metrics``): whether the per-model metric means are over it.
+    ``metric_images``: the images those means average over (the common set's, or with
+    ``paired`` off every image of ``images``).
     """
 
     filters: Filters
@@ -226,6 +235,9 @@ class ReportFrames:
     model_metrics_all: pd.DataFrame | None = None
     every_vote: pd.DataFrame | None = None
     held_out_sets: frozenset = frozenset()
+    common: CommonSet | None = None
+    paired: bool = False
+    metric_images: pd.DataFrame | None = None
 
     @property
     def image_scores(self) -> pd.DataFrame:
@@ -246,14 +258,36 @@ class ReportFrames:
             return self.votes if self.filters.rater_kind == "judge" else self.votes.iloc[:0]
         return self.filters.for_judges()[1].apply(self.every_vote, self.held_out_sets)
 
+    def paired_on(self, models=None) -> tuple[CommonSet, pd.DataFrame]:
+        """(common set, metric images) of the filter's images over ``models`` (default:
+        every model with a non-broken image): what :func:`load_report_frames` puts in
+        ``common`` and ``metric_images``; a report on a few models (a candidate and its
+        baseline) pairs them on their own cells. With ``paired`` off the metric images are
+        every non-broken image of those models."""
+        prompt_ids = self.filters.prompt_ids(self.prompts)
+        pool = self.images_all
+        if prompt_ids is not None:
+            pool = pool[pool["prompt_id"].isin(prompt_ids)]
+        common = common_set(pool, models)
+        chosen = self.images
+        if models is not None:
+            chosen = chosen[chosen["model"].isin(common.models)]
+        if self.paired:
+            chosen = chosen[chosen["image_id"].isin(pool["image_id"].to_numpy()[common.keep])]
+        return common, chosen.reset_index(drop=True)
+
 
 def load_report_frames(
-    store, filters: Filters | None = None, votes: pd.DataFrame | None = None
+    store,
+    filters: Filters | None = None,
+    votes: pd.DataFrame | None = None,
+    paired: bool | None = None,
 ) -> ReportFrames:
     """The frames of :class:`ReportFrames` from ``store`` under ``filters``.
 
     ``votes`` replaces ``store.votes_frame()`` (the released snapshot of
-    :mod:`arena.reports.public_view`); the filters still apply to it.
+    :mod:`arena.reports.public_view`); the filters still apply to it. ``paired`` (default:
+    the setting ``paired_metrics``) puts the metric means on the common set.
     """
     filters = filters or Filters()
     signature = store.data_signature()
@@ -268,7 +302,7 @@ def load_report_frames(
         images = images[images["prompt_id"].isin(prompt_ids)]
     references = sorted(set(store.model_names(include_reference=True)) - set(store.model_names()))
     model_metrics = store.model_metrics_frame()
-    return ReportFrames(
+    frames = ReportFrames(
         filters=filters,
         votes=counted,
         prompts=prompts,
@@ -281,7 +315,10 @@ def load_report_frames(
         model_metrics_all=model_metrics,
         every_vote=every_vote,
         held_out_sets=frozenset(held_out_sets),
+        paired=bool(store.settings.paired_metrics) if paired is None else bool(paired),
     )
+    common, metric_images = frames.paired_on()
+    return replace(frames, common=common, metric_images=metric_images)
 
 
 def model_level_rows(model_metrics: pd.DataFrame, slice_name: str = "") -> pd.DataFrame:

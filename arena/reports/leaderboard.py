@@ -30,6 +30,7 @@ from arena.reports.methods import (
     method_notes,
     style_table,
 )
+from arena.reports.paired import paired_note
 from arena.reports.service import CachedReports
 from arena.reports.stand_in import stand_in_warning
 from arena.stats import ratings as R
@@ -83,18 +84,24 @@ def current_versions(scores: pd.DataFrame) -> pd.DataFrame:
     return best[["metric", "version"]]
 
 
+def chosen_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores with a value, of each metric's version of :func:`current_versions`: the
+    one version every per-model number uses."""
+    scores = scores.dropna(subset=["value"])
+    return scores.merge(current_versions(scores), on=["metric", "version"])
+
+
 def metric_means(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Per-model mean of each automatic metric: models as index, metrics as columns.
 
     ``scores`` is ``Store.scores_frame()``; ``images`` are the images to average over
-    (``ReportFrames.images``: not broken, of the filter's prompts). Where a metric has
-    several versions, the version with the most scores (over all images) is used.
+    (``ReportFrames.metric_images``: not broken, of the filter's prompts, on the common set
+    unless ``paired_metrics`` is off). Where a metric has several versions, the version
+    with the most scores (over all images) is used.
     """
     if scores.empty or images.empty:
         return pd.DataFrame()
-    scores = scores.dropna(subset=["value"]).merge(
-        current_versions(scores), on=["metric", "version"]
-    )
+    scores = chosen_scores(scores)
     merged = scores.merge(images[["image_id", "model"]], on="image_id")
     if merged.empty:
         return pd.DataFrame()
@@ -250,9 +257,11 @@ def _guard_warnings(frame: pd.DataFrame) -> list[str]:
 
 
 def metric_columns(frames: ReportFrames) -> pd.DataFrame | None:
-    """The board's metric columns: per-model means over the frames' images (the filter's
-    prompts), then the model-level numbers; None when there are neither."""
-    metrics = metric_means(frames.scores, frames.images) if len(frames.scores) else None
+    """The board's metric columns: per-model means over the frames' metric images (the
+    filter's prompts; the common set unless ``paired_metrics`` is off), then the
+    model-level numbers; None when there are neither."""
+    images = frames.images if frames.metric_images is None else frames.metric_images
+    metrics = metric_means(frames.scores, images) if len(frames.scores) else None
     model_level = model_level_columns(frames.model_metrics)
     if model_level is not None:
         metrics = model_level if metrics is None else metrics.join(model_level, how="outer")
@@ -349,6 +358,7 @@ class LeaderboardResult:
     signature: tuple
     computed_at: datetime = field(default_factory=datetime.now)
     model_level_note: str = ""
+    paired_note: str = ""
     options: BoardOptions = field(default_factory=BoardOptions)
     notes: list[str] = field(default_factory=list)
 
@@ -428,6 +438,7 @@ class LeaderboardService(CachedReports):
             model_level_note=model_level_note(
                 frames.model_metrics, frames.references, frames.filters
             ),
+            paired_note=paired_note(frames),
             options=options,
             notes=method_notes(ratings, options, rounds),
         )

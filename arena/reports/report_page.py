@@ -13,30 +13,15 @@ import pandas as pd
 
 from arena.reports import failures as fl
 from arena.reports import plots
+from arena.reports.analyses import Analyses
+from arena.reports.analyses_page import analyses_section
+from arena.reports.html_parts import html_table
+from arena.reports.html_parts import img as _img
 from arena.reports.leaderboard import LeaderboardResult, direction_note
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.groups import GroupComparison
-
-
-def html_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
-    if frame is None or frame.empty:
-        return "<p><em>Nothing yet.</em></p>"
-    shown = frame.head(max_rows).copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = [("–" if pd.isna(v) else f"{v:.{digits}f}") for v in shown[col]]
-        elif isinstance(shown[col].dtype, pd.Int64Dtype):  # to_html writes <NA> for these
-            shown[col] = ["–" if pd.isna(v) else str(v) for v in shown[col]]
-    more = len(frame) - len(shown)
-    note = f"<p><em>{more} more rows in the exported file.</em></p>" if more > 0 else ""
-    return shown.to_html(index=False, border=0, classes="t", na_rep="–") + note
-
-
-def _img(fig, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{plots.png_base64(fig)}">'
-
 
 REPORT_CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -57,13 +42,16 @@ def report_html(
     board: LeaderboardResult | None = None,
     groups: GroupComparison | None = None,
     failures: dict[str, pd.DataFrame] | None = None,
+    analyses: Analyses | None = None,
 ) -> str:
     """A self-contained HTML report: tables and base64 PNG figures, no scripts, no links out.
 
     ``board`` (the leaderboard's result) adds its method notes (the tie model's ν with
     Davidson ties), the style coefficients and the votes that hold each rank; ``groups``
     the comparison of the rater groups; ``failures`` (the export's ``failure_rates``,
-    ``failure_correlation`` and ``image_flags`` tables) the reviewers' failure rates."""
+    ``failure_correlation`` and ``image_flags`` tables) the reviewers' failure rates;
+    ``analyses`` the common set, tag accuracy, seeds and metric × metric agreement
+    (:mod:`arena.reports.analyses_page`)."""
     acc = report.accuracy
     metrics = list(report.info.get("metrics", []))
     protocol_list = "".join(
@@ -154,6 +142,7 @@ def report_html(
         *_groups_section(groups),
         *_judges_section(report),
         *_failures_section(failures, report),
+        *analyses_section(analyses),
         f"<h2>Files</h2><ul>{file_list}</ul>",
         "<p class='note'>Column definitions: docs/exports.md.</p>",
         "</body></html>\n",
@@ -211,7 +200,8 @@ def _board_notes(board: LeaderboardResult | None) -> list[str]:
     """The leaderboard's method sentences (model, intervals, ν, style fit, warnings)."""
     if board is None:
         return []
-    return [f"<p class='note board-note'>{html.escape(note)}</p>" for note in board.notes]
+    notes = [*board.notes, *([board.paired_note] if board.paired_note else [])]
+    return [f"<p class='note board-note'>{html.escape(note)}</p>" for note in notes]
 
 
 def _board_tables(board: LeaderboardResult | None) -> list[str]:
@@ -262,9 +252,10 @@ def _model_metrics_section(model_metrics: pd.DataFrame | None) -> list[str]:
     warning = f"<p class='note'><strong>{html.escape(warning)}</strong></p>" if warning else ""
     return [
         "<h2>Model-level metrics</h2>",
-        "<p class='note'>One number per model over all its images (<code>slice</code> "
-        "empty) or over one prompt category or set (<code>slice</code>, from "
-        "<code>arena distribution --by</code>), against the reference set "
+        "<p class='note'>One number per model over its images (the common set of the run "
+        "unless computed with <code>--all-images</code>: <code>details</code>), or over one "
+        "prompt category or set (<code>slice</code>, from <code>arena distribution --by</code>), "
+        "against the reference set "
         f"(KID: mean ± std over subsets); {html.escape(direction_note(model_metrics))}. "
         "<code>extractor</code> is the feature network the number was computed from; "
         "<code>warning</code> flags small samples and image sizes that differ from the "

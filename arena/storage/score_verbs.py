@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
@@ -124,3 +125,21 @@ class ScoreVerbs:
                 "higher_is_better": columnar.bools(col["higher_is_better"]),
             }
         )
+
+    def score_details_frame(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per score that stores details (the tags metric's per-tag hits, the
+        anomaly score's points, ...): image_id, metric, version, details (a dict).
+
+        Rows without details are left out; ``metrics`` restricts to those metrics.
+        """
+        sc = db.Score.__table__
+        query = select(sc.c.image_id, sc.c.metric, sc.c.version, sc.c.details).where(
+            sc.c.details.is_not(None)
+        )
+        if metrics is not None:
+            query = query.where(sc.c.metric.in_(list(metrics)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(sc.c.image_id, sc.c.metric, sc.c.version)).all()
+        frame = pd.DataFrame(rows, columns=["image_id", "metric", "version", "details"])
+        keep = np.fromiter((isinstance(d, dict) for d in frame["details"]), bool, len(frame))
+        return frame[keep].reset_index(drop=True).astype({"image_id": "int64"})

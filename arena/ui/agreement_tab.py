@@ -16,11 +16,12 @@ import pandas as pd
 
 from arena.reports import plots
 from arena.reports.agreement import AgreementService
+from arena.reports.analyses import AnalysesService
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.report import MIN_SLICE_PROMPTS
-from arena.ui import group_section, judge_panel
+from arena.ui import analyses_section, group_section, judge_panel
 from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
@@ -239,11 +240,12 @@ def agreement_outputs(
 PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 
-def render(store, groups: bool = False, failures: bool = False):
+def render(store, groups: bool = False, failures: bool = False, analyses: bool = False):
     """The tab; returns its refresh (fn, inputs, outputs) for when it is opened. ``groups``
     (the Admin app) adds the rater-group comparison (:mod:`arena.ui.group_section`),
     ``failures`` (the Admin app) failure rates against the human rating
-    (:mod:`arena.ui.failure_section`)."""
+    (:mod:`arena.ui.failure_section`), ``analyses`` (the Admin app) the common set,
+    tag, seed and metric × metric analyses (:mod:`arena.ui.analyses_section`)."""
     service = AgreementService.of(store)
     options = service.options()
     gr.Markdown(
@@ -291,6 +293,9 @@ def render(store, groups: bool = False, failures: bool = False):
         from arena.ui import failure_section
 
         outputs += failure_section.agreement_components()
+    if analyses:
+        outputs += analyses_section.render()
+    extra = AnalysesService.of(store)
 
     def update(*values):
         shown = agreement_outputs(service, *values)
@@ -298,6 +303,8 @@ def render(store, groups: bool = False, failures: bool = False):
             shown = (*shown, *group_section.group_outputs(service, *values[:5]))
         if failures:
             shown = (*shown, *failure_section.agreement_outputs(store, service, *values[:6]))
+        if analyses:
+            shown = (*shown, *analyses_section.analyses_outputs(extra, *values[:5]))
         return shown
 
     # Computed when the tab is opened (the returned refresh, arena.ui.app.refresh_on_open),

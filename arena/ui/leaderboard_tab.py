@@ -215,8 +215,8 @@ def _board(
     )
     for note in others:
         summary += "\n\n" + (f"**⚠ {note}**" if note.startswith("Warning") else note)
-    if result.model_level_note:
-        summary += "\n\n" + result.model_level_note
+    for extra in (result.model_level_note, result.paired_note):  # the metric columns' notes
+        summary += f"\n\n{extra}" if extra else ""
     return summary, result
 
 

@@ -41,6 +41,7 @@ from scoring.distribution import stats as dist
 from scoring.distribution.feature_cache import cached_features
 from scoring.distribution.features import EXTRACTORS, Extractor
 from scoring.distribution.lpips_div import LpipsAlex, group_means
+from scoring.distribution.pairing import PairingError, paired_pool
 from scoring.sharding import Ranks
 from scoring.weights import WeightSources
 
@@ -120,8 +121,9 @@ def _weights_for(extractor: str, weights: dict[str, str]) -> str | None:
     return None
 
 
-def _frames(store, reference: str, models: Sequence[str] | None):
-    images = store.images_frame()
+def _frames(store, reference: str, models: Sequence[str] | None, paired: bool = True):
+    everything = store.images_frame(include_broken=True)
+    images = everything[everything["broken"].isna()]
     kinds = dict(zip(images.model, images.model_kind, strict=False))
     known = set(store.model_names(include_reference=True))
     if reference not in known:
@@ -153,10 +155,14 @@ def _frames(store, reference: str, models: Sequence[str] | None):
         pool = pool[pool.model.isin(list(models))]
     if pool.empty:
         raise DistributionError("no generated images in the workspace to compare.")
+    try:  # the compared models' common set (every image with paired off)
+        pool, pairing = paired_pool(everything, sorted(set(pool.model)), paired)
+    except PairingError as exc:
+        raise DistributionError(str(exc)) from None
     # In pixel-hash order, not id order: ids follow insertion order (import order, or
     # which rank of a sharded job stored an image first), and KID's random subsets, the
     # diversity pairs and float sums depend on the order of rows; the hash does not.
-    return _by_content(ref_rows), _by_content(pool)
+    return _by_content(ref_rows), _by_content(pool), pairing
 
 
 def _by_content(rows):
@@ -180,6 +186,7 @@ def run(
     extractors: dict[str, Extractor] | None = None,
     ranks: Ranks | None = None,
     by: str | None = None,
+    paired: bool | None = None,
 ) -> list[Result]:
     """Compute and store ``metrics`` for each model against ``reference``; returns the rows.
 
@@ -191,12 +198,16 @@ def run(
     missing features and anomaly points; rank 0 alone computes and stores the numbers
     (the other ranks return an empty list). ``by`` ("category" or "prompt-set") computes
     each number per prompt category or set instead of over all a model's images
-    (:func:`scoring.distribution.guards.with_slices`).
+    (:func:`scoring.distribution.guards.with_slices`). ``paired`` (default: the store's
+    setting ``paired_metrics``, on unless turned off) computes every model on the common
+    set of the compared models (``scoring.distribution.pairing``); each row's
+    ``details["common_set"]`` records it.
     """
     metrics = parse_metrics(metrics)
+    paired = bool(store.settings.paired_metrics) if paired is None else bool(paired)
     weights = dict(weights or {})
     ranks = ranks or Ranks()
-    ref_rows, pool = _frames(store, reference, models)
+    ref_rows, pool, pairing = _frames(store, reference, models, paired)
     pool = guards.with_slices(pool, store.prompts_frame(), by)
     loaded = dict(extractors or {})
     for name in dict.fromkeys(EXTRACTOR_FOR[m] for m in metrics if m in EXTRACTOR_FOR):
@@ -290,6 +301,7 @@ def run(
                 details["image_sizes"] = size_check.sizes
                 warnings.append(size_check.warning)
             details["warning"] = "; ".join(w for w in warnings if w)
+            details["common_set"] = pairing[model]
             if metric in EXTRACTOR_FOR:
                 details["features"] = loaded[EXTRACTOR_FOR[metric]].key
             elif metric == "div-lpips":
