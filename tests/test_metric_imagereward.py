@@ -355,7 +355,9 @@ def _arena(store, n_prompts: int = 4) -> None:
         for k in range(n_prompts):
             picture = images[(k + 3 * m) % len(images)].convert("RGB")
             stored = store.images.put_image(picture)
-            ids[name, k] = store.add_image(model, pids[("set", str(k))], stored, seed=m)
+            ids[name, k] = store.add_image(
+                model, pids[("set", str(k))], stored, seed=0
+            )  # one cell per prompt
     with store.session() as s:
         rater = store.rater_id("person", kind="human", session=s)
         for k in range(n_prompts):
