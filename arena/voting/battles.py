@@ -292,13 +292,15 @@ def record_vote(
             raise BattleError(
                 "unknown_token", "no battle has this token; ask for a new battle and vote on it."
             )
-        rater_id = store.find_rater(identity.key, s)
-        if rater_id is None or rater_id != battle.rater_id:
+        rater = s.execute(
+            select(db.Rater.id, db.Rater.kind).where(db.Rater.external_id == identity.key)
+        ).first()
+        if rater is None or rater.id != battle.rater_id:
             raise BattleError(
                 "wrong_rater",
                 "this battle was served to another rater; each rater votes on their own battles.",
             )
-        is_judge = s.scalar(select(db.Rater.kind).where(db.Rater.id == rater_id)) == "judge"
+        rater_id, is_judge = rater.id, rater.kind == "judge"
         if details is not None and not is_judge:
             raise ValueError("vote details are a judge's answer probabilities; people have none")
         if s.scalar(select(db.Vote.id).where(db.Vote.battle_id == battle.id)) is not None:
