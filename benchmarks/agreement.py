@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from arena.stats.agreement import agreement_report  # noqa: E402
-from tests.agreement_data import populate_store, synthetic_arena  # noqa: E402
+from tests.agreement_data import benchmark_arena, populate_store  # noqa: E402
 
 
 class Clock:
@@ -65,16 +65,7 @@ def main() -> None:
         f"{len(os.sched_getaffinity(0))} CPUs visible, load average {os.getloadavg()[0]:.1f}"
     )
     with Clock() as c:
-        data = synthetic_arena(
-            np.random.default_rng(0),
-            n_models=args.models,
-            n_prompts=prompts,
-            n_votes=args.votes,
-            n_raters=5000,
-            rater_sd=0.5,
-            tie_band=0.2,
-            metric_noise={f"metric{k}": 0.25 * (k + 1) for k in range(args.metrics)},
-        )
+        data = benchmark_arena(args.votes, args.models, args.images, args.metrics)
     print(f"synthetic frames built            {c}")
     with Clock() as c:
         report = agreement_report(

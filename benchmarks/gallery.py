@@ -36,7 +36,7 @@ from arena.reports import gallery as gv  # noqa: E402
 from arena.reports.failures import FailureService  # noqa: E402
 from arena.storage.store import Store  # noqa: E402
 from arena.ui.review_images import ImageHandles  # noqa: E402
-from tests.agreement_data import populate_store, synthetic_arena  # noqa: E402
+from tests.agreement_data import benchmark_arena, populate_store  # noqa: E402
 
 TARGET_MS = 300.0
 
@@ -113,16 +113,7 @@ def main() -> None:
         store = Store.open(folder / "ws")
         start = time.perf_counter()
         if store.status()["images"] == 0:
-            data = synthetic_arena(
-                np.random.default_rng(0),
-                n_models=args.models,
-                n_prompts=prompts,
-                n_votes=args.votes,
-                n_raters=5000,
-                rater_sd=0.5,
-                tie_band=0.2,
-                metric_noise={f"metric{k}": 0.25 * (k + 1) for k in range(args.metrics)},
-            )
+            data = benchmark_arena(args.votes, args.models, args.images, args.metrics)
             populate_store(store, data)
             add_flags(store, data.images, args.flags, seed=1)
             print(f"workspace built (bulk inserts)      {time.perf_counter() - start:6.1f} s")

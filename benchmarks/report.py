@@ -19,14 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from arena.cli import main as arena  # noqa: E402
-from tests.agreement_data import populate_store, synthetic_arena  # noqa: E402
+from tests.agreement_data import benchmark_arena, populate_store  # noqa: E402
 
 GATE = """
 [win_rate]
@@ -49,16 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     from arena.storage.store import Store
 
-    data = synthetic_arena(
-        np.random.default_rng(0),
-        n_models=args.models,
-        n_prompts=args.images // args.models,
-        n_votes=args.votes,
-        n_raters=5000,
-        rater_sd=0.5,
-        tie_band=0.2,
-        metric_noise={f"metric{k}": 0.25 * (k + 1) for k in range(6)},
-    )
+    data = benchmark_arena(args.votes, args.models, args.images, 6)
     folder = Path(tempfile.mkdtemp(prefix="arena-bench-"))
     try:
         store = Store.open(folder / "ws", bootstrap_rounds=args.rounds)

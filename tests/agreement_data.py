@@ -147,6 +147,24 @@ def small_arena(n_votes: int = 900, metric_noise: dict[str, float] | None = None
     )
 
 
+def benchmark_arena(
+    n_votes: int = 1_000_000, n_models: int = 8, n_images: int = 160_000, n_metrics: int = 6
+) -> SyntheticArena:
+    """The benchmarks' big arena (``benchmarks/agreement.py``, ``gallery.py``,
+    ``report.py``): one image per model and prompt, 5,000 raters with a spread of their
+    own, ~9% ties, metrics of growing noise; seeded, so every benchmark builds the same."""
+    return synthetic_arena(
+        np.random.default_rng(0),
+        n_models=n_models,
+        n_prompts=n_images // n_models,
+        n_votes=n_votes,
+        n_raters=5000,
+        rater_sd=0.5,
+        tie_band=0.2,
+        metric_noise={f"metric{k}": 0.25 * (k + 1) for k in range(n_metrics)},
+    )
+
+
 def populate_store(store, arena: SyntheticArena, chunk: int = 200_000) -> None:
     """Insert a synthetic arena into a real, empty workspace with bulk inserts.
 

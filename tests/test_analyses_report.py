@@ -19,6 +19,7 @@ from arena.stats import tag_accuracy as T
 from arena.stats.common_set import PER_MODEL_COLUMNS
 from arena.stats.metric_correlation import COLUMNS as CORRELATION_COLUMNS
 from tests import analyses_data as D
+from tests.admin_only import assert_admin_only
 
 TABLES = {
     "common_set": A.COMMON_COLUMNS,
@@ -92,8 +93,6 @@ def test_the_admin_agreement_tab_shows_the_analyses_and_the_raters_app_does_not(
     import gradio as gr
 
     from arena.ui import agreement_tab, analyses_section
-    from arena.ui.admin import build_admin_app
-    from arena.ui.app import build_app
     from arena.ui.leaderboard_tab import ALL
 
     store, _ = voted
@@ -114,12 +113,7 @@ def test_the_admin_agreement_tab_shows_the_analyses_and_the_raters_app_does_not(
     assert "Cannot compute the analyses" in bad[0] and "ISO date" in bad[0]
 
     label = "Tag accuracy by position of the tag"
-
-    def labels(app):
-        return {getattr(b, "label", None) for b in app.blocks.values()}
-
-    assert label in labels(build_admin_app(store.with_settings(admin_secret="pw")))
-    assert label not in labels(build_app(store.with_settings(reveal_models=True)))
+    assert_admin_only(store, label)
 
 
 def test_arena_leaderboard_says_which_cells_the_metrics_are_over(voted, capsys):

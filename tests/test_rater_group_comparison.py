@@ -21,6 +21,7 @@ from arena.stats import ratings as rt
 from arena.stats.agreement import groups as gs
 from arena.stats.bradley_terry import RIDGE
 from arena.stats.elo import THETA_TO_ELO
+from tests.admin_only import assert_admin_only
 from tests.agreement_data import populate_store, small_arena, synthetic_arena
 
 MODEL = {1: "A", 2: "B", 3: "C"}
@@ -431,8 +432,6 @@ def test_the_agreement_tab_shows_the_groups_in_the_admin_app_only(grouped_store)
     import gradio as gr
 
     from arena.ui import agreement_tab, group_section
-    from arena.ui.admin import build_admin_app
-    from arena.ui.app import build_app
     from arena.ui.leaderboard_tab import ALL
 
     with gr.Blocks():
@@ -454,12 +453,7 @@ def test_the_agreement_tab_shows_the_groups_in_the_admin_app_only(grouped_store)
     assert "Cannot compare the groups" in bad[0] and "ISO date" in bad[0]
 
     label = "Cross-group agreement on shared image pairs"
-
-    def labels(app):
-        return {getattr(b, "label", None) for b in app.blocks.values()}
-
-    assert label in labels(build_admin_app(grouped_store.with_settings(admin_secret="pw")))
-    assert label not in labels(build_app(grouped_store.with_settings(reveal_models=True)))
+    assert_admin_only(grouped_store, label)
 
 
 def test_the_export_has_the_group_tables(grouped_store, tmp_path):
