@@ -363,3 +363,28 @@ def test_pin_memory_reaches_the_batch_tensors():
     assert isinstance(pinned, Batch) and pinned.items == ["a", "b"]
     assert getattr(pinned.inputs["clip"][1], "pinned", False)
     assert pinned.inputs["clip"][0] == [0, 1] and pinned.inputs["tags"] == ([0], ["x"])
+
+
+def test_the_work_is_ordered_by_content_not_by_image_id(tmp_path):
+    """Batches are made in pixel-hash order: the same images imported in the opposite order
+    (other ids) give the same batches, so batch-dependent rounding cannot follow the ids."""
+    from arena.config import load_settings
+    from arena.storage.store import Store
+    from scoring.metrics.runner import select_work
+
+    rng = np.random.default_rng(7)
+    pixels = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(6)]
+    orders = []
+    for name, sequence in (("a", range(6)), ("b", reversed(range(6)))):
+        store = Store(load_settings(env={}, workspace=str(tmp_path / name)))
+        model = store.add_model("m", "import")
+        store.add_prompts([PromptRow(f"prompt {k}", str(k)) for k in range(6)], "s")
+        pids = store.prompt_ids("s")
+        for k in sequence:
+            stored = store.images.put_image(Image.fromarray(pixels[k]))
+            store.add_image(model, pids[("s", str(k))], stored, seed=0)
+        items, _ = select_work(store, build_metrics(["sharpness"]))
+        orders.append([(item.prompt, item.path.rsplit("/", 1)[-1]) for item in items])
+        store.close()
+    assert orders[0] == orders[1] and len(orders[0]) == 6
+    assert [sha for _p, sha in orders[0]] == sorted(sha for _p, sha in orders[0])

@@ -91,7 +91,12 @@ def select_work(
     store, metrics: Sequence[Metric], *, image_ids: Collection[int] | None = None
 ) -> tuple[list[WorkItem], dict[str, int]]:
     """Images lacking a score per metric (not broken); and per-metric counts skipped for
-    lack of a prompt. ``image_ids`` restricts the work to those images (None: all)."""
+    lack of a prompt. ``image_ids`` restricts the work to those images (None: all).
+
+    The work is ordered by content (pixel hash, then prompt), not by image id: a batch's
+    composition changes a score in its last bits (CPU kernels block by batch size), so
+    ordering by id would make the stored numbers depend on import order -- and on which
+    rank wrote an image first in a sharded generation."""
     i, p = db.Image, db.Prompt
     wanted = None if image_ids is None else {int(n) for n in image_ids}
     with store.session() as s:
@@ -99,7 +104,7 @@ def select_work(
             select(i.id, i.sha256, p.text)
             .outerjoin(p, p.id == i.prompt_id)
             .where(i.broken.is_(None))
-            .order_by(i.id)
+            .order_by(i.sha256, p.text, i.id)
         ).all()
     if wanted is not None:
         rows = [row for row in rows if row[0] in wanted]
