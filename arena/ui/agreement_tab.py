@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 
 from arena.reports import plots
@@ -22,6 +21,7 @@ from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.report import MIN_SLICE_PROMPTS
 from arena.ui import analyses_section, group_section, judge_panel
+from arena.ui.cells import number, percent
 from arena.ui.leaderboard_tab import filter_row, filters_of
 
 TITLE = "Agreement"
@@ -35,16 +35,6 @@ def enabled(settings) -> bool:
 
 
 # -- formatting --------------------------------------------------------------------------------
-def _pct(value) -> str:
-    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
-
-
-def _num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
 def accuracy_display(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Metric × protocol as readable strings, the human ceiling as the last row; "Chance"
     is what a metric blind to the images expects under that protocol (0.5 for (a) and
@@ -66,10 +56,10 @@ def accuracy_display(accuracy: pd.DataFrame) -> pd.DataFrame:
             {
                 "Metric": r.metric,
                 "Protocol": r.description if r.metric != CEILING else "leave-one-out majority",
-                "Accuracy": _pct(r.accuracy),
-                "Chance": _pct(r.chance),
-                "95% CI (prompts)": f"{_pct(r.ci_low)} – {_pct(r.ci_high)}",
-                "Wilson 95% CI": f"{_pct(r.wilson_low)} – {_pct(r.wilson_high)}",
+                "Accuracy": percent(r.accuracy),
+                "Chance": percent(r.chance),
+                "95% CI (prompts)": f"{percent(r.ci_low)} – {percent(r.ci_high)}",
+                "Wilson 95% CI": f"{percent(r.wilson_low)} – {percent(r.wilson_high)}",
                 "Votes": int(r.n),
                 "Tie threshold": r.tie_threshold,
             }
@@ -79,9 +69,9 @@ def accuracy_display(accuracy: pd.DataFrame) -> pd.DataFrame:
 
 def _corr_cell(value, low, high, p=None, few=False) -> str:
     """ρ or τ with its interval and permutation p; no interval with too few models."""
-    text = _num(value, 2)
+    text = number(value, 2)
     if not few:
-        text += f" [{_num(low, 2)}, {_num(high, 2)}]"
+        text += f" [{number(low, 2)}, {number(high, 2)}]"
     if p is not None and not (isinstance(p, float) and math.isnan(p)):
         text += f" (p = {p:.2g})"
     return text
@@ -146,16 +136,16 @@ def extras_markdown(report: AgreementReport) -> str:
     if len(report.position_bias):
         p = report.position_bias.iloc[0]
         lines.append(
-            f"**Position bias:** the left image won {_pct(p.left_win_rate)} of "
-            f"{int(p.decisive_votes)} decisive votes (95% CI {_pct(p.ci_low)} – "
-            f"{_pct(p.ci_high)}; binomial test against 50%: p = {p.p_value:.3g})."
+            f"**Position bias:** the left image won {percent(p.left_win_rate)} of "
+            f"{int(p.decisive_votes)} decisive votes (95% CI {percent(p.ci_low)} – "
+            f"{percent(p.ci_high)}; binomial test against 50%: p = {p.p_value:.3g})."
         )
     if len(report.reliability):
         a = report.reliability.iloc[0]
         lines.append(
-            f"**Inter-rater reliability:** Krippendorff's α (nominal) = {_num(a.alpha)} "
-            f"[{_num(a.alpha_low)}, {_num(a.alpha_high)}] over {int(a.units)} image pairs "
-            f"with several raters ({int(a.votes)} votes, {int(a.raters)} raters)."
+            f"**Inter-rater reliability:** Krippendorff's α (nominal) = {number(a.alpha, 3)} "
+            f"[{number(a.alpha_low, 3)}, {number(a.alpha_high, 3)}] over {int(a.units)} image "
+            f"pairs with several raters ({int(a.votes)} votes, {int(a.raters)} raters)."
         )
     return "\n\n".join(lines)
 

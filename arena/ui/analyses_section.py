@@ -10,8 +10,6 @@ the raters' app carries nothing it does not need.
 
 from __future__ import annotations
 
-import math
-
 import gradio as gr
 import pandas as pd
 
@@ -19,6 +17,7 @@ from arena.reports import analysis_plots
 from arena.reports.analyses import AnalysesService
 from arena.reports.analyses_page import seeds_warning
 from arena.stats.seeds import MIN_SEEDS
+from arena.ui.cells import missing, number
 from arena.ui.leaderboard_tab import filters_of
 
 INTRO = (
@@ -28,12 +27,6 @@ INTRO = (
     "prompt's tags, each model's mean per seed with the spread across seeds, and how alike "
     "the metrics rank the images and the models."
 )
-
-
-def _num(value, digits: int = 3) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
 
 
 def common_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +64,7 @@ def tags_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
             r = rows.loc[(m, b)]
             count = f"{int(r['tags'])} tags" if label == "position" else f"{int(r['images'])} img"
             cells.append(
-                f"{_num(r['accuracy'], 2)} [{_num(r['ci_low'], 2)}, {_num(r['ci_high'], 2)}] "
+                f"{number(r['accuracy'], 2)} [{number(r['ci_low'], 2)}, {number(r['ci_high'], 2)}] "
                 f"({count})"
             )
         out[b if b == "all" else f"{label} {b}"] = cells
@@ -92,7 +85,9 @@ def seeds_display(spread: pd.DataFrame) -> pd.DataFrame:
                 continue
             r = rows.loc[(m, metric)]
             flag = " ⚠" if bool(r["few_seeds"]) else ""
-            cells.append(f"{_num(r['mean'])} ± {_num(r['std'])} ({int(r['n_seeds'])} seeds){flag}")
+            cells.append(
+                f"{number(r['mean'], 3)} ± {number(r['std'], 3)} ({int(r['n_seeds'])} seeds){flag}"
+            )
         out[metric] = cells
     return out
 
@@ -107,9 +102,9 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
             "Level": table["level"],
             "Metric": table["metric_a"],
             "Metric ": table["metric_b"],
-            "Spearman ρ": [_num(v, 2) for v in table["spearman"]],
+            "Spearman ρ": [number(v, 2) for v in table["spearman"]],
             "Over": [f"{n} {lv}s" for n, lv in zip(table["n"], table["level"], strict=True)],
-            "p (permutation)": ["–" if _num(p) == "–" else f"{p:.2g}" for p in table["p_value"]],
+            "p (permutation)": ["–" if missing(p) else f"{p:.2g}" for p in table["p_value"]],
         }
     )
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from arena.reports.agreement import AgreementService
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
+from arena.ui.cells import number, percent
 from arena.ui.leaderboard_tab import filters_of
 
 INTRO = (
@@ -27,19 +28,10 @@ INTRO = (
 )
 
 
-def _num(value, digits: int = 2) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def _pct(value) -> str:
-    return "–" if _num(value) == "–" else f"{100 * float(value):.1f}%"
-
-
 def _interval(low, high, pct: bool = False) -> str:
-    fmt = _pct if pct else _num
-    return f"{fmt(low)} – {fmt(high)}"
+    if pct:
+        return f"{percent(low)} – {percent(high)}"
+    return f"{number(low, 2)} – {number(high, 2)}"
 
 
 def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +46,7 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
             "Votes": summary["votes"],
             "Prompts": summary["prompts"],
             "Models": summary["models"],
-            "Agrees with own group": [_pct(v) for v in summary["within"]],
+            "Agrees with own group": [percent(v) for v in summary["within"]],
             "95% CI (prompts)": [
                 _interval(lo, hi, pct=True)
                 for lo, hi in zip(summary["within_low"], summary["within_high"], strict=True)
@@ -100,9 +92,9 @@ def _pair_names(frame: pd.DataFrame) -> list[str]:
 
 
 def _corr_cell(value, low, high, p, few) -> str:
-    text = _num(value)
+    text = number(value, 2)
     if not few and not (isinstance(low, float) and math.isnan(low)):
-        text += f" [{_num(low)}, {_num(high)}]"
+        text += f" [{number(low, 2)}, {number(high, 2)}]"
     if not (isinstance(p, float) and math.isnan(p)):
         text += f" (p = {p:.2g})"
     return text
@@ -146,7 +138,7 @@ def agreement_display(agreement: pd.DataFrame) -> pd.DataFrame:
                 f"{m} (the rest of it)" if o else m
                 for m, o in zip(agreement["majority_of"], own, strict=True)
             ],
-            "Agreement": [_pct(v) for v in agreement["agreement"]],
+            "Agreement": [percent(v) for v in agreement["agreement"]],
             "95% CI (prompts)": [
                 _interval(lo, hi, pct=True)
                 for lo, hi in zip(agreement["ci_low"], agreement["ci_high"], strict=True)

@@ -9,13 +9,12 @@ the Admin app, and the raters' app only with the reveal on.
 
 from __future__ import annotations
 
-import math
-
 import gradio as gr
 import numpy as np
 import pandas as pd
 
 from arena.stats.agreement import JudgeReport
+from arena.ui.cells import number, percent
 
 NO_JUDGES = (
     "**Judges:** no machine judge has voted on these prompts and dates. `arena judge` adds "
@@ -45,18 +44,8 @@ DECIDER_COLUMNS = [
 ]
 
 
-def _pct(value) -> str:
-    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
-
-
-def _num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
 def _pct_ci(value, low, high) -> str:
-    return f"{_pct(value)} [{_pct(low)}, {_pct(high)}]"
+    return f"{percent(value)} [{percent(low)}, {percent(high)}]"
 
 
 def _points(value, low, high) -> str:
@@ -84,21 +73,21 @@ def raters_display(agreement: pd.DataFrame) -> pd.DataFrame:
                 "Difference": _points(r.difference, r.difference_low, r.difference_high),
                 "Versus ceiling": r.versus_ceiling or "–",
                 "Pairs": int(r.n),
-                "α humans": f"{_num(r.alpha_without)} [{_num(r.alpha_without_low)}, "
-                f"{_num(r.alpha_without_high)}]",
-                "α with judge": f"{_num(r.alpha_with)} [{_num(r.alpha_with_low)}, "
-                f"{_num(r.alpha_with_high)}]",
-                "α change": f"{_num(r.alpha_change, 3)} [{_num(r.alpha_change_low)}, "
-                f"{_num(r.alpha_change_high)}]",
+                "α humans": f"{number(r.alpha_without, 3)} [{number(r.alpha_without_low, 3)}, "
+                f"{number(r.alpha_without_high, 3)}]",
+                "α with judge": f"{number(r.alpha_with, 3)} [{number(r.alpha_with_low, 3)}, "
+                f"{number(r.alpha_with_high, 3)}]",
+                "α change": f"{number(r.alpha_change, 3)} [{number(r.alpha_change_low, 3)}, "
+                f"{number(r.alpha_change_high, 3)}]",
             }
         )
     return pd.DataFrame(rows, columns=RATER_COLUMNS)
 
 
 def _corr(value, low, high, p, few) -> str:
-    text = _num(value, 2)
+    text = number(value, 2)
     if not few:
-        text += f" [{_num(low, 2)}, {_num(high, 2)}]"
+        text += f" [{number(low, 2)}, {number(high, 2)}]"
     if p is not None and np.isfinite(p):
         text += f" (p = {p:.2g})"
     return text
@@ -127,7 +116,7 @@ def deciders_display(report: JudgeReport) -> pd.DataFrame:
                 "Orders agree": f"{_pct_ci(c.consistency, c.wilson_low, c.wilson_high)} "
                 f"of {int(c.pairs_both_orders)} pairs",
                 "Left chosen": f"{_pct_ci(c.left_win_rate, c.left_low, c.left_high)} "
-                f"of {int(c.decisive_votes)} (p = {_num(c.left_p, 3)})",
+                f"of {int(c.decisive_votes)} (p = {number(c.left_p, 3)})",
             }
         )
     return pd.DataFrame(rows, columns=DECIDER_COLUMNS)
@@ -184,8 +173,8 @@ def summary_markdown(report: JudgeReport) -> str:
             "within": "not distinguishable from the human ceiling",
         }.get(r.versus_ceiling, "")
         lines.append(
-            f"- **{r.judge}** agrees with the majority on {_pct(r.agreement)} of {int(r.n)} "
-            f"pairs, people on {_pct(r.ceiling)} of the same pairs: {where} "
+            f"- **{r.judge}** agrees with the majority on {percent(r.agreement)} of {int(r.n)} "
+            f"pairs, people on {percent(r.ceiling)} of the same pairs: {where} "
             f"({_points(r.difference, r.difference_low, r.difference_high)})."
         )
     return "\n".join(lines)

@@ -24,17 +24,12 @@ from arena.reports.leaderboard import (
 from arena.reports.methods import BoardOptions
 from arena.storage.vocabulary import RATER_KINDS
 from arena.ui import board_methods as methods
+from arena.ui.cells import number
 
 TITLE = "Leaderboard"
 ALL = "(all)"
 HEATMAP_MAX_MODELS = 40  # beyond this the heatmap shows the top models only
 ANNOTATE_MAX_MODELS = 14
-
-
-def _num(value, digits: int = 0) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
 
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -48,27 +43,27 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
             "Rank": [
                 "no rating (never won or never lost)"
                 if not i
-                else ("provisional" if p else _num(r))
+                else ("provisional" if p else number(r, 0))
                 for p, i, r in zip(
                     frame["provisional"], frame["identified"], frame["rank"], strict=True
                 )
             ],
             "Model": frame["model"],
-            "Rating": [_num(x) for x in frame["rating"]],
+            "Rating": [number(x, 0) for x in frame["rating"]],
             "95% CI": [
-                f"+{_num(hi - r)} / -{_num(r - lo)}"
+                f"+{number(hi - r, 0)} / -{number(r - lo, 0)}"
                 for r, lo, hi in zip(
                     frame["rating"], frame["ci_lower"], frame["ci_upper"], strict=True
                 )
             ],
-            "Elo": [_num(x) for x in frame["elo"]],
+            "Elo": [number(x, 0) for x in frame["elo"]],
             "Votes": frame["votes"].astype(int),
-            "Win rate": [f"{_num(100 * x, 1)}%" for x in frame["win_rate"]],
-            "Both bad": [f"{_num(100 * x, 1)}%" for x in frame["both_bad_rate"]],
+            "Win rate": [f"{number(100 * x, 1)}%" for x in frame["win_rate"]],
+            "Both bad": [f"{number(100 * x, 1)}%" for x in frame["both_bad_rate"]],
         }
     )
     if "uncontrolled" in frame:
-        out.insert(4, "Uncontrolled", [_num(x) for x in frame["uncontrolled"]])
+        out.insert(4, "Uncontrolled", [number(x, 0) for x in frame["uncontrolled"]])
     if "votes_to_flip" in frame:
         out["Votes to flip"] = [_count(x) for x in frame["votes_to_flip"]]
     for m in metric_cols:
@@ -106,7 +101,7 @@ def _count(value) -> str:
 def _metric_num(value) -> str:
     """3 decimals, or 4 significant digits where that would hide the value (FID ~ 1e4,
     KID ~ 1e-4)."""
-    text = _num(value, 3)
+    text = number(value, 3)
     if text == "–" or 1e-2 <= abs(value) < 1e5 or value == 0:
         return text
     return f"{value:.4g}"
