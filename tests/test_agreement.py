@@ -394,14 +394,14 @@ def test_slices_partition_the_votes():
         data.votes, data.scores, np.random.default_rng(0), prompts=data.prompts, rounds=50
     )
     overall = report.accuracy.set_index(["metric", "protocol"]).loc[("m", "ties_half")]
-    for kind in ("category", "tags", "model pair"):
+    for kind in ("category", "tag count", "model pair"):
         part = report.slices[report.slices.slice_kind == kind]
         assert part.n.sum() == overall.n, kind
         pooled = (part.accuracy * part.n).sum() / part.n.sum()
         assert pooled == pytest.approx(overall.accuracy), kind
     cats = report.slices[report.slices.slice_kind == "category"]
     assert set(cats.slice) == {"anime", "photo", "scene"}
-    tags = report.slices[report.slices.slice_kind == "tags"]
+    tags = report.slices[report.slices.slice_kind == "tag count"]
     assert set(tags.slice) <= set(ag.tag_bin_labels())
     # Tag counts from the prompts frame: bins by hand for one prompt.
     assert ag.count_tags(["a, b ,c", "", None, "solo"]).tolist() == [3, 0, 0, 1]

@@ -93,12 +93,12 @@ def test_the_admin_agreement_tab_shows_the_analyses_and_the_raters_app_does_not(
     import gradio as gr
 
     from arena.ui import agreement_tab, analyses_section
-    from arena.ui.leaderboard_tab import ALL
+    from arena.ui.filter_row import UNFILTERED
 
     store, _ = voted
     with gr.Blocks():
         update, _inputs, outputs = agreement_tab.render(store, groups=True, analyses=True)
-    shown = update(ALL, ALL, ALL, "", "", "ties_half", "category")
+    shown = update(*UNFILTERED, "ties_half", "category")
     assert len(shown) == len(outputs) == 8 + 4 + 5 + 10  # page, judges, groups, analyses
     note, common, count_plot, by_count, pos_plot, by_position, seeds, _, _, corr = shown[-10:]
     assert "**paired**: over 4 of 6 (prompt, seed) cells" in note and "⚠" in note

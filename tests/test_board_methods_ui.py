@@ -14,6 +14,7 @@ from arena.reports.leaderboard import LeaderboardService, separation
 from arena.reports.methods import BoardOptions
 from arena.storage import db
 from arena.ui import board_methods, leaderboard_tab
+from arena.ui.filter_row import UNFILTERED
 from arena.ui.leaderboard_tab import board_outputs, compare_text, display_table, tab_outputs
 from tests.test_leaderboard import arena_store  # noqa: F401 (a fixture)
 
@@ -73,7 +74,7 @@ def test_sandwich_intervals_reach_the_table_summary_and_figure(service):
 
 
 def test_style_control_adds_the_uncontrolled_column_and_the_coefficients(service):
-    outputs = tab_outputs(service, None, None, None, "", "", "split", "bootstrap", ["colorfulness"])
+    outputs = tab_outputs(service, *[None] * 5, "", "", "split", "bootstrap", ["colorfulness"])
     summary, table, _, _, style, flips = outputs
     result = service.get(options=BoardOptions(style=("colorfulness",)))
     assert "controlled for colorfulness" in summary and "Style control fitted on" in summary
@@ -131,7 +132,7 @@ def test_davidson_and_reweighting_are_named_in_the_summary(service):
     ],
 )
 def test_a_refused_combination_is_explained_not_raised(service, values, message):
-    filters = [None, None, None, "", ""]
+    filters = [None, None, None, None, None, "", ""]
     args = [values.get(k) for k in ("ties", "ci", "style")] + [values.get("reweight", False)]
     summary, table, ratings_fig, heatmap, style, flips = tab_outputs(service, *filters, *args)
     assert summary.startswith("**Cannot show the leaderboard:**") and message in summary
@@ -167,7 +168,7 @@ def test_compare_uses_the_chosen_intervals(service):
     ratings = service.get(options=options).ratings
     assert ratings.covariance is not None
     sep = separation(ratings, "beta", "gamma")
-    text = compare_text(service, "beta", "gamma", None, None, None, "", "", "split", "sandwich")
+    text = compare_text(service, "beta", "gamma", *UNFILTERED, "split", "sandwich")
     assert f"95% sandwich interval {sep['lower']:+.0f} to {sep['upper']:+.0f}" in text
     plain = separation(service.get().ratings, "beta", "gamma")
     assert (round(plain["lower"]), round(plain["upper"])) != (

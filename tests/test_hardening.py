@@ -27,6 +27,7 @@ from arena.storage import db
 from arena.storage.store import PromptRow
 from arena.storage.table_io import write_csv
 from arena.ui import leaderboard_tab
+from arena.ui.filter_row import UNFILTERED
 from arena.voting.battles import BattleError, RaterIdentity, record_vote, serve_battle
 from arena.voting.matchmaking import BalancedPolicy, Matchmaker
 from tests.arena_app import running_app
@@ -370,7 +371,7 @@ def test_leaderboard_tab_of_a_one_vote_window_over_http(arena):
             if since in dep["inputs"] and len(dep["outputs"]) == 6
         )
         dep = config["dependencies"][update]
-        data = [leaderboard_tab.ALL] * 3 + ["2025-03-02", "2025-03-02"]
+        data = [*UNFILTERED[:5], "2025-03-02", "2025-03-02"]
         # the rating method is server-side state on the raters' app (no row to pick it)
         assert len(dep["inputs"]) == len(data) + 4
         msg = _queue_call(http, dep.get("id", update), data + [None] * 4)

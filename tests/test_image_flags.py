@@ -408,7 +408,7 @@ def test_the_admin_leaderboard_and_agreement_tabs_show_the_rates(arena_store):
     from arena.reports.agreement import AgreementService
     from arena.stats.failures import failure_rating_correlation
     from arena.ui import agreement_tab, failure_section, leaderboard_tab
-    from arena.ui.leaderboard_tab import ALL
+    from arena.ui.filter_row import UNFILTERED
 
     store, data = arena_store
     store = store.with_settings(bootstrap_rounds=20)
@@ -417,7 +417,7 @@ def test_the_admin_leaderboard_and_agreement_tabs_show_the_rates(arena_store):
         store.save_review(int(image_id), "ann", flags, blind=True)
     with gr.Blocks():
         update, _inputs, outputs = leaderboard_tab.render(store, full=True)
-    shown = update(ALL, ALL, ALL, "", "", None, None, None, False)
+    shown = update(*UNFILTERED, None, None, None, False)
     assert len(shown) == len(outputs) == 6 + 2
     heading, table = shown[-2:]
     assert heading.startswith("### Failure rates") and "60 flag row(s)" in heading
@@ -425,11 +425,11 @@ def test_the_admin_leaderboard_and_agreement_tabs_show_the_rates(arena_store):
     assert row[f"Any failure: {BLIND}"] == "100.0% [79.6–100.0] (15/15)"
     with gr.Blocks():  # the raters' board, reveal on: no failure rates
         update, _inputs, outputs = leaderboard_tab.render(store.with_settings(reveal_models=True))
-    assert len(update(ALL, ALL, ALL, "", "", None, None, None, False)) == len(outputs) == 6
+    assert len(update(*UNFILTERED, None, None, None, False)) == len(outputs) == 6
 
     with gr.Blocks():
         update, _inputs, outputs = agreement_tab.render(store, failures=True)
-    shown = update(ALL, ALL, ALL, "", "", "ties_half", "category")
+    shown = update(*UNFILTERED, "ties_half", "category")
     assert len(shown) == len(outputs) == 8 + 4 + 3  # the page, the judges, the failures
     note, correlation, figure = shown[-3:]
     assert "60 flag row(s) on the images of every prompt" in note and figure is not None

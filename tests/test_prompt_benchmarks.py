@@ -300,7 +300,10 @@ def _voted_workspace(store, tmp_path):
     between random pairs on random prompts, no ties. Returns the votes as
     (prompt external id, set, left model, right model, outcome)."""
     import_prompts(store, _write(tmp_path / "PartiPrompts.tsv", PARTI), "parti", held_out=True)
-    dev = "text,category,tags\na fox,Animals,x\na bus,Vehicles,y\na jar,Artifacts,z\n"
+    dev = (  # several tags per prompt, as GenAI-Bench's skills
+        'text,category,tags\na fox,Animals,"counting, spatial"\na bus,Vehicles,counting\n'
+        'a jar,Artifacts,"spatial, negation"\n'
+    )
     import_prompts(store, _write(tmp_path / "dev.csv", dev), "dev")
     prompts = store.prompts_frame()
     rng = np.random.default_rng(5)
@@ -342,10 +345,9 @@ def _voted_workspace(store, tmp_path):
 
 def test_benchmark_labels_and_held_out_sets_filter_every_report(store, tmp_path):
     log = _voted_workspace(store, tmp_path)
-    held = set(store.held_out_sets())
     votes = store.votes_frame()
-    only = Filters(held_out="only").apply(votes, held)
-    rest = Filters(held_out="exclude").apply(votes, held)
+    only = Filters(held_out="only").apply(votes, store.prompts_frame())
+    rest = Filters(held_out="exclude").apply(votes, store.prompts_frame())
     assert len(only) == sum(s == "parti" for _e, s, *_ in log)
     assert len(rest) == sum(s == "dev" for _e, s, *_ in log)
     assert len(only) + len(rest) == len(log) == 240
@@ -439,14 +441,87 @@ def test_the_export_marks_held_out_prompts_and_filters_on_them(store, tmp_path, 
     )
 
 
+def _tags_of_votes(store, log) -> list[set[str]]:
+    """The tags of each logged vote's prompt (by set and external id), in log order."""
+    prompts = store.prompts_frame().set_index(["prompt_set", "external_id"])
+    return [{t.strip() for t in prompts.loc[(s, e), "tags"].split(",")} for e, s, *_ in log]
+
+
+def test_a_prompt_tag_filters_the_board_the_failure_rates_and_the_cli(store, tmp_path, capsys):
+    log = _voted_workspace(store, tmp_path)
+    tags = _tags_of_votes(store, log)
+    service = LeaderboardService(store.with_settings(bootstrap_rounds=0))
+    for tag in ("Quantity", "counting", "spatial"):  # a Parti challenge, dev's shared tags
+        mine = [row for row, t in zip(log, tags, strict=True) if tag in t]
+        board = service.get(Filters(tag=tag))
+        assert board.votes_used == len(mine) > 0, tag
+        hand = {}  # model -> (wins, battles), by hand from the log
+        for _e, _s, _c, left, right, outcome in mine:
+            for m in (left, right):
+                w, n = hand.get(m, (0, 0))
+                hand[m] = (w + (m == (left if outcome == "left" else right)), n + 1)
+        frame = board.frame.set_index("model")
+        for m, (wins, n) in hand.items():
+            assert frame.loc[m, "votes"] == n
+            assert frame.loc[m, "win_rate"] == pytest.approx(wins / n)
+    # "count" is a substring of "counting", and no prompt has it: nothing passes.
+    assert Filters(tag="count").apply(store.votes_frame(), store.prompts_frame()).empty
+    assert Filters(tag="counting").describe() == "prompt tag counting"
+    # Failure rates follow the tag: the images of its prompts only.
+    frames = load_report_frames(store, Filters(tag="negation"))
+    jar = store.prompts_frame().query("external_id == '3' and prompt_set == 'dev'").prompt_id
+    assert set(frames.images.prompt_id) == set(jar)
+    ws = ["--workspace", str(store.workspace)]
+    assert main([*ws, "leaderboard", "--bootstrap", "0", "--tag", "spatial"]) == 0
+    spatial = sum("spatial" in t for t in tags)
+    assert f"{spatial} votes (prompt tag spatial" in capsys.readouterr().out
+    # A typo is refused with the close names, not read as "no votes".
+    assert main([*ws, "leaderboard", "--tag", "quantity"]) == 2
+    err = capsys.readouterr().err
+    assert "--tag 'quantity': no tag of that name" in err and "Did you mean 'Quantity'" in err
+    assert main([*ws, "leaderboard", "--category", "Animal"]) == 2
+    assert "Did you mean 'Animals'" in capsys.readouterr().err
+    dest = tmp_path / "by-tag"
+    argv = [*ws, "export", "--out", str(dest), "--bootstrap", "2", "--no-report"]
+    assert main([*argv, "--tag", "counting"]) == 0
+    votes = read_table(dest / "votes.csv")
+    assert len(votes) == sum("counting" in t for t in tags)
+    assert json.loads((dest / "manifest.json").read_text())["summary"]["votes counted"] == (
+        "prompt tag counting"
+    )
+
+
+def test_the_agreement_tag_slice_counts_a_vote_under_each_of_its_prompt_tags(store, tmp_path):
+    log = _voted_workspace(store, tmp_path)
+    tags = _tags_of_votes(store, log)
+    service = AgreementService(store)
+    report = service.get(Filters(), rounds=10).report
+    slices = report.slices[(report.slices.metric == "sharpness")]
+    by_tag = slices[slices.slice_kind == "tag"].set_index("slice")
+    counts = {}
+    for t in tags:
+        for tag in t:
+            counts[tag] = counts.get(tag, 0) + 1
+    assert by_tag["n"].to_dict() == counts  # multi-label: dev's votes count twice
+    assert by_tag["n"].sum() == sum(len(t) for t in tags) > len(log)
+    for tag in ("counting", "spatial", "Imagination"):  # the slice = the filtered report
+        alone = service.get(Filters(tag=tag), rounds=10).report.accuracy
+        row = alone.set_index(["metric", "protocol"]).loc[("sharpness", "ties_half")]
+        assert by_tag.loc[tag, "accuracy"] == pytest.approx(row["accuracy"])
+        assert by_tag.loc[tag, "n"] == row["n"]
+    # every other kind still partitions the votes
+    for kind in ("category", "tag count", "model pair"):
+        assert slices[slices.slice_kind == kind]["n"].sum() == len(log), kind
+
+
 def test_held_out_counts_do_not_depend_on_set_names(store, tmp_path):
     """Renaming the sets (labels) moves nothing: the same votes pass the filter."""
     log = _voted_workspace(store, tmp_path)
-    before = len(Filters(held_out="only").apply(store.votes_frame(), set(store.held_out_sets())))
+    before = len(Filters(held_out="only").apply(store.votes_frame(), store.prompts_frame()))
     with store.session() as s:
         for old, new in (("parti", "zz-bench"), ("dev", "aa-dev")):
             s.query(db.Prompt).filter(db.Prompt.prompt_set == old).update({"prompt_set": new})
             s.query(db.PromptSet).filter(db.PromptSet.name == old).update({"name": new})
     assert store.held_out_sets() == ["zz-bench"]
-    after = len(Filters(held_out="only").apply(store.votes_frame(), set(store.held_out_sets())))
+    after = len(Filters(held_out="only").apply(store.votes_frame(), store.prompts_frame()))
     assert before == after == sum(s == "parti" for _e, s, *_ in log)

@@ -432,11 +432,11 @@ def test_the_agreement_tab_shows_the_groups_in_the_admin_app_only(grouped_store)
     import gradio as gr
 
     from arena.ui import agreement_tab, group_section
-    from arena.ui.leaderboard_tab import ALL
+    from arena.ui.filter_row import ALL, UNFILTERED
 
     with gr.Blocks():
         update, _inputs, outputs = agreement_tab.render(grouped_store, groups=True)
-    shown = update(ALL, ALL, ALL, "", "", "ties_half", "category")
+    shown = update(*UNFILTERED, "ties_half", "category")
     assert len(shown) == len(outputs) == 8 + 4 + 5  # the page, the judges, the groups
     note, summary, boards, correlation, agreement = shown[-5:]
     assert "Groups with votes: crowd (" in note and "expert (" in note
@@ -447,7 +447,7 @@ def test_the_agreement_tab_shows_the_groups_in_the_admin_app_only(grouped_store)
     assert len(agreement) == 4 and "expert (the rest of it)" in set(
         agreement["Against the majority of"]
     )
-    one = update(ALL, ALL, "group: expert", "", "", "ties_half", "category")
+    one = update(ALL, ALL, ALL, ALL, "group: expert", "", "", "ties_half", "category")
     assert "Only one group has votes" in one[-5] and one[-2].empty
     bad = group_section.group_outputs(AgreementService(grouped_store), since="yesterday")
     assert "Cannot compare the groups" in bad[0] and "ISO date" in bad[0]

@@ -168,7 +168,12 @@ def test_arena_leaderboard_counts_judges_only_when_asked(arena_store, capsys):  
             rater.rater_group = "expert" if rater.kind == "human" else "crowd"
     assert sum(r["votes"] for r in board("--rater-group", "expert")) == 2 * 208
     assert sum(r["votes"] for r in board("--rater-group", "crowd")) == 2 * 600
-    assert board("--rater-group", "nobody") == []
+    # a group no rater is in is refused (a typo would read as "no votes"), nothing printed
+    argv = ["--workspace", ws, "leaderboard", "--rater-group", "expret"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--rater-group 'expret': no rater group" in err
+    assert "Did you mean 'expert'?" in err and "Known: crowd, expert." in err
 
 
 def _grouped(store):
@@ -205,7 +210,7 @@ def test_every_report_filters_by_group_and_kind(arena_store):  # noqa: F811
 
 def test_the_raters_dropdown_offers_kinds_and_groups(arena_store):  # noqa: F811
     from arena.reports.frames import filter_options
-    from arena.ui.leaderboard_tab import ALL, filters_of, rater_choices
+    from arena.ui.filter_row import ALL, filters_of, rater_choices
 
     options = filter_options(_grouped(arena_store))
     assert options["rater_group"] == ["crowd", "expert"]

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import time
 
-from arena.commands.leaderboard import (
-    add_board_options,
-    add_held_out_filter,
-    add_rater_filters,
-    board_options_of,
-)
+from arena.commands.filter_flags import add_filter_flags, filters_of
+from arena.commands.leaderboard import add_board_options, board_options_of
 from arena.commands.workspace import open_store
 
 
@@ -38,24 +34,21 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the seed setting)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     add_board_options(p)
-    add_rater_filters(p)
-    add_held_out_filter(p)
+    add_filter_flags(p)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
     from arena.cli import CommandError
     from arena.reports.export import ExportError, export_workspace
-    from arena.reports.frames import Filters, ReportError
+    from arena.reports.frames import ReportError
 
     try:
         options = board_options_of(args)
-        filters = Filters(
-            rater_kind=args.rater_kind, rater_group=args.rater_group, held_out=args.held_out
-        )
-    except ReportError as exc:  # a combination the leaderboard refuses (LeaderboardError)
+        store = open_store(args)
+        filters = filters_of(args, store)
+    except ReportError as exc:  # a filter's, or a combination the leaderboard refuses
         raise CommandError(str(exc)) from None
-    store = open_store(args)
     start = time.perf_counter()
     try:
         result = export_workspace(

@@ -7,12 +7,12 @@ import math
 
 import pandas as pd
 
-from arena.reports.frames import Filters, ReportError
+from arena.commands.filter_flags import add_filter_flags, filters_of
+from arena.reports.frames import ReportError
 from arena.reports.leaderboard import LeaderboardService, metric_names, parse_anchor
 from arena.reports.methods import REWEIGHT_FLOOR, BoardOptions
 from arena.reports.style import DEFAULT_FEATURES, parse_features
 from arena.stats.fits import CI_METHODS, RATING_TIES
-from arena.storage.vocabulary import RATER_KINDS
 
 
 def register(sub) -> None:
@@ -35,44 +35,8 @@ def register(sub) -> None:
         help="put MODEL at RATING instead of centring the ratings on a mean of 1000",
     )
     add_board_options(p)
-    p.add_argument("--category", default=None, help="only prompts of this category")
-    p.add_argument("--prompt-set", default=None, help="only prompts of this prompt set")
-    add_held_out_filter(p)
-    add_rater_filters(p)
-    p.add_argument("--since", default=None, metavar="DATE", help="votes from this UTC date/time")
-    p.add_argument(
-        "--until", default=None, metavar="DATE", help="votes up to this date (inclusive)"
-    )
+    add_filter_flags(p)
     p.set_defaults(func=cmd_leaderboard)
-
-
-def add_rater_filters(parser) -> None:
-    """``--rater-kind`` and ``--rater-group``, which ``arena leaderboard`` and ``arena
-    export`` share."""
-    parser.add_argument(
-        "--rater-kind",
-        choices=RATER_KINDS,
-        default=None,
-        help="only raters of this kind (default: human and simulated raters; a judge's "
-        "votes count only with --rater-kind judge)",
-    )
-    parser.add_argument(
-        "--rater-group",
-        default=None,
-        metavar="GROUP",
-        help="only raters of this group (set by the login file, the Admin app or a judge)",
-    )
-
-
-def add_held_out_filter(parser) -> None:
-    """``--held-out only|exclude``: the prompts of held-out sets alone, or all but them
-    (`arena prompt-sets --held-out SET`); ``arena leaderboard`` and ``arena export``."""
-    parser.add_argument(
-        "--held-out",
-        choices=("only", "exclude"),
-        default=None,
-        help="only the prompts of held-out prompt sets, or exclude them (default: both)",
-    )
 
 
 def add_board_options(parser) -> None:
@@ -170,19 +134,10 @@ def cmd_leaderboard(args) -> int:
     from arena.commands.workspace import open_store
 
     try:
-        filters = Filters(
-            category=args.category,
-            prompt_set=args.prompt_set,
-            rater_kind=args.rater_kind,
-            since=args.since,
-            until=args.until,
-            rater_group=args.rater_group,
-            held_out=args.held_out,
-        )
-        filters.key()
         anchor = parse_anchor(args.anchor)
         options = board_options_of(args)
         store = open_store(args)
+        filters = filters_of(args, store)
         result = LeaderboardService(store).get(
             filters, rounds=args.bootstrap, anchor=anchor, options=options
         )

@@ -9,7 +9,7 @@ GATE_FAILED = 1
 
 
 def register(sub) -> None:
-    from arena.commands.leaderboard import add_rater_filters
+    from arena.commands.filter_flags import add_filter_flags
 
     p = sub.add_parser(
         "report",
@@ -40,31 +40,25 @@ def register(sub) -> None:
         help="bootstrap rounds (default: setting bootstrap_rounds)",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: setting seed)")
-    p.add_argument("--category", default=None, help="only prompts of this category")
-    p.add_argument("--prompt-set", default=None, help="only prompts of this prompt set")
-    add_rater_filters(p)
+    add_filter_flags(p)
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args) -> int:
     from arena.cli import CommandError
+    from arena.commands.filter_flags import filters_of
     from arena.commands.workspace import open_store
     from arena.reports.candidate import candidate_report
     from arena.reports.candidate_page import candidate_html, candidate_markdown, markdown_table
-    from arena.reports.frames import Filters, ReportError
+    from arena.reports.frames import ReportError
     from arena.reports.thresholds import evaluate, read_thresholds
 
     try:
         thresholds = read_thresholds(args.thresholds) if args.thresholds else None
-        filters = Filters(
-            category=args.category,
-            prompt_set=args.prompt_set,
-            rater_kind=args.rater_kind,
-            rater_group=args.rater_group,
-        )
         if args.bootstrap is not None and args.bootstrap < 0:
             raise ReportError(f"--bootstrap {args.bootstrap}: must be 0 or more.")
         store = open_store(args)
+        filters = filters_of(args, store)
         report = candidate_report(
             store, args.candidate, args.baseline, filters, args.bootstrap, args.seed
         )

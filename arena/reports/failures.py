@@ -77,9 +77,8 @@ class FailureService(CachedReports):
 
     def get(self, filters: Filters | None = None) -> FailureResult:
         filters = filters or Filters()
-        key = filters.key()  # the prompt filters only: rates are over images, not votes
-        prompts = (key[0], key[1], filters.held_out or None)
-        return self.cached(("rates", *prompts), lambda _sig: self._compute(filters))
+        # the prompt filters only: rates are over images, not votes
+        return self.cached(("rates", *filters.prompt_key()), lambda _sig: self._compute(filters))
 
     def _compute(self, filters: Filters) -> FailureResult:
         images = self.store.review_pool()  # not broken, no reference sets

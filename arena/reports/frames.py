@@ -2,8 +2,8 @@
 
 The leaderboard, the agreement page and the exports all read the same things
 (counted votes, prompts, images, scores, model-level metrics) and apply the same
-filters (:class:`Filters`: category, prompt set and held-out sets restrict prompts,
-rater kind, rater group and dates restrict votes; with no kind asked for, judges'
+filters (:class:`Filters`: category, prompt set, prompt tag and held-out sets restrict
+prompts, rater kind, rater group and dates restrict votes; with no kind asked for, judges'
 votes are left out).
 :func:`load_report_frames` does it once, through the store's verbs, so every report
 counts the same votes and averages over the same images.
@@ -11,7 +11,6 @@ counts the same votes and averages over the same images.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from arena.stats.common_set import CommonSet, common_set
+from arena.stats.prompt_tags import has_tag, known_tags
 from arena.storage.vocabulary import DEFAULT_RATER_KINDS, RATER_KINDS
 
 #: What the held-out filter can keep: only the held-out sets' prompts, or all but them.
@@ -56,7 +56,9 @@ class Filters:
     simulated raters): a judge's votes count only where ``rater_kind="judge"`` asks for
     them. ``rater_group`` keeps the raters of that group (``expert``, ``crowd``, ...).
     ``held_out`` "only" keeps the prompts of held-out prompt sets, "exclude" the others
-    (``arena prompt-sets --held-out SET``); None both.
+    (``arena prompt-sets --held-out SET``); None both. ``tag`` keeps the prompts that
+    carry that tag among their comma-separated tags (a benchmark's challenge label or
+    skill, as ``arena import-prompts`` stores them; exact, case-sensitive).
     """
 
     category: str | None = None
@@ -66,6 +68,7 @@ class Filters:
     until: datetime | date | str | None = None
     rater_group: str | None = None
     held_out: str | None = None
+    tag: str | None = None
 
     def __post_init__(self):
         if self.rater_kind not in (None, "", *RATER_KINDS):
@@ -90,23 +93,32 @@ class Filters:
             _as_datetime(self.until, True),
             self.rater_group or None,
             self.held_out or None,
+            self.tag or None,
         )
 
-    def apply(self, votes: pd.DataFrame, held_out_sets: Collection[str] = ()) -> pd.DataFrame:
+    def prompt_key(self) -> tuple:
+        """The part of :meth:`key` that restricts prompts (category, prompt set, held-out
+        choice, tag): what a report over images rather than votes depends on."""
+        return (self.category or None, self.prompt_set or None, self.held_out or None,
+                self.tag or None)  # fmt: skip
+
+    def apply(self, votes: pd.DataFrame, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
         """The votes that pass every filter (a view of ``votes``' rows, order kept).
 
-        ``held_out_sets`` names the held-out prompt sets (``Store.held_out_sets()``),
-        which the held-out filter reads.
+        ``prompts`` (``Store.prompts_frame()``) is read by the held-out and tag filters;
+        without it they raise :class:`ReportError`.
         """
-        category, prompt_set, rater_kind, start, stop, rater_group, held_out = self.key()
+        category, prompt_set, rater_kind, start, stop, rater_group, held_out, tag = self.key()
         keep = np.ones(len(votes), dtype=bool)
         if category is not None:
             keep &= (votes["category"] == category).to_numpy()
         if prompt_set is not None:
             keep &= (votes["prompt_set"] == prompt_set).to_numpy()
-        if held_out is not None:
-            in_held = votes["prompt_set"].isin(list(held_out_sets)).to_numpy()
-            keep &= in_held if held_out == "only" else ~in_held
+        if held_out is not None or tag is not None:
+            if prompts is None:
+                raise ReportError("the held-out and tag filters need the prompts frame.")
+            ids = replace(self, category=None, prompt_set=None).prompt_ids(prompts)
+            keep &= votes["prompt_id"].isin(list(ids)).to_numpy()
         if rater_kind is not None:
             keep &= (votes["rater_kind"] == rater_kind).to_numpy()
         elif "rater_kind" in votes:  # no kind asked for: no judges
@@ -138,9 +150,9 @@ class Filters:
 
     def prompt_ids(self, prompts: pd.DataFrame) -> set[int] | None:
         """The prompts (of ``Store.prompts_frame()``, whose ``held_out`` column the
-        held-out filter reads) in the category, prompt set and held-out choice; None
+        held-out filter reads) in the category, prompt set, held-out choice and tag; None
         when none is set (every prompt)."""
-        if not (self.category or self.prompt_set or self.held_out):
+        if not any(self.prompt_key()):
             return None
         keep = np.ones(len(prompts), dtype=bool)
         if self.category:
@@ -150,13 +162,16 @@ class Filters:
         if self.held_out:
             held = prompts["held_out"].astype(bool).to_numpy()
             keep &= held if self.held_out == "only" else ~held
+        if self.tag:
+            keep &= has_tag(prompts["tags"], self.tag)
         return set(prompts.loc[keep, "prompt_id"].tolist())
 
     def model_level_slice(self) -> str:
         """The ``model_metrics`` slice the filter's prompts are (``category=<name>`` or
         ``prompt_set=<name>``, as ``arena distribution --by`` stores them); "" when the
-        filter restricts no prompts or no single slice matches it (held-out, or both)."""
-        if self.held_out or (self.category and self.prompt_set):
+        filter restricts no prompts or no single slice matches it (held-out, a tag, or
+        category and prompt set together)."""
+        if self.held_out or self.tag or (self.category and self.prompt_set):
             return ""
         if self.category:
             return f"category={self.category}"
@@ -165,10 +180,11 @@ class Filters:
         return ""
 
     def describe(self) -> str:
-        category, prompt_set, rater_kind, start, stop, rater_group, held_out = self.key()
+        category, prompt_set, rater_kind, start, stop, rater_group, held_out, tag = self.key()
         parts = [
             f"category {category}" if category else "",
             f"prompt set {prompt_set}" if prompt_set else "",
+            f"prompt tag {tag}" if tag else "",
             {"only": "held-out prompt sets only", "exclude": "held-out prompt sets left out"}.get(
                 held_out or "", ""
             ),
@@ -181,13 +197,14 @@ class Filters:
 
 
 def filter_options(store) -> dict[str, list[str]]:
-    """Values the filters can take (categories, prompt sets) from the prompts table, and
-    the rater groups the raters are in."""
+    """Values the filters can take (categories, prompt sets, prompt tags) from the
+    prompts table, and the rater groups the raters are in."""
     prompts = store.prompts_frame()
     groups = store.raters_frame()["rater_group"].dropna().unique()
     return {
         "category": sorted(c for c in prompts["category"].dropna().unique() if c),
         "prompt_set": sorted(prompts["prompt_set"].dropna().unique()),
+        "tag": known_tags(prompts["tags"]),
         "rater_kind": list(RATER_KINDS),
         "rater_group": sorted(str(g) for g in groups if g),
     }
@@ -211,8 +228,7 @@ class ReportFrames:
     the store's data signature read just before loading (what a cached report of these
     frames is keyed on).
     ``every_vote``: the counted votes before the filters (None: ``votes`` is all there
-    is); :attr:`reference_votes` and :attr:`judge_votes` are read from it, with
-    ``held_out_sets`` (the held-out prompt sets the held-out filter reads).
+    is); :attr:`reference_votes` and :attr:`judge_votes` are read from it.
     ``model_metrics``: the model-level numbers (not filtered: one per model).
     ``references``: names of the reference image sets. ``signature``: the store's data
     signature read just before loading (what a cached report of these frames is keyed on).
@@ -234,7 +250,6 @@ class ReportFrames:
     signature: tuple = ()
     model_metrics_all: pd.DataFrame | None = None
     every_vote: pd.DataFrame | None = None
-    held_out_sets: frozenset = frozenset()
     common: CommonSet | None = None
     paired: bool = False
     metric_images: pd.DataFrame | None = None
@@ -249,14 +264,14 @@ class ReportFrames:
         filter's own votes unless it asks for the judges."""
         if self.filters.rater_kind != "judge" or self.every_vote is None:
             return self.votes
-        return self.filters.for_judges()[0].apply(self.every_vote, self.held_out_sets)
+        return self.filters.for_judges()[0].apply(self.every_vote, self.prompts)
 
     @property
     def judge_votes(self) -> pd.DataFrame:
         """The judges' votes under the filter's prompts and dates (:meth:`Filters.for_judges`)."""
         if self.filters.rater_kind == "judge" or self.every_vote is None:
             return self.votes if self.filters.rater_kind == "judge" else self.votes.iloc[:0]
-        return self.filters.for_judges()[1].apply(self.every_vote, self.held_out_sets)
+        return self.filters.for_judges()[1].apply(self.every_vote, self.prompts)
 
     def paired_on(self, models=None) -> tuple[CommonSet, pd.DataFrame]:
         """(common set, metric images) of the filter's images over ``models`` (default:
@@ -292,9 +307,8 @@ def load_report_frames(
     filters = filters or Filters()
     signature = store.data_signature()
     prompts = store.prompts_frame()
-    held_out_sets = set(prompts.loc[prompts["held_out"], "prompt_set"])
     every_vote = store.votes_frame() if votes is None else votes
-    counted = filters.apply(every_vote, held_out_sets)
+    counted = filters.apply(every_vote, prompts)
     images_all = store.images_frame(include_broken=True)
     images = images_all[images_all["broken"].isna()]
     prompt_ids = filters.prompt_ids(prompts)
@@ -314,7 +328,6 @@ def load_report_frames(
         signature=signature,
         model_metrics_all=model_metrics,
         every_vote=every_vote,
-        held_out_sets=frozenset(held_out_sets),
         paired=bool(store.settings.paired_metrics) if paired is None else bool(paired),
     )
     common, metric_images = frames.paired_on()

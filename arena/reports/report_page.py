@@ -22,6 +22,7 @@ from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.stats.agreement.groups import GroupComparison
+from arena.stats.agreement.report import SLICE_KINDS
 
 REPORT_CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -65,7 +66,7 @@ def report_html(
     )
     slice_figs = "".join(
         _img(plots.slices_figure(report.slices, kind=kind), f"accuracy by {kind}")
-        for kind in ("category", "tags", "model pair")
+        for kind in SLICE_KINDS
         if (report.slices["slice_kind"] == kind).any()
     )
     facts = "".join(

@@ -19,13 +19,12 @@ from arena.reports.analyses import AnalysesService
 from arena.reports.stand_in import stand_in_label, stand_in_warning
 from arena.stats.agreement import CEILING, PROTOCOLS, AgreementReport
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
-from arena.stats.agreement.report import MIN_SLICE_PROMPTS
+from arena.stats.agreement.report import MIN_SLICE_PROMPTS, SLICE_KINDS
 from arena.ui import analyses_section, group_section, judge_panel
 from arena.ui.cells import number, percent
-from arena.ui.leaderboard_tab import filter_row, filters_of
+from arena.ui.filter_row import FIELDS, filter_row, filters_of, named
 
 TITLE = "Agreement"
-SLICE_KINDS = ("category", "tags", "model pair")
 
 
 def enabled(settings) -> bool:
@@ -150,17 +149,15 @@ def extras_markdown(report: AgreementReport) -> str:
     return "\n\n".join(lines)
 
 
-def agreement_outputs(
-    service: AgreementService,
-    category=None,
-    prompt_set=None,
-    rater_kind=None,
-    since=None,
-    until=None,
-    slice_protocol="ties_half",
-    slice_kind="category",
-):
-    """Everything the tab shows, for these filters (the judge section last)."""
+#: The tab's own values, after the filter row's.
+SLICE_FIELDS = ("slice_protocol", "slice_kind")
+
+
+def agreement_outputs(service: AgreementService, *values, **given):
+    """Everything the tab shows (the judge section last), for the filter row's values
+    and then the slice protocol and kind, positionally or by name."""
+    v = named(values, given, FIELDS + SLICE_FIELDS)
+    slice_protocol, slice_kind = v["slice_protocol"], v["slice_kind"]
     empty = (
         accuracy_display(pd.DataFrame()),
         None,
@@ -173,7 +170,7 @@ def agreement_outputs(
         *judge_panel.judge_outputs(None)[1:],
     )
     try:
-        filters = filters_of(category, prompt_set, rater_kind, since, until)
+        filters = filters_of(**{k: v[k] for k in FIELDS})
         result = service.get(filters, slice_protocol or "ties_half")
     except ValueError as exc:  # a filter's (ReportError) or a protocol's
         return (f"**Cannot compute agreement:** {exc}", *empty)
@@ -243,7 +240,7 @@ def render(store, groups: bool = False, failures: bool = False, analyses: bool =
         "Read it against the **human ceiling**: how often one rater agrees with the majority "
         f"of the other raters on the same pair.\n\n{PROTOCOL_HELP}"
     )
-    category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
+    filters, refresh = filter_row(options)
     summary = gr.Markdown()
     accuracy = gr.Dataframe(interactive=False, label="Pairwise accuracy", wrap=True)
     accuracy_plot = gr.Plot(label="Accuracy by metric and protocol")
@@ -265,7 +262,7 @@ def render(store, groups: bool = False, failures: bool = False, analyses: bool =
     slices_plot = gr.Plot(label="Accuracy by slice")
     extras = gr.Markdown()
     judges = judge_panel.render()
-    inputs = [category, prompt_set, rater_kind, since, until, slice_protocol, slice_kind]
+    inputs = [*filters, slice_protocol, slice_kind]
     outputs = [
         summary,
         accuracy,
@@ -289,17 +286,22 @@ def render(store, groups: bool = False, failures: bool = False, analyses: bool =
 
     def update(*values):
         shown = agreement_outputs(service, *values)
-        if groups:  # the filter row's values (not the slice choices)
-            shown = (*shown, *group_section.group_outputs(service, *values[:5]))
+        row, protocol = values[: len(FIELDS)], values[len(FIELDS)]  # filters, slice protocol
+        if groups:
+            shown = (*shown, *group_section.group_outputs(service, *row))
         if failures:
-            shown = (*shown, *failure_section.agreement_outputs(store, service, *values[:6]))
+            shown = (*shown, *failure_section.agreement_outputs(store, service, *row, protocol))
         if analyses:
-            shown = (*shown, *analyses_section.analyses_outputs(extra, *values[:5]))
+            shown = (*shown, *analyses_section.analyses_outputs(extra, *row))
         return shown
 
     # Computed when the tab is opened (the returned refresh, arena.ui.app.refresh_on_open),
     # not on every page load: most visitors of the page never open this tab.
-    refresh.click(update, inputs=inputs, outputs=outputs, api_visibility="private")
-    slice_kind.change(update, inputs=inputs, outputs=outputs, api_visibility="private")
-    slice_protocol.change(update, inputs=inputs, outputs=outputs, api_visibility="private")
+    gr.on(
+        triggers=[refresh.click, slice_kind.change, slice_protocol.change],
+        fn=update,
+        inputs=inputs,
+        outputs=outputs,
+        api_visibility="private",
+    )
     return update, inputs, outputs

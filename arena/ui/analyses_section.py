@@ -18,7 +18,7 @@ from arena.reports.analyses import AnalysesService
 from arena.reports.analyses_page import seeds_warning
 from arena.stats.seeds import MIN_SEEDS
 from arena.ui.cells import missing, number
-from arena.ui.leaderboard_tab import filters_of
+from arena.ui.filter_row import filters_of
 
 INTRO = (
     "### Paired comparison, tags, seeds, metric × metric\n"
@@ -131,14 +131,11 @@ def note_markdown(analyses, seconds: float) -> str:
     return f"{text}\n\n**⚠ {warning}**" if warning else text
 
 
-def analyses_outputs(
-    service: AnalysesService, category=None, prompt_set=None, rater_kind=None, since=None,
-    until=None,
-):  # fmt: skip
+def analyses_outputs(service: AnalysesService, *values, **given):
     """(note, common set, tags by count figure, table, by position figure, table, seeds,
     ρ over images figure, ρ over models figure, ρ table) for the filter row's values."""
     try:
-        result = service.get(filters_of(category, prompt_set, rater_kind, since, until))
+        result = service.get(filters_of(*values, **given))
     except ValueError as exc:  # a filter's (ReportError)
         empty = pd.DataFrame()
         return (

@@ -16,7 +16,7 @@ import gradio as gr
 
 from arena.reports.export import FORMATS, ExportError, export_workspace
 from arena.reports.frames import ReportError, filter_options
-from arena.ui.leaderboard_tab import ALL, filters_of, rater_choices
+from arena.ui.filter_row import ALL, filters_of, rater_choices
 
 TITLE = "Exports"
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from arena.reports import failures as fl
 from arena.reports.frames import ReportError
-from arena.ui.leaderboard_tab import filters_of
+from arena.ui.filter_row import FIELDS, PROMPT_FIELDS, filters_of, named
 
 
 def scope(filters) -> str:
@@ -21,14 +21,19 @@ def scope(filters) -> str:
     parts = [
         f"category {filters.category}" if filters.category else "",
         f"prompt set {filters.prompt_set}" if filters.prompt_set else "",
+        f"prompt tag {filters.tag}" if filters.tag else "",
+        {"only": "held-out prompt sets", "exclude": "prompt sets not held out"}.get(
+            filters.held_out or "", ""
+        ),
     ]
     return "the images of " + (", ".join(p for p in parts if p) or "every prompt")
 
 
-def rates_outputs(store, category=None, prompt_set=None):
-    """(note, per-model table, per-mode table) of the failure rates under the filters."""
+def rates_outputs(store, *prompt_values, **given):
+    """(note, per-model table, per-mode table) of the failure rates under the filter
+    row's prompt filters (:data:`arena.ui.filter_row.PROMPT_FIELDS`)."""
     try:
-        filters = filters_of(category, prompt_set)
+        filters = filters_of(**named(prompt_values, given, PROMPT_FIELDS))
         result = fl.FailureService.of(store).get(filters)
     except ReportError as exc:
         return f"**Cannot show failure rates:** {exc}", pd.DataFrame(), pd.DataFrame()
@@ -45,8 +50,8 @@ def leaderboard_components() -> list:
     return [note, table]
 
 
-def leaderboard_outputs(store, category=None, prompt_set=None) -> tuple:
-    note, summary, _modes = rates_outputs(store, category, prompt_set)
+def leaderboard_outputs(store, *prompt_values, **given) -> tuple:
+    note, summary, _modes = rates_outputs(store, *prompt_values, **given)
     return f"### Failure rates\n{note}", summary
 
 
@@ -64,23 +69,15 @@ def agreement_components() -> list:
     return [note, table, plot]
 
 
-def agreement_outputs(
-    store,
-    service,
-    category=None,
-    prompt_set=None,
-    rater_kind=None,
-    since=None,
-    until=None,
-    slice_protocol="ties_half",
-) -> tuple:
+def agreement_outputs(store, service, *values, **given) -> tuple:
     """(note, correlation table, figure) for the Agreement tab's values (the filter row,
     then the slice protocol, so that the tab's own cached report is read again)."""
     empty = (pd.DataFrame(), None)
+    v = named(values, given, (*FIELDS, "slice_protocol"))
     try:
-        filters = filters_of(category, prompt_set, rater_kind, since, until)
+        filters = filters_of(**{k: v[k] for k in FIELDS})
         rates = fl.FailureService.of(store).get(filters)
-        report = service.get(filters, slice_protocol or "ties_half").report
+        report = service.get(filters, v["slice_protocol"] or "ties_half").report
     except (ReportError, ValueError) as exc:
         return (f"**Cannot compare failure rates:** {exc}", *empty)
     if rates.flags == 0:

@@ -16,7 +16,7 @@ import pandas as pd
 from arena.reports.agreement import AgreementService
 from arena.stats.agreement.correlations import MIN_MODELS_FOR_INTERVAL
 from arena.ui.cells import number, percent
-from arena.ui.leaderboard_tab import filters_of
+from arena.ui.filter_row import filters_of
 
 INTRO = (
     "### Rater groups\n"
@@ -172,10 +172,7 @@ def note_markdown(comparison, votes_used: int, seconds: float) -> str:
     )
 
 
-def group_outputs(
-    service: AgreementService, category=None, prompt_set=None, rater_kind=None, since=None,
-    until=None,
-):  # fmt: skip
+def group_outputs(service: AgreementService, *values, **given):
     """(note, summary, boards, correlation, agreement) for the filter row's values."""
     empty = (
         summary_display(pd.DataFrame()),
@@ -184,7 +181,7 @@ def group_outputs(
         agreement_display(pd.DataFrame()),
     )
     try:
-        result = service.groups(filters_of(category, prompt_set, rater_kind, since, until))
+        result = service.groups(filters_of(*values, **given))
     except ValueError as exc:  # a filter's (ReportError)
         return (f"{INTRO}\n\n**Cannot compare the groups:** {exc}", *empty)
     comparison = result.comparison

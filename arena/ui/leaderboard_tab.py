@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from arena.reports.frames import Filters, ReportError
+from arena.reports.frames import ReportError
 from arena.reports.leaderboard import (
     METHOD_COLUMNS,
     LeaderboardService,
@@ -22,12 +22,18 @@ from arena.reports.leaderboard import (
     separation,
 )
 from arena.reports.methods import BoardOptions
-from arena.storage.vocabulary import RATER_KINDS
 from arena.ui import board_methods as methods
 from arena.ui.cells import number
+from arena.ui.filter_row import (
+    FIELDS,
+    PROMPT_FIELDS,
+    change_triggers,
+    filter_row,
+    filters_of,
+    named,
+)
 
 TITLE = "Leaderboard"
-ALL = "(all)"
 HEATMAP_MAX_MODELS = 40  # beyond this the heatmap shows the top models only
 ANNOTATE_MAX_MODELS = 14
 
@@ -177,26 +183,19 @@ def heatmap_figure(frame: pd.DataFrame, ratings) -> Figure:
     return fig
 
 
-def _board(
-    service: LeaderboardService,
-    category=None,
-    prompt_set=None,
-    rater_kind=None,
-    since=None,
-    until=None,
-    ties=None,
-    ci=None,
-    style=None,
-    reweight=False,
-    flips=True,
-):
-    """(summary markdown, leaderboard result or None) for these filters and the rating
-    method row's values (:func:`arena.ui.board_methods.options_of`; empty: the defaults).
-    ``flips=False``: no votes-to-flip counts (the raters' app: they would show where a few
-    votes swap a rank)."""
+#: The rating method row's values, after the filter row's (:mod:`arena.ui.board_methods`).
+METHOD_FIELDS = ("ties", "ci", "style", "reweight")
+
+
+def _board(service: LeaderboardService, *values, flips: bool = True, **given):
+    """(summary markdown, leaderboard result or None) for the filter row's values, then
+    the rating method row's (:func:`arena.ui.board_methods.options_of`; empty: the
+    defaults), positionally or by name. ``flips=False``: no votes-to-flip counts (the
+    raters' app: they would show where a few votes swap a rank)."""
+    v = named(values, given, FIELDS + METHOD_FIELDS)
     try:
-        filters = filters_of(category, prompt_set, rater_kind, since, until)
-        options = methods.options_of(ties, ci, style, reweight, flips)
+        filters = filters_of(**{k: v[k] for k in FIELDS})
+        options = methods.options_of(v["ties"], v["ci"], v["style"], bool(v["reweight"]), flips)
         result = service.get(filters, options=options)
     except ReportError as exc:  # a filter's, an option's or the fit's (LeaderboardError)
         return f"**Cannot show the leaderboard:** {exc}", None
@@ -227,29 +226,16 @@ def _drawn(summary: str, result):
     )
 
 
-def board_outputs(
-    service: LeaderboardService,
-    category: str | None = None,
-    prompt_set: str | None = None,
-    rater_kind: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    ties: str | None = None,
-    ci: str | None = None,
-    style: list[str] | None = None,
-    reweight: bool = False,
-):
-    """(summary markdown, table, ratings figure, heatmap figure) for these filters and
-    rating method (ties, intervals, style features, reweighting)."""
-    return _drawn(
-        *_board(service, category, prompt_set, rater_kind, since, until, ties, ci, style, reweight)
-    )
+def board_outputs(service: LeaderboardService, *values, **given):
+    """(summary markdown, table, ratings figure, heatmap figure) for the filter row's and
+    the rating method row's values (:func:`_board`)."""
+    return _drawn(*_board(service, *values, **given))
 
 
-def tab_outputs(service: LeaderboardService, *values, flips: bool = True):
+def tab_outputs(service: LeaderboardService, *values, flips: bool = True, **given):
     """The full tab's six outputs: :func:`board_outputs`, then the style coefficients and
     the votes that hold each rank (hidden when empty), from one board."""
-    summary, result = _board(service, *values, flips=flips)
+    summary, result = _board(service, *values, flips=flips, **given)
     style, flips = methods.method_tables(result)
     label = methods.flips_label(result.options if result is not None else None)
     return (*_drawn(summary, result), methods.shown(style), methods.shown(flips, label=label))
@@ -286,49 +272,6 @@ RANK_NOTE = (
 def ratings_note(settings) -> str:
     """How the released snapshot's numbers are made (plain BT, ties split, bootstrap)."""
     return f"Ratings: {BoardOptions().describe(settings.bootstrap_rounds)} {RANK_NOTE}"
-
-
-def filters_of(category=None, prompt_set=None, rater_kind=None, since=None, until=None):
-    """The :class:`Filters` of the filter row's values (``(all)`` or empty: no filter);
-    raises :class:`arena.reports.frames.ReportError` with what to fix."""
-
-    def pick(value):
-        return None if value in (None, "", ALL) else value
-
-    raters = pick(rater_kind)  # a kind, or "group: NAME" (the Raters dropdown's choices)
-    group = (
-        raters[len(GROUP_PREFIX) :].strip() if raters and raters.startswith(GROUP_PREFIX) else None
-    )
-    kind = None if group is not None else raters
-    filters = Filters(pick(category), pick(prompt_set), kind, since, until, rater_group=group)
-    filters.key()  # parses the dates
-    return filters
-
-
-#: How the Raters dropdown names a rater group (its other choices are the kinds).
-GROUP_PREFIX = "group: "
-
-
-def rater_choices(options: dict[str, list[str]]) -> list[str]:
-    """The Raters dropdown: all (every kind but judges), each kind, each rater group."""
-    groups = [f"{GROUP_PREFIX}{g}" for g in options.get("rater_group", [])]
-    return [ALL, *RATER_KINDS, *groups]
-
-
-def filter_row(options: dict[str, list[str]]):
-    """The filter widgets the Leaderboard and Agreement tabs share, and a refresh button."""
-    with gr.Row():
-        category = gr.Dropdown(
-            [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
-        )
-        prompt_set = gr.Dropdown(
-            [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
-        )
-        rater_kind = gr.Dropdown(rater_choices(options), value=ALL, label="Raters")
-        since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
-        until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
-    refresh = gr.Button("Refresh", size="sm")
-    return category, prompt_set, rater_kind, since, until, refresh
 
 
 def compare_text(service, a, b, *values) -> str:
@@ -455,7 +398,7 @@ def render(store, full: bool | None = None):
         return render_public(store)
     service = LeaderboardService.of(store)
     options = service.options()
-    category, prompt_set, rater_kind, since, until, refresh = filter_row(options)
+    filters, refresh = filter_row(options)
     if full:  # the Admin app: an operator picks the method
         ties, ci, style, reweight = methods.method_row(available_features(store.scores_frame()))
     else:  # raters (reveal on) get the default method: no visitor starts a costly fit
@@ -468,7 +411,7 @@ def render(store, full: bool | None = None):
 
     summary, table, ratings_plot, heatmap = board_components(initial)
     style_table, flips_table = methods.method_components(lambda k: initial(4 + k))
-    inputs = [category, prompt_set, rater_kind, since, until, ties, ci, style, reweight]
+    inputs = [*filters, ties, ci, style, reweight]
     outputs = [summary, table, ratings_plot, heatmap, style_table, flips_table]
     if full:  # the Admin app: reviewers' failure rates (never on the raters' app)
         from arena.ui import failure_section
@@ -491,19 +434,13 @@ def render(store, full: bool | None = None):
     def update(*values):
         shown = tab_outputs(service, *values, flips=bool(full))
         if full:
-            shown = (*shown, *failure_section.leaderboard_outputs(store, *values[:2]))
+            prompts = values[: len(PROMPT_FIELDS)]
+            shown = (*shown, *failure_section.leaderboard_outputs(store, *prompts))
         return shown
 
-    # Dates apply on Enter or when the box loses focus, not on every keystroke.
     gr.on(
         triggers=[
-            category.change,
-            prompt_set.change,
-            rater_kind.change,
-            since.submit,
-            until.submit,
-            since.blur,
-            until.blur,
+            *change_triggers(filters),
             *((ties.change, ci.change, style.change, reweight.change) if full else ()),
             refresh.click,
         ],

@@ -20,7 +20,7 @@ from arena.reports.frames import filter_options
 from arena.stats.failures import NO_FAILURE
 from arena.storage.errors import StoreError
 from arena.ui import failure_section
-from arena.ui.leaderboard_tab import ALL
+from arena.ui.filter_row import ALL
 from arena.ui.review_images import ImageHandles
 
 TITLE = "Review"

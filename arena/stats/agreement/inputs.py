@@ -7,13 +7,14 @@ unit the bootstrap resamples); images without a prompt are their own cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from arena.stats.pairs import encode_outcomes
+from arena.stats.prompt_tags import count_tags, tag_memberships
 
 #: Lower edges of the tag-count bins: 0, 1-3, 4-7, 8-15, 16+.
 TAG_BINS: tuple[int, ...] = (0, 1, 4, 8, 16)
@@ -29,13 +30,6 @@ VOTE_COLUMNS = (
     "left_model",
     "right_model",
 )
-
-
-def count_tags(tags: Iterable[str | None]) -> np.ndarray:
-    """Number of comma-separated, non-empty tags in each tag string."""
-    return np.fromiter(
-        (sum(1 for t in str(s).split(",") if t.strip()) if s else 0 for s in tags), dtype=np.int64
-    )
 
 
 def tag_bin_labels(edges: Sequence[int] = TAG_BINS) -> list[str]:
@@ -113,6 +107,9 @@ class Inputs:
     categories: list[str]
     tag_bin: np.ndarray  # (V,) codes into tag_labels, -1 unknown
     tag_labels: list[str]
+    tag_vote: np.ndarray  # (T,) the vote of each (vote, prompt tag) membership
+    tag_code: np.ndarray  # (T,) codes into tag_names
+    tag_names: list[str]  # every prompt tag, sorted
     delta: np.ndarray  # (V, M) score(left) - score(right)
     image_model: np.ndarray  # (I,) model index of scored images (-1 unknown)
     image_cluster: np.ndarray  # (I,)
@@ -178,6 +175,7 @@ def prepare(
 
     tag_labels = tag_bin_labels(tag_bins)
     tag_bin = np.full(len(votes), -1, dtype=np.int64)
+    tag_vote, tag_code, tag_names = np.zeros(0, np.int64), np.zeros(0, np.int64), []
     if prompts is not None and len(prompts) and "tags" in prompts.columns:
         pids = prompts["prompt_id"].to_numpy(np.int64)
         order = np.argsort(pids)
@@ -185,6 +183,7 @@ def prepare(
         pos = lookup(pids[order], vote_prompt)
         known = pos >= 0
         tag_bin[known] = np.searchsorted(np.asarray(tag_bins), n_tags[pos[known]], side="right") - 1
+        tag_vote, tag_code, tag_names = _vote_tags(vote_prompt, pids, prompts["tags"].tolist())
     rater, _ = pd.factorize(votes["rater_id"].to_numpy())
     return Inputs(
         metrics=labels,
@@ -200,9 +199,29 @@ def prepare(
         categories=list(categories),
         tag_bin=tag_bin,
         tag_labels=tag_labels,
+        tag_vote=tag_vote,
+        tag_code=tag_code,
+        tag_names=tag_names,
         delta=delta,
         image_model=image_model,
         image_cluster=image_cluster.astype(np.int64),
         image_values=image_values,
         n_clusters=int(keys.size),
     )
+
+
+def _vote_tags(vote_prompt: np.ndarray, prompt_ids: np.ndarray, tags: list):
+    """(vote index, tag code, tag names): one row per (vote, tag of its prompt), so that
+    a vote counts under each of its prompt's tags."""
+    member_prompt, member_code, names = tag_memberships(prompt_ids, tags)
+    if not names:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    order = np.argsort(member_prompt, kind="stable")
+    member_prompt, member_code = member_prompt[order], member_code[order]
+    tagged, start, count = np.unique(member_prompt, return_index=True, return_counts=True)
+    row = lookup(tagged, vote_prompt)
+    per_vote = np.where(row >= 0, count[np.maximum(row, 0)], 0)
+    vote = np.repeat(np.arange(vote_prompt.size, dtype=np.int64), per_vote)
+    first = np.repeat(start[np.maximum(row, 0)], per_vote)
+    within = np.arange(vote.size) - np.repeat(np.cumsum(per_vote) - per_vote, per_vote)
+    return vote, member_code[first + within], names

@@ -82,6 +82,8 @@ ACCURACY_COLUMNS = [
     *_ACCURACY_STATS[1:],
     "tie_threshold",
 ]
+#: The slice kinds of ``slices``, in the order pages show them.
+SLICE_KINDS = ("category", "tag", "tag count", "model pair")
 SLICE_COLUMNS = ["metric", "slice_kind", "slice", *_ACCURACY_STATS, "prompts", "few_prompts"]
 #: A slice with fewer prompts is flagged ``few_prompts``: its prompt-bootstrap interval
 #: resamples too few clusters to be trusted. Cluster-bootstrap and cluster-robust
@@ -104,13 +106,17 @@ def agreement_report(
     tag_bins: Sequence[int] = TAG_BINS,
     max_pair_slices: int = 45,
     model_metrics: pd.DataFrame | None = None,
+    max_tag_slices: int = 30,
 ) -> AgreementReport:
     """Every agreement table from the store's frames (see :mod:`arena.stats.agreement`).
 
     ``images`` (``store.images_frame()``) gives the per-model metric means over
     all scored images (without it: over the images that appear in votes);
-    ``prompts`` (``store.prompts_frame()``) gives tag counts. ``max_pair_slices``
-    keeps the model pairs with the most votes. ``rounds`` bootstrap rounds over
+    ``prompts`` (``store.prompts_frame()``) gives the prompts' tags: the ``tag count``
+    slices (bins of ``tag_bins``) and the ``tag`` slices, where a vote counts under each
+    tag of its prompt (``max_tag_slices`` tags with the most votes; a benchmark's
+    challenge labels and skills are tags). ``max_pair_slices`` keeps the model pairs
+    with the most votes. ``rounds`` bootstrap rounds over
     prompts, at coverage ``level``. ``model_metrics`` (``Store.model_metrics_frame()``)
     adds the model-level numbers to ``correlations`` and ``models``. Both score frames
     carry ``higher_is_better``: metrics better low are negated before any comparison.
@@ -125,7 +131,7 @@ def agreement_report(
     table = SumTable(x.n_clusters)
     accuracy_rows, slice_credits = _accuracy_sums(x, table, fold_rng, tie_folds, slice_protocol)
     pairs = _PairSums.collect(x, table) if len(x.outcome) else None
-    slice_rows = _slice_sums(x, table, slice_credits, max_pair_slices)
+    slice_rows = _slice_sums(x, table, slice_credits, max_pair_slices, max_tag_slices)
     bt_cols, bt_votes, mean_cols = _model_sums(x, table)
     totals, boot = table.resample(boot_rng, rounds)
 
@@ -324,35 +330,52 @@ def _reliability_table(pairs: _PairSums | None, boot, level) -> pd.DataFrame:
     return pd.DataFrame([row], columns=RELIABILITY_COLUMNS)
 
 
-# -- (3) slices: category, tag-count bin, model pair -------------------------------------------
-def _slice_sums(x: Inputs, table: SumTable, slice_credits: dict, max_pair_slices: int) -> list:
-    """Add per-slice credit and count columns: rows (metric, kind, labels, credit, count)."""
+# -- (3) slices: category, prompt tag, tag-count bin, model pair -------------------------------
+def _top(counts: np.ndarray, keep: int) -> np.ndarray:
+    """The codes of the ``keep`` largest non-zero counts (ties: lower code), ascending."""
+    top = [c for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    return np.asarray(sorted(top[:keep]), dtype=np.int64)
+
+
+def _slice_sums(
+    x: Inputs, table: SumTable, slice_credits: dict, max_pair_slices: int, max_tag_slices: int
+) -> list:
+    """Add per-slice credit and count columns: rows (metric, kind, labels, credit, count).
+
+    Each kind is (vote of each row, slice code of each row, labels): one row per vote,
+    except for ``tag``, which has one row per (vote, tag of its prompt)."""
     n_models = len(x.models)
     pair_lo = np.minimum(x.left_model, x.right_model)
     pair_hi = np.maximum(x.left_model, x.right_model)
     pair_code = pair_lo * max(n_models, 1) + pair_hi
     pair_counts = np.bincount(pair_code, minlength=n_models * n_models)
-    top_pairs = [p for p in np.argsort(-pair_counts, kind="stable") if pair_counts[p] > 0]
-    top_pairs = sorted(top_pairs[:max_pair_slices])
+    top_pairs = _top(pair_counts, max_pair_slices)
     pair_index = np.full(n_models * n_models, -1, dtype=np.int64)
     pair_index[top_pairs] = np.arange(len(top_pairs))
     pair_slice = pair_index[pair_code] if len(x.outcome) else np.zeros(0, np.int64)
     pair_labels = [f"{x.models[p // n_models]} vs {x.models[p % n_models]}" for p in top_pairs]
+    top_tags = _top(np.bincount(x.tag_code, minlength=len(x.tag_names)), max_tag_slices)
+    tag_index = np.full(len(x.tag_names), -1, dtype=np.int64)
+    tag_index[top_tags] = np.arange(top_tags.size)
+    every_vote = np.arange(len(x.outcome))
     slice_kinds = [
-        ("category", x.category, x.categories),
-        ("tags", x.tag_bin, x.tag_labels),
-        ("model pair", pair_slice, pair_labels),
+        ("category", every_vote, x.category, x.categories),
+        ("tag", x.tag_vote, tag_index[x.tag_code], [x.tag_names[t] for t in top_tags]),
+        ("tag count", every_vote, x.tag_bin, x.tag_labels),
+        ("model pair", every_vote, pair_slice, pair_labels),
     ]
     rows = []
     for name, (credit, counted) in slice_credits.items():
-        for kind, codes, labels in slice_kinds:
+        for kind, vote, codes, labels in slice_kinds:
             if not labels:
                 continue
             ok = codes >= 0
-            cs = table.add(x.cluster[ok], credit[ok], codes[ok], len(labels))
-            ns = table.add(x.cluster[ok], counted[ok].astype(np.float64), codes[ok], len(labels))
-            used = ok & counted  # distinct prompts with a counted vote, per slice
-            cells = np.unique(codes[used] * max(x.n_clusters, 1) + x.cluster[used])
+            vote, codes = vote[ok], codes[ok]
+            cluster, credit_, counted_ = x.cluster[vote], credit[vote], counted[vote]
+            cs = table.add(cluster, credit_, codes, len(labels))
+            ns = table.add(cluster, counted_.astype(np.float64), codes, len(labels))
+            # distinct prompts with a counted vote, per slice
+            cells = np.unique(codes[counted_] * max(x.n_clusters, 1) + cluster[counted_])
             prompts = np.bincount(cells // max(x.n_clusters, 1), minlength=len(labels))
             rows.append((name, kind, labels, cs, ns, prompts))
     return rows

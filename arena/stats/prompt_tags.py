@@ -1,0 +1,50 @@
+"""A prompt's stored tags: split, counted, matched and spread over votes.
+
+``prompts.tags`` holds comma-separated labels (``join_tags`` writes them): a prompt
+file's tags, or a benchmark's challenge labels and skills (``arena import-prompts``).
+The tag filter keeps the prompts that carry one label; the agreement page's ``tag``
+slice counts a vote under each label of its prompt (a multi-label slice, unlike a
+category).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+
+def split_tags(tags: str | None) -> list[str]:
+    """The non-empty, trimmed labels of one stored tag string, in order."""
+    if tags is None or (isinstance(tags, float) and np.isnan(tags)):
+        return []
+    return [t.strip() for t in str(tags).split(",") if t.strip()]
+
+
+def count_tags(tags: Iterable[str | None]) -> np.ndarray:
+    """Number of comma-separated, non-empty tags in each tag string."""
+    return np.fromiter((len(split_tags(s)) for s in tags), dtype=np.int64)
+
+
+def has_tag(tags: pd.Series, tag: str) -> np.ndarray:
+    """Whether each tag string carries ``tag`` (exact after trimming)."""
+    wanted = tag.strip()
+    return np.fromiter((wanted in split_tags(s) for s in tags), dtype=bool, count=len(tags))
+
+
+def known_tags(tags: Iterable[str | None]) -> list[str]:
+    """Every distinct label, sorted."""
+    return sorted({t for s in tags for t in split_tags(s)})
+
+
+def tag_memberships(prompt_ids: np.ndarray, tags: Iterable[str | None]):
+    """(prompt id per membership, label per membership, labels): one row per (prompt,
+    label) pair, labels sorted, duplicates within a prompt counted once."""
+    ids, names = [], []
+    for pid, s in zip(prompt_ids, tags, strict=True):
+        for label in dict.fromkeys(split_tags(s)):
+            ids.append(pid)
+            names.append(label)
+    codes, labels = pd.factorize(pd.Series(names, dtype=object), sort=True)
+    return np.asarray(ids, dtype=np.int64), codes.astype(np.int64), [str(x) for x in labels]
