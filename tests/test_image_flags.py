@@ -450,6 +450,31 @@ def test_the_admin_leaderboard_and_agreement_tabs_show_the_rates(arena_store):
     assert "Cannot compare failure rates" in message[0] and "ISO date" in message[0]
 
 
+def test_arena_leaderboard_prints_the_failure_rates_under_the_board(arena_store, capsys):
+    from arena.cli import main
+
+    store, data = arena_store
+    ws = ["--workspace", str(store.settings.workspace), "--db-url", store.settings.db_url]
+    assert main([*ws, "leaderboard", "--bootstrap", "0"]) == 0
+    assert "Failure rates" not in capsys.readouterr().out  # nothing reviewed: no section
+    for image_id, model in zip(data.images.image_id[:60], data.images.model[:60], strict=True):
+        flags = ["hands"] if model == "model-01" else []
+        store.save_review(int(image_id), "ann", flags, blind=True)
+    assert main([*ws, "leaderboard", "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Failure rates (60 flag row(s)" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("model-01"))
+    assert "100.0% [79.6–100.0] (15/15)" in line  # Wilson 95% of 15/15, as in the tab
+    other = next(x for x in out.splitlines() if x.strip().startswith("model-02"))
+    assert "0.0% [0.0–20.4] (0/15)" in other
+    assert main([*ws, "leaderboard", "--bootstrap", "0", "--format", "json"]) == 0
+    rows = pd.DataFrame(json.loads(capsys.readouterr().out)["failure_rates"])
+    want = fl.FailureService.of(store).get().rates
+    assert len(rows) == len(want) and rows["flagged"].tolist() == want["flagged"].tolist()
+    any_blind = rows[(rows["mode"] == ANY_FAILURE) & (rows["source"] == BLIND)]
+    assert any_blind.set_index("model").loc["model-01", ["flagged", "reviewed"]].tolist() == [15, 15]
+
+
 def test_the_review_pool_is_the_intact_images_of_models(store):
     from tests.arena_fixtures import build_fixture
 

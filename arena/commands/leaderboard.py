@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from arena.commands.filter_flags import add_filter_flags, filters_of
+from arena.reports.failures import FailureService, summary_display
 from arena.reports.frames import ReportError
 from arena.reports.leaderboard import LeaderboardService, metric_names, parse_anchor
 from arena.reports.methods import REWEIGHT_FLOOR, BoardOptions
@@ -146,12 +147,15 @@ def cmd_leaderboard(args) -> int:
 
         raise CommandError(str(exc)) from None
     frame = result.frame
+    failures = FailureService.of(store).get(filters)
     if args.format == "csv":  # text that a spreadsheet would run gets an apostrophe
         from arena.storage.table_io import neutralise_frame
 
         print(neutralise_frame(frame).to_csv(index=False), end="")
     elif args.format == "json":
-        print(json.dumps(_json(result), indent=2))
+        out = _json(result)
+        out["failure_rates"] = json.loads(failures.rates.to_json(orient="records"))
+        print(json.dumps(out, indent=2))
     elif frame.empty:
         print(f"no votes ({filters.describe()}); nothing to rank yet.")
     else:
@@ -167,7 +171,19 @@ def cmd_leaderboard(args) -> int:
             f"{store.settings.min_votes_ranked} votes); 'n/a' = no rating: the votes do not "
             f"determine it (the model never won or never lost). Computed in {result.seconds:.2f} s."
         )
+    if args.format == "table" and failures.flags:  # reviews exist before votes, too
+        print("\n" + failure_text(failures))
     return 0
+
+
+def failure_text(failures) -> str:
+    """The reviewers' failure rates under the board, as the Admin app shows them."""
+    table = summary_display(failures.rates).to_string(index=False)
+    return (
+        f"Failure rates ({failures.flags} flag row(s) from reviewers; images of the filter's "
+        f"prompts). Blind sample: an estimate of the share of a model's images that fail; "
+        f"all reviews: a count of what reviewers found. Wilson 95% intervals.\n{table}"
+    )
 
 
 def _json(result) -> dict:
