@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import socket
 from contextlib import contextmanager
 
@@ -63,3 +65,48 @@ def served_fixture(workspace, **settings):
             yield store, client, url, issued_rater_id(client), issued_rater_id(client)
     finally:
         store.close()
+
+
+def queue_messages(http, fn_index: int, data: list, trigger_id=None) -> list[dict]:
+    """Call a page event the way the browser does (queue/join, then the data stream):
+    every message up to its end; ``[{"msg": "refused", "status": ...}]`` when the join
+    is refused."""
+    session = secrets.token_hex(8)
+    body = {
+        "data": data,
+        "fn_index": fn_index,
+        "session_hash": session,
+        "event_data": None,
+        "trigger_id": trigger_id,
+    }
+    joined = http.post("gradio_api/queue/join", json=body)
+    if joined.status_code != 200:
+        return [{"msg": "refused", "status": joined.status_code}]
+    messages = []
+    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                messages.append(msg)
+                if msg.get("msg") in ("process_completed", "close_stream"):
+                    break
+    return messages
+
+
+def queue_call(http, fn_index: int, data: list) -> list:
+    """One page event that must succeed: its output data."""
+    messages = queue_messages(http, fn_index, data)
+    done = [m for m in messages if m.get("msg") == "process_completed"]
+    assert done and done[-1].get("success"), messages[-1:]
+    return done[-1]["output"]["data"]
+
+
+def event_of(config: dict, label: str, n_outputs: int) -> tuple[int, dict]:
+    """(fn index, dependency) of the event that reads the component labelled ``label``
+    and has ``n_outputs`` outputs, in an app's ``/config``."""
+    labels = {c["id"]: c.get("props", {}).get("label") for c in config["components"]}
+    wanted = next(i for i, name in labels.items() if name == label)
+    for k, dep in enumerate(config["dependencies"]):
+        if wanted in dep["inputs"] and len(dep["outputs"]) == n_outputs:
+            return dep.get("id", k), dep
+    raise AssertionError(f"no event reads {label!r} with {n_outputs} outputs")

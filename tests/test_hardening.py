@@ -30,7 +30,7 @@ from arena.ui import leaderboard_tab
 from arena.ui.filter_row import UNFILTERED
 from arena.voting.battles import BattleError, RaterIdentity, record_vote, serve_battle
 from arena.voting.matchmaking import BalancedPolicy, Matchmaker
-from tests.arena_app import running_app
+from tests.arena_app import event_of, queue_call, running_app
 from tests.arena_fixtures import _picture, build_fixture
 from tests.arena_process import ServerProcess, build_workspace, connect
 
@@ -340,20 +340,6 @@ def test_leaderboard_of_a_one_vote_window(arena):
     assert "nan" not in frame(service.get().frame).to_string().lower()
 
 
-def _queue_call(http: httpx.Client, fn_index: int, data: list) -> dict:
-    """Call a page event the way the browser does (queue/join, then the data stream)."""
-    session = "hardening-" + str(fn_index)
-    body = {"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None}
-    assert http.post("gradio_api/queue/join", json=body).status_code == 200
-    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as r:
-        for line in r.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    return msg
-    raise AssertionError("no process_completed message")
-
-
 def test_leaderboard_tab_of_a_one_vote_window_over_http(arena):
     store, _mm = arena
     _dated_votes(store, [0, 1, 2])
@@ -362,22 +348,13 @@ def test_leaderboard_tab_of_a_one_vote_window_over_http(arena):
         running_app(revealed, tabs=("arena.ui.leaderboard_tab",)) as url,
         httpx.Client(base_url=url, timeout=60) as http,
     ):
-        config = http.get("config").json()
-        labels = {c["id"]: c.get("props", {}).get("label") for c in config["components"]}
-        since = next(i for i, label in labels.items() if label == "From (UTC date)")
-        update = next(
-            k
-            for k, dep in enumerate(config["dependencies"])
-            if since in dep["inputs"] and len(dep["outputs"]) == 6
-        )
-        dep = config["dependencies"][update]
+        fn, dep = event_of(http.get("config").json(), "From (UTC date)", 6)
         data = [*UNFILTERED[:5], "2025-03-02", "2025-03-02"]
         # the rating method is server-side state on the raters' app (no row to pick it)
         assert len(dep["inputs"]) == len(data) + 4
-        msg = _queue_call(http, dep.get("id", update), data + [None] * 4)
+        output = queue_call(http, fn, data + [None] * 4)
     revealed.close()
-    assert msg["success"] is True, msg
-    summary, _table, plot, _heatmap, _style, _flips = msg["output"]["data"]
+    summary, _table, plot, _heatmap, _style, _flips = output
     assert "**1** votes" in str(summary) and plot is not None
 
 

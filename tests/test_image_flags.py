@@ -472,7 +472,8 @@ def test_arena_leaderboard_prints_the_failure_rates_under_the_board(arena_store,
     want = fl.FailureService.of(store).get().rates
     assert len(rows) == len(want) and rows["flagged"].tolist() == want["flagged"].tolist()
     any_blind = rows[(rows["mode"] == ANY_FAILURE) & (rows["source"] == BLIND)]
-    assert any_blind.set_index("model").loc["model-01", ["flagged", "reviewed"]].tolist() == [15, 15]
+    counts = any_blind.set_index("model").loc["model-01", ["flagged", "reviewed"]]
+    assert counts.tolist() == [15, 15]
 
 
 def test_the_review_pool_is_the_intact_images_of_models(store):

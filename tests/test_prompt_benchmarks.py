@@ -514,6 +514,37 @@ def test_the_agreement_tag_slice_counts_a_vote_under_each_of_its_prompt_tags(sto
         assert slices[slices.slice_kind == kind]["n"].sum() == len(log), kind
 
 
+def test_the_filter_row_offers_the_tags_and_held_out_sets_over_http(store, tmp_path):
+    import httpx
+
+    from tests.arena_app import event_of, queue_call, running_app
+
+    log = _voted_workspace(store, tmp_path)
+    tags = _tags_of_votes(store, log)
+    revealed = store.with_settings(reveal_models=True, bootstrap_rounds=5)
+    with (
+        running_app(revealed, tabs=("arena.ui.leaderboard_tab",)) as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        config = http.get("config").json()
+        props = {c.get("props", {}).get("label"): c.get("props", {}) for c in config["components"]}
+        offered = [c[0] for c in props["Prompt tag"]["choices"]]
+        assert offered[0] == "(all)" and set(offered[1:]) == set().union(*tags)
+        held = [c[0] for c in props["Held-out sets"]["choices"]]
+        assert held == ["(all)", "held-out sets only", "exclude held-out sets"]
+        fn, dep = event_of(config, "Prompt tag", 6)
+        n_filters = len(dep["inputs"]) - 4  # then the method row (server state here)
+        assert n_filters == 7
+        row = ["(all)", "(all)", "spatial", "exclude held-out sets", "(all)", "", ""]
+        summary, *_ = queue_call(http, fn, row + [None] * 4)
+        want = sum("spatial" in t and s == "dev" for t, (_e, s, *_) in zip(tags, log, strict=True))
+        assert f"**{want}** votes (prompt tag spatial, held-out prompt sets left out" in summary
+        row[2:4] = ["spatial", "held-out sets only"]  # dev is not held out: nothing left
+        summary, *_ = queue_call(http, fn, row + [None] * 4)
+        assert summary.startswith("No votes yet for prompt tag spatial, held-out prompt sets only")
+    revealed.close()
+
+
 def test_held_out_counts_do_not_depend_on_set_names(store, tmp_path):
     """Renaming the sets (labels) moves nothing: the same votes pass the filter."""
     log = _voted_workspace(store, tmp_path)

@@ -27,7 +27,7 @@ from arena.serve import demo_reveal
 from arena.storage import db
 from arena.storage.store import Store
 from arena.ui.leaderboard_tab import public_board_outputs
-from tests.arena_app import running_app
+from tests.arena_app import queue_call, running_app
 from tests.arena_fixtures import MODEL_NAMES, build_fixture
 
 SECRET = "public-views-admin-secret"
@@ -88,22 +88,6 @@ class Votes:
 
 
 # -- the page's events, called as the page calls them -------------------------------------------
-def queue_call(http: httpx.Client, fn_index: int, data: list) -> list:
-    """Run one event through the queue (join, then the event stream); its output data."""
-    session = secrets.token_hex(8)
-    body = {"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None}
-    joined = http.post("gradio_api/queue/join", json=body)
-    assert joined.status_code == 200, joined.text
-    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as r:
-        for line in r.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    assert msg.get("success"), msg
-                    return msg["output"]["data"]
-    raise AssertionError(f"event {fn_index} did not complete")
-
-
 def tab_of_components(config: dict) -> dict[int, str]:
     """Component id -> label of the tab it is in ("" outside any tab)."""
     comps = {c["id"]: c for c in config["components"]}

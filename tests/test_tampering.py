@@ -4,7 +4,6 @@ rendered on every page of the real browser without executing."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -23,7 +22,7 @@ from arena.storage import db
 from arena.storage.store import PromptRow, Store
 from arena.voting.battles import record_vote, serve_battle
 from arena.voting.matchmaking import Matchmaker
-from tests.arena_app import running_app, served_fixture
+from tests.arena_app import queue_messages, running_app, served_fixture
 from tests.arena_fixtures import _picture, build_fixture
 from tests.browser import chromium
 
@@ -113,30 +112,6 @@ def test_out_of_range_values_are_refused(served, outcome, decision_ms, reason):
     assert counts(store) == before
 
 
-def _queue_call(http: httpx.Client, fn_index: int, data: list, trigger_id=None) -> list[dict]:
-    """Call an event the way the page does (queue/join, then the data stream)."""
-    session = secrets.token_hex(8)
-    body = {
-        "data": data,
-        "fn_index": fn_index,
-        "session_hash": session,
-        "event_data": None,
-        "trigger_id": trigger_id,
-    }
-    joined = http.post("gradio_api/queue/join", json=body)
-    if joined.status_code != 200:
-        return [{"msg": "refused", "status": joined.status_code}]
-    messages = []
-    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as r:
-        for line in r.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                messages.append(msg)
-                if msg.get("msg") in ("process_completed", "close_stream"):
-                    break
-    return messages
-
-
 def test_internal_events_cannot_cast_or_forge_votes(served):
     """Every non-API event, called directly with forged payloads (a valid token of a battle
     served to ALICE in the state slot), stores no vote: session state lives on the server."""
@@ -155,7 +130,7 @@ def test_internal_events_cannot_cast_or_forge_votes(served):
         for i, dep in hidden:
             n = len(dep.get("inputs", []))
             for payload in ([None] * n, [forged_state] * n, [1000] + [forged_state] * (n - 1)):
-                _queue_call(http, dep.get("id", i), payload[:n])
+                queue_messages(http, dep.get("id", i), payload[:n])
             # and by name: no name-addressed route reaches a hidden event
             if dep.get("api_name"):
                 for route in ("gradio_api/call/", "gradio_api/run/", "call/"):
