@@ -407,6 +407,47 @@ def test_slices_partition_the_votes():
     assert ag.count_tags(["a, b ,c", "", None, "solo"]).tolist() == [3, 0, 0, 1]
 
 
+def test_tag_slices_count_a_vote_under_each_tag_and_ignore_labels_and_order():
+    """Challenge labels as prompt tags (several per prompt): each tag's slice is the
+    accuracy over the votes whose prompt carries it, the most-voted tags are kept, and
+    neither the votes' row order nor the prompt ids move a number."""
+    rng = np.random.default_rng(11)
+    data = synthetic_arena(rng, n_models=4, n_prompts=60, n_votes=3000, metric_noise={"m": 0.7})
+    labels = np.array(["Counting", "Text", "Perspective", "Rare"])
+    chosen = [labels[rng.random(4) < (0.5, 0.4, 0.3, 0.02)] for _ in range(60)]
+    prompts = data.prompts.assign(tags=[", ".join(c) for c in chosen])
+
+    def tag_slices(votes, prompts_, **kw):
+        r = ag.agreement_report(
+            votes, data.scores, np.random.default_rng(0), prompts=prompts_, rounds=20, **kw
+        )
+        part = r.slices[(r.slices.slice_kind == "tag") & (r.slices.metric == "m")]
+        return part.drop(columns=["ci_low", "ci_high"]).set_index("slice").sort_index()
+
+    full = tag_slices(data.votes, prompts)
+    tags_of = dict(zip(prompts.prompt_id, chosen, strict=True))
+    for label in full.index:  # each slice = the report of the votes carrying that tag
+        mine = data.votes[[label in tags_of[p] for p in data.votes.prompt_id]]
+        alone = ag.agreement_report(mine, data.scores, np.random.default_rng(0), rounds=1)
+        row = alone.accuracy.set_index(["metric", "protocol"]).loc[("m", "ties_half")]
+        assert full.loc[label, "n"] == row["n"] and full.loc[label, "accuracy"] == pytest.approx(
+            row["accuracy"]
+        )
+        assert full.loc[label, "prompts"] == mine.prompt_id.nunique()
+    assert full["n"].sum() == sum(len(tags_of[p]) for p in data.votes.prompt_id)
+    two = tag_slices(data.votes, prompts, max_tag_slices=2)
+    top = full["n"].sort_values(ascending=False).index[:2]
+    assert sorted(two.index) == sorted(top)
+    shuffled = data.votes.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    pd.testing.assert_frame_equal(tag_slices(shuffled, prompts), full)
+    moved = {p: 10_000 + 7 * k for k, p in enumerate(prompts.prompt_id[::-1])}  # new ids
+    relabelled = tag_slices(
+        data.votes.assign(prompt_id=data.votes.prompt_id.map(moved)),
+        prompts.assign(prompt_id=prompts.prompt_id.map(moved)),
+    )
+    pd.testing.assert_frame_equal(relabelled, full)
+
+
 def test_prompt_bootstrap_is_wider_than_wilson_on_clustered_data():
     """A metric that is right on half the prompts and wrong on the rest: votes within a
     prompt are perfectly correlated, so the prompt bootstrap must be much wider."""
