@@ -5,7 +5,10 @@ the failure rate change on the Review and Leaderboard tabs."""
 
 from __future__ import annotations
 
+import io
+
 import httpx
+import numpy as np
 import pytest
 
 from arena.config import load_settings
@@ -81,6 +84,7 @@ def test_only_logged_in_admins_and_reviewers_reach_the_images(fixture_store, rev
             assert admin.get("admin/review-image/not-a-handle").status_code == 404
             # the admin's session is the Admin app's: the Review app does not take it
             assert admin.get(f"review/review-image/{handle}").status_code == 401
+            _check_the_blind_route(admin, store, image_id, handle)
         with httpx.Client(base_url=url, timeout=30) as reviewer:
             assert _login(reviewer, "admin", "ann", REVIEWERS[0][1]) == 400  # not an admin
             assert _login(reviewer, "review", "ann", "wrong") == 400
@@ -90,6 +94,40 @@ def test_only_logged_in_admins_and_reviewers_reach_the_images(fixture_store, rev
             assert reviewer.get("admin/config").status_code == 401
             review_config = reviewer.get("review/config").text
             assert "Save verdict" in review_config and "Exclude rater" not in review_config
+
+
+def _check_the_blind_route(admin: httpx.Client, store, image_id: int, handle: str) -> None:
+    """The blind review's route: its own handles (never the browse views'), renditions
+    only, its "full size" one box for every model whatever the originals' sizes."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    wide = store.add_image(  # a model whose images are wide: its originals' size shows
+        store.add_model("wide-model", "import"),
+        int(store.gallery_images()["prompt_id"].iloc[0]),
+        store.images.put_image(Image.fromarray(pixels)),
+        seed=0,
+    )
+    original = admin.get(f"admin/{ImageHandles.of(store).url(wide, full=True)}")
+    assert Image.open(io.BytesIO(original.content)).size == (200, 120)
+    blind = ImageHandles.of(store, blind=True)
+    sealed = blind.seal(image_id)
+    assert sealed != handle and blind.open(handle) != image_id
+    assert blind.url(image_id, full=True) == f"review-blind/{sealed}?full=1"
+    assert admin.get(f"admin/review-blind/{handle}").status_code == 404  # a browse handle
+    assert admin.get(f"admin/review-image/{sealed}").status_code == 404  # and the reverse
+    sizes = set()
+    for other in [wide, *store.gallery_images()["image_id"].head(5)]:
+        full = admin.get(f"admin/{blind.url(int(other), full=True)}")
+        assert full.status_code == 200 and full.headers["content-type"] == "image/jpeg"
+        sha = store.image_sha256(int(other))
+        assert full.content != store.images.path_for(sha).read_bytes()  # never the original
+        sizes.add(Image.open(io.BytesIO(full.content)).size)
+        shown = admin.get(f"admin/{blind.url(int(other))}")
+        assert Image.open(io.BytesIO(shown.content)).size == (512, 512)
+    assert sizes == {(1024, 1024)}
+    with httpx.Client(base_url=str(admin.base_url), timeout=30) as nobody:
+        assert nobody.get(f"admin/review-blind/{sealed}?full=1").status_code == 401
 
 
 def _log_in(page, url: str, app: str, user: str, password: str) -> None:
@@ -145,6 +183,13 @@ def test_flag_an_image_and_see_the_rate_change(fixture_store, tmp_path):
         for name in MODEL_NAMES:  # blind: no model name anywhere on the sample
             assert page.locator(".rv-card").locator("visible=true").get_by_text(name).count() == 0
         _pick(page, "#1")
+        # the sample's images and its full-size view come through the blind route only
+        expect(page.locator(".rv-full img").locator("visible=true")).to_be_visible()
+        sources = page.locator("img").evaluate_all(
+            "els => els.filter(e => e.offsetParent !== null).map(e => e.getAttribute('src'))"
+        )
+        shown = [src for src in sources if src and "review-" in src]
+        assert len(shown) == 4 and all("review-blind/" in src for src in shown), shown
         page.get_by_role("button", name="Save verdict").locator("visible=true").click()
         expect(
             page.get_by_text("Saved your blind verdict on image #1: no failure.")

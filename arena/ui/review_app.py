@@ -17,7 +17,7 @@ import gradio as gr
 
 from arena.storage.store import Store
 from arena.ui import review_tab
-from arena.ui.review_images import review_image_route, session_user
+from arena.ui.review_images import review_image_routes, session_user
 
 REVIEW_PATH = "/review"
 
@@ -56,10 +56,11 @@ def gradio_app_at(fastapi_app, path: str):
 
 def mount_behind_login(fastapi_app, store: Store, blocks: gr.Blocks, path: str, auth, message):
     """Mount ``blocks`` at ``path`` behind ``auth``, with the gallery's image route
-    ``<path>/review-image/<handle>`` in front of it answering only its logged-in users."""
+    ``<path>/review-image/<handle>`` (and the blind review's ``<path>/review-blind/...``)
+    in front of it answering only its logged-in users."""
     mounted: dict[str, object] = {}
-    fastapi_app.router.routes.append(
-        review_image_route(store, path, lambda request: session_user(mounted.get("app"), request))
+    fastapi_app.router.routes.extend(
+        review_image_routes(store, path, lambda request: session_user(mounted.get("app"), request))
     )
     fastapi_app = gr.mount_gradio_app(
         fastapi_app,

@@ -13,6 +13,11 @@ with HMAC-SHA256 rounds, keyed by a server secret in the database): stable, so a
 be reloaded, readable by every server process, and opaque, so that ids -- which follow the
 order in which models were imported -- do not tell a blind reviewer which model made an
 image.
+
+The blind review has a route of its own, ``<app>/review-blind/<handle>``, under another
+key: its handles never equal the ones the browse views show beside a model's name, and
+its "full size" is a large rendition (one box for every model, letterboxed like the
+display rendition), never the original, whose native size and aspect can name the model.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from arena.storage.renditions import MEDIA_TYPE
+from arena.storage.renditions import MEDIA_TYPE, Renditions
 
 ROUTE = "review-image"
+BLIND_ROUTE = "review-blind"
+#: The blind review's full-size view: every image scaled into this box (the display
+#: renditions' pipeline), so size and aspect say nothing of the model.
+BLIND_FULL_SIZE = "1024x1024"
 HANDLE = re.compile(r"^[0-9a-f]{16}$")
 ROUNDS = 4
 MAX_ID = 1 << 40  # a decoded handle above this is no image id: refused before any read
@@ -37,15 +46,20 @@ HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "
 
 
 class ImageHandles:
-    """Image id <-> handle under one key (:meth:`of`: the store's, one per store)."""
+    """Image id <-> handle under one key (:meth:`of`: the store's, one per store and
+    view: the browse views' or the blind review's)."""
 
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, route: str = ROUTE):
         self.key = key
+        self.route = route
 
     @classmethod
-    def of(cls, store) -> ImageHandles:
+    def of(cls, store, blind: bool = False) -> ImageHandles:
+        name, route = (
+            ("review_blind_handles", BLIND_ROUTE) if blind else ("review_image_handles", ROUTE)
+        )
         return store.shared(
-            cls, lambda: cls(bytes.fromhex(store.server_secret("review_image_handles")))
+            (cls, route), lambda: cls(bytes.fromhex(store.server_secret(name)), route)
         )
 
     def _round(self, k: int, half: int) -> int:
@@ -74,7 +88,7 @@ class ImageHandles:
 
     def url(self, image_id: int, full: bool = False) -> str:
         """The image's URL relative to the app's page (``/admin/``, ``/review/``)."""
-        return f"{ROUTE}/{self.seal(image_id)}" + ("?full=1" if full else "")
+        return f"{self.route}/{self.seal(image_id)}" + ("?full=1" if full else "")
 
 
 def session_user(gradio_app, request: Request) -> str | None:
@@ -93,22 +107,35 @@ def session_user(gradio_app, request: Request) -> str | None:
     return gradio_app.tokens.get(token) if token else None
 
 
-def review_image_route(store, path: str, user_of: Callable[[Request], str | None]) -> Route:
-    """The route ``<path>/review-image/<handle>``; ``user_of(request)`` says who is
-    logged in to the app at ``path`` (None: nobody, 401)."""
-    handles = ImageHandles.of(store)
+def review_image_routes(store, path: str, user_of: Callable[[Request], str | None]) -> list:
+    """The browse views' and the blind review's image routes of the app at ``path``."""
+    return [
+        review_image_route(store, path, user_of),
+        review_image_route(store, path, user_of, blind=True),
+    ]
+
+
+def review_image_route(
+    store, path: str, user_of: Callable[[Request], str | None], blind: bool = False
+) -> Route:
+    """The route ``<path>/review-image/<handle>`` (``blind``: ``<path>/review-blind/...``,
+    which serves renditions only); ``user_of(request)`` says who is logged in to the app
+    at ``path`` (None: nobody, 401)."""
+    handles = ImageHandles.of(store, blind=blind)
     renditions = store.images.renditions
+    large = Renditions.for_size(store.workspace, BLIND_FULL_SIZE) if blind else None
 
     def read(image_id: int, full: bool) -> bytes | None:
         sha = store.image_sha256(image_id)
         if sha is None:
             return None
         original = store.images.path_for(sha)
-        if full:
+        if full and large is None:
             return original.read_bytes() if original.is_file() else None
-        if not renditions.exists(sha) and not original.is_file():
+        box = large if full else renditions
+        if not box.exists(sha) and not original.is_file():
             return None
-        return renditions.ensure(sha, store.images).read_bytes()
+        return box.ensure(sha, store.images).read_bytes()
 
     async def image(request: Request):
         if user_of(request) is None:
@@ -118,6 +145,8 @@ def review_image_route(store, path: str, user_of: Callable[[Request], str | None
         data = None if image_id is None else await run_in_threadpool(read, image_id, full)
         if data is None:
             return PlainTextResponse("no such image", status_code=404)
-        return Response(data, media_type="image/png" if full else MEDIA_TYPE, headers=HEADERS)
+        original = full and not blind
+        return Response(data, media_type="image/png" if original else MEDIA_TYPE, headers=HEADERS)
 
-    return Route(f"{path.rstrip('/')}/{ROUTE}/{{handle}}", image, methods=["GET", "HEAD"])
+    route = f"{path.rstrip('/')}/{handles.route}/{{handle}}"
+    return Route(route, image, methods=["GET", "HEAD"])

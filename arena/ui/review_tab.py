@@ -285,8 +285,8 @@ def render(store):
         draw, inputs, outputs = _by_prompt(store, handles)
     with gr.Tab("By model"):
         _by_model(store, handles)
-    with gr.Tab("Blind review"):
-        _blind(store, handles)
+    with gr.Tab("Blind review"):  # handles of their own: never the browse views'
+        _blind(store, ImageHandles.of(store, blind=True))
     with gr.Tab("Failure rates") as rates_tab:
         options = filter_options(store)
         with gr.Row():
