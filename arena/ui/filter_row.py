@@ -67,24 +67,31 @@ def rater_choices(options: dict[str, list[str]]) -> list[str]:
     return [ALL, *RATER_KINDS, *groups]
 
 
+def prompt_widgets(options: dict[str, list[str]]) -> list:
+    """The prompt filters' widgets (:data:`PROMPT_FIELDS` order), in the current row."""
+    return [
+        gr.Dropdown(
+            [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
+        ),
+        gr.Dropdown(
+            [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
+        ),
+        gr.Dropdown(
+            [ALL, *options.get("tag", [])], value=ALL, label="Prompt tag", allow_custom_value=True
+        ),
+        gr.Dropdown(list(HELD_OUT_LABELS), value=ALL, label="Held-out sets"),
+    ]
+
+
 def filter_row(options: dict[str, list[str]]) -> tuple[list, gr.Button]:
     """(the row's widgets in :data:`FIELDS` order, a refresh button)."""
     with gr.Row():
-        category = gr.Dropdown(
-            [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
-        )
-        prompt_set = gr.Dropdown(
-            [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
-        )
-        tag = gr.Dropdown(
-            [ALL, *options.get("tag", [])], value=ALL, label="Prompt tag", allow_custom_value=True
-        )
-        held_out = gr.Dropdown(list(HELD_OUT_LABELS), value=ALL, label="Held-out sets")
+        prompts = prompt_widgets(options)
         rater_kind = gr.Dropdown(rater_choices(options), value=ALL, label="Raters")
         since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
         until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
     refresh = gr.Button("Refresh", size="sm")
-    return [category, prompt_set, tag, held_out, rater_kind, since, until], refresh
+    return [*prompts, rater_kind, since, until], refresh
 
 
 def change_triggers(widgets: list) -> list:

@@ -20,7 +20,7 @@ from arena.reports.frames import filter_options
 from arena.stats.failures import NO_FAILURE
 from arena.storage.errors import StoreError
 from arena.ui import failure_section
-from arena.ui.filter_row import ALL
+from arena.ui.filter_row import ALL, prompt_widgets
 from arena.ui.review_images import ImageHandles
 
 TITLE = "Review"
@@ -288,18 +288,16 @@ def render(store):
     with gr.Tab("Blind review"):  # handles of their own: never the browse views'
         _blind(store, ImageHandles.of(store, blind=True))
     with gr.Tab("Failure rates") as rates_tab:
-        options = filter_options(store)
         with gr.Row():
-            category = gr.Dropdown([ALL, *options["category"]], value=ALL, label="Prompt category")
-            prompt_set = gr.Dropdown([ALL, *options["prompt_set"]], value=ALL, label="Prompt set")
+            prompts = prompt_widgets(filter_options(store))
         note = gr.Markdown()
         summary = gr.Dataframe(interactive=False, label="Failure rates per model", wrap=True)
         by_mode = gr.Dataframe(interactive=False, label="By failure mode", wrap=True)
         rate_outputs = [note, summary, by_mode]
 
-        def rates(cat, pset):
-            return failure_section.rates_outputs(store, cat, pset)
+        def rates(*values):
+            return failure_section.rates_outputs(store, *values)
 
-        for trigger in (category.change, prompt_set.change, rates_tab.select):
-            trigger(rates, [category, prompt_set], rate_outputs, api_visibility="private")
+        for trigger in (*(w.change for w in prompts), rates_tab.select):
+            trigger(rates, prompts, rate_outputs, api_visibility="private")
     return draw, inputs, outputs
