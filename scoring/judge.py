@@ -45,22 +45,36 @@ class JudgeTemplateError(ValueError):
 
 def parse_answers(text: str) -> dict[str, str]:
     """``left=A,right=B,tie=C,both_bad=D`` -> {outcome: word}; every outcome once."""
-    answers: dict[str, str] = {}
+    pairs = []
     for part in str(text).split(","):
         outcome, sep, word = part.partition("=")
-        outcome, word = outcome.strip(), word.strip()
-        if not sep or outcome not in JUDGE_OUTCOMES or not word:
+        if not sep:
             raise JudgeTemplateError(
                 f"judge answers {text!r}: expected OUTCOME=WORD for each of "
                 f"{', '.join(JUDGE_OUTCOMES)}, comma-separated, e.g. {DEFAULT_ANSWERS}."
             )
+        pairs.append((outcome, word))
+    return checked_answers(pairs, repr(text))
+
+
+def checked_answers(pairs, shown: str) -> dict[str, str]:
+    """{outcome: word} in ``JUDGE_OUTCOMES`` order from (outcome, word) pairs, each outcome
+    once with a non-empty word; ``shown`` names the input in the error."""
+    answers: dict[str, str] = {}
+    for outcome, word in pairs:
+        outcome, word = str(outcome).strip(), str(word).strip()
+        if outcome not in JUDGE_OUTCOMES or not word:
+            raise JudgeTemplateError(
+                f"judge answers {shown}: expected OUTCOME=WORD for each of "
+                f"{', '.join(JUDGE_OUTCOMES)}, e.g. {DEFAULT_ANSWERS}."
+            )
         if outcome in answers:
-            raise JudgeTemplateError(f"judge answers {text!r}: {outcome} is given twice.")
+            raise JudgeTemplateError(f"judge answers {shown}: {outcome} is given twice.")
         answers[outcome] = word
     missing = [o for o in JUDGE_OUTCOMES if o not in answers]
     if missing:
         raise JudgeTemplateError(
-            f"judge answers {text!r}: no word for {', '.join(missing)}; e.g. {DEFAULT_ANSWERS}."
+            f"judge answers {shown}: no word for {', '.join(missing)}; e.g. {DEFAULT_ANSWERS}."
         )
     return {o: answers[o] for o in JUDGE_OUTCOMES}
 
@@ -79,9 +93,11 @@ class JudgeTemplate:
                 "the judge template has no {prompt}: write {prompt} where the prompt's text "
                 "goes, e.g. 'Prompt: \"{prompt}\". Which image is better? Answer A or B.'"
             )
-        answers = dict(self.answers) if self.answers else parse_answers(DEFAULT_ANSWERS)
-        if tuple(answers) != JUDGE_OUTCOMES:
-            answers = parse_answers(",".join(f"{k}={v}" for k, v in answers.items()))
+        answers = (
+            checked_answers(dict(self.answers).items(), repr(dict(self.answers)))
+            if self.answers
+            else parse_answers(DEFAULT_ANSWERS)
+        )
         object.__setattr__(self, "answers", answers)
 
     def question(self, prompt: str) -> str:

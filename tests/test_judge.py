@@ -245,6 +245,16 @@ def test_templates_and_answers_are_checked():
     with pytest.raises(JudgeTemplateError, match="start with the same token"):
         PairJudge(vlm, same)
     assert JudgeTemplate("a {prompt}").digest != JudgeTemplate("b {prompt}").digest
+    # a mapping is checked as it is (a word with a comma in it is a word), in outcome order
+    mapped = JudgeTemplate(
+        "{prompt}", {"tie": "C", "both_bad": "D, none", "left": "A", "right": "B"}
+    )
+    assert list(mapped.answers) == ["left", "right", "tie", "both_bad"]
+    assert mapped.answers["both_bad"] == "D, none"
+    with pytest.raises(JudgeTemplateError, match="no word for right"):
+        JudgeTemplate("{prompt}", {"left": "A", "tie": "C", "both_bad": "D"})
+    with pytest.raises(JudgeTemplateError, match="expected OUTCOME=WORD"):
+        JudgeTemplate("{prompt}", {"left": "A", "right": "", "tie": "C", "both_bad": "D"})
 
 
 # -- the tiny random Qwen2-VL, end to end -------------------------------------------------
