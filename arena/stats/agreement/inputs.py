@@ -107,7 +107,7 @@ class Inputs:
     categories: list[str]
     tag_bin: np.ndarray  # (V,) codes into tag_labels, -1 unknown
     tag_labels: list[str]
-    tag_vote: np.ndarray  # (T,) the vote of each (vote, prompt tag) membership
+    tag_cluster: np.ndarray  # (T,) the cluster of each (voted prompt, tag) membership
     tag_code: np.ndarray  # (T,) codes into tag_names
     tag_names: list[str]  # every prompt tag, sorted
     delta: np.ndarray  # (V, M) score(left) - score(right)
@@ -175,7 +175,7 @@ def prepare(
 
     tag_labels = tag_bin_labels(tag_bins)
     tag_bin = np.full(len(votes), -1, dtype=np.int64)
-    tag_vote, tag_code, tag_names = np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    tag_cluster, tag_code, tag_names = np.zeros(0, np.int64), np.zeros(0, np.int64), []
     if prompts is not None and len(prompts) and "tags" in prompts.columns:
         pids = prompts["prompt_id"].to_numpy(np.int64)
         order = np.argsort(pids)
@@ -183,7 +183,9 @@ def prepare(
         pos = lookup(pids[order], vote_prompt)
         known = pos >= 0
         tag_bin[known] = np.searchsorted(np.asarray(tag_bins), n_tags[pos[known]], side="right") - 1
-        tag_vote, tag_code, tag_names = _vote_tags(vote_prompt, pids, prompts["tags"].tolist())
+        tag_cluster, tag_code, tag_names = _cluster_tags(
+            cluster, vote_prompt, pids, prompts["tags"].tolist()
+        )
     rater, _ = pd.factorize(votes["rater_id"].to_numpy())
     return Inputs(
         metrics=labels,
@@ -199,7 +201,7 @@ def prepare(
         categories=list(categories),
         tag_bin=tag_bin,
         tag_labels=tag_labels,
-        tag_vote=tag_vote,
+        tag_cluster=tag_cluster.astype(np.int64),
         tag_code=tag_code,
         tag_names=tag_names,
         delta=delta,
@@ -210,18 +212,14 @@ def prepare(
     )
 
 
-def _vote_tags(vote_prompt: np.ndarray, prompt_ids: np.ndarray, tags: list):
-    """(vote index, tag code, tag names): one row per (vote, tag of its prompt), so that
-    a vote counts under each of its prompt's tags."""
+def _cluster_tags(cluster: np.ndarray, vote_prompt: np.ndarray, prompt_ids: np.ndarray, tags):
+    """(cluster, tag code, tag names): one row per (voted prompt, tag of it). A prompt is
+    one cluster, so a tag's slice sums are its prompts' cluster sums: the work follows
+    the prompts' tags, not votes × tags."""
     member_prompt, member_code, names = tag_memberships(prompt_ids, tags)
-    if not names:
+    if not names or vote_prompt.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), []
-    order = np.argsort(member_prompt, kind="stable")
-    member_prompt, member_code = member_prompt[order], member_code[order]
-    tagged, start, count = np.unique(member_prompt, return_index=True, return_counts=True)
-    row = lookup(tagged, vote_prompt)
-    per_vote = np.where(row >= 0, count[np.maximum(row, 0)], 0)
-    vote = np.repeat(np.arange(vote_prompt.size, dtype=np.int64), per_vote)
-    first = np.repeat(start[np.maximum(row, 0)], per_vote)
-    within = np.arange(vote.size) - np.repeat(np.cumsum(per_vote) - per_vote, per_vote)
-    return vote, member_code[first + within], names
+    voted, first = np.unique(vote_prompt, return_index=True)
+    row = lookup(voted, member_prompt)
+    ok = row >= 0
+    return cluster[first[row[ok]]], member_code[ok], names

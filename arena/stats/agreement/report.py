@@ -340,10 +340,9 @@ def _top(counts: np.ndarray, keep: int) -> np.ndarray:
 def _slice_sums(
     x: Inputs, table: SumTable, slice_credits: dict, max_pair_slices: int, max_tag_slices: int
 ) -> list:
-    """Add per-slice credit and count columns: rows (metric, kind, labels, credit, count).
-
-    Each kind is (vote of each row, slice code of each row, labels): one row per vote,
-    except for ``tag``, which has one row per (vote, tag of its prompt)."""
+    """Add per-slice credit and count columns: rows (metric, kind, labels, credit, count),
+    per metric in :data:`SLICE_KINDS` order. Every kind but ``tag`` codes each vote; a
+    tag's sums are those of the prompts carrying it (votes counted under each tag)."""
     n_models = len(x.models)
     pair_lo = np.minimum(x.left_model, x.right_model)
     pair_hi = np.maximum(x.left_model, x.right_model)
@@ -354,31 +353,43 @@ def _slice_sums(
     pair_index[top_pairs] = np.arange(len(top_pairs))
     pair_slice = pair_index[pair_code] if len(x.outcome) else np.zeros(0, np.int64)
     pair_labels = [f"{x.models[p // n_models]} vs {x.models[p % n_models]}" for p in top_pairs]
-    top_tags = _top(np.bincount(x.tag_code, minlength=len(x.tag_names)), max_tag_slices)
+    per_vote = [
+        ("category", x.category, x.categories),
+        ("tag count", x.tag_bin, x.tag_labels),
+        ("model pair", pair_slice, pair_labels),
+    ]
+    # Tags overlap (a vote counts under each tag of its prompt): summed per prompt cluster.
+    votes_of = np.bincount(x.cluster, minlength=x.n_clusters)
+    tag_votes = np.bincount(x.tag_code, votes_of[x.tag_cluster], minlength=len(x.tag_names))
+    top_tags = _top(tag_votes, max_tag_slices)
     tag_index = np.full(len(x.tag_names), -1, dtype=np.int64)
     tag_index[top_tags] = np.arange(top_tags.size)
-    every_vote = np.arange(len(x.outcome))
-    slice_kinds = [
-        ("category", every_vote, x.category, x.categories),
-        ("tag", x.tag_vote, tag_index[x.tag_code], [x.tag_names[t] for t in top_tags]),
-        ("tag count", every_vote, x.tag_bin, x.tag_labels),
-        ("model pair", every_vote, pair_slice, pair_labels),
-    ]
+    tag_codes = tag_index[x.tag_code]
+    tag_labels = [x.tag_names[t] for t in top_tags]
     rows = []
     for name, (credit, counted) in slice_credits.items():
-        for kind, vote, codes, labels in slice_kinds:
+        for kind, codes, labels in per_vote:
             if not labels:
                 continue
             ok = codes >= 0
-            vote, codes = vote[ok], codes[ok]
-            cluster, credit_, counted_ = x.cluster[vote], credit[vote], counted[vote]
-            cs = table.add(cluster, credit_, codes, len(labels))
-            ns = table.add(cluster, counted_.astype(np.float64), codes, len(labels))
-            # distinct prompts with a counted vote, per slice
-            cells = np.unique(codes[counted_] * max(x.n_clusters, 1) + cluster[counted_])
+            cs = table.add(x.cluster[ok], credit[ok], codes[ok], len(labels))
+            ns = table.add(x.cluster[ok], counted[ok].astype(np.float64), codes[ok], len(labels))
+            used = ok & counted  # distinct prompts with a counted vote, per slice
+            cells = np.unique(codes[used] * max(x.n_clusters, 1) + x.cluster[used])
             prompts = np.bincount(cells // max(x.n_clusters, 1), minlength=len(labels))
             rows.append((name, kind, labels, cs, ns, prompts))
-    return rows
+        if tag_labels:
+            ok = tag_codes >= 0
+            cluster, codes = x.tag_cluster[ok], tag_codes[ok]
+            credit_of = np.bincount(x.cluster, credit, minlength=x.n_clusters)
+            count_of = np.bincount(x.cluster, counted.astype(np.float64), minlength=x.n_clusters)
+            cs = table.add(cluster, credit_of[cluster], codes, len(tag_labels))
+            ns = table.add(cluster, count_of[cluster], codes, len(tag_labels))
+            prompts = np.bincount(codes[count_of[cluster] > 0], minlength=len(tag_labels))
+            rows.append((name, "tag", tag_labels, cs, ns, prompts))
+    metric = {name: k for k, name in enumerate(slice_credits)}
+    kind = {name: k for k, name in enumerate(SLICE_KINDS)}
+    return sorted(rows, key=lambda r: (metric[r[0]], kind[r[1]]))
 
 
 def _slice_table(rows, totals, boot, level) -> pd.DataFrame:
