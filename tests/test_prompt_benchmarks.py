@@ -447,6 +447,20 @@ def _tags_of_votes(store, log) -> list[set[str]]:
     return [{t.strip() for t in prompts.loc[(s, e), "tags"].split(",")} for e, s, *_ in log]
 
 
+def test_prompt_tags_are_split_matched_and_ranked_as_stored():
+    import pandas as pd
+
+    from arena.stats.prompt_tags import has_tag, known_tags, split_tags
+
+    stored = pd.Series(["Writing & Symbols", " counting ,spatial,", None, "", "spatial, spatial"])
+    assert split_tags(stored[1]) == ["counting", "spatial"] and split_tags(None) == []
+    assert has_tag(stored, "spatial").tolist() == [False, True, False, False, True]
+    assert has_tag(stored, "Writing").tolist() == [False] * 5  # a whole tag, not a part
+    assert known_tags(stored) == ["Writing & Symbols", "counting", "spatial"]
+    # the dropdown's most common tags: by prompts carrying them, ties alphabetical
+    assert known_tags(stored, most_common=2) == ["Writing & Symbols", "spatial"]
+
+
 def test_a_prompt_tag_filters_the_board_the_failure_rates_and_the_cli(store, tmp_path, capsys):
     log = _voted_workspace(store, tmp_path)
     tags = _tags_of_votes(store, log)

@@ -196,15 +196,22 @@ class Filters:
         return ", ".join(p for p in parts if p) or "all votes"
 
 
+#: The tag dropdown lists this many tags at most (those the most prompts carry); any
+#: other tag can still be typed (a workspace of booru-tagged prompts has thousands).
+MAX_TAG_CHOICES = 300
+
+
 def filter_options(store) -> dict[str, list[str]]:
     """Values the filters can take (categories, prompt sets, prompt tags) from the
-    prompts table, and the rater groups the raters are in."""
+    prompts table, and the rater groups the raters are in. ``tag``: every tag (what the
+    CLI checks against); ``tag_choices``: the dropdown's :data:`MAX_TAG_CHOICES`."""
     prompts = store.prompts_frame()
     groups = store.raters_frame()["rater_group"].dropna().unique()
     return {
         "category": sorted(c for c in prompts["category"].dropna().unique() if c),
         "prompt_set": sorted(prompts["prompt_set"].dropna().unique()),
         "tag": known_tags(prompts["tags"]),
+        "tag_choices": known_tags(prompts["tags"], MAX_TAG_CHOICES),
         "rater_kind": list(RATER_KINDS),
         "rater_group": sorted(str(g) for g in groups if g),
     }

@@ -33,9 +33,17 @@ def has_tag(tags: pd.Series, tag: str) -> np.ndarray:
     return np.fromiter((wanted in split_tags(s) for s in tags), dtype=bool, count=len(tags))
 
 
-def known_tags(tags: Iterable[str | None]) -> list[str]:
-    """Every distinct label, sorted."""
-    return sorted({t for s in tags for t in split_tags(s)})
+def known_tags(tags: Iterable[str | None], most_common: int | None = None) -> list[str]:
+    """Every distinct label, sorted; with ``most_common``, only that many of the labels
+    the most prompts carry (ties: alphabetical), still sorted."""
+    counts: dict[str, int] = {}
+    for s in tags:
+        for t in dict.fromkeys(split_tags(s)):
+            counts[t] = counts.get(t, 0) + 1
+    if most_common is not None:
+        ranked = sorted(counts, key=lambda t: (-counts[t], t))[:most_common]
+        return sorted(ranked)
+    return sorted(counts)
 
 
 def tag_memberships(prompt_ids: np.ndarray, tags: Iterable[str | None]):

@@ -77,7 +77,10 @@ def prompt_widgets(options: dict[str, list[str]]) -> list:
             [ALL, *options["prompt_set"]], value=ALL, label="Prompt set", allow_custom_value=True
         ),
         gr.Dropdown(
-            [ALL, *options.get("tag", [])], value=ALL, label="Prompt tag", allow_custom_value=True
+            [ALL, *options.get("tag_choices", [])],
+            value=ALL,
+            label="Prompt tag",
+            allow_custom_value=True,  # beyond the most common tags: typed
         ),
         gr.Dropdown(list(HELD_OUT_LABELS), value=ALL, label="Held-out sets"),
     ]
