@@ -528,9 +528,12 @@ def test_the_agreement_tag_slice_counts_a_vote_under_each_of_its_prompt_tags(sto
         assert slices[slices.slice_kind == kind]["n"].sum() == len(log), kind
 
 
-def test_the_filter_row_offers_the_tags_and_held_out_sets_over_http(store, tmp_path):
+def test_the_filter_row_offers_the_tags_and_the_admin_app_the_held_out_sets(store, tmp_path):
+    import gradio as gr
     import httpx
 
+    from arena.ui import leaderboard_tab
+    from arena.ui.filter_row import ALL
     from tests.arena_app import event_of, queue_call, running_app
 
     log = _voted_workspace(store, tmp_path)
@@ -543,20 +546,30 @@ def test_the_filter_row_offers_the_tags_and_held_out_sets_over_http(store, tmp_p
         config = http.get("config").json()
         props = {c.get("props", {}).get("label"): c.get("props", {}) for c in config["components"]}
         offered = [c[0] for c in props["Prompt tag"]["choices"]]
-        assert offered[0] == "(all)" and set(offered[1:]) == set().union(*tags)
-        held = [c[0] for c in props["Held-out sets"]["choices"]]
-        assert held == ["(all)", "held-out sets only", "exclude held-out sets"]
+        assert offered[0] == ALL and set(offered[1:]) == set().union(*tags)
+        # which prompt sets are held out is the operators' to know: no such filter here
+        assert "Held-out sets" not in props and "held-out sets only" not in http.get("config").text
         fn, dep = event_of(config, "Prompt tag", 6)
-        n_filters = len(dep["inputs"]) - 4  # then the method row (server state here)
-        assert n_filters == 7
-        row = ["(all)", "(all)", "spatial", "exclude held-out sets", "(all)", "", ""]
-        summary, *_ = queue_call(http, fn, row + [None] * 4)
-        want = sum("spatial" in t and s == "dev" for t, (_e, s, *_) in zip(tags, log, strict=True))
-        assert f"**{want}** votes (prompt tag spatial, held-out prompt sets left out" in summary
-        row[2:4] = ["spatial", "held-out sets only"]  # dev is not held out: nothing left
-        summary, *_ = queue_call(http, fn, row + [None] * 4)
-        assert summary.startswith("No votes yet for prompt tag spatial, held-out prompt sets only")
+        assert len(dep["inputs"]) == 7 + 4  # the row (held-out: server state), the method
+        summary, *_ = queue_call(http, fn, [ALL, ALL, "spatial", None, ALL, "", ""] + [None] * 4)
+        want = sum("spatial" in t for t in tags)
+        assert f"**{want}** votes (prompt tag spatial)" in summary
+        # a forged value in the held-out slot is not read: the slot is server-side state
+        summary, *_ = queue_call(http, fn, [ALL, ALL, ALL, "only", ALL, "", ""] + [None] * 4)
+        assert f"**{len(log)}** votes (all votes)" in summary
     revealed.close()
+    with gr.Blocks():  # the Admin app's board: the held-out choice as well
+        update, inputs, _outputs = leaderboard_tab.render(store, full=True)
+    labels = [getattr(w, "label", None) for w in inputs]
+    assert labels[:4] == ["Prompt category", "Prompt set", "Prompt tag", "Held-out sets"]
+    row = [ALL, ALL, "spatial", "exclude held-out sets", ALL, "", ""]
+    summary = update(*row, None, None, None, False)[0]
+    dev = sum("spatial" in t and s == "dev" for t, (_e, s, *_) in zip(tags, log, strict=True))
+    assert f"**{dev}** votes (prompt tag spatial, held-out prompt sets left out" in summary
+    row[3] = "held-out sets only"  # dev is not held out and parti has no "spatial"
+    assert update(*row, None, None, None, False)[0].startswith(
+        "No votes yet for prompt tag spatial, held-out prompt sets only"
+    )
 
 
 def test_held_out_counts_do_not_depend_on_set_names(store, tmp_path):

@@ -198,7 +198,9 @@ def build_admin_app(store: Store) -> gr.Blocks:
             refresh = leaderboard_tab.render(store, full=True)
         refresh_on_open(tab, refresh)
         with gr.Tab(agreement_tab.TITLE) as tab:
-            refresh = agreement_tab.render(store, groups=True, failures=True, analyses=True)
+            refresh = agreement_tab.render(
+                store, groups=True, failures=True, analyses=True, held_out=True
+            )
         refresh_on_open(tab, refresh)
     return app
 

@@ -227,12 +227,16 @@ def agreement_outputs(service: AgreementService, *values, **given):
 PROTOCOL_HELP = "\n".join(f"- `{k}` {v}" for k, v in PROTOCOLS.items())
 
 
-def render(store, groups: bool = False, failures: bool = False, analyses: bool = False):
+def render(
+    store, groups: bool = False, failures: bool = False, analyses: bool = False,
+    held_out: bool = False,
+):  # fmt: skip
     """The tab; returns its refresh (fn, inputs, outputs) for when it is opened. ``groups``
     (the Admin app) adds the rater-group comparison (:mod:`arena.ui.group_section`),
     ``failures`` (the Admin app) failure rates against the human rating
     (:mod:`arena.ui.failure_section`), ``analyses`` (the Admin app) the common set,
-    tag, seed and metric × metric analyses (:mod:`arena.ui.analyses_section`)."""
+    tag, seed and metric × metric analyses (:mod:`arena.ui.analyses_section`), ``held_out``
+    (the Admin app) the held-out sets filter."""
     service = AgreementService.of(store)
     options = service.options()
     gr.Markdown(
@@ -240,7 +244,7 @@ def render(store, groups: bool = False, failures: bool = False, analyses: bool =
         "Read it against the **human ceiling**: how often one rater agrees with the majority "
         f"of the other raters on the same pair.\n\n{PROTOCOL_HELP}"
     )
-    filters, refresh = filter_row(options)
+    filters, refresh = filter_row(options, held_out=held_out)
     summary = gr.Markdown()
     accuracy = gr.Dataframe(interactive=False, label="Pairwise accuracy", wrap=True)
     accuracy_plot = gr.Plot(label="Accuracy by metric and protocol")

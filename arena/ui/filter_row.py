@@ -67,8 +67,10 @@ def rater_choices(options: dict[str, list[str]]) -> list[str]:
     return [ALL, *RATER_KINDS, *groups]
 
 
-def prompt_widgets(options: dict[str, list[str]]) -> list:
-    """The prompt filters' widgets (:data:`PROMPT_FIELDS` order), in the current row."""
+def prompt_widgets(options: dict[str, list[str]], held_out: bool = True) -> list:
+    """The prompt filters' widgets (:data:`PROMPT_FIELDS` order), in the current row.
+    ``held_out=False`` (the raters' app): no held-out choice, a fixed None in its place --
+    which prompt sets the operators hold out is theirs to know."""
     return [
         gr.Dropdown(
             [ALL, *options["category"]], value=ALL, label="Prompt category", allow_custom_value=True
@@ -82,14 +84,17 @@ def prompt_widgets(options: dict[str, list[str]]) -> list:
             label="Prompt tag",
             allow_custom_value=True,  # beyond the most common tags: typed
         ),
-        gr.Dropdown(list(HELD_OUT_LABELS), value=ALL, label="Held-out sets"),
+        gr.Dropdown(list(HELD_OUT_LABELS), value=ALL, label="Held-out sets")
+        if held_out
+        else gr.State(None),
     ]
 
 
-def filter_row(options: dict[str, list[str]]) -> tuple[list, gr.Button]:
-    """(the row's widgets in :data:`FIELDS` order, a refresh button)."""
+def filter_row(options: dict[str, list[str]], held_out: bool = True) -> tuple[list, gr.Button]:
+    """(the row's widgets in :data:`FIELDS` order, a refresh button); ``held_out`` as for
+    :func:`prompt_widgets`."""
     with gr.Row():
-        prompts = prompt_widgets(options)
+        prompts = prompt_widgets(options, held_out)
         rater_kind = gr.Dropdown(rater_choices(options), value=ALL, label="Raters")
         since = gr.Textbox(label="From (UTC date)", placeholder="2025-01-31")
         until = gr.Textbox(label="Until (inclusive)", placeholder="2025-02-28")
@@ -102,6 +107,8 @@ def change_triggers(widgets: list) -> list:
     box loses focus (not on every keystroke)."""
     triggers = []
     for widget in widgets:
+        if isinstance(widget, gr.State):
+            continue
         if isinstance(widget, gr.Textbox):
             triggers += [widget.submit, widget.blur]
         else:

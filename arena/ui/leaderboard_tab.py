@@ -398,7 +398,7 @@ def render(store, full: bool | None = None):
         return render_public(store)
     service = LeaderboardService.of(store)
     options = service.options()
-    filters, refresh = filter_row(options)
+    filters, refresh = filter_row(options, held_out=bool(full))
     if full:  # the Admin app: an operator picks the method
         ties, ci, style, reweight = methods.method_row(available_features(store.scores_frame()))
     else:  # raters (reveal on) get the default method: no visitor starts a costly fit
