@@ -16,7 +16,7 @@ demo: install
 	$(BIN)/python app.py
 
 test: install-test system-deps reference-env
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # --strict: a broken link, a missing anchor or a page left out of the nav fails the build.
 docs: $(VENV)/.installed-docs
