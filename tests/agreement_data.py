@@ -147,6 +147,20 @@ def small_arena(n_votes: int = 900, metric_noise: dict[str, float] | None = None
     )
 
 
+def relabel_prompts(prompts: pd.DataFrame, *frames: pd.DataFrame, seed: int = 3):
+    """``prompts`` and ``frames`` (each with a ``prompt_id`` column) as if the same prompts
+    had been imported in another order: every prompt id moved (reversed and spread out,
+    10000 + 7k) and every frame's rows shuffled. A number that moves under this follows a
+    label, not the data."""
+    moved = {p: 10_000 + 7 * k for k, p in enumerate(prompts["prompt_id"][::-1])}
+    rng = np.random.default_rng(seed)
+    out = []
+    for frame in (prompts, *frames):
+        frame = frame.assign(prompt_id=frame["prompt_id"].map(moved))  # NaN stays NaN
+        out.append(frame.iloc[rng.permutation(len(frame))].reset_index(drop=True))
+    return out
+
+
 def benchmark_arena(
     n_votes: int = 1_000_000, n_models: int = 8, n_images: int = 160_000, n_metrics: int = 6
 ) -> SyntheticArena:

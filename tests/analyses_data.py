@@ -91,12 +91,20 @@ def tag_details(key) -> dict:
     }
 
 
-def build(store, order: list[int] | None = None, id_offset: int = 0, names=None) -> dict:
+def build(
+    store,
+    order: list[int] | None = None,
+    id_offset: int = 0,
+    names=None,
+    prompts_reversed: bool = False,
+) -> dict:
     """Insert the workspace; ``order`` permutes the insertion order of the images,
-    ``id_offset`` shifts their ids, ``names`` renames the models. Returns key -> image id."""
+    ``id_offset`` shifts their ids, ``names`` renames the models, ``prompts_reversed``
+    inserts the prompts last first (other prompt ids). Returns key -> image id."""
     names = dict(zip(MODELS, names or MODELS, strict=True))
+    inserted = PROMPTS[::-1] if prompts_reversed else PROMPTS
     store.add_prompts(
-        [PromptRow(TEXT[p], p, TEXT[p], "anime") for p in PROMPTS], prompt_set="fixture"
+        [PromptRow(TEXT[p], p, TEXT[p], "anime") for p in inserted], prompt_set="fixture"
     )
     pids = store.prompt_ids("fixture")
     prompt_id = {p: pids[("fixture", p)] for p in PROMPTS}

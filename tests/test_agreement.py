@@ -12,8 +12,9 @@ from scipy import optimize, stats
 
 from arena.stats import agreement as ag
 from arena.stats import ratings as rt
+from arena.stats.clusters import prompt_clusters
 from arena.stats.pairs import encode_outcomes
-from tests.agreement_data import synthetic_arena
+from tests.agreement_data import relabel_prompts, synthetic_arena
 
 
 # -- Wilson ------------------------------------------------------------------------------------
@@ -446,6 +447,51 @@ def test_tag_slices_count_a_vote_under_each_tag_and_ignore_labels_and_order():
         prompts.assign(prompt_id=prompts.prompt_id.map(moved)),
     )
     pd.testing.assert_frame_equal(relabelled, full)
+
+
+def test_relabelled_prompts_move_no_number():
+    """The prompt bootstrap numbers its clusters by the prompts' content, not their ids:
+    the same prompts imported in another order (other ids, other row order) give every
+    table, intervals and the cross-fitted tie threshold included, exactly as before."""
+    data = synthetic_arena(
+        np.random.default_rng(11), n_models=4, n_prompts=60, n_votes=3000, metric_noise={"m": 0.7}
+    )
+
+    def report(votes, prompts, images):
+        return ag.agreement_report(
+            votes, data.scores, np.random.default_rng(0), images=images, prompts=prompts, rounds=50
+        ).tables()
+
+    full = report(data.votes, data.prompts, data.images)
+    prompts, votes, images = relabel_prompts(data.prompts, data.votes, data.images)
+    for name, table in report(votes, prompts, images).items():
+        pd.testing.assert_frame_equal(table, full[name], check_exact=True, obj=name)
+    ties = full["agreement_accuracy"].set_index(["metric", "protocol"]).loc[("m", "with_ties")]
+    assert ties["ci_low"] < ties["accuracy"] < ties["ci_high"]
+
+
+def test_prompt_clusters_follow_content_then_sha_then_ids():
+    """Prompts by text (then category, tags, set, external id), images without a prompt
+    (key -image_id - 1) after them by pixel hash, a missing prompt last; without the
+    frames, id order (what np.unique gives)."""
+    prompts = pd.DataFrame(
+        {
+            "prompt_id": [5, 9, 2],
+            "prompt_set": ["s", "s", "t"],
+            "external_id": ["a", "b", "a"],
+            "text": ["b cat", "a dog", "b cat"],
+            "tags": ["", "", ""],
+            "category": ["", "", ""],
+        }
+    )
+    images = pd.DataFrame({"image_id": [3, 7], "sha256": ["ff", "00"]})
+    keys = pd.Series([2, 5, -4, 9, None, -8, 5, 77], dtype="Int64")
+    codes, n = prompt_clusters(keys, prompts, images)
+    # 9 "a dog"; 5 "b cat" set s; 2 "b cat" set t; image 7 "00"; image 3 "ff"; 77 unknown; NA
+    assert n == 7 and codes.tolist() == [2, 1, 4, 0, 6, 3, 1, 5]
+    plain, n_plain = prompt_clusters(keys.dropna().to_numpy(np.int64))
+    assert n_plain == 6
+    assert plain.tolist() == np.unique(keys.dropna(), return_inverse=True)[1].ravel().tolist()
 
 
 def test_prompt_bootstrap_is_wider_than_wilson_on_clustered_data():

@@ -10,19 +10,21 @@ import re
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sqlalchemy import insert
 
 from arena.cli import main
 from arena.config import load_settings
-from arena.reports.candidate import candidate_report, head_to_head, paired_cells
+from arena.reports.candidate import candidate_report, head_to_head, paired_cells, prompt_adherence
 from arena.reports.candidate_page import candidate_html, candidate_markdown
 from arena.reports.frames import ReportError
 from arena.reports.thresholds import evaluate, read_thresholds
 from arena.storage import db
 from arena.storage.rater_verbs import VotedBattle
 from arena.storage.store import PromptRow, Store
+from tests.agreement_data import relabel_prompts
 
 PROMPTS, SEEDS = 12, 2
 # head to head: the candidate wins 26, loses 10, ties 3, both bad 1 (40 votes)
@@ -237,6 +239,52 @@ def test_no_number_moves_with_ids_or_insertion_order(tmp_path):
     assert a.quality.equals(b.quality)
     keys = ["votes", "wins", "losses", "win_rate", "win_rate_lower", "rating_difference"]
     assert {k: a.preference[k] for k in keys} == pytest.approx({k: b.preference[k] for k in keys})
+
+
+def test_adherence_intervals_do_not_move_with_prompt_ids():
+    """The bootstrap draws prompts in the order of their content: the same prompts under
+    other ids (reversed, spread out) and the cells shuffled give exactly the same table."""
+    rng = np.random.default_rng(4)
+    n_prompts = 40
+    prompts = pd.DataFrame(
+        {
+            "prompt_id": np.arange(1, n_prompts + 1),
+            "prompt_set": "bench",
+            "external_id": [f"p{k:02d}" for k in range(n_prompts)],
+            "text": [f"prompt {k * 13 % n_prompts}" for k in range(n_prompts)],
+            "tags": "",
+            "category": "",
+        }
+    )
+    cells = pd.DataFrame(
+        {
+            "prompt_id": np.repeat(prompts.prompt_id, 2).to_numpy(),
+            "seed": np.tile([0, 1], n_prompts),
+            "candidate_image": np.arange(2 * n_prompts),
+            "baseline_image": 1000 + np.arange(2 * n_prompts),
+        }
+    )
+    images = np.r_[cells.candidate_image, cells.baseline_image]
+    scores = pd.DataFrame(
+        {
+            "image_id": images,
+            "metric": "clip",
+            "version": "v1",
+            "value": rng.normal(0.3, 0.05, images.size),
+            "higher_is_better": True,
+        }
+    )
+    versions = pd.DataFrame({"metric": ["clip"], "version": ["v1"]})
+
+    def table(cells_, prompts_):
+        rng_ = np.random.default_rng(9)
+        return prompt_adherence(scores, versions, cells_, rng_, 300, prompts=prompts_)
+
+    base = table(cells, prompts)
+    got = table(*relabel_prompts(prompts, cells)[::-1])
+    assert got[["lower", "upper", "prompts"]].equals(base[["lower", "upper", "prompts"]])
+    pd.testing.assert_frame_equal(got, base)  # the means add the shuffled cells in row order
+    assert base.lower[0] < base.difference[0] < base.upper[0]
 
 
 def test_head_to_head_counts_the_candidate_on_either_side():

@@ -39,7 +39,7 @@ from arena.stats.bradley_terry import bt_fit
 from arena.stats.elo import to_elo
 from arena.storage import db
 from arena.storage.store import PromptRow
-from tests.agreement_data import synthetic_arena
+from tests.agreement_data import relabel_prompts, synthetic_arena
 from tests.test_leaderboard import _add_votes, arena_store, simulated_plan  # noqa: F401
 
 T0 = datetime(2025, 5, 1, 9, 0, 0)
@@ -392,6 +392,23 @@ def test_numbers_do_not_move_with_ids_names_or_row_order(simulated):
         )
     board = report.leaderboard.assign(model=report.leaderboard.model.map(model_map))
     pd.testing.assert_frame_equal(again.leaderboard, board, check_exact=False, rtol=1e-6)
+
+
+def test_relabelled_prompts_move_no_interval(simulated):
+    """The bootstrap numbers the prompts by their content: the same prompts imported in
+    another order (other ids, rows shuffled) give exactly the same tables."""
+    data, judges = simulated
+
+    def tables(votes, judge_votes, prompts):
+        rng = np.random.default_rng(0)
+        return judge_report(votes, judge_votes, rng, rounds=100, prompts=prompts).tables()
+
+    base = tables(data.votes, judges, data.prompts)
+    prompts, votes, judge_votes = relabel_prompts(data.prompts, data.votes, judges)
+    for name, table in tables(votes, judge_votes, prompts).items():
+        pd.testing.assert_frame_equal(table, base[name], check_exact=True, obj=name)
+    agreement = base["judge_agreement"]
+    assert (agreement.ci_low < agreement.ci_high).all()
 
 
 def test_no_judge_votes_give_empty_tables_with_their_columns():

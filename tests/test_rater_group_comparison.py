@@ -22,7 +22,7 @@ from arena.stats.agreement import groups as gs
 from arena.stats.bradley_terry import RIDGE
 from arena.stats.elo import THETA_TO_ELO
 from tests.admin_only import assert_admin_only
-from tests.agreement_data import populate_store, small_arena, synthetic_arena
+from tests.agreement_data import populate_store, relabel_prompts, small_arena, synthetic_arena
 
 MODEL = {1: "A", 2: "B", 3: "C"}
 EXPERT, CROWD = "expert", "crowd"
@@ -319,6 +319,25 @@ def test_numbers_do_not_move_with_labels_or_row_order():
     _assert_same(base, _canonical(got, group_map=swap))
 
 
+def test_relabelled_prompts_move_no_interval():
+    """The bootstrap numbers the prompts by their content: the same prompts imported in
+    another order (other ids, rows shuffled) give exactly the same tables."""
+    data = synthetic_arena(
+        np.random.default_rng(2), n_models=6, n_prompts=50, n_votes=3000, rater_sd=0.6
+    )
+    votes = data.votes.assign(rater_group=np.where(data.votes.rater_id % 3 == 0, EXPERT, CROWD))
+
+    def tables(votes_, prompts_):
+        rng = np.random.default_rng(11)
+        return gs.group_comparison(votes_, rng, rounds=100, prompts=prompts_).tables()
+
+    base = tables(votes, data.prompts)
+    for name, table in tables(*relabel_prompts(data.prompts, votes)[::-1]).items():
+        pd.testing.assert_frame_equal(table, base[name], check_exact=True, obj=name)
+    within = base["group_summary"]
+    assert (within.within_low < within.within_high).all()
+
+
 def test_bootstrap_intervals_hold_the_estimate_and_follow_the_seed():
     votes = _grouped_arena()
     first = gs.group_comparison(votes, np.random.default_rng(4), rounds=300)
@@ -386,7 +405,8 @@ def test_the_service_compares_the_groups_of_the_filter(grouped_store):
     result = service.groups(seed=3)
     assert result.votes_used == 900 and result.comparison.groups == [CROWD, EXPERT]
     votes = grouped_store.votes_frame()
-    direct = gs.group_comparison(votes, np.random.default_rng(3), rounds=40)
+    prompts = grouped_store.prompts_frame()
+    direct = gs.group_comparison(votes, np.random.default_rng(3), rounds=40, prompts=prompts)
     for name, frame in direct.tables().items():
         pd.testing.assert_frame_equal(result.comparison.tables()[name], frame)
     assert service.groups(seed=3) is result  # cached until the data change
@@ -459,7 +479,12 @@ def test_the_agreement_tab_shows_the_groups_in_the_admin_app_only(grouped_store)
 def test_the_export_has_the_group_tables(grouped_store, tmp_path):
     export_workspace(grouped_store, tmp_path, rounds=40, seed=5)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    direct = gs.group_comparison(grouped_store.votes_frame(), np.random.default_rng(5), rounds=40)
+    direct = gs.group_comparison(
+        grouped_store.votes_frame(),
+        np.random.default_rng(5),
+        rounds=40,
+        prompts=grouped_store.prompts_frame(),
+    )
     columns = {
         "group_summary": gs.SUMMARY_COLUMNS,
         "group_leaderboards": gs.BOARD_COLUMNS,

@@ -15,6 +15,7 @@ from arena.reports.leaderboard import metric_columns
 from arena.stats import tag_accuracy as T
 from arena.stats.agreement.intervals import cluster_weights, nan_percentile_interval
 from tests import analyses_data as D
+from tests.agreement_data import relabel_prompts
 
 
 def _hits_by_hand(keys) -> pd.DataFrame:
@@ -118,6 +119,42 @@ def test_the_interval_is_a_bootstrap_over_prompts():
             assert got.at[(m, label), "prompts"] == len(set(prompt[rows]))
 
 
+def test_relabelled_prompts_move_no_interval():
+    """With the prompts frame, the bootstrap numbers the prompts by their content: the same
+    prompts under other ids (reversed, spread out) and the rows shuffled give exactly the
+    same table; a unit without a prompt is one cluster wherever its rows are."""
+    rng = np.random.default_rng(7)
+    n = 300
+    prompts = pd.DataFrame(
+        {
+            "prompt_id": np.arange(1, 31),
+            "prompt_set": "s",
+            "external_id": [f"e{k}" for k in range(30)],
+            "text": [f"text {k * 7 % 30}" for k in range(30)],
+            "tags": "",
+            "category": "",
+        }
+    )
+    hits = pd.DataFrame(
+        {
+            "model": rng.choice(["x", "y"], n),
+            "prompt_id": pd.array(rng.integers(1, 31, n), dtype="Int64"),
+            "image_id": np.arange(n),
+            "position": rng.integers(0, 12, n),
+            "hit": rng.random(n) < 0.6,
+        }
+    )
+    hits.loc[rng.random(n) < 0.05, "prompt_id"] = pd.NA  # images without a prompt
+
+    def table(hits_, prompts_):
+        return T.accuracy_by_position(hits_, np.random.default_rng(5), 300, prompts=prompts_)
+
+    base = table(hits, prompts)
+    moved_prompts, moved_hits = relabel_prompts(prompts, hits)
+    pd.testing.assert_frame_equal(table(moved_hits, moved_prompts), base, check_exact=True)
+    assert (base.ci_low < base.ci_high).all()
+
+
 def test_no_details_no_rows_and_bad_input_is_named():
     empty = pd.DataFrame(columns=T.HIT_COLUMNS)
     rng = np.random.default_rng(0)
@@ -153,7 +190,9 @@ def test_numbers_do_not_move_with_ids_insert_order_or_model_names(tmp_path):
     base = _canonical(analysed_store("base"))
     order = list(np.random.default_rng(2).permutation(len(D.cells())))
     names = {"A": "zz-anime", "B": "aa-anime", "C": "mm-anime"}
-    other = analysed_store("other", order=order, id_offset=5000, names=list(names.values()))
+    other = analysed_store(
+        "other", order=order, id_offset=5000, names=list(names.values()), prompts_reversed=True
+    )
     got = _canonical(other, names)
-    for key in base:
-        pd.testing.assert_frame_equal(got[key], base[key])
+    for key in base:  # the prompts' other ids too: the bootstrap orders them by text
+        pd.testing.assert_frame_equal(got[key], base[key], check_exact=True)

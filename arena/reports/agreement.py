@@ -50,7 +50,12 @@ def report_of(
     if len(judge_votes):
         # A child drawn after agreement_report's own: the human numbers stay as they were.
         report.judges = judge_report(
-            frames.reference_votes, judge_votes, rng.spawn(1)[0], judges, rounds
+            frames.reference_votes,
+            judge_votes,
+            rng.spawn(1)[0],
+            judges,
+            rounds,
+            prompts=frames.prompts,
         )
     return report
 
@@ -131,7 +136,9 @@ class AgreementService(CachedReports):
         def compute(_signature) -> GroupResult:
             start = time.perf_counter()
             loaded = frames if frames is not None else load_report_frames(self.store, filters)
-            comparison = group_comparison(loaded.votes, np.random.default_rng(seed), rounds)
+            comparison = group_comparison(
+                loaded.votes, np.random.default_rng(seed), rounds, prompts=loaded.prompts
+            )
             self.group_computations += 1
             return GroupResult(comparison, filters, len(loaded.votes), time.perf_counter() - start)
 

@@ -123,8 +123,8 @@ def analyses_of(
     ``frames.paired`` is off), restricted to ``models`` (default: all, paired over all;
     given: paired over those alone). ``tag_details``: ``Store.score_details_frame(["tags"])``
     (None or empty: no tag analyses). ``rng`` seeds the prompt bootstraps (``rounds``) of
-    the tag analyses and the permutation p-values of the metric correlations, each from a
-    stream of its own."""
+    the tag analyses (over prompts in their content order, ``frames.prompts``) and the
+    permutation p-values of the metric correlations, each from a stream of its own."""
     if models is None and frames.common is not None and frames.metric_images is not None:
         common, images = frames.common, frames.metric_images
     else:
@@ -148,8 +148,8 @@ def analyses_of(
                 (tag_details["metric"] == T.TAGS_METRIC) & (tag_details["version"] == tag_version)
             ]
             hits = T.tag_hits_table(mine, images)
-    by_count = T.accuracy_by_count(hits, tags_rng, rounds)
-    by_position = T.accuracy_by_position(hits, hits_rng, rounds)
+    by_count = T.accuracy_by_count(hits, tags_rng, rounds, prompts=frames.prompts)
+    by_position = T.accuracy_by_position(hits, hits_rng, rounds, prompts=frames.prompts)
 
     per_seed = S.seed_means(values)
     spread = S.seed_spread(per_seed)

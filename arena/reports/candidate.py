@@ -30,6 +30,7 @@ import pandas as pd
 from arena.reports.frames import Filters, ReportError, ReportFrames, load_report_frames
 from arena.reports.leaderboard import LeaderboardService, current_versions, separation
 from arena.stats.agreement.intervals import wilson_interval
+from arena.stats.clusters import prompt_clusters
 
 #: Fewer paired cells than this: the metric difference is shown with a warning.
 MIN_CELLS = 30
@@ -120,12 +121,15 @@ def prompt_adherence(
     rng: np.random.Generator,
     rounds: int = 1000,
     level: float = 0.95,
+    prompts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per metric (its version of ``versions``: the leaderboard's, ``current_versions``),
     over the paired cells both images have a score in:
     both means, the mean difference candidate - baseline in the metric's own units, its
     prompt-bootstrap interval (cells resampled by prompt, the same draws for every metric),
-    and which model it favours (``undecided`` when the interval holds 0)."""
+    and which model it favours (``undecided`` when the interval holds 0). ``prompts``
+    (``Store.prompts_frame()``) orders the prompts the bootstrap draws by their content,
+    so that relabelling prompts moves nothing (without it: by prompt id)."""
     columns = [
         "metric", "cells", "prompts", "candidate", "baseline", "difference", "lower", "upper",
         "higher_is_better", "better", "warning",
@@ -134,9 +138,8 @@ def prompt_adherence(
         return pd.DataFrame(columns=columns)
     wanted = np.union1d(cells["candidate_image"], cells["baseline_image"])
     scores = scores[scores["image_id"].isin(wanted)].merge(versions, on=["metric", "version"])
-    key = cells["prompt_key"] if "prompt_key" in cells else cells["prompt_id"]
-    prompt_codes, prompt_ids = pd.factorize(key, sort=True)
-    weights = _prompt_weights(rng, len(prompt_ids), rounds)
+    prompt_codes, n_prompts = prompt_clusters(cells["prompt_id"].to_numpy(np.int64), prompts)
+    weights = _prompt_weights(rng, n_prompts, rounds)
     rows = []
     for metric, group in scores.groupby("metric", sort=True):
         value = group.set_index("image_id")["value"].astype(float)
@@ -147,8 +150,8 @@ def prompt_adherence(
         if not ok.any():
             continue
         d, codes = c[ok] - b[ok], prompt_codes[ok]
-        sums = np.bincount(codes, weights=d, minlength=len(prompt_ids))
-        counts = np.bincount(codes, minlength=len(prompt_ids)).astype(float)
+        sums = np.bincount(codes, weights=d, minlength=n_prompts)
+        counts = np.bincount(codes, minlength=n_prompts).astype(float)
         diff = float(d.mean())
         lower = upper = np.nan
         if rounds > 0 and np.count_nonzero(counts) > 1:
@@ -278,13 +281,12 @@ def candidate_report(
             "reference (run `arena distribution --models ...`)."
         )
     cells = paired_cells(frames.images, candidate, baseline)
-    # bootstrap clusters in a label-free order: (prompt set, external id), not row ids
-    order = frames.prompts.sort_values(["prompt_set", "external_id"])["prompt_id"]
-    rank = pd.Series(np.arange(len(order)), index=order.to_numpy())
-    cells = cells.assign(prompt_key=rank.reindex(cells["prompt_id"]).to_numpy())
     rng = np.random.default_rng(seed)
     versions = current_versions(frames.scores)
-    adherence = prompt_adherence(frames.image_scores, versions, cells, rng, rounds)
+    # bootstrap clusters in the prompts' content order, not their ids
+    adherence = prompt_adherence(
+        frames.image_scores, versions, cells, rng, rounds, prompts=frames.prompts
+    )
     if cells.empty:
         notes.append("prompt adherence: the two models share no (prompt, seed) cell.")
     preference = head_to_head(frames.votes, candidate, baseline)

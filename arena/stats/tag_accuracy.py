@@ -19,6 +19,7 @@ import pandas as pd
 
 from arena.stats.agreement.inputs import tag_bin_labels
 from arena.stats.agreement.intervals import SumTable, nan_percentile_interval, ratio
+from arena.stats.clusters import prompt_clusters
 
 #: The metric whose details these read.
 TAGS_METRIC = "tags"
@@ -142,6 +143,7 @@ def binned_accuracy(
     rng: np.random.Generator,
     rounds: int = 1000,
     level: float = 0.95,
+    prompts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per model and bin: the mean of ``numerator`` over the units (rows) in the bin, with a
     percentile interval from the bootstrap over prompts, and an ``all`` bin of every unit.
@@ -151,14 +153,16 @@ def binned_accuracy(
     units), so the prompt bootstrap of the agreement page resamples it
     (:class:`arena.stats.agreement.intervals.SumTable`). ``bins``: each unit's bin index
     into ``labels`` (-1: in no bin, counted in ``all`` only); ``tags``: each unit's tags.
-    ``images``, ``prompts``: distinct images and prompts behind each row.
+    The ``images`` and ``prompts`` columns: distinct images and prompts behind each row.
+    The frame ``prompts`` (``Store.prompts_frame()``) orders the prompts the bootstrap
+    draws by their content, so that relabelling prompts moves nothing (without it: by
+    prompt id; units without a prompt are one cluster).
     """
     m_code, models = pd.factorize(pd.Series(model), sort=True)
     models = [str(m) for m in models]
-    # prompts in sorted order: the bootstrap's draws do not follow the order of the rows
-    p_code = pd.factorize(pd.Series(prompt), sort=True, use_na_sentinel=False)[0]
+    # prompts in content order: the bootstrap's draws follow neither the rows nor the ids
+    p_code, n_prompts = prompt_clusters(pd.Series(prompt), prompts)
     i_code = pd.factorize(pd.Series(image))[0]
-    n_prompts = int(p_code.max()) + 1 if len(p_code) else 0
     n_models, n_bins = len(models), len(labels)
     bins = np.asarray(bins, dtype=np.int64)
     numerator = np.asarray(numerator, np.float64)
@@ -202,7 +206,7 @@ def binned_accuracy(
         np.bincount(m_code, weights=tags, minlength=n_models),
     )
     images = per_row(_distinct(group, i_code[inbin], size), _distinct(m_code, i_code, n_models))
-    prompts = per_row(_distinct(group, p_code[inbin], size), _distinct(m_code, p_code, n_models))
+    behind = per_row(_distinct(group, p_code[inbin], size), _distinct(m_code, p_code, n_models))
     out = pd.DataFrame(
         {
             "model": np.repeat(models, n_bins + 1),
@@ -212,7 +216,7 @@ def binned_accuracy(
             "ci_high": high,
             "images": images.astype(np.int64),
             "tags": tag_count.round().astype(np.int64),
-            "prompts": prompts.astype(np.int64),
+            "prompts": behind.astype(np.int64),
         }
     )
     return out[den > 0].reset_index(drop=True)[BIN_COLUMNS]
@@ -224,13 +228,15 @@ def accuracy_by_count(
     rounds: int = 1000,
     edges: Sequence[int] = COUNT_BINS,
     level: float = 0.95,
+    prompts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per model and bin of the number of prompt tags (``n_tags``): the mean tag accuracy of
     the images (found / countable, the tags metric's value), its 95% prompt-bootstrap
     interval, and the images, tags and prompts behind it; bin ``all`` is the model's mean
     over every image, the tags column of the leaderboard over the same images.
 
-    ``hits``: :func:`tag_hits_table`.
+    ``hits``: :func:`tag_hits_table`; ``prompts`` (``Store.prompts_frame()``) orders the
+    bootstrap's prompts by content (:func:`binned_accuracy`).
     """
     if hits.empty:
         return pd.DataFrame(columns=BIN_COLUMNS)
@@ -252,6 +258,7 @@ def accuracy_by_count(
         rng,
         rounds,
         level,
+        prompts,
     )
 
 
@@ -261,11 +268,13 @@ def accuracy_by_position(
     rounds: int = 1000,
     edges: Sequence[int] = POSITION_BINS,
     level: float = 0.95,
+    prompts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per model and bin of a tag's position in its prompt: the share of the tags found
     (hits / tags) with its 95% prompt-bootstrap interval; bin ``all`` is the model's hit
     rate over every tag (each tag counts once, so long prompts weigh more than in the
-    per-image mean). ``hits``: :func:`tag_hits_table`."""
+    per-image mean). ``hits``: :func:`tag_hits_table`; ``prompts`` as in
+    :func:`accuracy_by_count`."""
     if hits.empty:
         return pd.DataFrame(columns=BIN_COLUMNS)
     return binned_accuracy(
@@ -279,4 +288,5 @@ def accuracy_by_position(
         rng,
         rounds,
         level,
+        prompts,
     )

@@ -40,6 +40,7 @@ from arena.stats.agreement.inputs import VOTE_COLUMNS
 from arena.stats.agreement.intervals import SumTable, nan_percentile_interval, ratio, z_value
 from arena.stats.agreement.permutation import permutation_pvalue
 from arena.stats.agreement.protocols import ceiling_credit
+from arena.stats.clusters import prompt_clusters
 from arena.stats.pairs import RIGHT, encode_outcomes
 
 #: The group of the votes of raters in no group.
@@ -206,7 +207,7 @@ class _Votes:
     latest: np.ndarray  # bool: the latest vote of its rater on its pair
 
 
-def _prepare(votes: pd.DataFrame) -> _Votes:
+def _prepare(votes: pd.DataFrame, prompts: pd.DataFrame | None) -> _Votes:
     missing = sorted(set(VOTE_COLUMNS) - set(votes.columns))
     if missing:
         raise ValueError(f"votes frame lacks columns {missing}; use store.votes_frame().")
@@ -226,7 +227,7 @@ def _prepare(votes: pd.DataFrame) -> _Votes:
     group, groups = group_labels(
         votes["rater_group"] if "rater_group" in votes.columns else [None] * len(votes)
     )
-    _, cluster = np.unique(votes["prompt_id"].to_numpy(np.int64), return_inverse=True)
+    cluster, n_clusters = prompt_clusters(votes["prompt_id"].to_numpy(np.int64), prompts)
     rater, _ = pd.factorize(votes["rater_id"].to_numpy())
     rater = rater.astype(np.int64)
     unit, value = image_pairs.orient(
@@ -244,8 +245,8 @@ def _prepare(votes: pd.DataFrame) -> _Votes:
         left_model=lm.astype(np.int64),
         right_model=rm.astype(np.int64),
         rater=rater,
-        cluster=cluster.ravel().astype(np.int64),
-        n_clusters=int(cluster.max()) + 1 if len(votes) else 0,
+        cluster=cluster,
+        n_clusters=n_clusters,
         unit=unit,
         value=value,
         latest=latest,
@@ -292,7 +293,11 @@ def _ratio(totals, boot, cs: slice, ns: slice, level: float) -> dict:
 
 
 def group_comparison(
-    votes: pd.DataFrame, rng: np.random.Generator, rounds: int = 1000, level: float = 0.95
+    votes: pd.DataFrame,
+    rng: np.random.Generator,
+    rounds: int = 1000,
+    level: float = 0.95,
+    prompts: pd.DataFrame | None = None,
 ) -> GroupComparison:
     """The group tables of these votes (``Store.votes_frame()`` under a filter, with its
     ``rater_group`` column; without it every vote is in :data:`NO_GROUP`).
@@ -304,12 +309,14 @@ def group_comparison(
     pair of groups, on the pairs both voted on decisively (``shared_pairs``), four rows:
     A's votes against B's majority and B's against A's, and each group against the rest
     of itself there. ``rounds`` prompt-bootstrap rounds at coverage ``level``; ``rng``
-    draws them first, then the permutation pairings (above 8 models).
+    draws them first, then the permutation pairings (above 8 models). ``prompts``
+    (``Store.prompts_frame()``) orders the prompts the bootstrap draws by their content,
+    so that relabelling prompts moves nothing (without it: by prompt id).
     """
     if rounds < 1:
         raise ValueError(f"rounds={rounds}: need at least 1 bootstrap round.")
     z_value(level)
-    x = _prepare(votes)
+    x = _prepare(votes, prompts)
     n, n_groups = len(x.models), len(x.groups)
     table = SumTable(x.n_clusters)
     in_group = [x.group == g for g in range(n_groups)]

@@ -2,7 +2,9 @@
 
 Inputs are the frames of :mod:`arena.storage.store` (``votes_frame``, ``scores_frame``,
 ``images_frame``, ``prompts_frame``). Votes and images are clustered by prompt (the
-unit the bootstrap resamples); images without a prompt are their own cluster.
+unit the bootstrap resamples); images without a prompt are their own cluster. Clusters
+are numbered by the prompts' content (:func:`arena.stats.clusters.prompt_clusters`), so
+relabelling prompts does not move the bootstrap's draws.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from arena.stats.clusters import prompt_clusters
 from arena.stats.pairs import encode_outcomes
 from arena.stats.prompt_tags import count_tags, tag_memberships
 
@@ -166,7 +169,7 @@ def prepare(
         image_model = np.r_[lm, rm][first]
         rows = lookup(score_ids, img_ids)
         image_values = padded[rows] if labels else np.zeros((img_ids.size, 0))
-    keys, codes = np.unique(np.r_[vote_prompt, img_key], return_inverse=True)
+    codes, n_clusters = prompt_clusters(np.r_[vote_prompt, img_key], prompts, images)
     cluster, image_cluster = codes[: len(vote_prompt)], codes[len(vote_prompt) :]
 
     cat = votes["category"] if "category" in votes.columns else pd.Series([""] * len(votes))
@@ -208,7 +211,7 @@ def prepare(
         image_model=image_model,
         image_cluster=image_cluster.astype(np.int64),
         image_values=image_values,
-        n_clusters=int(keys.size),
+        n_clusters=n_clusters,
     )
 
 

@@ -45,6 +45,7 @@ from arena.stats.agreement.judges import (
 )
 from arena.stats.agreement.protocols import ceiling_credit
 from arena.stats.agreement.reliability import PAIR_VALUES, alpha_from_coincidences, position_bias
+from arena.stats.clusters import prompt_clusters
 from arena.stats.pairs import RIGHT, encode_outcomes
 
 _CI = ["ci_low", "ci_high", "wilson_low", "wilson_high"]
@@ -191,12 +192,15 @@ def judge_report(
     judges: pd.DataFrame | None = None,
     rounds: int = 1000,
     level: float = 0.95,
+    prompts: pd.DataFrame | None = None,
 ) -> JudgeReport:
     """The judge tables from the humans' ``votes`` and the ``judge_votes`` (both shaped as
     ``store.votes_frame()``; each judge is one ``rater_id`` of ``judge_votes``).
 
     ``judges`` names them (``Store.judges_frame()``). ``rounds`` prompt-bootstrap rounds
-    at coverage ``level``; ``rng`` draws them and the permutation p-values.
+    at coverage ``level``; ``rng`` draws them and the permutation p-values. ``prompts``
+    (``Store.prompts_frame()``) orders the prompts the bootstrap draws by their content,
+    so that relabelling prompts moves nothing (without it: by prompt id).
     """
     z_value(level)
     if rounds < 1:
@@ -216,11 +220,10 @@ def judge_report(
     outcome = encode_outcomes(both["outcome"].to_numpy()).astype(np.int64)
     unit, answer = image_pairs.orient(left, right, outcome)
     n_units = int(unit.max()) + 1 if unit.size else 0
-    clusters, cluster = np.unique(both["prompt_id"].to_numpy(np.int64), return_inverse=True)
-    cluster = cluster.ravel()
+    cluster, n_clusters = prompt_clusters(both["prompt_id"].to_numpy(np.int64), prompts)
     unit_cluster = np.zeros(n_units, dtype=np.int64)
     unit_cluster[unit] = cluster  # both images of a pair belong to one prompt
-    table = SumTable(clusters.size)
+    table = SumTable(n_clusters)
     n = len(models)
 
     # The humans: one answer per rater and pair (the latest), and their board's battles.

@@ -116,10 +116,13 @@ def agreement_report(
     slices (bins of ``tag_bins``) and the ``tag`` slices, where a vote counts under each
     tag of its prompt (``max_tag_slices`` tags with the most votes; a benchmark's
     challenge labels and skills are tags). ``max_pair_slices`` keeps the model pairs
-    with the most votes. ``rounds`` bootstrap rounds over
-    prompts, at coverage ``level``. ``model_metrics`` (``Store.model_metrics_frame()``)
-    adds the model-level numbers to ``correlations`` and ``models``. Both score frames
-    carry ``higher_is_better``: metrics better low are negated before any comparison.
+    with the most votes. ``rounds`` bootstrap rounds over prompts, at coverage ``level``;
+    the prompts are numbered in the order of their content in ``prompts`` (an image
+    without a prompt by its ``sha256`` in ``images``), so that relabelling prompts moves
+    nothing (:func:`arena.stats.clusters.prompt_clusters`). ``model_metrics``
+    (``Store.model_metrics_frame()``) adds the model-level numbers to ``correlations`` and
+    ``models``. Both score frames carry ``higher_is_better``: metrics better low are
+    negated before any comparison.
     """
     if slice_protocol not in PROTOCOLS:
         raise ValueError(f"slice_protocol {slice_protocol!r}: expected one of {tuple(PROTOCOLS)}.")
