@@ -423,7 +423,7 @@ def test_tag_slices_count_a_vote_under_each_tag_and_ignore_labels_and_order():
             votes, data.scores, np.random.default_rng(0), prompts=prompts_, rounds=20, **kw
         )
         part = r.slices[(r.slices.slice_kind == "tag") & (r.slices.metric == "m")]
-        return part.drop(columns=["ci_low", "ci_high"]).set_index("slice").sort_index()
+        return part.set_index("slice").sort_index()
 
     full = tag_slices(data.votes, prompts)
     tags_of = dict(zip(prompts.prompt_id, chosen, strict=True))
