@@ -378,9 +378,9 @@ def _slice_sums(
             cs = table.add(x.cluster[ok], credit[ok], codes[ok], len(labels))
             ns = table.add(x.cluster[ok], counted[ok].astype(np.float64), codes[ok], len(labels))
             used = ok & counted  # distinct prompts with a counted vote, per slice
-            cells = np.unique(codes[used] * max(x.n_clusters, 1) + x.cluster[used])
-            prompts = np.bincount(cells // max(x.n_clusters, 1), minlength=len(labels))
-            rows.append((name, kind, labels, cs, ns, prompts))
+            seen = np.zeros((len(labels), max(x.n_clusters, 1)), dtype=bool)
+            seen[codes[used], x.cluster[used]] = True
+            rows.append((name, kind, labels, cs, ns, seen.sum(axis=1)))
         if tag_labels:
             ok = tag_codes >= 0
             cluster, codes = x.tag_cluster[ok], tag_codes[ok]
