@@ -133,12 +133,9 @@ def votes_table(votes: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     at = positions(out["prompt_id"].to_numpy(np.int64), prompts["prompt_id"].to_numpy(np.int64))
     for column, name in PROMPT_COLUMNS.items():
         out[column] = prompts[name].array.take(at, allow_fill=True)  # -1: no such prompt
-    outcome = out["outcome"].to_numpy()
-    out["winner_model"] = np.where(
-        outcome == "left",
-        out["left_model"].to_numpy(),
-        np.where(outcome == "right", out["right_model"].to_numpy(), ""),
-    )
+    outcome = out["outcome"]  # Series ops: Arrow-backed strings stay in Arrow
+    right = out["right_model"].where(outcome == "right", "")
+    out["winner_model"] = out["left_model"].where(outcome == "left", right)
     text = np.datetime_as_string(stamp, unit="us").astype(object)  # TIME_FORMAT, vectorised
     text[np.isnat(stamp)] = None
     out["created_at"] = text

@@ -12,7 +12,9 @@ than asking the database to repeat the same names and hashes a million times.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 
 import numpy as np
@@ -24,9 +26,24 @@ from sqlalchemy.sql import Select
 from arena.storage import db
 
 
+@contextmanager
+def gc_paused():
+    """No cyclic garbage collection inside: building a million row tuples (none of them in
+    a cycle) otherwise triggers collections that walk every live object, again and again
+    -- a second or more of a 1M-vote read, more the more a process holds. Collection is
+    deferred, not skipped; the flag is process-wide and restored as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def fetch_columns(engine: Engine, query: Select) -> dict[str, Sequence]:
     """Run ``query`` on a raw DB-API cursor; its result columns by label (lists)."""
-    with engine.connect() as conn:
+    with engine.connect() as conn, gc_paused():
         compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         params = compiled.params
         if compiled.positional:
@@ -37,9 +54,9 @@ def fetch_columns(engine: Engine, query: Select) -> dict[str, Sequence]:
             rows = cursor.fetchall()
         finally:
             cursor.close()
-    names = [c.name for c in query.selected_columns]
-    # One list per column; map(itemgetter) is about 3x faster than zip(*rows) here.
-    return {name: list(map(itemgetter(k), rows)) for k, name in enumerate(names)}
+        names = [c.name for c in query.selected_columns]
+        # One list per column; map(itemgetter) is about 3x faster than zip(*rows) here.
+        return {name: list(map(itemgetter(k), rows)) for k, name in enumerate(names)}
 
 
 def ints(values: Sequence) -> np.ndarray:
@@ -132,7 +149,11 @@ def read_votes(engine: Engine, query: Select) -> pd.DataFrame:
     read whole and joined here. Rows whose rater, prompt, image or model is missing
     are left out (an inner join), and rows come in vote order (created_at, vote_id).
     """
-    col = fetch_columns(engine, query)
+    with gc_paused():  # a million Python values in flight (see gc_paused)
+        return _votes_frame(engine, fetch_columns(engine, query))
+
+
+def _votes_frame(engine: Engine, col: dict[str, Sequence]) -> pd.DataFrame:
     if not len(col["vote_id"]):
         return empty_frame(VOTE_FRAME_COLUMNS)
     raters = _small_table(engine, db.Rater.__table__, "id", "kind", "rater_group", "excluded")
@@ -161,8 +182,12 @@ def read_votes(engine: Engine, query: Select) -> pd.DataFrame:
     rater_kind = strings(raters["kind"])
     prompt_set, category = strings(prompts["prompt_set"]), strings(prompts["category"])
 
+    in_order = order.size == vote_id.size and bool(np.all(order == np.arange(order.size)))
+
     def row_ordered(values: Sequence, kind) -> object:
         converted = kind(values)
+        if in_order:  # the usual case (ids follow time): no copy of a million cells
+            return converted
         if isinstance(converted, pd.Series):
             return converted.iloc[order].reset_index(drop=True)
         return converted[order] if isinstance(converted, np.ndarray) else converted.take(order)
