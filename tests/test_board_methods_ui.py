@@ -316,3 +316,17 @@ def test_raters_with_the_reveal_on_get_no_flip_counts(service):
     assert "Votes to flip" not in table.columns
     assert "handful of votes" not in summary
     assert "Votes to flip" in leaderboard_tab.tab_outputs(service)[1].columns
+    # nor does Compare on that app: the board it reads is the one without counts
+    import gradio as gr
+
+    store = service.store.with_settings(reveal_models=True)
+    raters = leaderboard_tab.LeaderboardService.of(store)
+    with gr.Blocks() as page:
+        leaderboard_tab.render(store)
+    compare = next(
+        f for f in page.fns.values() if len(f.inputs) == 2 + 7 + 4 and len(f.outputs) == 1
+    )
+    leaderboard_tab.tab_outputs(raters, flips=False)  # the raters' board, computed once
+    before = raters.computations
+    text = compare.fn("alpha", "beta", *[None] * 11)  # reads that board: no new fit
+    assert text.startswith("**alpha** − **beta**") and raters.computations == before

@@ -461,6 +461,27 @@ def test_prompt_tags_are_split_matched_and_ranked_as_stored():
     assert known_tags(stored, most_common=2) == ["Writing & Symbols", "spatial"]
 
 
+def test_filter_values_are_read_strictly():
+    from arena.commands.filter_flags import check_known
+    from arena.ui.filter_row import UNFILTERED, filters_of, named
+
+    assert Filters(tag="  spatial ").tag == "spatial" and Filters(tag="   ").tag is None
+    assert Filters(tag=" spatial").key() == Filters(tag="spatial").key()  # one cache entry
+    with pytest.raises(TypeError, match="8 values"):
+        named((*UNFILTERED, "extra"), {})
+    with pytest.raises(TypeError, match="unknown"):
+        filters_of(categroy="Animals")  # a misspelt name is a bug, not "no filter"
+    with pytest.raises(TypeError, match="twice-given"):
+        filters_of("Animals", category="Vehicles")
+    with pytest.raises(ReportError, match="filter tag: expected text, got list"):
+        filters_of(tag=["a", "b"])  # what a forged page request could send
+    with pytest.raises(ReportError, match="filter since: expected text, got int"):
+        filters_of(since=20250101)
+    check_known(Filters(tag="x"), {"category": []})  # options without tags: nothing checked
+    with pytest.raises(ReportError, match="--tag 'y': no tag"):
+        check_known(Filters(tag="y"), {"tag": ["x"]})
+
+
 def test_a_prompt_tag_filters_the_board_the_failure_rates_and_the_cli(store, tmp_path, capsys):
     log = _voted_workspace(store, tmp_path)
     tags = _tags_of_votes(store, log)

@@ -85,6 +85,7 @@ def test_only_logged_in_admins_and_reviewers_reach_the_images(fixture_store, rev
             # the admin's session is the Admin app's: the Review app does not take it
             assert admin.get(f"review/review-image/{handle}").status_code == 401
             _check_the_blind_route(admin, store, image_id, handle)
+            assert "Held-out sets" in admin.get("admin/config").text  # the operators' filter
         with httpx.Client(base_url=url, timeout=30) as reviewer:
             assert _login(reviewer, "admin", "ann", REVIEWERS[0][1]) == 400  # not an admin
             assert _login(reviewer, "review", "ann", "wrong") == 400
@@ -94,6 +95,8 @@ def test_only_logged_in_admins_and_reviewers_reach_the_images(fixture_store, rev
             assert reviewer.get("admin/config").status_code == 401
             review_config = reviewer.get("review/config").text
             assert "Save verdict" in review_config and "Exclude rater" not in review_config
+            # reviewers filter failure rates by prompts, but not by held-out sets
+            assert "Prompt tag" in review_config and "Held-out sets" not in review_config
 
 
 def _check_the_blind_route(admin: httpx.Client, store, image_id: int, handle: str) -> None:

@@ -77,9 +77,9 @@ def check_known(filters: Filters, options: dict[str, list[str]]) -> None:
         "rater_group": ("--rater-group", filters.rater_group),
     }
     for key, (flag, value) in asked.items():
-        if not value or value in options[key]:
+        known = options.get(key)
+        if not value or known is None or value in known:  # no list of names: unchecked
             continue
-        known = options[key]
         close = difflib.get_close_matches(value, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listed = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")

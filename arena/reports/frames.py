@@ -71,6 +71,8 @@ class Filters:
     tag: str | None = None
 
     def __post_init__(self):
+        if self.tag is not None:  # " x" and "x" are one tag (stored tags are trimmed)
+            object.__setattr__(self, "tag", str(self.tag).strip() or None)
         if self.rater_kind not in (None, "", *RATER_KINDS):
             raise ReportError(
                 f"rater kind {self.rater_kind!r}: expected one of {', '.join(RATER_KINDS)}."

@@ -344,7 +344,8 @@ def blind_view(store, handles, image_ids: list[int], reviewer: str) -> GalleryVi
 
 
 def full_size_html(handles, image_id: int | None) -> str:
-    """The selected image at its own size (the original), linked to open it alone."""
+    """The selected image full size (``handles``' full view: the original for the browse
+    views' handles, a large rendition for the blind review's), linked to open it alone."""
     if image_id is None:
         return ""
     url = html.escape(handles.url(image_id, full=True))

@@ -17,7 +17,7 @@ import pandas as pd
 
 def split_tags(tags: str | None) -> list[str]:
     """The non-empty, trimmed labels of one stored tag string, in order."""
-    if tags is None or (isinstance(tags, float) and np.isnan(tags)):
+    if tags is None or (not isinstance(tags, str) and pd.isna(tags)):
         return []
     return [t.strip() for t in str(tags).split(",") if t.strip()]
 

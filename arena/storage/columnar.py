@@ -13,6 +13,7 @@ than asking the database to repeat the same names and hashes a million times.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
 from operator import itemgetter
@@ -25,20 +26,29 @@ from sqlalchemy.sql import Select
 
 from arena.storage import db
 
+_PAUSE = {"depth": 0, "was_enabled": False}
+_PAUSE_LOCK = threading.Lock()
+
 
 @contextmanager
 def gc_paused():
     """No cyclic garbage collection inside: building a million row tuples (none of them in
     a cycle) otherwise triggers collections that walk every live object, again and again
     -- a second or more of a 1M-vote read, more the more a process holds. Collection is
-    deferred, not skipped; the flag is process-wide and restored as it was."""
-    enabled = gc.isenabled()
-    gc.disable()
+    deferred, not skipped. The switch is process-wide: concurrent or nested pauses are
+    counted, and the last one out restores it as the first one in found it."""
+    with _PAUSE_LOCK:
+        if _PAUSE["depth"] == 0:
+            _PAUSE["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _PAUSE["depth"] += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _PAUSE_LOCK:
+            _PAUSE["depth"] -= 1
+            if _PAUSE["depth"] == 0 and _PAUSE["was_enabled"]:
+                gc.enable()
 
 
 def fetch_columns(engine: Engine, query: Select) -> dict[str, Sequence]:

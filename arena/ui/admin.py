@@ -188,7 +188,7 @@ def build_admin_app(store: Store) -> gr.Blocks:
                 "`arena import-images` (see docs/importing.md)."
             )
         with gr.Tab(review_tab.TITLE) as tab:  # the gallery: images tied to their models
-            refresh = review_tab.render(store)
+            refresh = review_tab.render(store, held_out=True)
         refresh_on_open(tab, refresh)
         with gr.Tab(export_panel.TITLE):
             export_panel.render(store)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from arena.reports.frames import Filters
+from arena.reports.frames import Filters, ReportError
 from arena.storage.vocabulary import RATER_KINDS
 
 ALL = "(all)"
@@ -26,11 +26,18 @@ HELD_OUT_LABELS = {ALL: None, "held-out sets only": "only", "exclude held-out se
 
 
 def named(values: tuple, given: dict, fields: tuple[str, ...] = FIELDS) -> dict:
-    """The row's values by name: positional ``values`` in ``fields`` order, then
-    ``given`` (keywords) on top; absent ones are None."""
+    """The row's values by name: positional ``values`` in ``fields`` order, or keywords
+    (``given``); absent ones are None. Too many values, an unknown name or a value given
+    both ways is a :class:`TypeError` (a caller's bug, not a filter)."""
+    if len(values) > len(fields):
+        raise TypeError(f"{len(values)} values for the {len(fields)} fields {fields}.")
+    unknown = set(given) - set(fields)
+    twice = set(given) & set(fields[: len(values)])
+    if unknown or twice:
+        raise TypeError(f"unknown {sorted(unknown)} or twice-given {sorted(twice)} values.")
     out = dict.fromkeys(fields)
     out.update(zip(fields, values, strict=False))
-    out.update({k: v for k, v in given.items() if k in fields})
+    out.update(given)
     return out
 
 
@@ -38,6 +45,9 @@ def filters_of(*values, **given) -> Filters:
     """The :class:`Filters` of the row's values (``(all)`` or empty: no filter); raises
     :class:`arena.reports.frames.ReportError` with what to fix."""
     v = named(values, given)
+    for field, value in v.items():  # a page sends text; anything else is a forged request
+        if value is not None and not isinstance(value, str):
+            raise ReportError(f"filter {field}: expected text, got {type(value).__name__}.")
 
     def pick(value):
         return None if value in (None, "", ALL) else value

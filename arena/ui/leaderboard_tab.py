@@ -274,12 +274,12 @@ def ratings_note(settings) -> str:
     return f"Ratings: {BoardOptions().describe(settings.bootstrap_rounds)} {RANK_NOTE}"
 
 
-def compare_text(service, a, b, *values) -> str:
+def compare_text(service, a, b, *values, flips: bool = True) -> str:
     """The comparison of two models under the current filters and rating method (the
     values of :func:`board_outputs` after the service), for the page."""
     if not a or not b:
         return "Pick two models."
-    summary, result = _board(service, *values)
+    summary, result = _board(service, *values, flips=flips)
     if result is None or result.ratings is None:
         return summary
     try:
@@ -425,7 +425,7 @@ def render(store, full: bool | None = None):
         compare = gr.Button("Compare", size="sm")
     comparison = gr.Markdown()
     compare.click(
-        lambda a, b, *values: compare_text(service, a, b, *values),
+        lambda a, b, *values: compare_text(service, a, b, *values, flips=bool(full)),
         [model_a, model_b, *inputs],
         comparison,
         api_visibility="private",

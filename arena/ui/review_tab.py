@@ -20,7 +20,7 @@ from arena.reports.frames import filter_options
 from arena.stats.failures import NO_FAILURE
 from arena.storage.errors import StoreError
 from arena.ui import failure_section
-from arena.ui.filter_row import ALL, prompt_widgets
+from arena.ui.filter_row import ALL, change_triggers, prompt_widgets
 from arena.ui.review_images import ImageHandles
 
 TITLE = "Review"
@@ -277,8 +277,10 @@ def _blind(store, handles):
     start.click(sample, [size, seed], [*outputs, number], api_visibility="private")
 
 
-def render(store):
-    """The tab; returns the failure-rate refresh (fn, inputs, outputs) for when it opens."""
+def render(store, held_out: bool = False):
+    """The tab; returns the failure-rate refresh (fn, inputs, outputs) for when it opens.
+    ``held_out`` (the Admin app): the failure rates' held-out sets filter; reviewers do
+    not get it (which prompt sets are held out is the operators')."""
     handles = ImageHandles.of(store)
     gr.Markdown(INTRO)
     with gr.Tab("By prompt"):
@@ -289,7 +291,7 @@ def render(store):
         _blind(store, ImageHandles.of(store, blind=True))
     with gr.Tab("Failure rates") as rates_tab:
         with gr.Row():
-            prompts = prompt_widgets(filter_options(store))
+            prompts = prompt_widgets(filter_options(store), held_out)
         note = gr.Markdown()
         summary = gr.Dataframe(interactive=False, label="Failure rates per model", wrap=True)
         by_mode = gr.Dataframe(interactive=False, label="By failure mode", wrap=True)
@@ -298,6 +300,6 @@ def render(store):
         def rates(*values):
             return failure_section.rates_outputs(store, *values)
 
-        for trigger in (*(w.change for w in prompts), rates_tab.select):
+        for trigger in (*change_triggers(prompts), rates_tab.select):
             trigger(rates, prompts, rate_outputs, api_visibility="private")
     return draw, inputs, outputs

@@ -340,6 +340,21 @@ def _top(counts: np.ndarray, keep: int) -> np.ndarray:
     return np.asarray(sorted(top[:keep]), dtype=np.int64)
 
 
+#: Above this many (slice, prompt) cells the distinct count sorts instead of tabulating.
+MAX_PRESENCE_CELLS = 20_000_000
+
+
+def _distinct(codes: np.ndarray, cluster: np.ndarray, n_labels: int, n_clusters: int):
+    """Per slice, the number of distinct clusters among (code, cluster) rows: a presence
+    table when small (fast), a sort when slices x prompts would not fit."""
+    if n_labels * max(n_clusters, 1) <= MAX_PRESENCE_CELLS:
+        seen = np.zeros((n_labels, max(n_clusters, 1)), dtype=bool)
+        seen[codes, cluster] = True
+        return seen.sum(axis=1)
+    cells = np.unique(codes * max(n_clusters, 1) + cluster)
+    return np.bincount(cells // max(n_clusters, 1), minlength=n_labels)
+
+
 def _slice_sums(
     x: Inputs, table: SumTable, slice_credits: dict, max_pair_slices: int, max_tag_slices: int
 ) -> list:
@@ -378,9 +393,16 @@ def _slice_sums(
             cs = table.add(x.cluster[ok], credit[ok], codes[ok], len(labels))
             ns = table.add(x.cluster[ok], counted[ok].astype(np.float64), codes[ok], len(labels))
             used = ok & counted  # distinct prompts with a counted vote, per slice
-            seen = np.zeros((len(labels), max(x.n_clusters, 1)), dtype=bool)
-            seen[codes[used], x.cluster[used]] = True
-            rows.append((name, kind, labels, cs, ns, seen.sum(axis=1)))
+            rows.append(
+                (
+                    name,
+                    kind,
+                    labels,
+                    cs,
+                    ns,
+                    _distinct(codes[used], x.cluster[used], len(labels), x.n_clusters),
+                )
+            )
         if tag_labels:
             ok = tag_codes >= 0
             cluster, codes = x.tag_cluster[ok], tag_codes[ok]
