@@ -454,6 +454,7 @@ def test_prompt_tags_are_split_matched_and_ranked_as_stored():
 
     stored = pd.Series(["Writing & Symbols", " counting ,spatial,", None, "", "spatial, spatial"])
     assert split_tags(stored[1]) == ["counting", "spatial"] and split_tags(None) == []
+    assert split_tags(pd.NA) == [] and split_tags(np.float32("nan")) == []  # not "<NA>"
     assert has_tag(stored, "spatial").tolist() == [False, True, False, False, True]
     assert has_tag(stored, "Writing").tolist() == [False] * 5  # a whole tag, not a part
     assert known_tags(stored) == ["Writing & Symbols", "counting", "spatial"]
