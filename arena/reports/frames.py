@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from arena.stats.common_set import CommonSet, common_set
-from arena.stats.prompt_tags import has_tag, known_tags
+from arena.stats.prompt_tags import has_tag, known_tags, tag_counts
 from arena.storage.vocabulary import DEFAULT_RATER_KINDS, RATER_KINDS
 
 #: What the held-out filter can keep: only the held-out sets' prompts, or all but them.
@@ -181,8 +181,9 @@ class Filters:
             return f"prompt_set={self.prompt_set}"
         return ""
 
-    def describe(self) -> str:
-        category, prompt_set, rater_kind, start, stop, rater_group, held_out, tag = self.key()
+    def prompt_parts(self) -> list[str]:
+        """The prompt filters in words (what a report over images, not votes, follows)."""
+        category, prompt_set, held_out, tag = self.prompt_key()
         parts = [
             f"category {category}" if category else "",
             f"prompt set {prompt_set}" if prompt_set else "",
@@ -190,6 +191,13 @@ class Filters:
             {"only": "held-out prompt sets only", "exclude": "held-out prompt sets left out"}.get(
                 held_out or "", ""
             ),
+        ]
+        return [p for p in parts if p]
+
+    def describe(self) -> str:
+        _c, _p, rater_kind, start, stop, rater_group, _h, _t = self.key()
+        parts = [
+            *self.prompt_parts(),
             f"{rater_kind} raters" if rater_kind else "",
             f"rater group {rater_group}" if rater_group else "",
             f"since {start:%Y-%m-%d %H:%M}" if start else "",
@@ -209,11 +217,12 @@ def filter_options(store) -> dict[str, list[str]]:
     CLI checks against); ``tag_choices``: the dropdown's :data:`MAX_TAG_CHOICES`."""
     prompts = store.prompts_frame()
     groups = store.raters_frame()["rater_group"].dropna().unique()
+    tags = tag_counts(prompts["tags"])
     return {
         "category": sorted(c for c in prompts["category"].dropna().unique() if c),
         "prompt_set": sorted(prompts["prompt_set"].dropna().unique()),
-        "tag": known_tags(prompts["tags"]),
-        "tag_choices": known_tags(prompts["tags"], MAX_TAG_CHOICES),
+        "tag": known_tags(tags),
+        "tag_choices": known_tags(tags, MAX_TAG_CHOICES),
         "rater_kind": list(RATER_KINDS),
         "rater_group": sorted(str(g) for g in groups if g),
     }

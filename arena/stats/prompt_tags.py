@@ -33,13 +33,20 @@ def has_tag(tags: pd.Series, tag: str) -> np.ndarray:
     return np.fromiter((wanted in split_tags(s) for s in tags), dtype=bool, count=len(tags))
 
 
-def known_tags(tags: Iterable[str | None], most_common: int | None = None) -> list[str]:
-    """Every distinct label, sorted; with ``most_common``, only that many of the labels
-    the most prompts carry (ties: alphabetical), still sorted."""
+def tag_counts(tags: Iterable[str | None]) -> dict[str, int]:
+    """Per distinct label, the number of tag strings (prompts) carrying it."""
     counts: dict[str, int] = {}
     for s in tags:
         for t in dict.fromkeys(split_tags(s)):
             counts[t] = counts.get(t, 0) + 1
+    return counts
+
+
+def known_tags(tags, most_common: int | None = None) -> list[str]:
+    """Every distinct label of ``tags`` (tag strings, or :func:`tag_counts` of them),
+    sorted; with ``most_common``, only that many of the labels the most prompts carry
+    (ties: alphabetical), still sorted."""
+    counts = tags if isinstance(tags, dict) else tag_counts(tags)
     if most_common is not None:
         ranked = sorted(counts, key=lambda t: (-counts[t], t))[:most_common]
         return sorted(ranked)

@@ -18,15 +18,7 @@ from arena.ui.filter_row import FIELDS, PROMPT_FIELDS, filters_of, named
 
 def scope(filters) -> str:
     """The images failure rates are over, in words (they follow the prompt filters only)."""
-    parts = [
-        f"category {filters.category}" if filters.category else "",
-        f"prompt set {filters.prompt_set}" if filters.prompt_set else "",
-        f"prompt tag {filters.tag}" if filters.tag else "",
-        {"only": "held-out prompt sets", "exclude": "prompt sets not held out"}.get(
-            filters.held_out or "", ""
-        ),
-    ]
-    return "the images of " + (", ".join(p for p in parts if p) or "every prompt")
+    return "the images of " + (", ".join(filters.prompt_parts()) or "every prompt")
 
 
 def rates_outputs(store, *prompt_values, **given):

@@ -371,11 +371,6 @@ def _slice_sums(
     pair_index[top_pairs] = np.arange(len(top_pairs))
     pair_slice = pair_index[pair_code] if len(x.outcome) else np.zeros(0, np.int64)
     pair_labels = [f"{x.models[p // n_models]} vs {x.models[p % n_models]}" for p in top_pairs]
-    per_vote = [
-        ("category", x.category, x.categories),
-        ("tag count", x.tag_bin, x.tag_labels),
-        ("model pair", pair_slice, pair_labels),
-    ]
     # Tags overlap (a vote counts under each tag of its prompt): summed per prompt cluster.
     votes_of = np.bincount(x.cluster, minlength=x.n_clusters)
     tag_votes = np.bincount(x.tag_code, votes_of[x.tag_cluster], minlength=len(x.tag_names))
@@ -384,37 +379,42 @@ def _slice_sums(
     tag_index[top_tags] = np.arange(top_tags.size)
     tag_codes = tag_index[x.tag_code]
     tag_labels = [x.tag_names[t] for t in top_tags]
+
+    def vote_row(name, credit, counted, kind, codes, labels):
+        ok = codes >= 0
+        cs = table.add(x.cluster[ok], credit[ok], codes[ok], len(labels))
+        ns = table.add(x.cluster[ok], counted[ok].astype(np.float64), codes[ok], len(labels))
+        used = ok & counted  # distinct prompts with a counted vote, per slice
+        prompts = _distinct(codes[used], x.cluster[used], len(labels), x.n_clusters)
+        return name, kind, labels, cs, ns, prompts
+
+    def tag_row(name, credit, counted):
+        ok = tag_codes >= 0
+        cluster, codes = x.tag_cluster[ok], tag_codes[ok]
+        credit_of = np.bincount(x.cluster, credit, minlength=x.n_clusters)
+        count_of = np.bincount(x.cluster, counted.astype(np.float64), minlength=x.n_clusters)
+        cs = table.add(cluster, credit_of[cluster], codes, len(tag_labels))
+        ns = table.add(cluster, count_of[cluster], codes, len(tag_labels))
+        prompts = np.bincount(codes[count_of[cluster] > 0], minlength=len(tag_labels))
+        return name, "tag", tag_labels, cs, ns, prompts
+
+    kinds = {  # kind -> (each vote's slice code, labels); tags are summed per prompt
+        "category": (x.category, x.categories),
+        "tag": (None, tag_labels),
+        "tag count": (x.tag_bin, x.tag_labels),
+        "model pair": (pair_slice, pair_labels),
+    }
     rows = []
     for name, (credit, counted) in slice_credits.items():
-        for kind, codes, labels in per_vote:
+        for kind in SLICE_KINDS:  # the pages' order
+            codes, labels = kinds[kind]
             if not labels:
                 continue
-            ok = codes >= 0
-            cs = table.add(x.cluster[ok], credit[ok], codes[ok], len(labels))
-            ns = table.add(x.cluster[ok], counted[ok].astype(np.float64), codes[ok], len(labels))
-            used = ok & counted  # distinct prompts with a counted vote, per slice
-            rows.append(
-                (
-                    name,
-                    kind,
-                    labels,
-                    cs,
-                    ns,
-                    _distinct(codes[used], x.cluster[used], len(labels), x.n_clusters),
-                )
-            )
-        if tag_labels:
-            ok = tag_codes >= 0
-            cluster, codes = x.tag_cluster[ok], tag_codes[ok]
-            credit_of = np.bincount(x.cluster, credit, minlength=x.n_clusters)
-            count_of = np.bincount(x.cluster, counted.astype(np.float64), minlength=x.n_clusters)
-            cs = table.add(cluster, credit_of[cluster], codes, len(tag_labels))
-            ns = table.add(cluster, count_of[cluster], codes, len(tag_labels))
-            prompts = np.bincount(codes[count_of[cluster] > 0], minlength=len(tag_labels))
-            rows.append((name, "tag", tag_labels, cs, ns, prompts))
-    metric = {name: k for k, name in enumerate(slice_credits)}
-    kind = {name: k for k, name in enumerate(SLICE_KINDS)}
-    return sorted(rows, key=lambda r: (metric[r[0]], kind[r[1]]))
+            if kind == "tag":
+                rows.append(tag_row(name, credit, counted))
+            else:
+                rows.append(vote_row(name, credit, counted, kind, codes, labels))
+    return rows
 
 
 def _slice_table(rows, totals, boot, level) -> pd.DataFrame:
